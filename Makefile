@@ -1,0 +1,39 @@
+# firstboot — see README.md. Every target works on a machine set up by scripts/provision.sh.
+GO        ?= go
+BIN       := bin/firstboot
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+FUZZTIME  ?= 5s
+
+.PHONY: build test unit fuzz bench demo lint provision clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/firstboot
+
+# The README's test command: lint, every test with the race detector (these include
+# the real-VM and real-client tests, so run as root after provisioning), then each
+# fuzz target briefly.
+test: lint unit fuzz
+
+unit:
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
+
+bench: build
+	scripts/bench.sh
+
+demo: build
+	scripts/demo.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+provision:
+	sudo scripts/provision.sh
+
+clean:
+	rm -rf bin
