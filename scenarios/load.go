@@ -1,0 +1,199 @@
+package scenarios
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Defaults applied to fields a scenario leaves out.
+const (
+	DefaultCPUs          = 1
+	DefaultMemory        = Size(512 << 20)
+	DefaultWindow        = 10 * time.Minute
+	DefaultKeyInterval   = 100 * time.Millisecond
+	DefaultActionTimeout = 5 * time.Minute
+)
+
+// Load reads and checks a scenario file. Every mistake found is reported, each
+// as file:line:col with what was expected (errors.Join of *PosError).
+func Load(path string) (*Scenario, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading scenario: %w", err)
+	}
+	return Parse(path, data)
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// Parse checks a scenario given as bytes; name is used in error messages and to
+// resolve relative image paths.
+func Parse(name string, data []byte) (*Scenario, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			return nil, &PosError{File: name, Line: line, Col: 1, Msg: "not valid YAML: " + m[2]}
+		}
+		if err.Error() == "EOF" {
+			return nil, &PosError{File: name, Line: 1, Col: 1, Msg: errNoDocument.Error()}
+		}
+		return nil, fmt.Errorf("%s: not valid YAML: %w", name, err)
+	}
+	if len(root.Content) == 0 {
+		return nil, &PosError{File: name, Line: 1, Col: 1, Msg: errNoDocument.Error()}
+	}
+	d := &decoder{file: name}
+	s := &Scenario{}
+	d.decode(root.Content[0], reflect.ValueOf(s).Elem(), "")
+	if len(d.errs) == 0 {
+		d.check(s, root.Content[0])
+	}
+	if len(d.errs) > 0 {
+		return nil, errors.Join(d.errs...)
+	}
+	sum := sha256.Sum256(data)
+	s.File, s.SHA256 = name, hex.EncodeToString(sum[:])
+	s.applyDefaults()
+	return s, nil
+}
+
+// check finds mistakes that span several fields.
+func (d *decoder) check(s *Scenario, top *yaml.Node) {
+	at := func(key string) *yaml.Node { return findKey(top, key) }
+	if !regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`).MatchString(s.Name) {
+		d.fail(at("name"), "name %q: use lower-case letters, digits, '.', '_' and '-' (it becomes part of the run id)", s.Name)
+	}
+	img := s.Image
+	switch {
+	case img.Builtin != "" && (img.Kind != "" || img.Path != ""):
+		d.fail(at("image"), "image: give either builtin or kind+path, not both")
+	case img.Builtin == "" && img.Kind == "":
+		d.fail(at("image"), "image: give builtin (testguest, debian-12, debian-13) or kind (disk, iso, kernel)")
+	case img.Kind == "kernel" && img.Kernel == "":
+		d.fail(at("image"), "image: kind kernel needs kernel (and usually initrd, cmdline)")
+	case (img.Kind == "disk" || img.Kind == "iso") && img.Path == "":
+		d.fail(at("image"), "image: kind %s needs path", img.Kind)
+	}
+	if img.SHA256 != "" && !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(img.SHA256) {
+		d.fail(at("image"), "image.sha256: expected 64 lower-case hex digits")
+	}
+	switch s.Network.Mode {
+	case "bridged":
+		if s.Network.Bridge == "" {
+			d.fail(at("network"), "network: bridged mode needs bridge (a host bridge with an uplink, e.g. br0)")
+		}
+	default:
+		if s.Network.Bridge != "" {
+			d.fail(at("network"), "network: bridge is only for mode bridged")
+		}
+	}
+	media := map[string]bool{}
+	for _, m := range img.Media {
+		media[m.Name] = true
+	}
+	steps := map[string]bool{}
+	starts := 0
+	stepsNode := at("steps")
+	for i, st := range s.Steps {
+		n := stepsNode
+		if stepsNode != nil && i < len(stepsNode.Content) {
+			n = stepsNode.Content[i]
+		}
+		if steps[st.Name] {
+			d.fail(n, "step %q: the name is used twice", st.Name)
+		}
+		steps[st.Name] = true
+		if st.Name == "before" || st.Name == "after" {
+			d.fail(n, "step %q: the name is reserved for traffic outside the steps", st.Name)
+		}
+		for _, a := range st.Actions {
+			pos := &yaml.Node{Line: a.Line, Column: a.Col}
+			switch a.Kind {
+			case "start":
+				starts++
+			case "insert", "eject":
+				if !media[a.Media.Name] {
+					d.fail(pos, "%s: no media named %q in image.media", a.Kind, a.Media.Name)
+				}
+			case "mark", "wait":
+			default:
+				if starts == 0 {
+					d.fail(pos, "%s before start: the machine is not running yet (add `- start` first)", a.Kind)
+				}
+			}
+		}
+	}
+	if starts != 1 {
+		d.fail(stepsNode, "steps: the machine must be started exactly once with `- start` (found %d)", starts)
+	}
+	for _, e := range s.Expect {
+		if e.Step != "" && !steps[e.Step] {
+			d.fail(at("expect"), "expect: step %q is not a step of this scenario", e.Step)
+		}
+	}
+}
+
+func findKey(m *yaml.Node, key string) *yaml.Node {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i]
+		}
+	}
+	return m
+}
+
+func (s *Scenario) applyDefaults() {
+	if s.Machine.CPUs == 0 {
+		s.Machine.CPUs = DefaultCPUs
+	}
+	if s.Machine.Memory == 0 {
+		s.Machine.Memory = DefaultMemory
+	}
+	if s.Machine.Firmware == "" {
+		s.Machine.Firmware = "bios"
+	}
+	if s.Machine.NIC == "" {
+		s.Machine.NIC = "virtio"
+	}
+	if s.Machine.DiskBus == "" {
+		s.Machine.DiskBus = "virtio"
+	}
+	if s.Machine.Video == "" {
+		s.Machine.Video = "vga"
+	}
+	if s.Network.Mode == "" {
+		s.Network.Mode = "simulated"
+	}
+	if s.Capture.Window == 0 {
+		s.Capture.Window = Duration(DefaultWindow)
+	}
+	for i := range s.Steps {
+		for j := range s.Steps[i].Actions {
+			if k := s.Steps[i].Actions[j].Keys; k != nil && k.Interval == 0 {
+				k.Interval = Duration(DefaultKeyInterval)
+			}
+		}
+	}
+}
+
+// ResolvePath makes a path in the scenario relative to the scenario file's folder.
+func (s *Scenario) ResolvePath(p string) string {
+	if p == "" || filepath.IsAbs(p) || strings.Contains(p, "://") {
+		return p
+	}
+	return filepath.Join(filepath.Dir(s.File), p)
+}
