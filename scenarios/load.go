@@ -183,8 +183,12 @@ func (s *Scenario) applyDefaults() {
 	}
 	for i := range s.Steps {
 		for j := range s.Steps[i].Actions {
-			if k := s.Steps[i].Actions[j].Keys; k != nil && k.Interval == 0 {
-				k.Interval = Duration(DefaultKeyInterval)
+			a := &s.Steps[i].Actions[j]
+			if a.Keys != nil && a.Keys.Interval == 0 {
+				a.Keys.Interval = Duration(DefaultKeyInterval)
+			}
+			if a.WaitScreen != nil {
+				a.WaitScreen.Reference = s.ResolvePath(a.WaitScreen.Reference)
 			}
 		}
 	}

@@ -1,0 +1,212 @@
+// Package manifest is the versioned record of one run: what was booted, with
+// which tools, on which network, when each step began and ended on the
+// capture's clock, and how the capture went. It is written at the start of a
+// run and rewritten as the run goes, so an interrupted run still says what it
+// has and why it stopped.
+package manifest
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// SchemaVersion changes when a field changes meaning or disappears.
+const SchemaVersion = 1
+
+// FileName is the manifest's name inside a run directory.
+const FileName = "manifest.json"
+
+// Run statuses.
+const (
+	StatusRunning    = "running"    // the run has not finished (or the process died)
+	StatusComplete   = "complete"   // every step ran
+	StatusIncomplete = "incomplete" // interrupted or a step failed; the capture so far is kept
+)
+
+// Manifest describes one run directory.
+type Manifest struct {
+	SchemaVersion int    `json:"schema_version"`
+	RunID         string `json:"run_id"`
+	Status        string `json:"status"`
+	// Reason says why a run is incomplete (the failed step and its error, a signal, …).
+	Reason     string `json:"reason,omitempty"`
+	FailedStep string `json:"failed_step,omitempty"`
+
+	Scenario Scenario `json:"scenario"`
+	Image    Image    `json:"image"`
+	Tools    Tools    `json:"tools"`
+	Host     Host     `json:"host"`
+	Network  Network  `json:"network"`
+	Machine  Machine  `json:"machine"`
+	Capture  Capture  `json:"capture"`
+	// Timeline lists the run's setup phases, scenario steps, actions and marks in
+	// order, timestamped on the host clock that also stamps the capture.
+	Timeline []Entry `json:"timeline"`
+	// Files lists the artifacts in the run directory, relative to it.
+	Files []string `json:"files,omitempty"`
+}
+
+// Scenario identifies the scenario file.
+type Scenario struct {
+	Name   string `json:"name"`
+	File   string `json:"file"`
+	SHA256 string `json:"sha256"`
+	OS     OS     `json:"os"`
+	// FirstParty is the vendor's domains, as the scenario gives them.
+	FirstParty []string `json:"first_party,omitempty"`
+}
+
+// OS names the system under study.
+type OS struct {
+	Family  string `json:"family,omitempty"`
+	Product string `json:"product,omitempty"`
+	Release string `json:"release,omitempty"`
+	Build   string `json:"build,omitempty"`
+}
+
+// Image records what was booted.
+type Image struct {
+	Kind   string   `json:"kind"` // kernel, disk, iso
+	Name   string   `json:"name,omitempty"`
+	Files  []string `json:"files"`
+	SHA256 []string `json:"sha256"` // one per file, same order
+}
+
+// Tools records versions that can change results.
+type Tools struct {
+	Firstboot   string `json:"firstboot"`
+	Libvirt     string `json:"libvirt,omitempty"`
+	QEMU        string `json:"qemu,omitempty"`
+	Accelerator string `json:"accelerator,omitempty"` // kvm or tcg
+}
+
+// Host describes the lab host.
+type Host struct {
+	Kernel string `json:"kernel,omitempty"`
+	CPUs   int    `json:"cpus,omitempty"`
+	Arch   string `json:"arch,omitempty"`
+}
+
+// Network records the lab network.
+type Network struct {
+	Mode    string `json:"mode"` // simulated or bridged
+	Name    string `json:"name,omitempty"`
+	Bridge  string `json:"bridge,omitempty"`
+	Subnet  string `json:"subnet,omitempty"`
+	Gateway string `json:"gateway,omitempty"` // also the responders' address in simulated mode
+}
+
+// Machine records the studied machine.
+type Machine struct {
+	Name      string `json:"name"`
+	MAC       string `json:"mac,omitempty"`
+	IP        string `json:"ip,omitempty"`
+	CPUs      int    `json:"cpus"`
+	MemoryMiB int    `json:"memory_mib"`
+	Firmware  string `json:"firmware"`
+}
+
+// Capture records the packet capture.
+type Capture struct {
+	File      string    `json:"file"`
+	Interface string    `json:"interface,omitempty"`
+	Start     time.Time `json:"start"`
+	End       time.Time `json:"end,omitempty"`
+	Packets   uint64    `json:"packets"`
+	// Drops is what the kernel reported dropping (PACKET_STATISTICS); 0 means every packet is in the file.
+	Drops uint64 `json:"drops"`
+	// StoppedBy says what ended the capture: machine-stopped, window, steps-done, interrupted, error.
+	StoppedBy string `json:"stopped_by,omitempty"`
+}
+
+// Entry kinds in the timeline.
+const (
+	KindSetup  = "setup"
+	KindStep   = "step"
+	KindAction = "action"
+	KindMark   = "mark"
+)
+
+// Entry is one timeline record.
+type Entry struct {
+	Name      string    `json:"name"`
+	Kind      string    `json:"kind"`
+	Step      string    `json:"step,omitempty"` // the scenario step an action or mark belongs to
+	Start     time.Time `json:"start"`
+	End       time.Time `json:"end,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	Artifacts []string  `json:"artifacts,omitempty"`
+}
+
+// Step is a scenario step's span, as the analyzer segments by it.
+type Step struct {
+	Name       string
+	Start, End time.Time
+}
+
+// Steps returns the scenario steps of the timeline in order.
+func (m *Manifest) Steps() []Step {
+	var out []Step
+	for _, e := range m.Timeline {
+		if e.Kind == KindStep {
+			out = append(out, Step{Name: e.Name, Start: e.Start, End: e.End})
+		}
+	}
+	return out
+}
+
+// Write stores the manifest in dir atomically (write to a temporary file, then
+// rename), so a crash never leaves a half-written manifest.
+func Write(dir string, m *Manifest) error {
+	m.SchemaVersion = SchemaVersion
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return fmt.Errorf("manifest: encoding: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".manifest-*.json")
+	if err != nil {
+		return fmt.Errorf("manifest: writing in %s: %w", dir, err)
+	}
+	_, werr := tmp.Write(append(data, '\n'))
+	cerr := tmp.Close()
+	if werr != nil || cerr != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("manifest: writing %s: %w", tmp.Name(), firstErr(werr, cerr))
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, FileName)); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("manifest: %w", err)
+	}
+	return nil
+}
+
+// Read loads a manifest from a run directory or a manifest file path.
+func Read(path string) (*Manifest, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, FileName)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("manifest: %s is not a firstboot manifest: %w", path, err)
+	}
+	if m.SchemaVersion == 0 || m.SchemaVersion > SchemaVersion {
+		return nil, fmt.Errorf("manifest: %s has schema_version %d; this firstboot reads up to %d (upgrade firstboot)", path, m.SchemaVersion, SchemaVersion)
+	}
+	return &m, nil
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
