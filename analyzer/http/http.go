@@ -2,13 +2,24 @@
 // stream, and recognises OCSP requests.
 package http
 
-import "errors"
-
-// ErrNotImplemented marks a stub awaiting its implementation.
-var ErrNotImplemented = errors.New("http: not implemented")
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
 
 // ErrIncomplete means the head has not ended yet in the bytes given.
 var ErrIncomplete = errors.New("http: incomplete head")
+
+// ErrMalformed means the bytes are not an HTTP/1.x head.
+var ErrMalformed = errors.New("http: malformed head")
+
+// MaxHeadLen bounds the head size the parsers accept: a head that has not
+// ended within this many bytes is malformed rather than incomplete, so a
+// caller never buffers without limit.
+const MaxHeadLen = 64 << 10
 
 // Request is one request head.
 type Request struct {
@@ -32,17 +43,272 @@ type Response struct {
 	Chunked       bool
 }
 
+// headEnd returns the length of the head (through the blank line) at the
+// start of b. Bare LF line endings are accepted, as real servers and clients
+// (and Zeek) do.
+func headEnd(b []byte) (int, error) {
+	scan := b
+	if len(scan) > MaxHeadLen {
+		scan = scan[:MaxHeadLen]
+	}
+	for i := bytes.IndexByte(scan, '\n'); i >= 0 && i < len(scan); {
+		switch {
+		case i+1 < len(scan) && scan[i+1] == '\n':
+			return i + 2, nil
+		case i+2 < len(scan) && scan[i+1] == '\r' && scan[i+2] == '\n':
+			return i + 3, nil
+		}
+		j := bytes.IndexByte(scan[i+1:], '\n')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	if len(b) >= MaxHeadLen {
+		return 0, fmt.Errorf("no end of head within %d bytes: %w", MaxHeadLen, ErrMalformed)
+	}
+	return 0, ErrIncomplete
+}
+
+// lines iterates over the lines of a head, without their line ending.
+type lines struct{ b []byte }
+
+func (l *lines) next() ([]byte, bool) {
+	if len(l.b) == 0 {
+		return nil, false
+	}
+	i := bytes.IndexByte(l.b, '\n')
+	var line []byte
+	if i < 0 {
+		line, l.b = l.b, nil
+	} else {
+		line, l.b = l.b[:i], l.b[i+1:]
+	}
+	return bytes.TrimSuffix(line, []byte{'\r'}), true
+}
+
+// fields holds the headers both heads share.
+type fields struct {
+	host, userAgent, contentType string
+	contentLength                int64
+	chunked                      bool
+}
+
+// headers reads header lines until the blank line. Names are compared
+// case-insensitively; the first Host/User-Agent/Content-Type wins, a bad or
+// conflicting Content-Length is -1 (unknown).
+func headers(l *lines) fields {
+	f := fields{contentLength: -1}
+	clSeen := false
+	for {
+		line, ok := l.next()
+		if !ok || len(line) == 0 {
+			return f
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			continue // obsolete folding or garbage: skip, as browsers do
+		}
+		name := line[:colon]
+		value := string(bytes.TrimSpace(line[colon+1:]))
+		switch {
+		case asciiEqualFold(name, "host"):
+			if f.host == "" {
+				f.host = normalizeHost(value)
+			}
+		case asciiEqualFold(name, "user-agent"):
+			if f.userAgent == "" {
+				f.userAgent = value
+			}
+		case asciiEqualFold(name, "content-type"):
+			if f.contentType == "" {
+				f.contentType = value
+			}
+		case asciiEqualFold(name, "content-length"):
+			n, err := strconv.ParseInt(value, 10, 64)
+			switch {
+			case err != nil || n < 0 || (clSeen && n != f.contentLength):
+				f.contentLength = -1
+			case !clSeen:
+				f.contentLength = n
+			}
+			clSeen = true
+		case asciiEqualFold(name, "transfer-encoding"):
+			// chunked must be the last coding (RFC 9112 section 6.1).
+			codings := strings.Split(value, ",")
+			last := strings.TrimSpace(codings[len(codings)-1])
+			if strings.EqualFold(last, "chunked") {
+				f.chunked = true
+			}
+		}
+	}
+}
+
+func asciiEqualFold(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// normalizeHost lower-cases the host and removes a port and IPv6 brackets.
+func normalizeHost(h string) string {
+	h = strings.ToLower(h)
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			return h[1:i]
+		}
+		return h
+	}
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.Count(h, ":") == 1 {
+		return h[:i]
+	}
+	return strings.TrimSuffix(h, ".")
+}
+
 // ParseRequest parses a request head at the start of b and returns it with the
 // number of head bytes consumed (through the blank line).
-func ParseRequest(b []byte) (*Request, int, error) { return nil, 0, ErrNotImplemented }
+func ParseRequest(b []byte) (*Request, int, error) {
+	n, err := headEnd(b)
+	if err != nil {
+		return nil, 0, err
+	}
+	l := lines{b: b[:n]}
+	first, _ := l.next()
+	// request-line = method SP request-target SP HTTP-version
+	sp1 := bytes.IndexByte(first, ' ')
+	sp2 := bytes.LastIndexByte(first, ' ')
+	if sp1 <= 0 || sp2 <= sp1+1 {
+		return nil, 0, fmt.Errorf("request line %q: %w", clip(first), ErrMalformed)
+	}
+	method := first[:sp1]
+	if !isToken(method) {
+		return nil, 0, fmt.Errorf("request method %q: %w", clip(method), ErrMalformed)
+	}
+	version, ok := httpVersion(first[sp2+1:])
+	if !ok {
+		return nil, 0, fmt.Errorf("request version %q: %w", clip(first[sp2+1:]), ErrMalformed)
+	}
+	f := headers(&l)
+	return &Request{
+		Method:        string(method),
+		URI:           string(bytes.TrimSpace(first[sp1+1 : sp2])),
+		Version:       version,
+		Host:          f.host,
+		UserAgent:     f.userAgent,
+		ContentType:   f.contentType,
+		ContentLength: f.contentLength,
+		Chunked:       f.chunked,
+	}, n, nil
+}
 
 // ParseResponse parses a response head at the start of b.
-func ParseResponse(b []byte) (*Response, int, error) { return nil, 0, ErrNotImplemented }
+func ParseResponse(b []byte) (*Response, int, error) {
+	if len(b) >= 5 && !bytes.HasPrefix(b, []byte("HTTP/")) {
+		return nil, 0, fmt.Errorf("status line %q: %w", clip(b[:5]), ErrMalformed)
+	}
+	n, err := headEnd(b)
+	if err != nil {
+		return nil, 0, err
+	}
+	l := lines{b: b[:n]}
+	first, _ := l.next()
+	// status-line = HTTP-version SP status-code SP [ reason-phrase ]
+	sp := bytes.IndexByte(first, ' ')
+	if sp < 0 {
+		return nil, 0, fmt.Errorf("status line %q: %w", clip(first), ErrMalformed)
+	}
+	version, ok := httpVersion(first[:sp])
+	if !ok {
+		return nil, 0, fmt.Errorf("status line %q: %w", clip(first), ErrMalformed)
+	}
+	rest := first[sp+1:]
+	if len(rest) < 3 || !isDigits(rest[:3]) || (len(rest) > 3 && rest[3] != ' ') {
+		return nil, 0, fmt.Errorf("status code in %q: %w", clip(first), ErrMalformed)
+	}
+	status := int(rest[0]-'0')*100 + int(rest[1]-'0')*10 + int(rest[2]-'0')
+	reason := ""
+	if len(rest) > 4 {
+		reason = string(rest[4:])
+	}
+	f := headers(&l)
+	return &Response{
+		Version:       version,
+		Status:        status,
+		Reason:        reason,
+		ContentType:   f.contentType,
+		ContentLength: f.contentLength,
+		Chunked:       f.chunked,
+	}, n, nil
+}
 
-// IsOCSP reports whether the request is an OCSP request: a POST with content type
-// application/ocsp-request, or a GET whose last path segment is a base64 DER OCSPRequest.
-func IsOCSP(r *Request) bool { return false }
+// httpVersion accepts "HTTP/d.d" and returns "d.d".
+func httpVersion(b []byte) (string, bool) {
+	if len(b) != 8 || !bytes.HasPrefix(b, []byte("HTTP/")) || b[6] != '.' ||
+		b[5] < '0' || b[5] > '9' || b[7] < '0' || b[7] > '9' {
+		return "", false
+	}
+	switch string(b[5:]) { // common versions without allocating
+	case "1.1":
+		return "1.1", true
+	case "1.0":
+		return "1.0", true
+	}
+	return string(b[5:]), true
+}
+
+func isDigits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isToken reports whether b is an RFC 9110 token.
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func clip(b []byte) string {
+	if len(b) > 40 {
+		b = b[:40]
+	}
+	return string(b)
+}
+
+// methods are the request methods LooksLikeRequest knows (RFC 9110, WebDAV,
+// and the ones seen from OS update agents).
+var methods = []string{
+	"GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+	"PATCH", "PROPFIND", "PROPPATCH", "MKCOL", "COPY", "MOVE", "LOCK",
+	"UNLOCK", "SEARCH", "REPORT", "SUBSCRIBE", "NOTIFY", "M-SEARCH", "BPROPFIND",
+}
 
 // LooksLikeRequest reports whether b starts like an HTTP request line (a known
 // method followed by a space), so a flow on any port can be recognised.
-func LooksLikeRequest(b []byte) bool { return false }
+func LooksLikeRequest(b []byte) bool {
+	for _, m := range methods {
+		if len(b) > len(m) && b[len(m)] == ' ' && string(b[:len(m)]) == m {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,132 @@
+package ntp
+
+import (
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+)
+
+// tsharkTime parses tshark's rendering of an NTP timestamp ("NULL" for zero).
+func tsharkTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	if s == "NULL" || s == "" {
+		return time.Time{}
+	}
+	v, err := time.Parse("Jan _2, 2006 15:04:05.999999999 MST", s)
+	if err != nil {
+		t.Fatalf("tshark time %q: %v", s, err)
+	}
+	return v
+}
+
+// era1 is the length of an NTP era: tshark maps timestamps whose top bit is
+// clear to era 1 (2036-2104, RFC 4330 section 3); Parse uses era 0.
+const era1 = time.Duration(1<<32) * time.Second
+
+// TestRealNTP runs a chronyd server and a `chronyd -Q` client in a namespace
+// (the server with -x: it never touches the clock) and compares every packet
+// with tshark.
+func TestRealNTP(t *testing.T) {
+	needTool(t, "chronyd", "tshark", "tcpdump")
+	ns := newNetns(t)
+	conf := filepath.Join(ns.dir, "server.conf")
+	must(t, os.WriteFile(conf, []byte(strings.Join([]string{
+		"local stratum 3", "allow 127.0.0.0/8", "port 123", "cmdport 0",
+		"pidfile " + filepath.Join(ns.dir, "server.pid"),
+		"driftfile " + filepath.Join(ns.dir, "drift"), ""}, "\n")), 0o644))
+	stop := ns.capture("lo")
+	ns.start("chronyd", "-x", "-d", "-u", "root", "-f", conf)
+	// Wait until the server listens, then query it with a real client.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := ns.run(5*time.Second, "ss", "-Hlun", "sport = :123")
+		if strings.Contains(string(out), ":123") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("chronyd server does not listen on :123 after 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ns.mustRun("chronyd", "-Q", "-u", "root", "-f", "/dev/null", "-t", "10",
+		"server 127.0.0.1 iburst maxsamples 4 minpoll -6 maxpoll -6",
+		"pidfile "+filepath.Join(ns.dir, "client.pid"), "cmdport 0")
+	path := stop()
+
+	fields := []string{"ntp.flags.vn", "ntp.flags.mode", "ntp.stratum", "ntp.ppoll", "ntp.precision", "ntp.refid",
+		"ntp.reftime", "ntp.org", "ntp.rec", "ntp.xmt"}
+	ts := tsharkFields(t, path, "ntp", fields...)
+	modes := map[string]int{}
+	var seeds [][]byte
+	for _, f := range readPcap(t, path) {
+		u, ok := f.pkt.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		if !ok || (u.SrcPort != 123 && u.DstPort != 123) {
+			continue
+		}
+		seeds = append(seeds, u.Payload)
+		p, err := Parse(u.Payload)
+		if err != nil {
+			t.Errorf("frame %d: %v", f.num, err)
+			continue
+		}
+		modes[ModeName(p.Mode)]++
+		want, ok := ts[f.num]
+		if !ok {
+			t.Errorf("frame %d: tshark did not decode it as NTP", f.num)
+			continue
+		}
+		col := func(n string) string { return want[slices.Index(fields, n)] }
+		check := func(what, got, w string) {
+			if got != w {
+				t.Errorf("frame %d %s: got %q, tshark %q", f.num, what, got, w)
+			}
+		}
+		check("version", strconv.Itoa(int(p.Version)), col("ntp.flags.vn"))
+		check("mode", strconv.Itoa(int(p.Mode)), col("ntp.flags.mode"))
+		check("stratum", strconv.Itoa(int(p.Stratum)), col("ntp.stratum"))
+		check("poll", strconv.Itoa(int(uint8(p.Poll))), col("ntp.ppoll"))               // raw byte too
+		check("precision", strconv.Itoa(int(uint8(p.Precision))), col("ntp.precision")) // tshark shows the raw byte
+		// tshark prints the reference ID as hex bytes; render it our way.
+		id, err := hex.DecodeString(col("ntp.refid"))
+		if err != nil || len(id) != 4 {
+			t.Fatalf("frame %d: tshark refid %q", f.num, col("ntp.refid"))
+		}
+		check("refid", p.RefID, refID(p.Stratum, id))
+		if p.Stratum > 1 || p.Mode == 3 {
+			check("refid dotted", p.RefID, strconv.Itoa(int(id[0]))+"."+strconv.Itoa(int(id[1]))+"."+strconv.Itoa(int(id[2]))+"."+strconv.Itoa(int(id[3])))
+		}
+		for _, tc := range []struct {
+			name string
+			got  time.Time
+		}{{"ntp.reftime", p.RefTime}, {"ntp.org", p.OrigTime}, {"ntp.rec", p.RecvTime}, {"ntp.xmt", p.XmitTime}} {
+			w := tsharkTime(t, col(tc.name))
+			if !w.IsZero() && w.Year() >= 2036 && tc.got.Year() < 1968 {
+				w = w.Add(-era1) // documented difference: era 0 here, RFC 4330 era 1 in tshark
+			}
+			if d := tc.got.Sub(w); d < -time.Nanosecond || d > time.Nanosecond || tc.got.IsZero() != w.IsZero() {
+				t.Errorf("frame %d %s: got %v, tshark %v", f.num, tc.name, tc.got, w)
+			}
+		}
+		if p.Mode == 4 && (p.XmitTime.Before(time.Now().Add(-time.Hour)) || p.XmitTime.After(time.Now().Add(time.Hour))) {
+			t.Errorf("frame %d: server transmit time %v is not now", f.num, p.XmitTime)
+		}
+	}
+	saveCorpus(t, "FuzzNTP", seeds)
+	if modes["client"] < 1 || modes["server"] < 1 {
+		t.Errorf("captured modes %v, want client and server packets", modes)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
