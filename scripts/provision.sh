@@ -16,12 +16,14 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 pkgs=(
   # build
   make git ca-certificates gcc
+  # benchmarks (GNU time measures peak memory) and report rendering checks
+  time chromium
   # analyzer tests and benchmarks: independent readers and real clients
   tshark tcpdump p0f dnsutils curl openssl chrony iproute2 isc-dhcp-client
   # lab: libvirt + QEMU without systemd (see shared/LAB-FACTS.md); iptables must
   # be present before libvirtd starts, and the REDIRECT to the catch-all needs it too.
   iptables qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu
-  libvirt-clients dnsmasq-base
+  libvirt-clients dnsmasq-base ovmf
   # test guest and Debian images
   busybox-static cpio xz-utils zstd debootstrap
 )

@@ -60,6 +60,7 @@ func newRootCmd() *cobra.Command {
 		newDoctorCmd(a),
 		newImageCmd(a),
 		newScenarioCmd(a),
+		newReportCmd(a),
 	)
 	return root
 }

@@ -57,6 +57,7 @@ func typeName(t dnsmessage.Type) string {
 type dnsAnswerer struct {
 	a    netip.Addr // invalid when no A answer
 	aaaa netip.Addr // invalid when no AAAA answer
+	pool *namePool  // nil: every name answers a
 }
 
 // dnsQuestionInfo is what the log records about a query.
@@ -105,7 +106,10 @@ func (d *dnsAnswerer) answer(query []byte, maxSize int) ([]byte, dnsQuestionInfo
 	rh := dnsmessage.ResourceHeader{Name: q.Name, Type: q.Type, Class: q.Class, TTL: dnsTTL}
 	switch q.Type {
 	case dnsmessage.TypeA:
-		if d.a.IsValid() {
+		switch {
+		case d.pool != nil:
+			ans = append(ans, dnsmessage.Resource{Header: rh, Body: &dnsmessage.AResource{A: d.pool.addr(q.Name.String()).As4()}})
+		case d.a.IsValid():
 			ans = append(ans, dnsmessage.Resource{Header: rh, Body: &dnsmessage.AResource{A: d.a.As4()}})
 		}
 	case dnsmessage.TypeAAAA:
@@ -113,7 +117,15 @@ func (d *dnsAnswerer) answer(query []byte, maxSize int) ([]byte, dnsQuestionInfo
 			ans = append(ans, dnsmessage.Resource{Header: rh, Body: &dnsmessage.AAAAResource{AAAA: d.aaaa.As16()}})
 		}
 	case dnsmessage.TypePTR:
-		ans = append(ans, dnsmessage.Resource{Header: rh, Body: &dnsmessage.PTRResource{PTR: dnsmessage.MustNewName(PTRName)}})
+		ptr := dnsmessage.MustNewName(PTRName)
+		if d.pool != nil {
+			if name, ok := d.pool.reverse(q.Name.String()); ok {
+				if n, err := dnsmessage.NewName(name); err == nil {
+					ptr = n
+				}
+			}
+		}
+		ans = append(ans, dnsmessage.Resource{Header: rh, Body: &dnsmessage.PTRResource{PTR: ptr}})
 	}
 	out := build(resp, &q, ans, edns)
 	if maxSize > 0 && len(out) > maxSize { // cannot happen with one answer, but be exact

@@ -69,8 +69,15 @@ type Config struct {
 	Addr netip.Addr
 	// AAAA, when valid, is the IPv6 address DNS AAAA answers carry; without
 	// it AAAA queries get NOERROR with no answer, so guests use IPv4.
-	AAAA  netip.Addr
-	Ports Ports
+	AAAA netip.Addr
+	// NamePool, when valid, gives every name its own IPv4 address from this
+	// prefix (A answers, and PTR back to the name) instead of Addr. In a lab
+	// where one responder answers everything, distinct addresses per name keep
+	// the capture attributable: a connection to 198.18.3.7 shows which name the
+	// guest looked up, as on the real internet. The redirect rules send every
+	// address to the responders, so these need no route.
+	NamePool netip.Prefix
+	Ports    Ports
 	// CA signs the HTTPS and QUIC certificates; required unless both are Disabled.
 	CA *CA
 	// Log receives one JSON line per event; nil discards. Writes are
@@ -129,6 +136,12 @@ func Start(ctx context.Context, cfg Config) (*Responders, error) {
 	}
 	if cfg.Addr.Is4() || cfg.Addr.Is4In6() {
 		r.dns.a = cfg.Addr.Unmap()
+	}
+	if cfg.NamePool.IsValid() {
+		if !cfg.NamePool.Addr().Is4() || cfg.NamePool.Bits() > 24 {
+			return nil, fmt.Errorf("simnet: NamePool %s: want an IPv4 prefix of /24 or larger", cfg.NamePool)
+		}
+		r.dns.pool = newNamePool(cfg.NamePool.Masked())
 	}
 	if cfg.AAAA.IsValid() && cfg.AAAA.Is6() && !cfg.AAAA.Is4In6() {
 		r.dns.aaaa = cfg.AAAA

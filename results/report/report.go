@@ -1,0 +1,211 @@
+// Package report turns a run's analysis into a report a researcher can publish:
+// report.md (plain Markdown tables, pasteable into a blog post) and
+// report.html (one self-contained file: inline CSS, an SVG timeline drawn
+// here, screenshots embedded as data: URIs, nothing fetched from anywhere).
+//
+// Reports are deterministic: the same inputs give the same bytes. Times come
+// from the capture (offsets from its first packet), never from the wall clock.
+// Names, URIs and user agents come from untrusted traffic: the HTML goes
+// through html/template, the Markdown puts them in code spans.
+package report
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/firstboot/firstboot/results/expect"
+	"github.com/firstboot/firstboot/results/manifest"
+	"github.com/firstboot/firstboot/results/schema"
+)
+
+// File names inside a run directory.
+const (
+	AnalysisFile = "analysis.json"
+	MarkdownFile = "report.md"
+	HTMLFile     = "report.html"
+	ShotsDir     = "screenshots"
+)
+
+// Embedding limits: a report must stay a file one can mail and open. A
+// screenshot over a limit is linked (relative path) instead of embedded.
+const (
+	MaxShotBytes  = 4 << 20
+	MaxShotsBytes = 24 << 20
+)
+
+// Input is everything a report shows.
+type Input struct {
+	// Analysis is required.
+	Analysis *schema.Analysis
+	// Manifest describes the run; nil when the report is for a bare capture.
+	Manifest *manifest.Manifest
+	// Expectations are the scenario's checks, already evaluated; nil when the
+	// scenario has none (or is unknown). HasScenario says whether checks were looked for.
+	Expectations []expect.Result
+	HasScenario  bool
+	// Screenshots are shown with their step, in order.
+	Screenshots []Screenshot
+}
+
+// Screenshot is one PNG of the machine's screen.
+type Screenshot struct {
+	// Name is the screenshot's name (file name without .png).
+	Name string
+	// Path is the file's path relative to the run directory (for the Markdown link).
+	Path string
+	// Step is the scenario step it was taken in; "" when unknown.
+	Step string
+	// Data is the PNG file's content; nil when it was not read (too large).
+	Data []byte
+	// Size is the file's size in bytes.
+	Size int64
+}
+
+// Load reads a run directory's analysis.json, manifest.json (optional) and
+// screenshots. Screenshots are placed in the step the manifest's timeline
+// took them in; PNGs over the embedding limits are listed but not read.
+func Load(dir string) (*Input, error) {
+	data, err := os.ReadFile(filepath.Join(dir, AnalysisFile))
+	if err != nil {
+		return nil, fmt.Errorf("report: reading the analysis: %w (run `firstboot analyze %s` first)", err, dir)
+	}
+	var a schema.Analysis
+	if err := json.Unmarshal(data, &a); err != nil {
+		return nil, fmt.Errorf("report: %s is not a firstboot analysis: %w", filepath.Join(dir, AnalysisFile), err)
+	}
+	in := &Input{Analysis: &a}
+	if m, err := manifest.Read(dir); err == nil {
+		in.Manifest = m
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	shots, err := loadShots(dir, in.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	in.Screenshots = shots
+	return in, nil
+}
+
+// loadShots lists dir/screenshots/*.png: first those the timeline names (a
+// "screenshot NAME" action or a step's artifacts), in timeline order, then the
+// rest by name. Hidden files (work files of wait_screen) are skipped.
+func loadShots(dir string, m *manifest.Manifest) ([]Screenshot, error) {
+	entries, err := os.ReadDir(filepath.Join(dir, ShotsDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("report: listing screenshots: %w", err)
+	}
+	files := map[string]bool{}
+	for _, e := range entries {
+		n := e.Name()
+		if e.Type().IsRegular() && strings.HasSuffix(n, ".png") && !strings.HasPrefix(n, ".") {
+			files[ShotsDir+"/"+n] = true
+		}
+	}
+	var order []Screenshot
+	placed := map[string]bool{}
+	place := func(rel, step string) {
+		rel = filepath.ToSlash(rel)
+		if files[rel] && !placed[rel] {
+			placed[rel] = true
+			order = append(order, Screenshot{Path: rel, Step: step})
+		}
+	}
+	if m != nil {
+		for _, e := range m.Timeline {
+			if e.Kind == manifest.KindAction && strings.HasPrefix(e.Name, "screenshot ") {
+				place(ShotsDir+"/"+strings.TrimPrefix(e.Name, "screenshot ")+".png", e.Step)
+			}
+			step := e.Step
+			if e.Kind == manifest.KindStep {
+				step = e.Name
+			}
+			for _, art := range e.Artifacts {
+				place(art, step)
+			}
+		}
+	}
+	var rest []string
+	for f := range files {
+		if !placed[f] {
+			rest = append(rest, f)
+		}
+	}
+	sort.Strings(rest)
+	for _, f := range rest {
+		order = append(order, Screenshot{Path: f})
+	}
+	var total int64
+	for i := range order {
+		s := &order[i]
+		s.Name = strings.TrimSuffix(filepath.Base(s.Path), ".png")
+		p := filepath.Join(dir, filepath.FromSlash(s.Path))
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("report: %w", err)
+		}
+		s.Size = st.Size()
+		if s.Size > MaxShotBytes || total+s.Size > MaxShotsBytes {
+			continue
+		}
+		if s.Data, err = os.ReadFile(p); err != nil {
+			return nil, fmt.Errorf("report: reading screenshot: %w", err)
+		}
+		total += s.Size
+	}
+	return order, nil
+}
+
+// Write renders both reports into dir (report.md, report.html), each written
+// to a temporary file first and renamed, so a failure leaves no half report.
+func Write(dir string, in *Input) error {
+	md, err := Markdown(in)
+	if err != nil {
+		return err
+	}
+	page, err := HTML(in)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(dir, MarkdownFile, md); err != nil {
+		return err
+	}
+	return writeAtomic(dir, HTMLFile, page)
+}
+
+func writeAtomic(dir, name string, data []byte) error {
+	tmp, err := os.CreateTemp(dir, "."+name+"-*")
+	if err != nil {
+		return fmt.Errorf("report: writing %s: %w", name, err)
+	}
+	_, werr := tmp.Write(data)
+	cerr := tmp.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("report: writing %s: %w", name, err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
+var pngMagic = []byte("\x89PNG\r\n\x1a\n")
+
+// isPNG reports whether data starts like a PNG file; only those are embedded.
+func isPNG(data []byte) bool { return bytes.HasPrefix(data, pngMagic) }
