@@ -7,8 +7,11 @@ FUZZTIME  ?= 5s
 
 .PHONY: build test unit fuzz bench demo lint provision clean
 
+# Static binaries (no cgo): firstboot-guest runs inside the test guest, and a
+# static firstboot runs on any lab host.
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/firstboot
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/firstboot
+	CGO_ENABLED=0 $(GO) build -ldflags "$(LDFLAGS)" -o bin/firstboot-guest ./cmd/firstboot-guest
 
 # The README's test command: lint, every test with the race detector (these include
 # the real-VM and real-client tests, so run as root after provisioning), then each
