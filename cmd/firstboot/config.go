@@ -63,22 +63,14 @@ func loadConfig(flags *pflag.FlagSet, file string) (Config, error) {
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
 	v.AutomaticEnv()
 
+	if file == "" {
+		file = findConfigFile()
+	}
 	if file != "" {
 		v.SetConfigFile(file)
+		v.SetConfigType("yaml")
 		if err := v.ReadInConfig(); err != nil {
 			return Config{}, usageError{fmt.Errorf("reading config file %s: %w", file, err)}
-		}
-	} else {
-		v.SetConfigName("firstboot")
-		v.SetConfigType("yaml")
-		v.AddConfigPath(".")
-		if dir, err := os.UserConfigDir(); err == nil {
-			v.AddConfigPath(dir + "/firstboot")
-		}
-		if err := v.ReadInConfig(); err != nil {
-			if _, notFound := err.(viper.ConfigFileNotFoundError); !notFound {
-				return Config{}, usageError{fmt.Errorf("reading config file %s: %w", v.ConfigFileUsed(), err)}
-			}
 		}
 	}
 	// Only flags the user set override; a flag's own default must not beat env or file.
@@ -103,6 +95,22 @@ func loadConfig(flags *pflag.FlagSet, file string) (Config, error) {
 		return Config{}, usageError{fmt.Errorf("config: accel %q: want auto, kvm or tcg", cfg.Accel)}
 	}
 	return cfg, nil
+}
+
+// findConfigFile returns ./firstboot.yaml, else ~/.config/firstboot/firstboot.yaml,
+// else "". Only these exact names: viper's own search would also take a file
+// called plain "firstboot" (such as the binary itself) for a config file.
+func findConfigFile() string {
+	candidates := []string{"firstboot.yaml"}
+	if dir, err := os.UserConfigDir(); err == nil {
+		candidates = append(candidates, dir+"/firstboot/firstboot.yaml")
+	}
+	for _, c := range candidates {
+		if st, err := os.Stat(c); err == nil && st.Mode().IsRegular() {
+			return c
+		}
+	}
+	return ""
 }
 
 func isConfigKey(name string) bool {
