@@ -1,7 +1,10 @@
 package dns
 
 import (
+	"context"
 	"encoding/binary"
+	"flag"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -10,15 +13,21 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/firstboot/firstboot/internal/testnet"
 )
+
+// updateCorpus makes TestRealDNS store the payloads it captured as fuzz seeds
+// under testdata/fuzz.
+var updateCorpus = flag.Bool("update-corpus", false, "store captured payloads as fuzz seed corpus in testdata/fuzz")
 
 // dnsPayload returns the DNS message in a captured frame: a UDP payload, or a
 // TCP segment holding one length-prefixed message.
-func dnsPayload(f frame) ([]byte, bool) {
-	if u, ok := f.pkt.Layer(layers.LayerTypeUDP).(*layers.UDP); ok && (u.SrcPort == 53 || u.DstPort == 53) {
+func dnsPayload(f testnet.Frame) ([]byte, bool) {
+	if u, ok := f.Packet.Layer(layers.LayerTypeUDP).(*layers.UDP); ok && (u.SrcPort == 53 || u.DstPort == 53) {
 		return u.Payload, true
 	}
-	if tc, ok := f.pkt.Layer(layers.LayerTypeTCP).(*layers.TCP); ok && (tc.SrcPort == 53 || tc.DstPort == 53) {
+	if tc, ok := f.Packet.Layer(layers.LayerTypeTCP).(*layers.TCP); ok && (tc.SrcPort == 53 || tc.DstPort == 53) {
 		p := tc.Payload
 		if len(p) > 2 && int(binary.BigEndian.Uint16(p)) == len(p)-2 {
 			return p[2:], true
@@ -60,10 +69,10 @@ func normalizeDig(line string) string {
 // many record types) while tcpdump captures, then checks Parse against tshark
 // (header, question, answer values) and against dig's own answer section.
 func TestRealDNS(t *testing.T) {
-	needTool(t, "dnsmasq", "dig", "tshark", "tcpdump")
-	ns := newNetns(t)
-	stop := ns.capture("lo")
-	ns.start("dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=",
+	testnet.Require(t, "dnsmasq", "dig", "tshark", "tcpdump")
+	ns := testnet.New(t, "fbt")
+	capture := testnet.NewCapture(t, ns, "lo", filepath.Join(t.TempDir(), "capture.pcap"))
+	ns.Background(t, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=",
 		"--listen-address=127.0.0.1", "--bind-interfaces", "--port=53", "--local-ttl=300",
 		"--address=/#/127.0.0.2",
 		"--host-record=target.example.test,192.0.2.7,2001:db8::7",
@@ -92,13 +101,13 @@ func TestRealDNS(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for _, q := range queries {
 		args := append([]string{"@127.0.0.1", "+tries=1", "+time=2", "+noall", "+answer", "+comments"}, q...)
-		out, err := ns.run(10*time.Second, "dig", args...)
+		out, err := dig(ns, args)
 		for err != nil && time.Now().Before(deadline) { // dnsmasq may still be starting
 			time.Sleep(100 * time.Millisecond)
-			out, err = ns.run(10*time.Second, "dig", args...)
+			out, err = dig(ns, args)
 		}
 		if err != nil {
-			t.Fatalf("dig %v: %v\n%s", q, err, out)
+			t.Fatalf("dig %v: %v", q, err)
 		}
 		d := digAnswer{query: strings.Join(q, " ")}
 		for _, line := range strings.Split(string(out), "\n") {
@@ -115,17 +124,21 @@ func TestRealDNS(t *testing.T) {
 		}
 		digs = append(digs, d)
 	}
-	path := stop()
+	path := capture.Complete(t)
 
 	fields := []string{"dns.id", "dns.flags.response", "dns.flags.rcode", "dns.flags.opcode", "dns.flags.truncated",
 		"dns.qry.name", "dns.qry.type", "dns.count.answers", "dns.a", "dns.aaaa", "dns.cname",
 		"dns.ptr.domain_name", "dns.mx.mail_exchange", "dns.srv.target", "dns.srv.port", "dns.resp.ttl"}
-	ts := tsharkFields(t, path, "dns", fields...)
+	ts := testnet.FrameFields(t, path, "dns", fields...)
 	responses := map[uint16]*Message{}
 	parsed := 0
 	var seeds [][]byte
-	defer func() { saveCorpus(t, "FuzzDNS", seeds) }()
-	for _, f := range readPcap(t, path) {
+	defer func() {
+		if *updateCorpus {
+			testnet.WriteFuzzCorpus(t, "FuzzDNS", seeds)
+		}
+	}()
+	for _, f := range testnet.ReadPcap(t, path) {
 		payload, ok := dnsPayload(f)
 		if !ok {
 			continue
@@ -133,16 +146,16 @@ func TestRealDNS(t *testing.T) {
 		seeds = append(seeds, payload)
 		m, err := Parse(payload)
 		if err != nil {
-			t.Errorf("frame %d: Parse: %v", f.num, err)
+			t.Errorf("frame %d: Parse: %v", f.Num, err)
 			continue
 		}
 		parsed++
 		if m.Response {
 			responses[m.ID] = m
 		}
-		want, ok := ts[f.num]
+		want, ok := ts[f.Num]
 		if !ok {
-			t.Errorf("frame %d: tshark did not decode it as DNS", f.num)
+			t.Errorf("frame %d: tshark did not decode it as DNS", f.Num)
 			continue
 		}
 		col := func(name string) string { return want[slices.Index(fields, name)] }
@@ -154,11 +167,11 @@ func TestRealDNS(t *testing.T) {
 		}
 		check := func(what, got, wantV string) {
 			if got != wantV {
-				t.Errorf("frame %d %s: got %q, tshark %q", f.num, what, got, wantV)
+				t.Errorf("frame %d %s: got %q, tshark %q", f.Num, what, got, wantV)
 			}
 		}
 		if id, err := strconv.ParseUint(col("dns.id"), 0, 16); err != nil || uint16(id) != m.ID {
-			t.Errorf("frame %d id: got %d, tshark %q", f.num, m.ID, col("dns.id"))
+			t.Errorf("frame %d id: got %d, tshark %q", f.Num, m.ID, col("dns.id"))
 		}
 		check("response", map[bool]string{true: "1", false: "0"}[m.Response], col("dns.flags.response"))
 		if m.Response { // tshark shows the rcode of responses only
@@ -167,7 +180,7 @@ func TestRealDNS(t *testing.T) {
 		check("opcode", strconv.Itoa(int(m.Opcode)), col("dns.flags.opcode"))
 		check("answers", strconv.Itoa(len(m.Answers)), col("dns.count.answers"))
 		if len(m.Questions) != 1 {
-			t.Errorf("frame %d: %d questions", f.num, len(m.Questions))
+			t.Errorf("frame %d: %d questions", f.Num, len(m.Questions))
 			continue
 		}
 		check("qname", m.Questions[0].Name, strings.ToLower(col("dns.qry.name")))
@@ -186,10 +199,10 @@ func TestRealDNS(t *testing.T) {
 				field, val = byType[rr.Type], rr.Data
 			}
 			if field != "" && !slices.Contains(list(field), val) {
-				t.Errorf("frame %d: answer %s %q not in tshark's %s %v", f.num, TypeName(rr.Type), val, field, list(field))
+				t.Errorf("frame %d: answer %s %q not in tshark's %s %v", f.Num, TypeName(rr.Type), val, field, list(field))
 			}
 			if !slices.Contains(list("dns.resp.ttl"), strconv.Itoa(int(rr.TTL))) {
-				t.Errorf("frame %d: TTL %d not in tshark's %v", f.num, rr.TTL, list("dns.resp.ttl"))
+				t.Errorf("frame %d: TTL %d not in tshark's %v", f.Num, rr.TTL, list("dns.resp.ttl"))
 			}
 		}
 	}
@@ -213,4 +226,11 @@ func TestRealDNS(t *testing.T) {
 			t.Errorf("dig %s answers:\n got %q\nwant %q", d.query, got, d.lines)
 		}
 	}
+}
+
+// dig runs one dig query inside ns, giving it 10 s.
+func dig(ns *testnet.Namespace, args []string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return ns.Run(ctx, "dig", args...)
 }

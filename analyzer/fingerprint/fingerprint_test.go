@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,13 +17,30 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/firstboot/firstboot/internal/testnet"
 )
+
+// updateCorpus makes the tests store the SYNs they compared as fuzz seeds
+// under testdata/fuzz.
+var updateCorpus = flag.Bool("update-corpus", false, "store captured payloads as fuzz seed corpus in testdata/fuzz")
+
+// ipBytes returns the IP header onwards of a frame.
+func ipBytes(p gopacket.Packet) []byte {
+	if l := p.Layer(layers.LayerTypeIPv4); l != nil {
+		return append(l.LayerContents(), l.LayerPayload()...)
+	}
+	if l := p.Layer(layers.LayerTypeIPv6); l != nil {
+		return append(l.LayerContents(), l.LayerPayload()...)
+	}
+	return nil
+}
 
 // tcpdumpLines runs `tcpdump -nn -v -r path` and returns the text of each
 // packet (continuation lines joined), indexed by frame number.
 func tcpdumpLines(t *testing.T, path string) map[int]string {
 	t.Helper()
-	needTool(t, "tcpdump")
+	testnet.RequireTools(t, "tcpdump")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "tcpdump", "-nn", "-v", "-r", path).Output()
@@ -68,7 +86,7 @@ func normalizeTcpdump(s string) string {
 // mod is syn or syn+ack and port is the client port.
 func p0fSigs(t *testing.T, path string) map[string]string {
 	t.Helper()
-	needTool(t, "p0f")
+	testnet.RequireTools(t, "p0f")
 	logPath := path + ".p0f.log"
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -101,7 +119,7 @@ func p0fSigs(t *testing.T, path string) map[string]string {
 // packets were compared.
 func checkAgainstTools(t *testing.T, path string) int {
 	t.Helper()
-	frames := readPcap(t, path)
+	frames := testnet.ReadPcap(t, path)
 	dump := tcpdumpLines(t, path)
 	sigs := p0fSigs(t, path)
 	synMSS := map[string]uint16{} // client port -> SYN's MSS, for SYN+ACKs
@@ -109,13 +127,15 @@ func checkAgainstTools(t *testing.T, path string) int {
 	seen := map[string]bool{}
 	var seeds [][]byte
 	defer func() {
-		saveCorpus(t, "FuzzFingerprint", seeds)
+		if *updateCorpus {
+			testnet.WriteFuzzCorpus(t, "FuzzFingerprint", seeds)
+		}
 		for k := range seen {
 			t.Logf("distinct: %s", k)
 		}
 	}()
 	for _, fr := range frames {
-		tl, ok := fr.pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		tl, ok := fr.Packet.Layer(layers.LayerTypeTCP).(*layers.TCP)
 		if !ok || !tl.SYN {
 			continue
 		}
@@ -127,10 +147,10 @@ func checkAgainstTools(t *testing.T, path string) int {
 		} else {
 			key = "syn " + strconv.Itoa(int(tl.SrcPort))
 		}
-		seeds = append(seeds, ipBytes(fr.pkt))
-		got, err := ParseWithPeerMSS(ipBytes(fr.pkt), peer)
+		seeds = append(seeds, ipBytes(fr.Packet))
+		got, err := ParseWithPeerMSS(ipBytes(fr.Packet), peer)
 		if err != nil {
-			t.Errorf("frame %d: %v", fr.num, err)
+			t.Errorf("frame %d: %v", fr.Num, err)
 			continue
 		}
 		if !tl.ACK {
@@ -138,28 +158,28 @@ func checkAgainstTools(t *testing.T, path string) int {
 		}
 		compared++
 		seen[got.Tcpdump+"  "+got.P0f] = true
-		if want := normalizeTcpdump(dump[fr.num]); got.Tcpdump != want {
-			t.Errorf("frame %d Tcpdump:\n got %q\nwant %q (tcpdump: %s)", fr.num, got.Tcpdump, want, dump[fr.num])
+		if want := normalizeTcpdump(dump[fr.Num]); got.Tcpdump != want {
+			t.Errorf("frame %d Tcpdump:\n got %q\nwant %q (tcpdump: %s)", fr.Num, got.Tcpdump, want, dump[fr.Num])
 		}
 		want, ok := sigs[key]
 		if !ok {
-			t.Errorf("frame %d (%s): p0f logged no signature; ours is %s", fr.num, key, got.P0f)
+			t.Errorf("frame %d (%s): p0f logged no signature; ours is %s", fr.Num, key, got.P0f)
 			continue
 		}
 		if got.P0f != want {
-			t.Errorf("frame %d (%s) P0f:\n got %s\nwant %s", fr.num, key, got.P0f, want)
+			t.Errorf("frame %d (%s) P0f:\n got %s\nwant %s", fr.Num, key, got.P0f, want)
 		}
 		// The other fields must agree with the p0f signature fields.
 		parts := strings.Split(want, ":")
 		ittl := strings.SplitN(parts[1], "+", 2)
 		if ittl[0] != strconv.Itoa(int(got.TTL)) {
-			t.Errorf("frame %d TTL %d, p0f %s", fr.num, got.TTL, parts[1])
+			t.Errorf("frame %d TTL %d, p0f %s", fr.Num, got.TTL, parts[1])
 		}
 		if d, err := strconv.Atoi(ittl[1]); err == nil && int(got.InitialTTL) != int(got.TTL)+d {
-			t.Errorf("frame %d InitialTTL %d, p0f %s", fr.num, got.InitialTTL, parts[1])
+			t.Errorf("frame %d InitialTTL %d, p0f %s", fr.Num, got.InitialTTL, parts[1])
 		}
 		if got.DF != strings.Contains(parts[6], "df") && got.IPVersion == 4 {
-			t.Errorf("frame %d DF %v, p0f quirks %s", fr.num, got.DF, parts[6])
+			t.Errorf("frame %d DF %v, p0f quirks %s", fr.Num, got.DF, parts[6])
 		}
 	}
 	return compared
@@ -171,37 +191,36 @@ func checkAgainstTools(t *testing.T, path string) int {
 // It runs on loopback (MSS 65495) and across a veth pair between two
 // namespaces (MTU 1500, MSS 1460: what a guest on Ethernet sends).
 func TestRealSYNs(t *testing.T) {
-	needTool(t, "curl", "busybox", "tcpdump", "p0f")
+	testnet.Require(t, "curl", "busybox", "tcpdump", "p0f", "ss", "sysctl")
 	t.Run("loopback", func(t *testing.T) {
-		ns := newNetns(t)
+		ns := testnet.New(t, "fbt")
+		// testnet gives lo Ethernet's MTU; this case wants the kernel's own
+		// loopback defaults back (MTU 65536), as a host without testnet has them.
+		ns.MustRun(t, "ip", "link", "set", "lo", "mtu", "65536", "gso_max_segs", "65535", "gso_max_size", "65536")
 		realSYNs(t, ns, ns, "lo", "127.0.0.1", "::1")
 	})
 	t.Run("veth", func(t *testing.T) {
-		srv, cli := newNetns(t), newNetns(t)
-		srv.mustRun("ip", "link", "add", "fps0", "type", "veth", "peer", "name", "fpc0", "netns", cli.name)
-		srv.mustRun("ip", "addr", "add", "10.78.0.1/24", "dev", "fps0")
-		srv.mustRun("ip", "addr", "add", "fd00:78::1/64", "dev", "fps0", "nodad")
-		cli.mustRun("ip", "addr", "add", "10.78.0.2/24", "dev", "fpc0")
-		cli.mustRun("ip", "addr", "add", "fd00:78::2/64", "dev", "fpc0", "nodad")
-		srv.mustRun("ip", "link", "set", "fps0", "up")
-		cli.mustRun("ip", "link", "set", "fpc0", "up")
+		srv, cli := testnet.New(t, "fbt"), testnet.New(t, "fbt")
+		testnet.NewVeth(t, testnet.Link{NS: srv, Iface: "fps0", Addrs: []string{"10.78.0.1/24", "fd00:78::1/64"}},
+			testnet.Link{NS: cli, Iface: "fpc0", Addrs: []string{"10.78.0.2/24", "fd00:78::2/64"}})
 		realSYNs(t, srv, cli, "fps0", "10.78.0.1", "fd00:78::1")
 	})
 }
 
 // realSYNs serves HTTP in srv, connects from cli under each sysctl setting
 // (set in both namespaces, so SYN+ACKs vary too) and checks the capture.
-func realSYNs(t *testing.T, srv, cli *testNetns, iface, addr4, addr6 string) {
-	www := filepath.Join(srv.dir, "www")
+func realSYNs(t *testing.T, srv, cli *testnet.Namespace, iface, addr4, addr6 string) {
+	dir := t.TempDir()
+	www := filepath.Join(dir, "www")
 	if err := os.MkdirAll(www, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("hello\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	stop := srv.capture(iface)
-	srv.start("busybox", "httpd", "-f", "-p", "8080", "-h", www)
-	waitTCP(t, srv, addr4, "8080")
+	capture := testnet.NewCapture(t, srv, iface, filepath.Join(dir, "capture.pcap"))
+	srv.Background(t, "busybox", "httpd", "-f", "-p", "8080", "-h", www)
+	srv.WaitListening(t, "tcp", "8080")
 	settings := []map[string]string{
 		{},
 		{"net.ipv4.tcp_ecn": "1"},
@@ -211,34 +230,20 @@ func realSYNs(t *testing.T, srv, cli *testNetns, iface, addr4, addr6 string) {
 	}
 	for _, s := range settings {
 		for k, v := range s {
-			srv.mustRun("sysctl", "-q", "-w", k+"="+v)
+			srv.MustRun(t, "sysctl", "-q", "-w", k+"="+v)
 			if cli != srv {
-				cli.mustRun("sysctl", "-q", "-w", k+"="+v)
+				cli.MustRun(t, "sysctl", "-q", "-w", k+"="+v)
 			}
 		}
-		cli.mustRun("curl", "-sS", "--max-time", "5", "-o", "/dev/null", "http://"+addr4+":8080/")
-		cli.mustRun("curl", "-sS", "--max-time", "5", "-o", "/dev/null", "http://["+addr6+"]:8080/")
-		cli.mustRun("busybox", "wget", "-q", "-O", "/dev/null", "http://"+addr4+":8080/")
+		cli.MustRun(t, "curl", "-sS", "--max-time", "5", "-o", "/dev/null", "http://"+addr4+":8080/")
+		cli.MustRun(t, "curl", "-sS", "--max-time", "5", "-o", "/dev/null", "http://["+addr6+"]:8080/")
+		cli.MustRun(t, "busybox", "wget", "-q", "-O", "/dev/null", "http://"+addr4+":8080/")
 	}
-	path := stop()
+	path := capture.Complete(t)
 	n := checkAgainstTools(t, path)
 	if n < 2*3*len(settings) {
 		t.Errorf("compared %d SYN/SYN+ACK packets, want at least %d", n, 2*3*len(settings))
 	}
-}
-
-// waitTCP waits until a TCP listener accepts on addr:port inside ns.
-func waitTCP(t *testing.T, ns *testNetns, addr, port string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		out, _ := ns.run(5*time.Second, "ss", "-Hltn", "sport = :"+port)
-		if strings.Contains(string(out), ":"+port) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on %s:%s after 10s", addr, port)
 }
 
 // synSpec describes one crafted packet.
@@ -393,7 +398,7 @@ func craftedSYNs() []synSpec {
 // TestCraftedSYNs writes crafted SYNs (each quirk p0f knows, odd options) and
 // SYN+ACKs to a pcap and compares Parse with tcpdump and p0f reading it.
 func TestCraftedSYNs(t *testing.T) {
-	needTool(t, "tcpdump", "p0f")
+	testnet.RequireTools(t, "tcpdump", "p0f")
 	specs := craftedSYNs()
 	path := filepath.Join(t.TempDir(), "crafted.pcap")
 	f, err := os.Create(path)

@@ -1,8 +1,9 @@
 package http
 
 import (
+	"context"
 	"encoding/base64"
-	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/url"
@@ -14,7 +15,13 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/firstboot/firstboot/internal/testnet"
 )
+
+// updateCorpus makes TestRealHTTP store the heads it captured as fuzz seeds
+// under testdata/fuzz.
+var updateCorpus = flag.Bool("update-corpus", false, "store captured payloads as fuzz seed corpus in testdata/fuzz")
 
 // stream collects one direction of a TCP connection, in capture order.
 type stream struct {
@@ -24,19 +31,19 @@ type stream struct {
 
 // streams reassembles TCP payloads per direction. The test traffic is on
 // loopback without loss or reordering, so concatenation is enough.
-func streams(frames []frame) ([]string, map[string]*stream) {
+func streams(frames []testnet.Frame) ([]string, map[string]*stream) {
 	var order []string
 	res := map[string]*stream{}
 	for _, f := range frames {
-		tc, ok := f.pkt.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		tc, ok := f.Packet.Layer(layers.LayerTypeTCP).(*layers.TCP)
 		if !ok || len(tc.Payload) == 0 {
 			continue
 		}
-		src, dst := f.pkt.NetworkLayer().NetworkFlow().Endpoints()
+		src, dst := f.Packet.NetworkLayer().NetworkFlow().Endpoints()
 		key := fmt.Sprintf("%s:%d>%s:%d", src, tc.SrcPort, dst, tc.DstPort)
 		s, ok := res[key]
 		if !ok {
-			s = &stream{first: f.num}
+			s = &stream{first: f.Num}
 			res[key] = s
 			order = append(order, key)
 		}
@@ -83,9 +90,9 @@ func httpHost(v string) string {
 // plus the same OCSP request as a GET, and compares every request and
 // response head with tshark.
 func TestRealHTTP(t *testing.T) {
-	needTool(t, "busybox", "curl", "openssl", "tshark", "tcpdump")
-	ns := newNetns(t)
-	dir := ns.dir
+	testnet.Require(t, "busybox", "curl", "openssl", "tshark", "tcpdump", "ss")
+	ns := testnet.New(t, "fbt")
+	dir := t.TempDir()
 	www := filepath.Join(dir, "www")
 	must(t, os.MkdirAll(www, 0o755))
 	must(t, os.WriteFile(filepath.Join(www, "index.html"), []byte("<html>hello</html>\n"), 0o644))
@@ -95,26 +102,26 @@ func TestRealHTTP(t *testing.T) {
 	// An issuer certificate and an OCSP request for one of its serials,
 	// both made by openssl.
 	ca, key := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key")
-	ns.mustRun("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+	ns.MustRun(t, "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
 		"-keyout", key, "-out", ca, "-subj", "/CN=firstboot test CA", "-days", "1")
 	reqDER := filepath.Join(dir, "req.der")
-	ns.mustRun("openssl", "ocsp", "-issuer", ca, "-serial", "0x1234abcd", "-no_nonce", "-reqout", reqDER)
+	ns.MustRun(t, "openssl", "ocsp", "-issuer", ca, "-serial", "0x1234abcd", "-no_nonce", "-reqout", reqDER)
 	der, err := os.ReadFile(reqDER)
 	must(t, err)
 	certDER := filepath.Join(dir, "ca.der")
-	ns.mustRun("openssl", "x509", "-in", ca, "-outform", "DER", "-out", certDER)
+	ns.MustRun(t, "openssl", "x509", "-in", ca, "-outform", "DER", "-out", certDER)
 	notOCSP, err := os.ReadFile(certDER)
 	must(t, err)
 
-	stop := ns.capture("lo")
-	ns.start("busybox", "httpd", "-f", "-p", "8080", "-h", www)
-	waitTCP(t, ns, "8080")
+	capture := testnet.NewCapture(t, ns, "lo", filepath.Join(dir, "capture.pcap"))
+	ns.Background(t, "busybox", "httpd", "-f", "-p", "8080", "-h", www)
+	ns.WaitListening(t, "tcp", "8080")
 	base := "http://127.0.0.1:8080"
 	ocspGET := "/ocsp/" + url.PathEscape(base64.StdEncoding.EncodeToString(der))
 	notOCSPGET := "/ocsp/" + url.PathEscape(base64.StdEncoding.EncodeToString(notOCSP))
 	curl := func(args ...string) {
 		t.Helper()
-		ns.mustRun("curl", append([]string{"-sS", "-o", "/dev/null", "--max-time", "5"}, args...)...)
+		ns.MustRun(t, "curl", append([]string{"-sS", "-o", "/dev/null", "--max-time", "5"}, args...)...)
 	}
 	curl("-A", "firstboot-test/1.0", base+"/index.html")
 	curl("-H", "Host: WWW.Example.TEST:8080", base+"/missing")
@@ -124,12 +131,14 @@ func TestRealHTTP(t *testing.T) {
 	curl(base + ocspGET)
 	curl(base + notOCSPGET)
 	// openssl posts the request; httpd answers with an error, which is fine.
-	out, _ := ns.run(10*time.Second, "openssl", "ocsp", "-issuer", ca, "-serial", "0x1234abcd", "-no_nonce",
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, _ := ns.Run(ctx, "openssl", "ocsp", "-issuer", ca, "-serial", "0x1234abcd", "-no_nonce",
 		"-url", base+"/ocsp", "-timeout", "3")
 	t.Logf("openssl ocsp: %s", out)
-	path := stop()
+	path := capture.Complete(t)
 
-	order, ss := streams(readPcap(t, path))
+	order, ss := streams(testnet.ReadPcap(t, path))
 	var gotReq, gotResp []string
 	ocsp := map[string]bool{}
 	var seedsReq, seedsResp [][]byte
@@ -177,18 +186,20 @@ func TestRealHTTP(t *testing.T) {
 			}
 		}
 	}
-	saveCorpus(t, "FuzzHTTPRequest", seedsReq)
-	saveCorpus(t, "FuzzHTTPResponse", seedsResp)
+	if *updateCorpus {
+		testnet.WriteFuzzCorpus(t, "FuzzHTTPRequest", seedsReq)
+		testnet.WriteFuzzCorpus(t, "FuzzHTTPResponse", seedsResp)
+	}
 
 	reqFields := []string{"http.request.method", "http.request.uri", "http.request.version", "http.host", "http.user_agent", "http.content_type", "http.content_length_header", "http.transfer_encoding"}
 	var wantReq []string
-	for _, v := range tsharkFields(t, path, "http.request", reqFields...) {
+	for _, v := range testnet.FrameFields(t, path, "http.request", reqFields...) {
 		v[3] = httpHost(v[3])
 		wantReq = append(wantReq, strings.Join(v, "|"))
 	}
 	respFields := []string{"http.response.version", "http.response.code", "http.response.phrase", "http.content_type", "http.content_length_header"}
 	var wantResp []string
-	for _, v := range tsharkFields(t, path, "http.response", respFields...) {
+	for _, v := range testnet.FrameFields(t, path, "http.response", respFields...) {
 		wantResp = append(wantResp, strings.Join(v, "|"))
 	}
 	slices.Sort(gotReq)
@@ -206,7 +217,7 @@ func TestRealHTTP(t *testing.T) {
 	}
 
 	// OCSP: tshark decodes the POST body as OCSP; the GET carries the same DER.
-	tsOCSP := tsharkFields(t, path, "ocsp && http.request", "http.request.method", "http.request.uri")
+	tsOCSP := testnet.FrameFields(t, path, "ocsp && http.request", "http.request.method", "http.request.uri")
 	if len(tsOCSP) != 1 {
 		t.Errorf("tshark found %d OCSP requests, want 1: %v", len(tsOCSP), tsOCSP)
 	}
@@ -231,18 +242,4 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// waitTCP waits until a TCP listener accepts on port inside ns.
-func waitTCP(t *testing.T, ns *testNetns, port string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		out, _ := ns.run(5*time.Second, "ss", "-Hltn", "sport = :"+port)
-		if strings.Contains(string(out), ":"+port) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal(errors.New("nothing listens on port " + port + " after 10s"))
 }

@@ -2,6 +2,7 @@ package ntp
 
 import (
 	"encoding/hex"
+	"flag"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,7 +12,13 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/firstboot/firstboot/internal/testnet"
 )
+
+// updateCorpus makes TestRealNTP store the payloads it captured as fuzz seeds
+// under testdata/fuzz.
+var updateCorpus = flag.Bool("update-corpus", false, "store captured payloads as fuzz seed corpus in testdata/fuzz")
 
 // tsharkTime parses tshark's rendering of an NTP timestamp ("NULL" for zero).
 func tsharkTime(t *testing.T, s string) time.Time {
@@ -34,58 +41,49 @@ const era1 = time.Duration(1<<32) * time.Second
 // (the server with -x: it never touches the clock) and compares every packet
 // with tshark.
 func TestRealNTP(t *testing.T) {
-	needTool(t, "chronyd", "tshark", "tcpdump")
-	ns := newNetns(t)
-	conf := filepath.Join(ns.dir, "server.conf")
+	testnet.Require(t, "chronyd", "tshark", "tcpdump", "ss")
+	ns := testnet.New(t, "fbt")
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "server.conf")
 	must(t, os.WriteFile(conf, []byte(strings.Join([]string{
 		"local stratum 3", "allow 127.0.0.0/8", "port 123", "cmdport 0",
-		"pidfile " + filepath.Join(ns.dir, "server.pid"),
-		"driftfile " + filepath.Join(ns.dir, "drift"), ""}, "\n")), 0o644))
-	stop := ns.capture("lo")
-	ns.start("chronyd", "-x", "-d", "-u", "root", "-f", conf)
+		"pidfile " + filepath.Join(dir, "server.pid"),
+		"driftfile " + filepath.Join(dir, "drift"), ""}, "\n")), 0o644))
+	capture := testnet.NewCapture(t, ns, "lo", filepath.Join(dir, "capture.pcap"))
+	ns.Background(t, "chronyd", "-x", "-d", "-u", "root", "-f", conf)
 	// Wait until the server listens, then query it with a real client.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		out, _ := ns.run(5*time.Second, "ss", "-Hlun", "sport = :123")
-		if strings.Contains(string(out), ":123") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("chronyd server does not listen on :123 after 10s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	ns.mustRun("chronyd", "-Q", "-u", "root", "-f", "/dev/null", "-t", "10",
+	ns.WaitListening(t, "udp", "123")
+	ns.MustRun(t, "chronyd", "-Q", "-u", "root", "-f", "/dev/null", "-t", "10",
 		"server 127.0.0.1 iburst maxsamples 4 minpoll -6 maxpoll -6",
-		"pidfile "+filepath.Join(ns.dir, "client.pid"), "cmdport 0")
-	path := stop()
+		"pidfile "+filepath.Join(dir, "client.pid"), "cmdport 0")
+	path := capture.Complete(t)
 
 	fields := []string{"ntp.flags.vn", "ntp.flags.mode", "ntp.stratum", "ntp.ppoll", "ntp.precision", "ntp.refid",
 		"ntp.reftime", "ntp.org", "ntp.rec", "ntp.xmt"}
-	ts := tsharkFields(t, path, "ntp", fields...)
+	ts := testnet.FrameFields(t, path, "ntp", fields...)
 	modes := map[string]int{}
 	var seeds [][]byte
-	for _, f := range readPcap(t, path) {
-		u, ok := f.pkt.Layer(layers.LayerTypeUDP).(*layers.UDP)
+	for _, f := range testnet.ReadPcap(t, path) {
+		u, ok := f.Packet.Layer(layers.LayerTypeUDP).(*layers.UDP)
 		if !ok || (u.SrcPort != 123 && u.DstPort != 123) {
 			continue
 		}
 		seeds = append(seeds, u.Payload)
 		p, err := Parse(u.Payload)
 		if err != nil {
-			t.Errorf("frame %d: %v", f.num, err)
+			t.Errorf("frame %d: %v", f.Num, err)
 			continue
 		}
 		modes[ModeName(p.Mode)]++
-		want, ok := ts[f.num]
+		want, ok := ts[f.Num]
 		if !ok {
-			t.Errorf("frame %d: tshark did not decode it as NTP", f.num)
+			t.Errorf("frame %d: tshark did not decode it as NTP", f.Num)
 			continue
 		}
 		col := func(n string) string { return want[slices.Index(fields, n)] }
 		check := func(what, got, w string) {
 			if got != w {
-				t.Errorf("frame %d %s: got %q, tshark %q", f.num, what, got, w)
+				t.Errorf("frame %d %s: got %q, tshark %q", f.Num, what, got, w)
 			}
 		}
 		check("version", strconv.Itoa(int(p.Version)), col("ntp.flags.vn"))
@@ -96,7 +94,7 @@ func TestRealNTP(t *testing.T) {
 		// tshark prints the reference ID as hex bytes; render it our way.
 		id, err := hex.DecodeString(col("ntp.refid"))
 		if err != nil || len(id) != 4 {
-			t.Fatalf("frame %d: tshark refid %q", f.num, col("ntp.refid"))
+			t.Fatalf("frame %d: tshark refid %q", f.Num, col("ntp.refid"))
 		}
 		check("refid", p.RefID, refID(p.Stratum, id))
 		if p.Stratum > 1 || p.Mode == 3 {
@@ -111,14 +109,16 @@ func TestRealNTP(t *testing.T) {
 				w = w.Add(-era1) // documented difference: era 0 here, RFC 4330 era 1 in tshark
 			}
 			if d := tc.got.Sub(w); d < -time.Nanosecond || d > time.Nanosecond || tc.got.IsZero() != w.IsZero() {
-				t.Errorf("frame %d %s: got %v, tshark %v", f.num, tc.name, tc.got, w)
+				t.Errorf("frame %d %s: got %v, tshark %v", f.Num, tc.name, tc.got, w)
 			}
 		}
 		if p.Mode == 4 && (p.XmitTime.Before(time.Now().Add(-time.Hour)) || p.XmitTime.After(time.Now().Add(time.Hour))) {
-			t.Errorf("frame %d: server transmit time %v is not now", f.num, p.XmitTime)
+			t.Errorf("frame %d: server transmit time %v is not now", f.Num, p.XmitTime)
 		}
 	}
-	saveCorpus(t, "FuzzNTP", seeds)
+	if *updateCorpus {
+		testnet.WriteFuzzCorpus(t, "FuzzNTP", seeds)
+	}
 	if modes["client"] < 1 || modes["server"] < 1 {
 		t.Errorf("captured modes %v, want client and server packets", modes)
 	}

@@ -2,16 +2,81 @@ package main
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"github.com/firstboot/firstboot/analyzer"
+	"github.com/firstboot/firstboot/analyzer/capfile"
 )
 
 func newAnalyzeCmd(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:   "analyze",
-		Short: "(not built yet)",
+	var (
+		outDir, format, logs, steps string
+	)
+	cmd := &cobra.Command{
+		Use:   "analyze PATH",
+		Short: "Analyse a pcap or pcapng capture (also gzip-compressed) into analysis.json and Zeek-style logs",
+		Long: `Analyse a capture: connections (conn.log), DNS, TLS (SNI, JA3, JA4), HTTP, NTP,
+DHCP and TCP SYN fingerprints, attributed to destination names, with per-step views.
+
+Outputs go to --out (default: the capture's directory): analysis.json and
+conn.log, dns.log, ssl.log, http.log, ntp.log, dhcp.log, fingerprint.log
+(Zeek TSV, or JSON lines with --logs json). --format table or json also prints
+to stdout. The same capture always gives the same bytes.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if err := cobra.ExactArgs(1)(cmd, args); err != nil {
+				return usageError{fmt.Errorf("analyze: %w (the capture file)", err)}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("analyze: not built yet")
+			path := args[0]
+			if format != "" && format != "json" && format != "table" && format != "none" {
+				return usageError{fmt.Errorf("--format %q: want json, table or none", format)}
+			}
+			if logs != analyzer.LogsTSV && logs != analyzer.LogsJSON {
+				return usageError{fmt.Errorf("--logs %q: want tsv or json", logs)}
+			}
+			opts := analyzer.Options{FirstParty: a.cfg.FirstParty}
+			if steps != "" {
+				st, err := analyzer.ParseSteps(steps)
+				if err != nil {
+					return usageError{fmt.Errorf("--steps: %w", err)}
+				}
+				opts.Steps = st
+			}
+			res, err := analyzer.AnalyzeFile(cmd.Context(), path, opts)
+			if err != nil {
+				var ce *capfile.Error
+				if errors.As(err, &ce) || errors.Is(err, os.ErrNotExist) {
+					return usageError{err}
+				}
+				return err
+			}
+			dir := outDir
+			if dir == "" {
+				dir = filepath.Dir(path)
+			}
+			if err := analyzer.WriteOutputs(dir, res, logs); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			switch format {
+			case "json":
+				return analyzer.WriteAnalysisJSON(out, res)
+			case "table":
+				return analyzer.WriteTable(out, res)
+			}
+			return nil
 		},
 	}
+	f := cmd.Flags()
+	f.StringVar(&outDir, "out", "", "output directory (default: the capture's directory)")
+	f.StringVar(&format, "format", "table", "stdout: table (summary and destinations), json (analysis.json) or none")
+	f.StringVar(&logs, "logs", analyzer.LogsTSV, "log format: tsv (Zeek ASCII) or json (JSON lines)")
+	f.StringVar(&steps, "steps", "", "scenario steps as name=start,name=start,… (RFC 3339 or Unix seconds); each ends where the next starts")
+	return cmd
 }

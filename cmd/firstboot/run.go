@@ -1,17 +1,131 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/firstboot/firstboot/analyzer"
+	"github.com/firstboot/firstboot/lab"
+	"github.com/firstboot/firstboot/results/manifest"
+	"github.com/firstboot/firstboot/scenarios"
 )
 
 func newRunCmd(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:   "run",
-		Short: "(not built yet)",
+	var minutes float64
+	var noAnalyze bool
+	cmd := &cobra.Command{
+		Use:   "run SCENARIO.yaml",
+		Short: "Boot the scenario's machine in the lab, capture it from power-on, run its steps, analyse",
+		Long: `run brings the lab up (unless it is up already), creates an isolated network with
+firstboot's responders, defines the machine paused, arms the capture on its tap, resumes it and
+runs the scenario's steps. Everything goes to runs/<run-id>/: manifest.json, capture.pcapng,
+console.log, responders.jsonl, firstboot.log, then analysis.json and the logs.
+
+Whatever happens (a failed step, Ctrl-C, a crashed guest) the capture so far is kept and the
+manifest says why the run is incomplete; everything the run brought up is torn down.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return errors.New("run: not built yet")
+			s, err := scenarios.Load(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			cfg := scenarios.RunConfig{
+				Scenario:   s,
+				RunsDir:    a.cfg.RunsDir,
+				ImageCache: a.cfg.ImageCache,
+				Lab: lab.Config{
+					StateDir:   a.cfg.StateDir,
+					LibvirtURI: a.cfg.LibvirtURI,
+					Accel:      a.cfg.Accel,
+				},
+				Window:  time.Duration(minutes * float64(time.Minute)),
+				Version: version,
+				Logger:  a.logger,
+			}
+			ctx := cmd.Context()
+			run, runErr := scenarios.Execute(ctx, cfg)
+			if run == nil {
+				return runErr
+			}
+			var imgErr *scenarios.ImageError
+			if errors.As(runErr, &imgErr) {
+				runErr = usageError{runErr}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "run directory: %s\n", run.Dir)
+			fmt.Fprintf(cmd.OutOrStdout(), "status: %s", run.Manifest.Status)
+			if run.Manifest.Reason != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), " (%s)", run.Manifest.Reason)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "\ncapture: %d packets, %d dropped\n", run.Manifest.Capture.Packets, run.Manifest.Capture.Drops)
+			if noAnalyze || run.Manifest.Capture.File == "" {
+				return runErr
+			}
+			// Analyse what was captured even when the run is incomplete: the
+			// capture so far is data too. A fresh context: Ctrl-C during the run
+			// must not cost the analysis of what was captured.
+			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Minute)
+			defer cancel()
+			if err := analyzeRunDir(actx, run.Dir, mergeFirstParty(a.cfg.FirstParty, s.FirstParty)); err != nil {
+				return errors.Join(runErr, fmt.Errorf("analysing %s: %w", run.Dir, err))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "analysis: %s\n", filepath.Join(run.Dir, "analysis.json"))
+			return runErr
 		},
 	}
+	cmd.Flags().Float64Var(&minutes, "minutes", 0, "capture window in minutes (overrides the scenario's)")
+	cmd.Flags().BoolVar(&noAnalyze, "no-analyze", false, "do not analyse the capture after the run")
+	return cmd
+}
+
+// analyzeRunDir analyses a run directory's capture, segmented by the steps in
+// its manifest, and writes the outputs into the run directory.
+func analyzeRunDir(ctx context.Context, dir string, firstParty []string) error {
+	m, err := manifest.Read(dir)
+	if err != nil {
+		return err
+	}
+	if len(firstParty) == 0 {
+		firstParty = m.Scenario.FirstParty
+	}
+	res, err := analyzer.AnalyzeFile(ctx, filepath.Join(dir, m.Capture.File), analyzer.Options{
+		FirstParty: firstParty,
+		Steps:      stepsFromManifest(m),
+	})
+	if err != nil {
+		return err
+	}
+	return analyzer.WriteOutputs(dir, res, "tsv")
+}
+
+// stepsFromManifest turns the timeline's steps into contiguous analysis
+// steps: each step runs until the next one starts, so nothing falls between.
+func stepsFromManifest(m *manifest.Manifest) []analyzer.Step {
+	ms := m.Steps()
+	out := make([]analyzer.Step, len(ms))
+	for i, s := range ms {
+		out[i] = analyzer.Step{Name: s.Name, Start: s.Start, End: s.End}
+		if i+1 < len(ms) {
+			out[i].End = ms[i+1].Start
+		}
+	}
+	return out
+}
+
+func mergeFirstParty(lists ...[]string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range lists {
+		for _, d := range l {
+			if !seen[d] {
+				seen[d] = true
+				out = append(out, d)
+			}
+		}
+	}
+	return out
 }

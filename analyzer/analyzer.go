@@ -1,0 +1,98 @@
+// Package analyzer turns a pcap or pcapng capture into the facts of
+// analysis.json (results/schema) and Zeek-compatible logs.
+//
+// It reads packets in capture order in one pass, keeps state only for live
+// flows, drives every timeout by packet time (never the wall clock), and flushes
+// everything at the end of the input. The same capture and options always give
+// the same output bytes.
+package analyzer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	"github.com/firstboot/firstboot/analyzer/capfile"
+	"github.com/firstboot/firstboot/analyzer/decode"
+	"github.com/firstboot/firstboot/results/schema"
+)
+
+// Step is one scenario step: records that start in [Start, End) belong to it.
+// A zero End means "until the next step starts", or for the last step, until
+// the end of the capture.
+type Step struct {
+	Name  string
+	Start time.Time
+	End   time.Time
+}
+
+// Options tune an analysis.
+type Options struct {
+	// FirstParty lists the vendor's domains; a destination is first party when its
+	// name equals or is a subdomain of one of them.
+	FirstParty []string
+	// Steps are the scenario's steps in time order (may be empty).
+	Steps []Step
+	// StreamBytes bounds the TCP bytes buffered per direction for protocol
+	// parsing (default 16 KiB); bytes beyond it are counted, not stored.
+	StreamBytes int
+}
+
+// AnalyzeFile analyses the capture at path.
+func AnalyzeFile(ctx context.Context, path string, opts Options) (*schema.Analysis, error) {
+	r, err := capfile.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return Analyze(ctx, r, filepath.Base(path), opts)
+}
+
+// Analyze analyses the packets of an open capture; name is the file name reported in Input.
+func Analyze(ctx context.Context, r *capfile.Reader, name string, opts Options) (*schema.Analysis, error) {
+	if r.Format() == "pcap" {
+		if lt := r.LinkTypes()[0]; !decode.Supported(lt) {
+			return nil, &capfile.Error{File: r.Name(), Offset: 20, Gzip: r.Gzip(),
+				Msg: fmt.Sprintf("unsupported link type %d (%s); supported: Ethernet, 802.1Q, Linux SLL/SLL2, raw IP, NULL/LOOP, PPP, NFLOG", lt, decode.LinkName(lt))}
+		}
+	}
+	steps, err := newStepper(opts.Steps)
+	if err != nil {
+		return nil, err
+	}
+	e := newEngine(opts, steps)
+	var p capfile.Packet
+	for n := 0; ; n++ {
+		if n&0xffff == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("analyzing %s: %w", name, err)
+			}
+		}
+		err := r.Next(&p)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if errors.Is(err, capfile.ErrDamaged) {
+				e.warn.CaptureDamage = append(e.warn.CaptureDamage, err.Error())
+				break
+			}
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		e.packet(&p)
+	}
+	a := e.finish()
+	a.Input = schema.Input{File: name, Format: r.Format(), Gzip: r.Gzip(), Interfaces: len(r.LinkTypes())}
+	seen := map[string]bool{}
+	a.Input.LinkTypes = []string{}
+	for _, lt := range r.LinkTypes() {
+		if n := decode.LinkName(lt); !seen[n] {
+			seen[n] = true
+			a.Input.LinkTypes = append(a.Input.LinkTypes, n)
+		}
+	}
+	return a, nil
+}

@@ -1,0 +1,498 @@
+// Package capfile reads pcap and pcapng captures, optionally gzip-compressed,
+// recognised by their magic numbers (never by file extension).
+//
+// It is written for the analyzer's hot path: packet data is returned as a slice
+// into the read buffer (valid until the next call to Next), nothing is
+// allocated per packet, and every length read from the file is checked before
+// use so damaged files give errors, not panics.
+package capfile
+
+import (
+	"bufio"
+	"compress/gzip"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"os"
+)
+
+// bufSize is the read buffer; records up to this size are returned without copying.
+const bufSize = 1 << 20
+
+// maxRecord bounds a record or block length; anything larger is damage, not data.
+const maxRecord = 64 << 20
+
+// Error is a problem in the capture file at a byte offset. Offsets count bytes
+// of the decompressed stream when the file is gzip-compressed.
+type Error struct {
+	File   string
+	Offset int64
+	// Gzip tells that Offset counts decompressed bytes.
+	Gzip bool
+	Msg  string
+	Err  error // may be nil
+}
+
+func (e *Error) Error() string {
+	where := "byte offset"
+	if e.Gzip {
+		where = "decompressed byte offset"
+	}
+	s := fmt.Sprintf("capture %s: %s at %s %d", e.File, e.Msg, where, e.Offset)
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrDamaged marks damage found inside a capture after a valid header: the
+// packets before it are good, reading cannot go on. Next returns an *Error that
+// wraps it.
+var ErrDamaged = errors.New("capture damaged")
+
+// Packet is one packet record.
+type Packet struct {
+	// TS is the timestamp in nanoseconds since the Unix epoch.
+	TS int64
+	// Iface is the pcapng interface index (0 for pcap).
+	Iface int
+	// LinkType is the LINKTYPE_ value of the packet's interface.
+	LinkType uint32
+	// Data holds the captured bytes; valid until the next call to Next.
+	Data []byte
+	// OrigLen is the packet's length on the wire (≥ len(Data)).
+	OrigLen int
+	// Offset is the record's byte offset in the (decompressed) file.
+	Offset int64
+}
+
+type iface struct {
+	linkType uint32
+	snaplen  uint32
+	mul, div uint64 // ns = units*mul/div for decimal resolutions
+	shift    uint   // binary resolution 2^-shift when > 0
+	offsetNS int64  // if_tsoffset
+}
+
+// Reader reads packets from a pcap or pcapng stream.
+type Reader struct {
+	name    string
+	file    *os.File
+	gz      *gzip.Reader
+	br      *bufio.Reader
+	off     int64 // offset of the next unread byte
+	pending int   // bytes handed out by take, to discard before reading on
+	format  string
+	isGzip  bool
+
+	order binary.ByteOrder
+	// pcap
+	nano     bool
+	extraHdr int // 8 for the "modified" (Kuznetzov) pcap format
+	ifaces   []iface
+	allLinks []uint32 // link types in interface order across sections
+	scratch  []byte
+	done     bool
+}
+
+// Open opens a capture file. Close releases it.
+func Open(name string) (*Reader, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("opening capture: %w", err)
+	}
+	r, err := NewReader(f, name)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	r.file = f
+	return r, nil
+}
+
+// NewReader reads a capture from rd; name is used in error messages.
+func NewReader(rd io.Reader, name string) (*Reader, error) {
+	r := &Reader{name: name, br: bufio.NewReaderSize(rd, bufSize)}
+	head, err := r.br.Peek(4)
+	if len(head) == 0 {
+		if err == nil || errors.Is(err, io.EOF) {
+			return nil, r.errf(0, nil, "empty file")
+		}
+		return nil, r.errf(0, err, "reading file header")
+	}
+	if len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+		gz, err := gzip.NewReader(r.br)
+		if err != nil {
+			return nil, r.errf(0, err, "bad gzip header")
+		}
+		r.gz = gz
+		r.isGzip = true
+		r.br = bufio.NewReaderSize(gz, bufSize)
+		head, err = r.br.Peek(4)
+		if len(head) == 0 {
+			return nil, r.errf(0, err, "empty file inside gzip")
+		}
+	}
+	if len(head) < 4 {
+		return nil, r.errf(0, err, "truncated file header (%d bytes)", len(head))
+	}
+	switch {
+	case isPcapMagic(head):
+		r.format = "pcap"
+		if err := r.readPcapHeader(); err != nil {
+			return nil, err
+		}
+	case binary.LittleEndian.Uint32(head) == blockSHB:
+		r.format = "pcapng"
+		if err := r.readFirstSHB(); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, r.errf(0, nil, "not a pcap or pcapng file (magic %x)", head)
+	}
+	return r, nil
+}
+
+// Close releases the file.
+func (r *Reader) Close() error {
+	var err error
+	if r.gz != nil {
+		err = r.gz.Close()
+	}
+	if r.file != nil {
+		if e := r.file.Close(); err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// Name is the file name given to Open or NewReader.
+func (r *Reader) Name() string { return r.name }
+
+// Format is "pcap" or "pcapng".
+func (r *Reader) Format() string { return r.format }
+
+// Gzip reports whether the stream was gzip-compressed.
+func (r *Reader) Gzip() bool { return r.isGzip }
+
+// LinkTypes lists the link types of the interfaces seen so far, in order
+// (after the whole file is read: of all interfaces).
+func (r *Reader) LinkTypes() []uint32 { return r.allLinks }
+
+func (r *Reader) errf(off int64, err error, format string, args ...any) *Error {
+	return &Error{File: r.name, Offset: off, Gzip: r.isGzip, Msg: fmt.Sprintf(format, args...), Err: err}
+}
+
+func (r *Reader) damage(off int64, err error, format string, args ...any) *Error {
+	if err == nil {
+		err = ErrDamaged
+	} else {
+		err = fmt.Errorf("%w: %w", ErrDamaged, err)
+	}
+	r.done = true
+	return r.errf(off, err, format, args...)
+}
+
+func isPcapMagic(b []byte) bool {
+	le, be := binary.LittleEndian.Uint32(b), binary.BigEndian.Uint32(b)
+	for _, m := range []uint32{magicMicro, magicNano, magicModified} {
+		if le == m || be == m {
+			return true
+		}
+	}
+	return false
+}
+
+const (
+	magicMicro    = 0xa1b2c3d4
+	magicNano     = 0xa1b23c4d
+	magicModified = 0xa1b2cd34
+)
+
+func (r *Reader) readPcapHeader() error {
+	h, err := r.br.Peek(24)
+	if len(h) < 24 {
+		return r.errf(int64(len(h)), err, "truncated pcap file header")
+	}
+	if binary.LittleEndian.Uint32(h) == magicMicro || binary.LittleEndian.Uint32(h) == magicNano || binary.LittleEndian.Uint32(h) == magicModified {
+		r.order = binary.LittleEndian
+	} else {
+		r.order = binary.BigEndian
+	}
+	switch r.order.Uint32(h) {
+	case magicNano:
+		r.nano = true
+	case magicModified:
+		r.extraHdr = 8
+	}
+	snap := r.order.Uint32(h[16:])
+	lt := r.order.Uint32(h[20:]) & 0xffff // upper bits carry FCS information
+	r.ifaces = []iface{{linkType: lt, snaplen: snap, mul: 1, div: 1}}
+	r.allLinks = []uint32{lt}
+	r.br.Discard(24)
+	r.off = 24
+	return nil
+}
+
+// Next reads the next packet into p. It returns io.EOF at the end of the file
+// and an *Error wrapping ErrDamaged when the file is damaged.
+func (r *Reader) Next(p *Packet) error {
+	if r.done {
+		return io.EOF
+	}
+	if r.pending > 0 {
+		r.br.Discard(r.pending) // already peeked: cannot fail
+		r.pending = 0
+	}
+	if r.format == "pcap" {
+		return r.nextPcap(p)
+	}
+	return r.nextNg(p)
+}
+
+// take returns the next n bytes and counts them as read. They stay valid until
+// the next call to Next: without a copy when they fit the buffer.
+func (r *Reader) take(n int) ([]byte, error) {
+	if n <= bufSize {
+		b, err := r.br.Peek(n)
+		if len(b) < n {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return b, err
+		}
+		r.pending = n
+		r.off += int64(n)
+		return b, nil
+	}
+	if cap(r.scratch) < n {
+		r.scratch = make([]byte, n)
+	}
+	b := r.scratch[:n]
+	got, err := io.ReadFull(r.br, b)
+	r.off += int64(got)
+	if err != nil {
+		return b[:got], err
+	}
+	return b, nil
+}
+
+func (r *Reader) nextPcap(p *Packet) error {
+	hl := 16 + r.extraHdr
+	h, err := r.br.Peek(hl)
+	if len(h) == 0 && (err == nil || errors.Is(err, io.EOF)) {
+		r.done = true
+		return io.EOF
+	}
+	if len(h) < hl {
+		return r.damage(r.off, err, "truncated record header")
+	}
+	sec := uint64(r.order.Uint32(h))
+	frac := uint64(r.order.Uint32(h[4:]))
+	incl := r.order.Uint32(h[8:])
+	orig := r.order.Uint32(h[12:])
+	if incl > maxRecord {
+		return r.damage(r.off, nil, "record length %d is implausible", incl)
+	}
+	if !r.nano {
+		frac *= 1000
+	}
+	start := r.off
+	r.br.Discard(hl)
+	r.off += int64(hl)
+	data, err := r.take(int(incl))
+	if err != nil {
+		return r.damage(start, err, "truncated record (%d of %d bytes)", len(data), incl)
+	}
+	if orig < incl {
+		orig = incl
+	}
+	*p = Packet{
+		TS:       int64(sec*1e9 + frac),
+		LinkType: r.ifaces[0].linkType,
+		Data:     data,
+		OrigLen:  int(orig),
+		Offset:   start,
+	}
+	return nil
+}
+
+// pcapng block types.
+const (
+	blockSHB = 0x0A0D0D0A
+	blockIDB = 1
+	blockPB  = 2 // obsolete packet block
+	blockSPB = 3
+	blockEPB = 6
+)
+
+func (r *Reader) readFirstSHB() error {
+	h, err := r.br.Peek(12)
+	if len(h) < 12 {
+		return r.errf(int64(len(h)), err, "truncated pcapng section header")
+	}
+	switch binary.LittleEndian.Uint32(h[8:]) {
+	case 0x1A2B3C4D:
+		r.order = binary.LittleEndian
+	case 0x4D3C2B1A:
+		r.order = binary.BigEndian
+	default:
+		return r.errf(8, nil, "bad pcapng byte-order magic %x", h[8:12])
+	}
+	blen := r.order.Uint32(h[4:])
+	if blen < 28 || blen%4 != 0 || blen > maxRecord {
+		return r.errf(4, nil, "bad pcapng section header length %d", blen)
+	}
+	return nil
+}
+
+func (r *Reader) nextNg(p *Packet) error {
+	for {
+		if r.pending > 0 {
+			r.br.Discard(r.pending)
+			r.pending = 0
+		}
+		start := r.off
+		h, err := r.br.Peek(12)
+		if len(h) == 0 && (err == nil || errors.Is(err, io.EOF)) {
+			r.done = true
+			return io.EOF
+		}
+		if len(h) < 12 {
+			return r.damage(start, err, "truncated block header")
+		}
+		btype := r.order.Uint32(h)
+		if btype == blockSHB {
+			// A new section may switch byte order.
+			switch binary.LittleEndian.Uint32(h[8:]) {
+			case 0x1A2B3C4D:
+				r.order = binary.LittleEndian
+			case 0x4D3C2B1A:
+				r.order = binary.BigEndian
+			default:
+				return r.damage(start+8, nil, "bad pcapng byte-order magic")
+			}
+			r.ifaces = r.ifaces[:0]
+		}
+		blen := r.order.Uint32(h[4:])
+		if blen < 12 || blen%4 != 0 || blen > maxRecord {
+			return r.damage(start+4, nil, "bad block length %d", blen)
+		}
+		block, err := r.take(int(blen))
+		if err != nil {
+			return r.damage(start, err, "truncated block (%d of %d bytes)", len(block), blen)
+		}
+		if r.order.Uint32(block[blen-4:]) != blen {
+			return r.damage(start+int64(blen)-4, nil, "block trailer length does not match header length %d", blen)
+		}
+		body := block[8 : blen-4]
+		switch btype {
+		case blockSHB:
+			if len(body) < 16 {
+				return r.damage(start, nil, "short section header block")
+			}
+		case blockIDB:
+			if len(body) < 8 {
+				return r.damage(start, nil, "short interface description block")
+			}
+			ifc := iface{linkType: uint32(r.order.Uint16(body)), snaplen: r.order.Uint32(body[4:]), mul: 1e3, div: 1}
+			r.readIDBOptions(&ifc, body[8:])
+			r.ifaces = append(r.ifaces, ifc)
+			r.allLinks = append(r.allLinks, ifc.linkType)
+		case blockEPB, blockPB:
+			if len(body) < 20 {
+				return r.damage(start, nil, "short packet block")
+			}
+			var id uint32
+			if btype == blockEPB {
+				id = r.order.Uint32(body)
+			} else {
+				id = uint32(r.order.Uint16(body))
+			}
+			if int(id) >= len(r.ifaces) {
+				return r.damage(start, nil, "packet block for undeclared interface %d", id)
+			}
+			units := uint64(r.order.Uint32(body[4:]))<<32 | uint64(r.order.Uint32(body[8:]))
+			capl := r.order.Uint32(body[12:])
+			orig := r.order.Uint32(body[16:])
+			if uint64(capl) > uint64(len(body)-20) {
+				return r.damage(start, nil, "packet block captured length %d exceeds block", capl)
+			}
+			if orig < capl {
+				orig = capl
+			}
+			ifc := &r.ifaces[id]
+			*p = Packet{TS: ifc.ns(units), Iface: int(id), LinkType: ifc.linkType, Data: body[20 : 20+capl], OrigLen: int(orig), Offset: start}
+			return nil
+		case blockSPB:
+			if len(body) < 4 || len(r.ifaces) == 0 {
+				return r.damage(start, nil, "bad simple packet block")
+			}
+			orig := r.order.Uint32(body)
+			capl := uint32(len(body) - 4)
+			if orig < capl {
+				capl = orig
+			}
+			if s := r.ifaces[0].snaplen; s > 0 && capl > s {
+				capl = s
+			}
+			// A simple packet block has no timestamp; it gets time 0.
+			*p = Packet{LinkType: r.ifaces[0].linkType, Data: body[4 : 4+capl], OrigLen: int(orig), Offset: start}
+			return nil
+		default:
+			// Name resolution, statistics, custom and unknown blocks carry no packets.
+		}
+	}
+}
+
+func (r *Reader) readIDBOptions(ifc *iface, opts []byte) {
+	for len(opts) >= 4 {
+		code := r.order.Uint16(opts)
+		l := int(r.order.Uint16(opts[2:]))
+		if code == 0 || 4+l > len(opts) {
+			return
+		}
+		v := opts[4 : 4+l]
+		switch {
+		case code == 9 && l >= 1: // if_tsresol
+			res := v[0]
+			if res&0x80 != 0 {
+				sh := uint(res & 0x7f)
+				if sh < 64 {
+					ifc.shift, ifc.mul, ifc.div = sh, 0, 0
+				}
+			} else if e := int(res); e <= 9 {
+				ifc.mul, ifc.div = pow10(9-e), 1
+			} else if e <= 19 {
+				ifc.mul, ifc.div = 1, pow10(e-9)
+			}
+		case code == 14 && l >= 8: // if_tsoffset, seconds
+			ifc.offsetNS = int64(r.order.Uint64(v)) * 1e9
+		}
+		opts = opts[4+(l+3)&^3:]
+	}
+}
+
+func pow10(e int) uint64 {
+	v := uint64(1)
+	for ; e > 0; e-- {
+		v *= 10
+	}
+	return v
+}
+
+func (ifc *iface) ns(units uint64) int64 {
+	if ifc.mul == 0 && ifc.div == 0 {
+		if ifc.shift == 0 {
+			return int64(units)*1e9 + ifc.offsetNS
+		}
+		hi, lo := bits.Mul64(units, 1e9)
+		return int64(hi<<(64-ifc.shift)|lo>>ifc.shift) + ifc.offsetNS
+	}
+	return int64(units*ifc.mul/ifc.div) + ifc.offsetNS
+}

@@ -1,0 +1,35 @@
+package analyzer
+
+// chunkSize is the number of records per chunk.
+const chunkSize = 1024
+
+// chunked is an append-only list stored in fixed-size chunks: appending never
+// moves earlier records (a growing slice of large records would copy them all
+// again and again), and an index stays valid for the record's life.
+type chunked[T any] struct {
+	chunks [][]T
+	n      int
+}
+
+func (c *chunked[T]) add(v T) int {
+	if c.n%chunkSize == 0 {
+		c.chunks = append(c.chunks, make([]T, 0, chunkSize))
+	}
+	last := len(c.chunks) - 1
+	c.chunks[last] = append(c.chunks[last], v)
+	c.n++
+	return c.n - 1
+}
+
+func (c *chunked[T]) at(i int) *T { return &c.chunks[i/chunkSize][i%chunkSize] }
+
+func (c *chunked[T]) len() int { return c.n }
+
+// slice returns the records in one slice, never nil.
+func (c *chunked[T]) slice() []T {
+	out := make([]T, 0, c.n)
+	for _, ch := range c.chunks {
+		out = append(out, ch...)
+	}
+	return out
+}

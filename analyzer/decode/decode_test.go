@@ -1,0 +1,211 @@
+package decode
+
+import (
+	"encoding/binary"
+	"math/rand"
+	"net"
+	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
+func serialize(t *testing.T, ls ...gopacket.SerializableLayer) []byte {
+	t.Helper()
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func tcp4(t *testing.T, payload []byte) []byte {
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 61, Protocol: layers.IPProtocolTCP, SrcIP: net.IP{192, 0, 2, 1}, DstIP: net.IP{198, 51, 100, 7}, Flags: layers.IPv4DontFragment}
+	tc := &layers.TCP{SrcPort: 40000, DstPort: 443, Seq: 11, Ack: 22, SYN: true, ACK: true, Window: 1000}
+	tc.SetNetworkLayerForChecksum(ip)
+	return serialize(t, ip, tc, gopacket.Payload(payload))
+}
+
+// TestChecksum: the checksum of gopacket-serialized packets (an independent
+// implementation) verifies for every payload length, and a flipped bit fails.
+func TestChecksum(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for n := 0; n < 200; n++ {
+		payload := make([]byte, n)
+		rng.Read(payload)
+		ipb := tcp4(t, payload)
+		var p Packet
+		if k := DecodeIP(ipb, &p); k != OK {
+			t.Fatalf("len %d: %s", n, k)
+		}
+		if p.BadIPChecksum || p.BadL4Checksum {
+			t.Fatalf("len %d: good packet flagged bad (ip %v l4 %v)", n, p.BadIPChecksum, p.BadL4Checksum)
+		}
+		ipb[len(ipb)-1-n/2] ^= 0x10
+		DecodeIP(ipb, &p)
+		if !p.BadL4Checksum {
+			t.Fatalf("len %d: corrupted packet not flagged", n)
+		}
+	}
+}
+
+func TestLinkTypes(t *testing.T) {
+	ipb := tcp4(t, []byte("hello"))
+	mac := []byte{2, 0, 0, 0, 0, 1}
+	eth := append(append(append([]byte{}, mac...), mac...), 0x08, 0x00)
+	vlan := append(append(append([]byte{}, mac...), mac...), 0x88, 0xa8, 0, 10, 0x81, 0x00, 0, 20, 0x08, 0x00)
+	sll := []byte{0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0, 0x08, 0x00}
+	sll2 := []byte{0x08, 0x00, 0, 0, 0, 0, 0, 3, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0}
+	null := binary.LittleEndian.AppendUint32(nil, 2)
+	loop := binary.BigEndian.AppendUint32(nil, 2)
+	nflog := []byte{2, 0, 0, 0, 8, 0, 1, 0, 0, 0, 0, 0}
+	nflog = binary.LittleEndian.AppendUint16(nflog, uint16(4+len(ipb)))
+	nflog = binary.LittleEndian.AppendUint16(nflog, 9)
+	cases := []struct {
+		name   string
+		lt     uint32
+		prefix []byte
+		mac    bool
+		vlans  int
+	}{
+		{"ethernet", LinkEthernet, eth, true, 0},
+		{"qinq", LinkEthernet, vlan, true, 2},
+		{"sll", LinkSLL, sll, true, 0},
+		{"sll2", LinkSLL2, sll2, true, 0},
+		{"null", LinkNull, null, false, 0},
+		{"loop", LinkLoop, loop, false, 0},
+		{"raw", LinkRaw, nil, false, 0},
+		{"raw12", LinkRawBSD12, nil, false, 0},
+		{"raw14", LinkRawBSD14, nil, false, 0},
+		{"ipv4", LinkIPv4, nil, false, 0},
+		{"ppp", LinkPPP, []byte{0xff, 0x03, 0x00, 0x21}, false, 0},
+		{"nflog", LinkNFLOG, nflog, false, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			frame := append(append([]byte{}, tc.prefix...), ipb...)
+			var p Packet
+			if k := Decode(tc.lt, frame, &p); k != OK {
+				t.Fatalf("decode: %s", k)
+			}
+			if p.IPVersion != 4 || p.Proto != ProtoTCP || p.SrcPort != 40000 || p.DstPort != 443 || string(p.Payload) != "hello" ||
+				p.Flags != SYN|ACK || p.Seq != 11 || p.TTL != 61 || !p.DF || p.IPLen != len(ipb) {
+				t.Errorf("decoded %+v", p)
+			}
+			if p.HasMAC != tc.mac || p.VLANs != tc.vlans {
+				t.Errorf("mac %v vlans %d", p.HasMAC, p.VLANs)
+			}
+			// Every cut of the frame must decode without panicking.
+			for i := 0; i < len(frame); i++ {
+				Decode(tc.lt, frame[:i], &p)
+			}
+		})
+	}
+	var p Packet
+	if k := Decode(147, ipb, &p); k != KindUnknown {
+		t.Errorf("unknown link type gave %q", k)
+	}
+	if k := Decode(LinkEthernet, append(append(append([]byte{}, mac...), mac...), 0x08, 0x06, 0, 1), &p); k != KindNonIP {
+		t.Errorf("ARP gave %q", k)
+	}
+}
+
+// TestIPv6ExtensionHeaders: hop-by-hop and destination options are skipped;
+// a fragment header marks a fragment.
+func TestIPv6ExtensionHeaders(t *testing.T) {
+	src, dst := net.ParseIP("2001:db8::1"), net.ParseIP("2001:db8::2")
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolIPv6HopByHop, SrcIP: src, DstIP: dst}
+	hbh := &layers.IPv6HopByHop{}
+	hbh.NextHeader = layers.IPProtocolIPv6Destination
+	hbh.Options = []*layers.IPv6HopByHopOption{{OptionType: 1, OptionLength: 4, OptionData: []byte{0, 0, 0, 0}}}
+	dstOpt := &layers.IPv6Destination{}
+	dstOpt.NextHeader = layers.IPProtocolUDP
+	dstOpt.Options = []*layers.IPv6DestinationOption{{OptionType: 1, OptionLength: 4, OptionData: []byte{0, 0, 0, 0}}}
+	u := &layers.UDP{SrcPort: 5353, DstPort: 5353}
+	u.SetNetworkLayerForChecksum(ip)
+	b := serialize(t, ip, hbh, dstOpt, u, gopacket.Payload([]byte("mdns")))
+	var p Packet
+	if k := DecodeIP(b, &p); k != OK {
+		t.Fatalf("decode: %s", k)
+	}
+	if p.Proto != ProtoUDP || p.SrcPort != 5353 || string(p.Payload) != "mdns" || p.IPLen != len(b) || p.BadL4Checksum {
+		t.Errorf("decoded %+v", p)
+	}
+}
+
+// TestDefrag: IPv4 fragments in any order become one datagram; overlaps and
+// duplicates do not break it; bounds drop old datagrams.
+func TestDefrag(t *testing.T) {
+	payload := make([]byte, 3000)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IP{10, 0, 0, 1}, DstIP: net.IP{10, 0, 0, 2}, Id: 99}
+	u := &layers.UDP{SrcPort: 53, DstPort: 4000}
+	u.SetNetworkLayerForChecksum(ip)
+	whole := serialize(t, ip, u, gopacket.Payload(payload))
+	frag := func(off, end int, more bool) []byte {
+		f := append([]byte{}, whole[:20]...)
+		f = append(f, whole[20+off:20+end]...)
+		binary.BigEndian.PutUint16(f[2:], uint16(len(f)))
+		fl := uint16(off / 8)
+		if more {
+			fl |= 0x2000
+		}
+		binary.BigEndian.PutUint16(f[6:], fl)
+		return f
+	}
+	n := len(whole) - 20
+	frags := [][]byte{frag(2400, n, false), frag(0, 1200, true), frag(800, 2400, true), frag(0, 1200, true)}
+	d := NewDefragmenter()
+	var p Packet
+	for i, f := range frags {
+		if k := DecodeIP(f, &p); k != OK || !p.Fragment {
+			t.Fatalf("fragment %d: %s %v", i, k, p.Fragment)
+		}
+		done, dropped := d.Add(&p, int64(i))
+		if dropped != 0 {
+			t.Fatalf("dropped %d", dropped)
+		}
+		if done != (i == 2) {
+			t.Fatalf("fragment %d: complete=%v", i, done)
+		}
+		if done {
+			if p.Proto != ProtoUDP || p.SrcPort != 53 || p.PayloadLen != len(payload) || string(p.Payload) != string(payload) || p.BadL4Checksum || p.IPLen != len(whole) {
+				t.Fatalf("reassembled %d bytes, ports %d/%d, bad sum %v", p.PayloadLen, p.SrcPort, p.DstPort, p.BadL4Checksum)
+			}
+		}
+	}
+	// Bounds: a small defragmenter drops the oldest and times out.
+	d = &Defragmenter{MaxDatagrams: 2, Timeout: 10, m: map[fragKey]*fragBuf{}}
+	for id := 0; id < 3; id++ {
+		f := frag(0, 1200, true)
+		binary.BigEndian.PutUint16(f[4:], uint16(id))
+		DecodeIP(f, &p)
+		_, dropped := d.Add(&p, 0)
+		if want := map[bool]int{true: 1, false: 0}[id == 2]; dropped != want {
+			t.Errorf("datagram %d: dropped %d, want %d", id, dropped, want)
+		}
+	}
+	f := frag(0, 1200, true)
+	binary.BigEndian.PutUint16(f[4:], 50)
+	DecodeIP(f, &p)
+	if _, dropped := d.Add(&p, 100); dropped != 2 {
+		t.Errorf("timeout dropped %d, want 2", dropped)
+	}
+	if d.Pending() != 1 {
+		t.Errorf("pending after flush")
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(uint32(LinkEthernet), []byte{})
+	f.Add(uint32(LinkRaw), []byte{0x45, 0, 0, 20})
+	f.Add(uint32(LinkRaw), []byte{0x60, 0, 0, 0, 0, 8, 44, 64})
+	f.Fuzz(func(t *testing.T, lt uint32, b []byte) {
+		var p Packet
+		if Decode(lt%300, b, &p) == OK && p.Fragment {
+			NewDefragmenter().Add(&p, 0)
+		}
+	})
+}

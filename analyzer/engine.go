@@ -1,0 +1,343 @@
+package analyzer
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/firstboot/firstboot/analyzer/attribute"
+	"github.com/firstboot/firstboot/analyzer/capfile"
+	"github.com/firstboot/firstboot/analyzer/decode"
+	"github.com/firstboot/firstboot/results/schema"
+)
+
+// Flow timeouts in packet time, Zeek's defaults.
+const (
+	tcpTimeout    = 300e9
+	tcpCloseDelay = 5e9
+	udpTimeout    = 60e9
+	icmpTimeout   = 60e9
+	sweepEvery    = 10e9
+	clockJumpBck  = 3600e9 // a backwards jump larger than this resets the flow clock
+)
+
+// counters are the packet-level parts of a Summary, per step.
+type counters struct {
+	first, last   int64
+	seen          bool
+	packets       int64
+	frameBytes    int64
+	capturedBytes int64
+	ipBytes       int64
+	ipv6          int64
+	dnsQueries    int64
+}
+
+func (c *counters) add(ts int64, frame, captured int) {
+	if !c.seen || ts < c.first {
+		c.first = ts
+	}
+	if !c.seen || ts > c.last {
+		c.last = ts
+	}
+	c.seen = true
+	c.packets++
+	c.frameBytes += int64(frame)
+	c.capturedBytes += int64(captured)
+}
+
+// flowKey identifies a flow regardless of direction: side a is the lower
+// (address, port).
+type flowKey struct {
+	a, b   [16]byte
+	ap, bp uint16
+	proto  uint8
+	v      uint8
+}
+
+type engine struct {
+	opts        Options
+	streamBytes int
+	steps       *stepper
+
+	flows     map[flowKey]*flow
+	clock     int64 // flow clock: max packet time, reset on large backwards jumps
+	lastTS    int64
+	now       int64 // time of the packet being processed
+	havePkt   bool
+	nextSweep int64
+	pktIndex  int64
+
+	bufPool  [][]byte // stream storage for reuse
+	ciphers  map[uint16]string
+	addrStrs map[addrKey]string
+	macStrs  map[[6]byte]string
+	strs     map[string]string
+
+	dec    decode.Packet
+	defrag *decode.Defragmenter
+	attr   *attribute.Store
+
+	all  counters
+	cnt  []counters
+	warn schema.Warnings
+
+	pending chunked[connRec] // finished flows, unsorted
+	conns   []connMeta       // sorted, after finish
+	dns     chunked[schema.DNS]
+	tls     chunked[schema.TLS]
+	http    chunked[schema.HTTP]
+	ntp     chunked[schema.NTP]
+	dhcp    map[dhcpKey]*dhcpTx
+	fps     map[fpKey]*fpAgg
+}
+
+func newEngine(opts Options, steps *stepper) *engine {
+	sb := opts.StreamBytes
+	if sb <= 0 {
+		sb = 16 << 10
+	}
+	return &engine{
+		opts:        opts,
+		streamBytes: sb,
+		steps:       steps,
+		flows:       make(map[flowKey]*flow, 1024),
+		defrag:      decode.NewDefragmenter(),
+		attr:        attribute.NewStore(),
+		cnt:         make([]counters, steps.count()),
+		warn: schema.Warnings{
+			UnknownLinkTypes: map[string]int64{},
+			DecodeErrors:     map[string]int64{},
+			ParserErrors:     map[string]int64{},
+		},
+		dhcp:     map[dhcpKey]*dhcpTx{},
+		ciphers:  map[uint16]string{},
+		addrStrs: map[addrKey]string{},
+		macStrs:  map[[6]byte]string{},
+		strs:     map[string]string{},
+		fps:      map[fpKey]*fpAgg{},
+	}
+}
+
+func (e *engine) packet(cp *capfile.Packet) {
+	e.pktIndex++
+	ts := cp.TS
+	if e.havePkt && ts < e.lastTS {
+		e.warn.TimestampsBackwards++
+	}
+	e.lastTS = ts
+	e.now = ts
+	switch {
+	case !e.havePkt || ts > e.clock:
+		e.clock = ts
+	case ts < e.clock-clockJumpBck:
+		// A merged capture or a clock step: follow the new time line so flows
+		// started there can time out; flows from the later time line stay live
+		// until the end (they are never lost).
+		e.clock = ts
+		e.nextSweep = ts + sweepEvery
+	}
+	if !e.havePkt {
+		e.nextSweep = ts + sweepEvery
+	}
+	e.havePkt = true
+	si := e.steps.index(ts)
+	e.all.add(ts, cp.OrigLen, len(cp.Data))
+	c := &e.cnt[si]
+	c.add(ts, cp.OrigLen, len(cp.Data))
+	if len(cp.Data) < cp.OrigLen {
+		e.warn.TruncatedPackets++
+	}
+
+	p := &e.dec
+	if kind := decode.Decode(cp.LinkType, cp.Data, p); kind != decode.OK {
+		if kind == decode.KindUnknown {
+			e.warn.UnknownLinkTypes[decode.LinkName(cp.LinkType)]++
+		} else {
+			e.warn.DecodeErrors[string(kind)]++
+		}
+		e.maybeSweep()
+		return
+	}
+	e.all.ipBytes += int64(p.IPLen)
+	c.ipBytes += int64(p.IPLen)
+	if p.IPVersion == 6 {
+		e.all.ipv6++
+		c.ipv6++
+	}
+	if p.BadIPChecksum {
+		e.warn.BadIPChecksums++
+	}
+	if p.Fragment {
+		complete, dropped := e.defrag.Add(p, e.clock)
+		e.warn.FragmentsDropped += int64(dropped)
+		if !complete {
+			e.maybeSweep()
+			return
+		}
+		e.warn.FragmentsReassembled++
+	}
+	if p.BadL4Checksum {
+		switch p.Proto {
+		case decode.ProtoTCP:
+			e.warn.BadTCPChecksums++
+		case decode.ProtoUDP:
+			e.warn.BadUDPChecksums++
+		}
+	}
+	switch p.Proto {
+	case decode.ProtoTCP, decode.ProtoUDP, decode.ProtoICMP, decode.ProtoICMPv6:
+		e.flowPacket(p, ts, si)
+	}
+	e.maybeSweep()
+}
+
+func (e *engine) maybeSweep() {
+	if e.clock < e.nextSweep {
+		return
+	}
+	e.nextSweep = e.clock + sweepEvery
+	for k, f := range e.flows {
+		if e.clock-f.last > f.timeout() {
+			e.finishFlow(f)
+			delete(e.flows, k)
+		}
+	}
+}
+
+func addrOf(v uint8, b [16]byte) netip.Addr {
+	if v == 4 {
+		return netip.AddrFrom4([4]byte(b[:4]))
+	}
+	return netip.AddrFrom16(b)
+}
+
+func (e *engine) flowPacket(p *decode.Packet, ts int64, si int) {
+	sp, dp := p.SrcPort, p.DstPort
+	if p.Proto == decode.ProtoICMP || p.Proto == decode.ProtoICMPv6 {
+		sp, dp = 0, 0
+	}
+	k := flowKey{proto: p.Proto, v: p.IPVersion}
+	fromA := true
+	if c := compare16(p.Src, p.Dst); c < 0 || (c == 0 && sp <= dp) {
+		k.a, k.b, k.ap, k.bp = p.Src, p.Dst, sp, dp
+	} else {
+		k.a, k.b, k.ap, k.bp = p.Dst, p.Src, dp, sp
+		fromA = false
+	}
+	f := e.flows[k]
+	if f != nil && f.isNewConnection(p) {
+		e.finishFlow(f)
+		delete(e.flows, k)
+		f = nil
+	}
+	if f == nil {
+		f = e.newFlow(k, p, ts, fromA, si)
+		e.flows[k] = f
+	}
+	dir := 0
+	if fromA != f.origIsA {
+		dir = 1
+	}
+	if ts < f.first {
+		f.first = ts
+	}
+	if ts > f.last {
+		f.last = ts
+	}
+	d := &f.d[dir]
+	d.pkts++
+	d.ipBytes += int64(p.IPLen)
+	if p.HasMAC && !d.hasMAC {
+		d.mac, d.hasMAC = p.SrcMAC, true
+	}
+	if p.BadL4Checksum {
+		f.hist(dir, 'C')
+	}
+	switch p.Proto {
+	case decode.ProtoTCP:
+		e.tcpPacket(f, dir, p, ts)
+	case decode.ProtoUDP:
+		d.payload += int64(p.PayloadLen)
+		if p.PayloadLen > 0 {
+			f.hist(dir, 'D')
+			e.udpPayload(f, dir, p, ts)
+		}
+	default:
+		d.payload += int64(p.PayloadLen)
+	}
+}
+
+func compare16(a, b [16]byte) int {
+	x, y := binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(b[:8])
+	if x == y {
+		x, y = binary.BigEndian.Uint64(a[8:]), binary.BigEndian.Uint64(b[8:])
+	}
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}
+
+// servicePort reports ports Zeek's orientation heuristic treats as servers.
+func servicePort(p uint16) bool {
+	if p < 1024 {
+		return true
+	}
+	switch p {
+	case 1900, 3128, 3478, 4500, 5060, 5222, 5228, 5353, 5355, 8080, 8443, 8883, 9000, 11371:
+		return true
+	}
+	return false
+}
+
+func (e *engine) newFlow(k flowKey, p *decode.Packet, ts int64, fromA bool, si int) *flow {
+	f := &flow{key: k, first: ts, last: ts, step: si, tlsIdx: -1}
+	// Orientation: the sender of the first packet is the originator unless the
+	// packet says otherwise.
+	senderOrig := true
+	switch p.Proto {
+	case decode.ProtoTCP:
+		switch {
+		case p.Flags&decode.SYN != 0:
+			senderOrig = p.Flags&decode.ACK == 0
+		default:
+			senderOrig = !(servicePort(p.SrcPort) && !servicePort(p.DstPort))
+		}
+	case decode.ProtoUDP:
+		senderOrig = !(servicePort(p.SrcPort) && !servicePort(p.DstPort))
+	case decode.ProtoICMP:
+		senderOrig = p.ICMPType != 0 // echo reply
+	case decode.ProtoICMPv6:
+		senderOrig = p.ICMPType != 129
+	}
+	f.origIsA = fromA == senderOrig
+	if !senderOrig {
+		f.hist(0, '^')
+	}
+	if p.Proto == decode.ProtoICMP || p.Proto == decode.ProtoICMPv6 {
+		f.icmpType, f.icmpCode = p.ICMPType, p.ICMPCode
+	}
+	// uid: a hash of the 5-tuple, first timestamp and packet ordinal, so it is
+	// the same on every run and unique within the capture.
+	var buf [16 + 16 + 2 + 2 + 1 + 8 + 8]byte
+	copy(buf[0:], k.a[:])
+	copy(buf[16:], k.b[:])
+	binary.BigEndian.PutUint16(buf[32:], k.ap)
+	binary.BigEndian.PutUint16(buf[34:], k.bp)
+	buf[36] = k.proto
+	binary.BigEndian.PutUint64(buf[37:], uint64(ts))
+	binary.BigEndian.PutUint64(buf[45:], uint64(e.pktIndex))
+	sum := sha256.Sum256(buf[:])
+	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	var uid [18]byte
+	uid[0] = 'C'
+	for i := 1; i < len(uid); i++ {
+		uid[i] = alphabet[int(sum[i])%62]
+	}
+	f.uid = string(uid[:])
+	return f
+}

@@ -1,0 +1,587 @@
+package analyzer
+
+import (
+	"cmp"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/firstboot/firstboot/analyzer/attribute"
+	"github.com/firstboot/firstboot/analyzer/decode"
+	"github.com/firstboot/firstboot/results/schema"
+	"golang.org/x/net/publicsuffix"
+)
+
+// connMeta points at a sorted output record and adds what the views need.
+type connMeta struct {
+	*schema.Conn
+	end     int64
+	stepIdx int
+}
+
+// connRec is a finished flow: its conn.log record plus what attribution needs.
+type connRec struct {
+	schema.Conn
+	resp     netip.Addr
+	start    int64
+	end      int64
+	stepIdx  int
+	sni      string
+	httpHost string
+}
+
+func nsTime(ns int64) time.Time { return time.Unix(0, ns).UTC() }
+
+func (f *flow) orig() (addr [16]byte, port uint16) {
+	if f.origIsA {
+		return f.key.a, f.key.ap
+	}
+	return f.key.b, f.key.bp
+}
+
+func (f *flow) resp() (addr [16]byte, port uint16) {
+	if f.origIsA {
+		return f.key.b, f.key.bp
+	}
+	return f.key.a, f.key.ap
+}
+
+// ports returns the originator and responder ports.
+func (f *flow) ports() (op, rp uint16) {
+	_, op = f.orig()
+	_, rp = f.resp()
+	return op, rp
+}
+
+// ids returns Zeek's id fields; for ICMP the ports are type and code.
+func (e *engine) ids(f *flow) (oh string, op uint16, rh string, rp uint16) {
+	oa, op := f.orig()
+	ra, rp := f.resp()
+	if f.key.proto == decode.ProtoICMP || f.key.proto == decode.ProtoICMPv6 {
+		op, rp = uint16(f.icmpType), uint16(f.icmpCode)
+	}
+	return e.addrString(f.key.v, oa), op, e.addrString(f.key.v, ra), rp
+}
+
+type addrKey struct {
+	v uint8
+	a [16]byte
+}
+
+// addrString formats an address once per distinct address: the same few
+// addresses appear in most flows.
+func (e *engine) addrString(v uint8, a [16]byte) string {
+	k := addrKey{v, a}
+	if s, ok := e.addrStrs[k]; ok {
+		return s
+	}
+	s := addrOf(v, a).String()
+	e.addrStrs[k] = s
+	return s
+}
+
+func (e *engine) macString(d *dir) string {
+	if !d.hasMAC {
+		return ""
+	}
+	if s, ok := e.macStrs[d.mac]; ok {
+		return s
+	}
+	s := net.HardwareAddr(d.mac[:]).String()
+	e.macStrs[d.mac] = s
+	return s
+}
+
+// intern returns a shared string for b (histories repeat a lot).
+func (e *engine) intern(b []byte) string {
+	if s, ok := e.strs[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(e.strs) < 1<<16 {
+		e.strs[s] = s
+	}
+	return s
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case decode.ProtoTCP:
+		return "tcp"
+	case decode.ProtoUDP:
+		return "udp"
+	}
+	return "icmp"
+}
+
+// cipherName returns the IANA name of a cipher suite, or "0x…" for an unknown one.
+func (e *engine) cipherName(id uint16) string {
+	if n, ok := e.ciphers[id]; ok {
+		return n
+	}
+	n := tls.CipherSuiteName(id) // builds a list on every call: cached
+	e.ciphers[id] = n
+	return n
+}
+
+func hexList(vs []uint16) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = fmt.Sprintf("0x%04x", v)
+	}
+	return out
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// finishFlow turns a flow into its conn record.
+func (e *engine) finishFlow(f *flow) {
+	oh, op, rh, rp := e.ids(f)
+	o, r := &f.d[0], &f.d[1]
+	ob, rb := o.payload, r.payload
+	if f.key.proto == decode.ProtoTCP {
+		e.closeGaps(f, 0)
+		e.closeGaps(f, 1)
+		ob, rb = o.hi, r.hi
+	}
+	ra, _ := f.resp()
+	c := connRec{
+		Conn: schema.Conn{
+			TS: nsTime(f.first), UID: f.uid, OrigH: oh, OrigP: op, RespH: rh, RespP: rp,
+			Proto: protoName(f.key.proto), Service: f.service, Duration: float64(f.last-f.first) / 1e9,
+			OrigBytes: ob, RespBytes: rb, ConnState: f.connState(), MissedBytes: o.missed + r.missed,
+			History: e.intern(f.history), OrigPkts: o.pkts, OrigIPBytes: o.ipBytes, RespPkts: r.pkts, RespIPBytes: r.ipBytes,
+			OrigL2Addr: e.macString(o), RespL2Addr: e.macString(r), Step: e.steps.name(f.step),
+		},
+		resp: addrOf(f.key.v, ra), start: f.first, end: f.last, stepIdx: f.step, sni: f.sni, httpHost: f.httpHost,
+	}
+	e.pending.add(c)
+}
+
+// finish flushes every live flow and builds the analysis.
+func (e *engine) finish() *schema.Analysis {
+	for _, f := range e.flows {
+		e.finishFlow(f)
+	}
+	clear(e.flows)
+	e.warn.FragmentsDropped += int64(e.defrag.Pending())
+
+	// Attribution, now that every DNS answer is known.
+	e.attr.Sort()
+	// Sort through pointers: connRec is large to move around.
+	order := make([]*connRec, 0, e.pending.len())
+	for i := 0; i < e.pending.len(); i++ {
+		c := e.pending.at(i)
+		c.Name, c.NameSource = e.attr.Name(c.sni, c.httpHost, c.resp, c.start)
+		order = append(order, c)
+	}
+	slices.SortFunc(order, func(a, b *connRec) int {
+		return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.UID, b.UID))
+	})
+	// One copy of each record: the output, plus the little the views need.
+	a := &schema.Analysis{SchemaVersion: schema.Version}
+	a.Conns = make([]schema.Conn, len(order))
+	e.conns = make([]connMeta, len(order))
+	for i, c := range order {
+		a.Conns[i] = c.Conn
+		e.conns[i] = connMeta{Conn: &a.Conns[i], end: c.end, stepIdx: c.stepIdx}
+	}
+	order = nil
+	e.pending = chunked[connRec]{}
+	a.DNS = sortedBy(e.dns.slice(), func(x, y schema.DNS) int {
+		return cmp.Or(x.TS.Compare(y.TS), cmp.Compare(x.UID, y.UID), cmp.Compare(x.TransID, y.TransID), cmp.Compare(x.Query, y.Query))
+	})
+	a.TLS = sortedBy(e.tls.slice(), func(x, y schema.TLS) int { return cmp.Or(x.TS.Compare(y.TS), cmp.Compare(x.UID, y.UID)) })
+	a.HTTP = sortedBy(e.http.slice(), func(x, y schema.HTTP) int {
+		return cmp.Or(x.TS.Compare(y.TS), cmp.Compare(x.UID, y.UID), cmp.Compare(x.TransDepth, y.TransDepth))
+	})
+	a.NTP = sortedBy(e.ntp.slice(), func(x, y schema.NTP) int {
+		return cmp.Or(x.TS.Compare(y.TS), cmp.Compare(x.UID, y.UID), cmp.Compare(x.Sender, y.Sender))
+	})
+	a.DHCP = e.dhcpRecords()
+	a.Host = e.host(a)
+
+	hostIPs := map[string]bool{}
+	if a.Host.IP != "" {
+		hostIPs[a.Host.IP] = true
+		for _, ip := range a.Host.OtherIPs {
+			hostIPs[ip] = true
+		}
+	}
+	w := e.warn
+	a.Summary = e.summary(&e.all, -1, hostIPs)
+	a.Summary.Warnings = &w
+	a.Destinations = e.destinations(-1)
+	a.Fingerprints = e.fingerprints(-1)
+	a.Steps = []schema.StepView{}
+	if len(e.steps.names) > 0 {
+		for i := 0; i < e.steps.count(); i++ {
+			if !e.cnt[i].seen && !e.hasRecords(i) {
+				continue
+			}
+			v := schema.StepView{Name: e.steps.name(i)}
+			v.Start, v.End = e.stepBounds(i)
+			v.Summary = e.summary(&e.cnt[i], i, hostIPs)
+			v.Destinations = e.destinations(i)
+			v.Fingerprints = e.fingerprints(i)
+			a.Steps = append(a.Steps, v)
+		}
+	}
+	return a
+}
+
+func (e *engine) hasRecords(si int) bool {
+	for i := range e.conns {
+		if e.conns[i].stepIdx == si {
+			return true
+		}
+	}
+	return false
+}
+
+// stepBounds gives a step's [start, end): "before" starts at the capture's
+// first packet, "after" and an open last step end at its last.
+func (e *engine) stepBounds(i int) (time.Time, time.Time) {
+	s := e.steps
+	n := len(s.names)
+	capFirst, capLast := nsTime(e.all.first), nsTime(e.all.last)
+	switch {
+	case i == 0:
+		return capFirst, nsTime(s.start[0])
+	case i > n:
+		return nsTime(s.end[n-1]), capLast
+	}
+	end := capLast
+	if !(i == n && s.openEnd) {
+		end = nsTime(s.end[i-1])
+	}
+	return nsTime(s.start[i-1]), end
+}
+
+func sortedBy[T any](s []T, f func(a, b T) int) []T {
+	if s == nil {
+		return []T{}
+	}
+	slices.SortStableFunc(s, f)
+	return s
+}
+
+func (e *engine) dhcpRecords() []schema.DHCP {
+	txs := make([]*dhcpTx, 0, len(e.dhcp))
+	for _, tx := range e.dhcp {
+		txs = append(txs, tx)
+	}
+	slices.SortFunc(txs, func(a, b *dhcpTx) int { return cmp.Or(cmp.Compare(a.first, b.first), cmp.Compare(a.seq, b.seq)) })
+	out := make([]schema.DHCP, 0, len(txs))
+	for _, tx := range txs {
+		r := tx.rec
+		r.TS = nsTime(tx.first)
+		r.Duration = float64(tx.last-tx.first) / 1e9
+		r.UIDs = make([]string, 0, len(tx.uids))
+		for u := range tx.uids {
+			r.UIDs = append(r.UIDs, u)
+		}
+		sort.Strings(r.UIDs)
+		out = append(out, r)
+	}
+	return out
+}
+
+// host picks the studied machine: the first DHCP client, else the address that
+// originated the most connections.
+func (e *engine) host(a *schema.Analysis) schema.Host {
+	h := schema.Host{OtherIPs: []string{}, Method: "none"}
+	for _, d := range a.DHCP {
+		if !e.dhcpClient(d) {
+			continue
+		}
+		h.Method, h.MAC = "dhcp", d.MAC
+		break
+	}
+	if h.Method == "dhcp" {
+		for _, d := range a.DHCP {
+			if d.MAC != h.MAC {
+				continue
+			}
+			if h.DHCPHostname == "" {
+				h.DHCPHostname = d.HostName
+			}
+			if h.DHCPVendorClass == "" {
+				h.DHCPVendorClass = d.VendorClass
+			}
+			if h.DHCPParamList == "" {
+				h.DHCPParamList = d.ParamList
+			}
+			if h.IP == "" {
+				h.IP = d.AssignedAddr
+			}
+		}
+		if h.IP == "" {
+			for _, d := range a.DHCP {
+				if d.MAC == h.MAC && h.IP == "" {
+					h.IP = cmp.Or(d.RequestedAddr, d.ClientAddr)
+				}
+			}
+		}
+		if h.IP == "" {
+			h.IP = mostCommonOrig(a.Conns, func(c *schema.Conn) bool { return c.OrigL2Addr == h.MAC })
+		}
+	} else {
+		h.IP = mostCommonOrig(a.Conns, func(c *schema.Conn) bool { return true })
+		if h.IP != "" {
+			h.Method = "most_connections"
+			macs := map[string]int{}
+			for i := range a.Conns {
+				c := &a.Conns[i]
+				if c.OrigH == h.IP && c.OrigL2Addr != "" {
+					macs[c.OrigL2Addr]++
+				}
+			}
+			h.MAC = topKey(macs)
+		}
+	}
+	if h.MAC != "" {
+		others := map[string]bool{}
+		for i := range a.Conns {
+			c := &a.Conns[i]
+			if c.OrigL2Addr == h.MAC && c.OrigH != h.IP {
+				if ad, err := netip.ParseAddr(c.OrigH); err == nil && !ad.IsUnspecified() {
+					others[c.OrigH] = true
+				}
+			}
+		}
+		for ip := range others {
+			h.OtherIPs = append(h.OtherIPs, ip)
+		}
+		sort.Strings(h.OtherIPs)
+	}
+	return h
+}
+
+func (e *engine) dhcpClient(d schema.DHCP) bool {
+	for _, tx := range e.dhcp {
+		if tx.rec.MAC == d.MAC && tx.client {
+			return true
+		}
+	}
+	return false
+}
+
+func mostCommonOrig(conns []schema.Conn, keep func(*schema.Conn) bool) string {
+	n := map[string]int{}
+	for i := range conns {
+		c := &conns[i]
+		if !keep(c) {
+			continue
+		}
+		if ad, err := netip.ParseAddr(c.OrigH); err != nil || ad.IsUnspecified() || ad.IsMulticast() {
+			continue
+		}
+		n[c.OrigH]++
+	}
+	return topKey(n)
+}
+
+// topKey returns the key with the highest count, the smallest key on ties.
+func topKey(m map[string]int) string {
+	best, bn := "", -1
+	for k, v := range m {
+		if v > bn || (v == bn && k < best) {
+			best, bn = k, v
+		}
+	}
+	return best
+}
+
+func unicast(s string) bool {
+	ad, err := netip.ParseAddr(s)
+	if err != nil {
+		return false
+	}
+	if ad.Is4() && ad.As4() == [4]byte{255, 255, 255, 255} {
+		return false
+	}
+	return !ad.IsMulticast() && !ad.IsUnspecified()
+}
+
+// summary builds a Summary from packet counters and the conns of step si (-1: all).
+func (e *engine) summary(c *counters, si int, hostIPs map[string]bool) schema.Summary {
+	s := schema.Summary{
+		Packets: c.packets, FrameBytes: c.frameBytes, CapturedBytes: c.capturedBytes, IPBytes: c.ipBytes,
+		IPv6Packets: c.ipv6, IPv6Seen: c.ipv6 > 0, DNSQueries: c.dnsQueries,
+	}
+	if c.seen {
+		s.FirstTS, s.LastTS = nsTime(c.first), nsTime(c.last)
+		s.Duration = float64(c.last-c.first) / 1e9
+	}
+	remote := map[string]bool{}
+	for i := range e.conns {
+		cr := &e.conns[i]
+		if si >= 0 && cr.stepIdx != si {
+			continue
+		}
+		switch cr.Proto {
+		case "tcp":
+			s.TCPConnections++
+		case "udp":
+			s.UDPFlows++
+		default:
+			s.ICMPFlows++
+		}
+		switch {
+		case len(hostIPs) == 0:
+			if unicast(cr.RespH) {
+				remote[cr.RespH] = true
+			}
+		case hostIPs[cr.OrigH]:
+			if unicast(cr.RespH) && !hostIPs[cr.RespH] {
+				remote[cr.RespH] = true
+			}
+		case hostIPs[cr.RespH]:
+			if unicast(cr.OrigH) {
+				remote[cr.OrigH] = true
+			}
+		}
+	}
+	s.DistinctRemoteHosts = int64(len(remote))
+	return s
+}
+
+type portKey struct {
+	proto string
+	port  uint16
+}
+
+type destAgg struct {
+	d       schema.Destination
+	sources map[string]bool
+	addrs   map[string]bool
+	ports   map[portKey]bool
+	protos  map[string]bool
+	steps   map[int]bool
+}
+
+// destinations aggregates conns of step si (-1: all) by attributed name.
+func (e *engine) destinations(si int) []schema.Destination {
+	m := map[string]*destAgg{}
+	for i := range e.conns {
+		c := &e.conns[i]
+		if si >= 0 && c.stepIdx != si {
+			continue
+		}
+		a := m[c.Name]
+		if a == nil {
+			a = &destAgg{d: schema.Destination{Name: c.Name, FirstSeen: c.TS, LastSeen: nsTime(c.end)},
+				sources: map[string]bool{}, addrs: map[string]bool{}, ports: map[portKey]bool{}, protos: map[string]bool{}, steps: map[int]bool{}}
+			m[c.Name] = a
+		}
+		d := &a.d
+		a.sources[c.NameSource] = true
+		a.addrs[c.RespH] = true
+		a.ports[portKey{c.Proto, c.RespP}] = true
+		a.protos[cmp.Or(c.Service, c.Proto)] = true
+		a.steps[c.stepIdx] = true
+		d.Connections++
+		d.BytesUp += c.OrigIPBytes
+		d.BytesDown += c.RespIPBytes
+		d.PayloadUp += c.OrigBytes
+		d.PayloadDown += c.RespBytes
+		d.PacketsUp += c.OrigPkts
+		d.PacketsDown += c.RespPkts
+		if c.TS.Before(d.FirstSeen) {
+			d.FirstSeen = c.TS
+		}
+		if end := nsTime(c.end); end.After(d.LastSeen) {
+			d.LastSeen = end
+		}
+	}
+	out := make([]schema.Destination, 0, len(m))
+	for _, a := range m {
+		d := a.d
+		d.NameSources = sortedKeys(a.sources)
+		d.Addresses = sortedKeys(a.addrs)
+		ports := make(map[string]bool, len(a.ports))
+		for k := range a.ports {
+			ports[k.proto+"/"+strconv.Itoa(int(k.port))] = true
+		}
+		d.Ports = sortedKeys(ports)
+		d.Protocols = sortedKeys(a.protos)
+		if d.NameSources[0] != attribute.SourceIP || len(d.NameSources) > 1 {
+			if org, err := publicsuffix.EffectiveTLDPlusOne(d.Name); err == nil {
+				d.Org = org
+			} else {
+				d.Org = d.Name
+			}
+		}
+		switch {
+		case len(e.opts.FirstParty) == 0:
+			d.Party = "unknown"
+		case attribute.IsFirstParty(d.Name, e.opts.FirstParty):
+			d.Party = "first"
+		default:
+			d.Party = "third"
+		}
+		if si < 0 && len(e.steps.names) > 0 {
+			idx := make([]int, 0, len(a.steps))
+			for s := range a.steps {
+				idx = append(idx, s)
+			}
+			sort.Ints(idx)
+			for _, s := range idx {
+				d.Steps = append(d.Steps, e.steps.name(s))
+			}
+		}
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(x, y schema.Destination) int { return cmp.Compare(x.Name, y.Name) })
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// fingerprints lists the distinct fingerprints of step si (-1: merged over all steps).
+func (e *engine) fingerprints(si int) []schema.Fingerprint {
+	type key struct{ host, kind, tcpdump, p0f string }
+	m := map[key]*schema.Fingerprint{}
+	for k, a := range e.fps {
+		if si >= 0 && k.step != si {
+			continue
+		}
+		kk := key{k.host, k.kind, k.tcpdump, k.p0f}
+		fp := m[kk]
+		if fp == nil {
+			fp = &schema.Fingerprint{Host: k.host, Kind: k.kind, Tcpdump: k.tcpdump, P0f: k.p0f,
+				TTL: a.syn.TTL, ITTL: a.syn.InitialTTL, DF: a.syn.DF, ECN: a.syn.ECN, FirstTS: nsTime(a.first), Step: e.steps.name(k.step)}
+			m[kk] = fp
+		}
+		fp.Count += a.count
+		if t := nsTime(a.first); t.Before(fp.FirstTS) {
+			fp.FirstTS, fp.TTL, fp.Step = t, a.syn.TTL, e.steps.name(k.step)
+		}
+	}
+	out := make([]schema.Fingerprint, 0, len(m))
+	for _, fp := range m {
+		out = append(out, *fp)
+	}
+	slices.SortFunc(out, func(x, y schema.Fingerprint) int {
+		return cmp.Or(cmp.Compare(x.Host, y.Host), cmp.Compare(x.Kind, y.Kind), cmp.Compare(x.Tcpdump, y.Tcpdump), cmp.Compare(x.P0f, y.P0f))
+	})
+	return out
+}

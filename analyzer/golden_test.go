@@ -1,0 +1,80 @@
+package analyzer
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
+
+// TestGolden compares analysis.json and every log, in both log formats, for the
+// scenario capture with three steps, against testdata/golden. Run with -update
+// after an intended change and review the diff.
+func TestGolden(t *testing.T) {
+	p := tempFile(t, "conversation.pcapng")
+	writePcapng(t, p, []layers.LinkType{layers.LinkTypeEthernet}, conversation(t))
+	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	steps := []Step{
+		{Name: "boot", Start: t0.Add(50 * time.Millisecond)},
+		{Name: "browse", Start: t0.Add(250 * time.Millisecond)},
+		{Name: "idle", Start: t0.Add(350 * time.Millisecond), End: t0.Add(450 * time.Millisecond)},
+	}
+	a := analyze(t, p, Options{FirstParty: []string{"example.com"}, Steps: steps})
+	if *update {
+		// The fuzz seeds are this capture, in both formats.
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile("testdata/seed.pcapng", raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		writePcap(t, "testdata/seed.pcap", layers.LinkTypeEthernet, conversation(t))
+	}
+	for _, lf := range []string{LogsTSV, LogsJSON} {
+		dir := t.TempDir()
+		if err := WriteOutputs(dir, a, lf); err != nil {
+			t.Fatal(err)
+		}
+		files, err := filepath.Glob(filepath.Join(dir, "*"))
+		if err != nil || len(files) != 8 {
+			t.Fatalf("outputs %v: %v", files, err)
+		}
+		for _, f := range files {
+			name := filepath.Base(f)
+			if lf == LogsJSON {
+				if name == "analysis.json" {
+					continue
+				}
+				name = "json-" + name
+			}
+			got, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", "golden", name+".golden")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs from %s; run go test -run TestGolden -update and review the diff", name, golden)
+			}
+		}
+	}
+}

@@ -1,0 +1,400 @@
+package analyzer
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/firstboot/firstboot/analyzer/zeeklog"
+	"github.com/firstboot/firstboot/results/schema"
+)
+
+// Log formats for WriteOutputs.
+const (
+	LogsTSV  = "tsv"
+	LogsJSON = "json"
+)
+
+// MarshalAnalysis renders analysis.json: indented, with a final newline.
+func MarshalAnalysis(a *schema.Analysis) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := WriteAnalysisJSON(&buf, a); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// WriteAnalysisJSON writes analysis.json to w, the same bytes as
+// encoding/json's two-space indented form, but one top-level field or list
+// element at a time so the whole document is never held in memory.
+func WriteAnalysisJSON(w io.Writer, a *schema.Analysis) error {
+	bw := bufio.NewWriterSize(w, 256<<10)
+	var raw, ind bytes.Buffer
+	enc := json.NewEncoder(&raw)
+	enc.SetEscapeHTML(false)
+	put := func(v any, prefix string) error {
+		raw.Reset()
+		ind.Reset()
+		if err := enc.Encode(v); err != nil {
+			return fmt.Errorf("encoding analysis: %w", err)
+		}
+		if err := json.Indent(&ind, bytes.TrimSuffix(raw.Bytes(), []byte("\n")), prefix, "  "); err != nil {
+			return fmt.Errorf("encoding analysis: %w", err)
+		}
+		_, err := bw.Write(ind.Bytes())
+		return err
+	}
+	v := reflect.ValueOf(a).Elem()
+	t := v.Type()
+	bw.WriteString("{\n")
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if i > 0 {
+			bw.WriteString(",\n")
+		}
+		fmt.Fprintf(bw, "  %q: ", name)
+		fv := v.Field(i)
+		if fv.Kind() != reflect.Slice || fv.IsNil() || fv.Len() == 0 {
+			if err := put(fv.Interface(), "  "); err != nil {
+				return err
+			}
+			continue
+		}
+		bw.WriteString("[\n")
+		for j := 0; j < fv.Len(); j++ {
+			if j > 0 {
+				bw.WriteString(",\n")
+			}
+			bw.WriteString("    ")
+			if err := put(fv.Index(j).Interface(), "    "); err != nil {
+				return err
+			}
+		}
+		bw.WriteString("\n  ]")
+	}
+	bw.WriteString("\n}\n")
+	return bw.Flush()
+}
+
+// WriteOutputs writes analysis.json and the logs (conn, dns, ssl, http, ntp,
+// dhcp, fingerprint) into dir; logFormat is "tsv" (Zeek ASCII) or "json" (JSON
+// lines). Files are written to a temporary name and renamed, so a failed run
+// leaves no half-written file behind.
+func WriteOutputs(dir string, a *schema.Analysis, logFormat string) error {
+	asJSON := false
+	switch logFormat {
+	case LogsTSV, "":
+	case LogsJSON:
+		asJSON = true
+	default:
+		return fmt.Errorf("log format %q: want tsv or json", logFormat)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating output directory: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, "analysis.json"), func(w io.Writer) error {
+		return WriteAnalysisJSON(w, a)
+	}); err != nil {
+		return err
+	}
+	for _, l := range logs(a) {
+		err := writeFileAtomic(filepath.Join(dir, l.path+".log"), func(w io.Writer) error {
+			return writeLog(w, l, a, asJSON)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeFileAtomic(path string, write func(io.Writer) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	err = write(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeLog writes one log to w.
+func writeLog(w io.Writer, l logDef, a *schema.Analysis, asJSON bool) error {
+	open, closeTS := a.Summary.FirstTS, a.Summary.LastTS
+	lw, err := zeeklog.New(w, l.path, l.cols, open, asJSON)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < l.n; i++ {
+		if err := lw.Row(l.row(i)); err != nil {
+			return err
+		}
+	}
+	return lw.Close(closeTS)
+}
+
+type logDef struct {
+	path string
+	cols []zeeklog.Column
+	n    int
+	row  func(i int) []zeeklog.Value
+}
+
+func cols(spec ...string) []zeeklog.Column {
+	out := make([]zeeklog.Column, 0, len(spec)/2)
+	for i := 0; i+1 < len(spec); i += 2 {
+		out = append(out, zeeklog.Column{Name: spec[i], Type: spec[i+1]})
+	}
+	return out
+}
+
+var idCols = []string{"id.orig_h", "addr", "id.orig_p", "port", "id.resp_h", "addr", "id.resp_p", "port"}
+
+func withIDs(head []string, rest ...string) []zeeklog.Column {
+	spec := append(append(append([]string{}, head...), idCols...), rest...)
+	return cols(spec...)
+}
+
+func ids(oh string, op uint16, rh string, rp uint16) []zeeklog.Value {
+	return []zeeklog.Value{zeeklog.Str(oh), zeeklog.Count(int64(op)), zeeklog.Str(rh), zeeklog.Count(int64(rp))}
+}
+
+func row(head []zeeklog.Value, rest ...zeeklog.Value) []zeeklog.Value {
+	return append(head, rest...)
+}
+
+func step(s string) zeeklog.Value { return zeeklog.OptStr(s) }
+
+func optTime(t *time.Time) zeeklog.Value {
+	if t == nil {
+		return zeeklog.Unset()
+	}
+	return zeeklog.Time(*t)
+}
+
+func logs(a *schema.Analysis) []logDef {
+	return []logDef{
+		{
+			path: "conn",
+			cols: withIDs([]string{"ts", "time", "uid", "string"},
+				"proto", "enum", "service", "string", "duration", "interval", "orig_bytes", "count", "resp_bytes", "count",
+				"conn_state", "string", "local_orig", "bool", "local_resp", "bool", "missed_bytes", "count", "history", "string",
+				"orig_pkts", "count", "orig_ip_bytes", "count", "resp_pkts", "count", "resp_ip_bytes", "count",
+				"tunnel_parents", "set[string]", "orig_l2_addr", "string", "resp_l2_addr", "string",
+				"name", "string", "name_source", "string", "step", "string"),
+			n: len(a.Conns),
+			row: func(i int) []zeeklog.Value {
+				c := &a.Conns[i]
+				// Zeek leaves duration and byte counts unset for single-instant connections.
+				dur, ob, rb := zeeklog.Interval(c.Duration), zeeklog.Count(c.OrigBytes), zeeklog.Count(c.RespBytes)
+				if c.Duration == 0 {
+					dur, ob, rb = zeeklog.Unset(), zeeklog.Unset(), zeeklog.Unset()
+				}
+				return row(append([]zeeklog.Value{zeeklog.Time(c.TS), zeeklog.Str(c.UID)}, ids(c.OrigH, c.OrigP, c.RespH, c.RespP)...),
+					zeeklog.Str(c.Proto), zeeklog.OptStr(c.Service), dur, ob, rb,
+					zeeklog.Str(c.ConnState), zeeklog.Unset(), zeeklog.Unset(), zeeklog.Count(c.MissedBytes), zeeklog.OptStr(c.History),
+					zeeklog.Count(c.OrigPkts), zeeklog.Count(c.OrigIPBytes), zeeklog.Count(c.RespPkts), zeeklog.Count(c.RespIPBytes),
+					zeeklog.Unset(), zeeklog.OptStr(c.OrigL2Addr), zeeklog.OptStr(c.RespL2Addr),
+					zeeklog.Str(c.Name), zeeklog.Str(c.NameSource), step(c.Step))
+			},
+		},
+		{
+			path: "dns",
+			cols: withIDs([]string{"ts", "time", "uid", "string"},
+				"proto", "enum", "trans_id", "count", "rtt", "interval", "query", "string", "qclass", "count", "qclass_name", "string",
+				"qtype", "count", "qtype_name", "string", "rcode", "count", "rcode_name", "string", "TC", "bool",
+				"answers", "vector[string]", "TTLs", "vector[interval]", "kind", "string", "step", "string"),
+			n: len(a.DNS),
+			row: func(i int) []zeeklog.Value {
+				d := &a.DNS[i]
+				rtt, rcode, answers, ttls := zeeklog.Unset(), zeeklog.Unset(), zeeklog.Unset(), zeeklog.Unset()
+				if d.RTT != nil {
+					rtt = zeeklog.Interval(*d.RTT)
+				}
+				if d.Rcode != nil {
+					rcode = zeeklog.Count(int64(*d.Rcode))
+				}
+				if len(d.Answers) > 0 {
+					answers, ttls = zeeklog.List(d.Answers), zeeklog.Intervals(d.TTLs)
+				}
+				return row(append([]zeeklog.Value{zeeklog.Time(d.TS), zeeklog.Str(d.UID)}, ids(d.OrigH, d.OrigP, d.RespH, d.RespP)...),
+					zeeklog.Str(d.Proto), zeeklog.Count(int64(d.TransID)), rtt, zeeklog.OptStr(d.Query),
+					zeeklog.Count(int64(d.QClass)), zeeklog.OptStr(qclassName(d.QClass)), zeeklog.Count(int64(d.QType)), zeeklog.OptStr(d.QTypeName),
+					rcode, zeeklog.OptStr(d.RcodeName), zeeklog.Bool(d.TC), answers, ttls, zeeklog.Str(d.Kind), step(d.Step))
+			},
+		},
+		{
+			path: "ssl",
+			cols: withIDs([]string{"ts", "time", "uid", "string"},
+				"version", "string", "cipher", "string", "server_name", "string", "next_protocol", "string", "established", "bool",
+				"ja3", "string", "ja4", "string", "transport", "string", "ja3_string", "string",
+				"client_alpn", "vector[string]", "client_supported_versions", "vector[string]", "ech", "bool", "step", "string"),
+			n: len(a.TLS),
+			row: func(i int) []zeeklog.Value {
+				t := &a.TLS[i]
+				return row(append([]zeeklog.Value{zeeklog.Time(t.TS), zeeklog.Str(t.UID)}, ids(t.OrigH, t.OrigP, t.RespH, t.RespP)...),
+					zeeklog.OptStr(t.Version), zeeklog.OptStr(t.Cipher), zeeklog.OptStr(t.ServerName), zeeklog.OptStr(t.NextProtocol),
+					zeeklog.Bool(t.Established), zeeklog.OptStr(t.JA3), zeeklog.OptStr(t.JA4), zeeklog.Str(t.Transport), zeeklog.OptStr(t.JA3String),
+					zeeklog.List(t.ClientALPN), zeeklog.List(t.ClientVersions), zeeklog.Bool(t.ECH), step(t.Step))
+			},
+		},
+		{
+			path: "http",
+			cols: withIDs([]string{"ts", "time", "uid", "string"},
+				"trans_depth", "count", "method", "string", "host", "string", "uri", "string", "version", "string",
+				"user_agent", "string", "request_body_len", "count", "response_body_len", "count", "status_code", "count",
+				"status_msg", "string", "request_content_type", "string", "response_content_type", "string",
+				"ocsp", "bool", "ocsp_responder", "string", "step", "string"),
+			n: len(a.HTTP),
+			row: func(i int) []zeeklog.Value {
+				h := &a.HTTP[i]
+				status := zeeklog.Unset()
+				if h.StatusCode != 0 {
+					status = zeeklog.Count(int64(h.StatusCode))
+				}
+				return row(append([]zeeklog.Value{zeeklog.Time(h.TS), zeeklog.Str(h.UID)}, ids(h.OrigH, h.OrigP, h.RespH, h.RespP)...),
+					zeeklog.Count(int64(h.TransDepth)), zeeklog.OptStr(h.Method), zeeklog.OptStr(h.Host), zeeklog.OptStr(h.URI),
+					zeeklog.OptStr(h.Version), zeeklog.OptStr(h.UserAgent), zeeklog.Count(h.RequestBodyLen), zeeklog.Count(h.ResponseBodyLen),
+					status, zeeklog.OptStr(h.StatusMsg), zeeklog.OptStr(h.RequestContentType), zeeklog.OptStr(h.ResponseContentType),
+					zeeklog.Bool(h.OCSP), zeeklog.OptStr(h.OCSPResponder), step(h.Step))
+			},
+		},
+		{
+			path: "ntp",
+			cols: withIDs([]string{"ts", "time", "uid", "string"},
+				"version", "count", "mode", "count", "stratum", "count", "poll", "interval", "precision", "interval",
+				"ref_id", "string", "xmt_time", "time", "sender", "addr", "mode_name", "string", "step", "string"),
+			n: len(a.NTP),
+			row: func(i int) []zeeklog.Value {
+				n := &a.NTP[i]
+				return row(append([]zeeklog.Value{zeeklog.Time(n.TS), zeeklog.Str(n.UID)}, ids(n.OrigH, n.OrigP, n.RespH, n.RespP)...),
+					zeeklog.Count(int64(n.Version)), zeeklog.Count(int64(n.Mode)), zeeklog.Count(int64(n.Stratum)),
+					zeeklog.Interval(n.Poll), zeeklog.Interval(n.Precision), zeeklog.OptStr(n.RefID), optTime(n.XmtTime),
+					zeeklog.Str(n.Sender), zeeklog.OptStr(n.ModeName), step(n.Step))
+			},
+		},
+		{
+			path: "dhcp",
+			cols: cols("ts", "time", "uids", "set[string]", "client_addr", "addr", "server_addr", "addr", "mac", "string",
+				"host_name", "string", "domain", "string", "requested_addr", "addr", "assigned_addr", "addr", "lease_time", "interval",
+				"msg_types", "vector[string]", "duration", "interval", "vendor_class", "string", "param_list", "string", "step", "string"),
+			n: len(a.DHCP),
+			row: func(i int) []zeeklog.Value {
+				d := &a.DHCP[i]
+				lease := zeeklog.Unset()
+				if d.LeaseTime > 0 {
+					lease = zeeklog.Interval(d.LeaseTime)
+				}
+				return []zeeklog.Value{zeeklog.Time(d.TS), zeeklog.List(d.UIDs), zeeklog.OptStr(d.ClientAddr), zeeklog.OptStr(d.ServerAddr),
+					zeeklog.OptStr(d.MAC), zeeklog.OptStr(d.HostName), zeeklog.OptStr(d.Domain), zeeklog.OptStr(d.RequestedAddr),
+					zeeklog.OptStr(d.AssignedAddr), lease, zeeklog.List(d.MsgTypes), zeeklog.Interval(d.Duration),
+					zeeklog.OptStr(d.VendorClass), zeeklog.OptStr(d.ParamList), step(d.Step)}
+			},
+		},
+		{
+			path: "fingerprint",
+			cols: cols("ts", "time", "host", "addr", "kind", "string", "ttl", "count", "ittl", "count", "df", "bool", "ecn", "bool",
+				"count", "count", "p0f", "string", "tcpdump", "string", "step", "string"),
+			n: len(a.Fingerprints),
+			row: func(i int) []zeeklog.Value {
+				f := &a.Fingerprints[i]
+				return []zeeklog.Value{zeeklog.Time(f.FirstTS), zeeklog.Str(f.Host), zeeklog.Str(f.Kind), zeeklog.Count(int64(f.TTL)),
+					zeeklog.Count(int64(f.ITTL)), zeeklog.Bool(f.DF), zeeklog.Bool(f.ECN), zeeklog.Count(f.Count),
+					zeeklog.OptStr(f.P0f), zeeklog.OptStr(f.Tcpdump), step(f.Step)}
+			},
+		},
+	}
+}
+
+func qclassName(c uint16) string {
+	switch c {
+	case 0:
+		return ""
+	case 1:
+		return "C_INTERNET"
+	case 3:
+		return "C_CHAOS"
+	case 4:
+		return "C_HESIOD"
+	case 254:
+		return "C_NONE"
+	case 255:
+		return "C_ANY"
+	}
+	return "C_" + strconv.Itoa(int(c))
+}
+
+// WriteTable prints a human summary and the destinations table.
+func WriteTable(w io.Writer, a *schema.Analysis) error {
+	s := &a.Summary
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "capture\t%s (%s%s)\n", a.Input.File, a.Input.Format, map[bool]string{true: ", gzip", false: ""}[a.Input.Gzip])
+	if !s.FirstTS.IsZero() {
+		fmt.Fprintf(tw, "span\t%s – %s (%.3f s)\n", s.FirstTS.Format(time.RFC3339Nano), s.LastTS.Format(time.RFC3339Nano), s.Duration)
+	}
+	fmt.Fprintf(tw, "packets\t%d (%d frame bytes, %d IP bytes)\n", s.Packets, s.FrameBytes, s.IPBytes)
+	fmt.Fprintf(tw, "connections\t%d TCP, %d UDP, %d ICMP; %d DNS queries; %d remote hosts; IPv6 %v\n",
+		s.TCPConnections, s.UDPFlows, s.ICMPFlows, s.DNSQueries, s.DistinctRemoteHosts, s.IPv6Seen)
+	h := &a.Host
+	fmt.Fprintf(tw, "machine\t%s %s hostname=%q vendor=%q (by %s)\n", cmp0(h.IP), cmp0(h.MAC), h.DHCPHostname, h.DHCPVendorClass, h.Method)
+	if wn := s.Warnings; wn != nil {
+		fmt.Fprintf(tw, "warnings\tbad checksums ip/tcp/udp %d/%d/%d, truncated %d, time backwards %d, decode errors %d, parser errors %d, damage %d\n",
+			wn.BadIPChecksums, wn.BadTCPChecksums, wn.BadUDPChecksums, wn.TruncatedPackets, wn.TimestampsBackwards,
+			sum(wn.DecodeErrors), sum(wn.ParserErrors), len(wn.CaptureDamage))
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "DESTINATION\tORG\tPARTY\tCONNS\tUP\tDOWN\tPROTOCOLS\tFIRST SEEN")
+	for _, d := range a.Destinations {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", d.Name, cmp0(d.Org), d.Party, d.Connections, d.BytesUp, d.BytesDown,
+			joinComma(d.Protocols), d.FirstSeen.Format("2006-01-02T15:04:05.000Z07:00"))
+	}
+	return tw.Flush()
+}
+
+func cmp0(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func sum(m map[string]int64) int64 {
+	var n int64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func joinComma(s []string) string {
+	var b bytes.Buffer
+	for i, x := range s {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(x)
+	}
+	return b.String()
+}

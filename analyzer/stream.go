@@ -1,0 +1,397 @@
+package analyzer
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/firstboot/firstboot/analyzer/dns"
+	"github.com/firstboot/firstboot/analyzer/http"
+	"github.com/firstboot/firstboot/analyzer/tlshello"
+	"github.com/firstboot/firstboot/results/schema"
+)
+
+// Application protocols recognised on a TCP flow.
+const (
+	appUnknown uint8 = iota
+	appTLS
+	appHTTP
+	appDNS
+	appNone
+)
+
+// stream buffers one direction of a TCP flow, in sequence order, for parsing.
+// It holds only bytes not yet parsed, at most engine.streamBytes of them;
+// message bodies are skipped and counted, not stored. Data arriving when
+// nothing is pending is parsed in place (no copy); only an unfinished rest is
+// copied into pooled storage.
+type stream struct {
+	buf   []byte // unparsed bytes: a window into store, or into the packet while parsing it in place
+	store []byte // owned storage, cap engine.streamBytes, from the engine's pool
+	skip  int64  // body bytes still to skip; -1: everything until the end
+	// bodyRec is the http record whose body is being skipped.
+	bodyRec  int
+	bodyResp bool
+	done     bool
+	owned    bool // buf lies in store
+}
+
+// wants reports whether the stream still needs the bytes themselves (a body
+// that runs to the close is only counted).
+func (s *stream) wants() bool { return !s.done && s.skip != -1 }
+
+func (s *stream) consume(n int) { s.buf = s.buf[n:] }
+
+func (e *engine) stopStream(s *stream) {
+	s.done, s.buf, s.owned = true, nil, false
+	e.putBuf(s)
+}
+
+func (e *engine) putBuf(s *stream) {
+	if s.store != nil && len(e.bufPool) < 1024 {
+		e.bufPool = append(e.bufPool, s.store[:0])
+	}
+	s.store = nil
+}
+
+func (e *engine) getBuf() []byte {
+	if n := len(e.bufPool); n > 0 {
+		b := e.bufPool[n-1]
+		e.bufPool = e.bufPool[:n-1]
+		return b
+	}
+	return make([]byte, 0, e.streamBytes)
+}
+
+// streamData takes in-order bytes of direction di and runs the parsers.
+func (e *engine) streamData(f *flow, di int, data []byte) {
+	s := &f.d[di].stream
+	if s.done || len(data) == 0 {
+		return
+	}
+	if f.app == appNone {
+		e.stopStream(s)
+		return
+	}
+	for len(data) > 0 && !s.done {
+		if s.skip != 0 {
+			n := int64(len(data))
+			if s.skip > 0 && n > s.skip {
+				n = s.skip
+			}
+			e.creditBody(s, n)
+			data = data[n:]
+			continue
+		}
+		var take int
+		if len(s.buf) == 0 {
+			// Nothing pending: parse the packet's bytes in place.
+			take = min(len(data), e.streamBytes)
+			s.buf, s.owned = data[:take], false
+		} else {
+			take = min(len(data), e.streamBytes-len(s.buf))
+			if !s.owned || cap(s.buf)-len(s.buf) < take {
+				e.own(s)
+			}
+			s.buf = append(s.buf, data[:take]...)
+		}
+		data = data[take:]
+		before := len(s.buf)
+		e.parseStream(f, di)
+		if s.done {
+			return
+		}
+		switch {
+		case len(s.buf) >= before && before >= e.streamBytes:
+			// The parser could not make progress within the bound.
+			e.stopStream(s)
+			return
+		case len(s.buf) == 0:
+			s.owned = false
+			e.putBuf(s)
+		case !s.owned:
+			e.own(s) // an unfinished rest of the packet: keep a copy
+		}
+		if take == 0 {
+			break
+		}
+	}
+}
+
+// own moves the pending bytes to the start of the stream's own storage.
+func (e *engine) own(s *stream) {
+	if s.store == nil {
+		s.store = e.getBuf()
+	}
+	// copy handles the overlap when buf already lies in store.
+	s.buf = s.store[:copy(s.store[:cap(s.store)], s.buf)]
+	s.owned = true
+}
+
+// streamGap tells the stream that bytes are missing: parsing cannot go on.
+func (e *engine) streamGap(f *flow, di int) {
+	e.stopStream(&f.d[di].stream)
+}
+
+func (e *engine) parseStream(f *flow, di int) {
+	if f.app == appUnknown {
+		e.classifyTCP(f, di)
+	}
+	switch f.app {
+	case appUnknown:
+		return
+	case appNone:
+		e.stopStream(&f.d[0].stream)
+		e.stopStream(&f.d[1].stream)
+	case appTLS:
+		e.parseTLS(f, di)
+	case appHTTP:
+		e.parseHTTP(f, di)
+	case appDNS:
+		e.parseDNSTCP(f, di)
+	}
+}
+
+func (e *engine) classifyTCP(f *flow, di int) {
+	b := f.d[0].stream.buf
+	if di == 1 && len(b) == 0 {
+		// The server spoke first: not a protocol parsed here.
+		f.app = appNone
+		return
+	}
+	if len(b) == 0 {
+		return
+	}
+	op, rp := f.ports()
+	switch {
+	case b[0] == 0x16:
+		f.app = appTLS
+	case rp == 53 || op == 53:
+		f.app = appDNS
+	case http.LooksLikeRequest(b):
+		f.app = appHTTP
+	case len(b) >= 16:
+		f.app = appNone
+	}
+}
+
+func (e *engine) parserError(name string) { e.warn.ParserErrors[name]++ }
+
+func (e *engine) parseTLS(f *flow, di int) {
+	s := &f.d[di].stream
+	if di == 0 {
+		if f.tlsIdx >= 0 {
+			e.stopStream(s)
+			return
+		}
+		msg, err := tlshello.ReadHandshake(s.buf, 1)
+		if errors.Is(err, tlshello.ErrIncomplete) {
+			return
+		}
+		if err != nil {
+			e.parserError("tls")
+			f.app = appNone
+			e.stopStream(s)
+			e.stopStream(&f.d[1].stream)
+			return
+		}
+		ch, err := tlshello.ParseClientHello(msg)
+		if err != nil {
+			e.parserError("tls")
+			e.stopStream(s)
+			e.stopStream(&f.d[1].stream)
+			return
+		}
+		e.addClientHello(f, ch, "tcp", 't')
+		e.stopStream(s)
+		if len(f.d[1].stream.buf) > 0 {
+			e.parseTLS(f, 1)
+		}
+		return
+	}
+	if f.tlsIdx < 0 {
+		return // wait for the ClientHello
+	}
+	msg, err := tlshello.ReadHandshake(s.buf, 2)
+	if errors.Is(err, tlshello.ErrIncomplete) {
+		return
+	}
+	e.stopStream(s)
+	if err != nil {
+		e.parserError("tls")
+		return
+	}
+	sh, err := tlshello.ParseServerHello(msg)
+	if err != nil {
+		e.parserError("tls")
+		return
+	}
+	e.addServerHello(f, sh)
+}
+
+func (e *engine) addClientHello(f *flow, ch *tlshello.ClientHello, transport string, ja4t byte) {
+	ja3, ja3hash := tlshello.JA3(ch)
+	rec := e.baseTLS(f)
+	rec.Transport = transport
+	rec.ServerName = ch.ServerName
+	rec.ClientALPN = nonNil(ch.ALPN)
+	rec.ClientVersions = hexList(ch.SupportedVersions)
+	rec.ECH = ch.HasECH
+	rec.JA3, rec.JA3String = ja3hash, ja3
+	rec.JA4 = tlshello.JA4(ch, ja4t)
+	f.tlsIdx = e.tls.add(rec)
+	if ch.ServerName != "" {
+		f.sni = ch.ServerName
+	}
+	if transport == "quic" {
+		f.service = "quic"
+	} else {
+		f.service = "ssl"
+	}
+}
+
+func (e *engine) addServerHello(f *flow, sh *tlshello.ServerHello) {
+	rec := e.tls.at(f.tlsIdx)
+	rec.Version = tlshello.VersionName(sh.SelectedVersion)
+	rec.Cipher = e.cipherName(sh.CipherSuite)
+	rec.NextProtocol = sh.ALPN
+	rec.Established = !sh.HelloRetryRequest
+}
+
+func (e *engine) parseHTTP(f *flow, di int) {
+	s := &f.d[di].stream
+	for !s.done && len(s.buf) > 0 {
+		if s.skip != 0 {
+			e.skipBuffered(s)
+			continue
+		}
+		if di == 0 {
+			req, n, err := http.ParseRequest(s.buf)
+			if errors.Is(err, http.ErrIncomplete) {
+				return
+			}
+			if err == nil && (n <= 0 || n > len(s.buf)) {
+				err = errors.New("parser consumed no bytes") // never loop on a parser bug
+			}
+			if err != nil {
+				e.parserError("http")
+				e.stopStream(s)
+				return
+			}
+			s.consume(n)
+			f.httpN++
+			rec := e.baseHTTP(f)
+			rec.TransDepth = f.httpN
+			rec.Method, rec.URI, rec.Version = req.Method, req.URI, req.Version
+			rec.Host, rec.UserAgent, rec.RequestContentType = req.Host, req.UserAgent, req.ContentType
+			if http.IsOCSP(req) {
+				rec.OCSP, rec.OCSPResponder = true, req.Host
+			}
+			if f.httpHost == "" {
+				f.httpHost = req.Host
+			}
+			f.service = "http"
+			idx := e.http.add(rec)
+			f.httpReqs = append(f.httpReqs, idx)
+			switch {
+			case req.Chunked:
+				e.stopStream(s) // bodies are skipped by length only
+			case req.ContentLength > 0:
+				s.skip, s.bodyRec, s.bodyResp = req.ContentLength, idx, false
+			}
+			continue
+		}
+		resp, n, err := http.ParseResponse(s.buf)
+		if errors.Is(err, http.ErrIncomplete) {
+			return
+		}
+		if err == nil && (n <= 0 || n > len(s.buf)) {
+			err = errors.New("parser consumed no bytes")
+		}
+		if err != nil {
+			e.parserError("http")
+			e.stopStream(s)
+			return
+		}
+		s.consume(n)
+		if resp.Status >= 100 && resp.Status < 200 {
+			continue // interim response; the final one follows
+		}
+		idx := -1
+		method := ""
+		if len(f.httpReqs) > 0 {
+			idx = f.httpReqs[0]
+			f.httpReqs = f.httpReqs[1:]
+			method = e.http.at(idx).Method
+		} else {
+			rec := e.baseHTTP(f)
+			idx = e.http.add(rec)
+		}
+		rec := e.http.at(idx)
+		rec.StatusCode, rec.StatusMsg, rec.ResponseContentType = resp.Status, resp.Reason, resp.ContentType
+		switch {
+		case method == "HEAD" || resp.Status == 204 || resp.Status == 304:
+		case resp.Chunked:
+			e.stopStream(s)
+		case resp.ContentLength >= 0:
+			if resp.ContentLength > 0 {
+				s.skip, s.bodyRec, s.bodyResp = resp.ContentLength, idx, true
+			}
+		default:
+			s.skip, s.bodyRec, s.bodyResp = -1, idx, true // body runs to the close
+		}
+	}
+}
+
+// skipBuffered drops body bytes that arrived with the head.
+func (e *engine) skipBuffered(s *stream) {
+	n := int64(len(s.buf))
+	if s.skip > 0 && n > s.skip {
+		n = s.skip
+	}
+	e.creditBody(s, n)
+	s.consume(int(n))
+}
+
+func (e *engine) creditBody(s *stream, n int64) {
+	if s.bodyRec >= 0 {
+		if s.bodyResp {
+			e.http.at(s.bodyRec).ResponseBodyLen += n
+		} else {
+			e.http.at(s.bodyRec).RequestBodyLen += n
+		}
+	}
+	if s.skip > 0 {
+		s.skip -= n
+	}
+}
+
+func (e *engine) parseDNSTCP(f *flow, di int) {
+	s := &f.d[di].stream
+	for !s.done && len(s.buf) >= 2 {
+		l := int(binary.BigEndian.Uint16(s.buf))
+		if len(s.buf) < 2+l {
+			return
+		}
+		msg, err := dns.Parse(s.buf[2 : 2+l])
+		if err != nil {
+			e.parserError("dns")
+		}
+		if msg != nil && (err == nil || len(msg.Questions) > 0) {
+			f.service = "dns"
+			e.dnsMessage(f, di, msg, e.now, "tcp")
+		}
+		s.consume(2 + l)
+	}
+}
+
+func (e *engine) baseTLS(f *flow) schema.TLS {
+	oh, op, rh, rp := e.ids(f)
+	return schema.TLS{TS: nsTime(f.first), UID: f.uid, OrigH: oh, OrigP: op, RespH: rh, RespP: rp,
+		ClientALPN: []string{}, ClientVersions: []string{}, Step: e.steps.name(f.step)}
+}
+
+func (e *engine) baseHTTP(f *flow) schema.HTTP {
+	oh, op, rh, rp := e.ids(f)
+	return schema.HTTP{TS: nsTime(e.now), UID: f.uid, OrigH: oh, OrigP: op, RespH: rh, RespP: rp,
+		Step: e.steps.name(e.steps.index(e.now))}
+}

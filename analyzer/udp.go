@@ -1,0 +1,343 @@
+package analyzer
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/firstboot/firstboot/analyzer/decode"
+	"github.com/firstboot/firstboot/analyzer/dhcp"
+	"github.com/firstboot/firstboot/analyzer/dns"
+	"github.com/firstboot/firstboot/analyzer/fingerprint"
+	"github.com/firstboot/firstboot/analyzer/ntp"
+	"github.com/firstboot/firstboot/analyzer/quic"
+	"github.com/firstboot/firstboot/analyzer/tlshello"
+	"github.com/firstboot/firstboot/results/schema"
+)
+
+// maxQUICDatagrams bounds the client datagrams tried for a ClientHello.
+const maxQUICDatagrams = 8
+
+func (e *engine) udpPayload(f *flow, di int, p *decode.Packet, ts int64) {
+	op, rp := f.ports()
+	b := p.Payload
+	switch {
+	case isDNSPort(op) || isDNSPort(rp):
+		msg, err := dns.Parse(b)
+		if err != nil {
+			e.parserError("dns")
+			if msg == nil || len(msg.Questions) == 0 {
+				return // a message cut before its question tells nothing
+			}
+		}
+		f.service = "dns"
+		e.dnsMessage(f, di, msg, ts, "udp")
+	case op == 123 || rp == 123:
+		pk, err := ntp.Parse(b)
+		if err != nil {
+			e.parserError("ntp")
+			return
+		}
+		f.service = "ntp"
+		e.ntpPacket(f, di, pk, ts)
+	case (op == 67 || op == 68) && (rp == 67 || rp == 68):
+		m, err := dhcp.Parse(b)
+		if err != nil {
+			e.parserError("dhcp")
+			return
+		}
+		f.service = "dhcp"
+		e.dhcpMessage(f, di, p, m, ts)
+	case di == 0 && (rp == 443 || looksLikeQUICInitial(b)):
+		e.quicDatagram(f, b)
+	}
+}
+
+func isDNSPort(p uint16) bool { return p == 53 || p == 5353 || p == 5355 }
+
+// looksLikeQUICInitial recognises a QUIC v1/v2 long-header Initial on any port:
+// long header and fixed bits set, a known version, and the 1200-byte minimum
+// size of a client Initial datagram.
+func looksLikeQUICInitial(b []byte) bool {
+	if len(b) < 1200 || b[0]&0xc0 != 0xc0 {
+		return false
+	}
+	switch binary.BigEndian.Uint32(b[1:5]) {
+	case 1:
+		return b[0]&0x30 == 0x00
+	case 0x6b3343cf:
+		return b[0]&0x30 == 0x10
+	}
+	return false
+}
+
+func (e *engine) quicDatagram(f *flow, b []byte) {
+	if f.quic == nil {
+		f.quic = &quicState{}
+	}
+	q := f.quic
+	if q.done || q.tries >= maxQUICDatagrams {
+		return
+	}
+	q.tries++
+	inits, err := quic.ParseInitials(b)
+	if err != nil {
+		if !errors.Is(err, quic.ErrNotInitial) {
+			e.parserError("quic")
+		}
+		return
+	}
+	f.service = "quic"
+	for _, in := range inits {
+		for _, fr := range in.Frames {
+			q.cs.Add(fr, e.streamBytes)
+		}
+	}
+	s := q.cs.Bytes()
+	if len(s) < 4 {
+		return
+	}
+	need := 4 + (int(s[1])<<16 | int(s[2])<<8 | int(s[3]))
+	if len(s) < need {
+		return
+	}
+	q.done = true
+	ch, err := tlshello.ParseClientHello(s[:need])
+	if err != nil {
+		e.parserError("tls")
+		return
+	}
+	e.addClientHello(f, ch, "quic", 'q')
+	f.quic = &quicState{done: true} // release the crypto stream
+}
+
+type dnsPending struct {
+	id  uint16
+	idx int
+	ts  int64
+}
+
+func dnsKind(op, rp uint16) string {
+	switch {
+	case op == 5353 || rp == 5353:
+		return "mdns"
+	case op == 5355 || rp == 5355:
+		return "llmnr"
+	}
+	return "dns"
+}
+
+func (e *engine) dnsMessage(f *flow, di int, m *dns.Message, ts int64, proto string) {
+	op, rp := f.ports()
+	qname := ""
+	var q dns.Question
+	if len(m.Questions) > 0 {
+		q = m.Questions[0]
+		qname = q.Name
+	}
+	if !m.Response {
+		e.cnt[e.steps.index(ts)].dnsQueries++
+		e.all.dnsQueries++
+		rec := e.baseDNS(f, ts, proto, dnsKind(op, rp), m, q)
+		f.dnsPend = append(f.dnsPend, dnsPending{id: m.ID, idx: e.dns.add(rec), ts: ts})
+		if len(f.dnsPend) > 64 {
+			f.dnsPend = f.dnsPend[1:]
+		}
+		return
+	}
+	idx := -1
+	for i, pq := range f.dnsPend {
+		if pq.id == m.ID {
+			idx = pq.idx
+			rtt := float64(ts-pq.ts) / 1e9
+			e.dns.at(idx).RTT = &rtt
+			f.dnsPend = append(f.dnsPend[:i], f.dnsPend[i+1:]...)
+			break
+		}
+	}
+	if idx < 0 {
+		idx = e.dns.add(e.baseDNS(f, ts, proto, dnsKind(op, rp), m, q))
+	}
+	rec := e.dns.at(idx)
+	rc := m.Rcode
+	rec.Rcode, rec.RcodeName, rec.TC = &rc, dns.RcodeName(m.Rcode), m.Truncated
+	for _, rr := range m.Answers {
+		rec.Answers = append(rec.Answers, rr.Data)
+		rec.TTLs = append(rec.TTLs, float64(rr.TTL))
+	}
+	e.learnAnswers(m, qname, ts)
+}
+
+// learnAnswers feeds address records to the attribution store. Addresses
+// reached through a CNAME chain from the query name are attributed to the
+// query name (what the client asked for); others to their own owner name.
+func (e *engine) learnAnswers(m *dns.Message, qname string, ts int64) {
+	chain := map[string]bool{}
+	if qname != "" {
+		chain[qname] = true
+	}
+	for changed, i := true, 0; changed && i < 16; i++ {
+		changed = false
+		for _, rr := range m.Answers {
+			if rr.Type == 5 && chain[strings.ToLower(rr.Name)] && !chain[strings.ToLower(rr.Data)] {
+				chain[strings.ToLower(rr.Data)] = true
+				changed = true
+			}
+		}
+	}
+	for _, rr := range m.Answers {
+		if rr.Type != 1 && rr.Type != 28 {
+			continue
+		}
+		addr, err := netip.ParseAddr(rr.Data)
+		if err != nil {
+			continue
+		}
+		name := rr.Name
+		if chain[strings.ToLower(rr.Name)] {
+			name = qname
+		}
+		e.attr.Add(addr, ts, name)
+	}
+}
+
+func (e *engine) baseDNS(f *flow, ts int64, proto, kind string, m *dns.Message, q dns.Question) schema.DNS {
+	oh, op, rh, rp := e.ids(f)
+	return schema.DNS{TS: nsTime(ts), UID: f.uid, OrigH: oh, OrigP: op, RespH: rh, RespP: rp,
+		Proto: proto, Kind: kind, TransID: m.ID, Query: q.Name, QClass: q.Class, QType: q.Type,
+		QTypeName: dns.TypeName(q.Type), Answers: []string{}, TTLs: []float64{}, Step: e.steps.name(e.steps.index(ts))}
+}
+
+func (e *engine) ntpPacket(f *flow, di int, pk *ntp.Packet, ts int64) {
+	oh, op, rh, rp := e.ids(f)
+	sender := oh
+	if di == 1 {
+		sender = rh
+	}
+	rec := schema.NTP{TS: nsTime(ts), UID: f.uid, OrigH: oh, OrigP: op, RespH: rh, RespP: rp,
+		Sender: sender, Version: pk.Version, Mode: pk.Mode, ModeName: ntp.ModeName(pk.Mode), Stratum: pk.Stratum,
+		Poll: math.Ldexp(1, int(pk.Poll)), Precision: math.Ldexp(1, int(pk.Precision)), RefID: pk.RefID,
+		Step: e.steps.name(e.steps.index(ts))}
+	if !pk.XmitTime.IsZero() && pk.XmitTime.Year() > 1900 {
+		t := pk.XmitTime.UTC()
+		rec.XmtTime = &t
+	}
+	e.ntp.add(rec)
+}
+
+type dhcpKey struct {
+	mac string
+	xid uint32
+}
+
+type dhcpTx struct {
+	rec   schema.DHCP
+	first int64
+	last  int64
+	uids  map[string]bool
+	seq   int
+	// client is true when a client message was seen (the studied machine candidate).
+	client bool
+}
+
+func (e *engine) dhcpMessage(f *flow, di int, p *decode.Packet, m *dhcp.Message, ts int64) {
+	k := dhcpKey{mac: m.ClientMAC.String(), xid: m.XID}
+	tx := e.dhcp[k]
+	if tx == nil {
+		tx = &dhcpTx{first: ts, last: ts, uids: map[string]bool{}, seq: len(e.dhcp)}
+		tx.rec = schema.DHCP{MAC: k.mac, MsgTypes: []string{}, Step: e.steps.name(e.steps.index(ts))}
+		e.dhcp[k] = tx
+	}
+	if ts < tx.first {
+		tx.first = ts
+	}
+	if ts > tx.last {
+		tx.last = ts
+	}
+	tx.uids[f.uid] = true
+	r := &tx.rec
+	if m.MessageType != 0 {
+		r.MsgTypes = append(r.MsgTypes, dhcp.MessageTypeName(m.MessageType))
+	}
+	if m.Op == 1 { // client → server
+		tx.client = true
+		if m.Hostname != "" {
+			r.HostName = m.Hostname
+		}
+		if m.VendorClass != "" {
+			r.VendorClass = m.VendorClass
+		}
+		if len(m.ParamList) > 0 {
+			ps := make([]string, len(m.ParamList))
+			for i, v := range m.ParamList {
+				ps[i] = strconv.Itoa(int(v))
+			}
+			r.ParamList = strings.Join(ps, ",")
+		}
+		if m.RequestedIP.IsValid() && !m.RequestedIP.IsUnspecified() {
+			r.RequestedAddr = m.RequestedIP.String()
+		}
+		if m.ClientIP.IsValid() && !m.ClientIP.IsUnspecified() {
+			r.ClientAddr = m.ClientIP.String()
+		}
+		return
+	}
+	if m.ServerID.IsValid() {
+		r.ServerAddr = m.ServerID.String()
+	} else {
+		r.ServerAddr = addrOf(p.IPVersion, p.Src).String()
+	}
+	if m.Domain != "" {
+		r.Domain = m.Domain
+	}
+	if m.LeaseTime > 0 {
+		r.LeaseTime = float64(m.LeaseTime)
+	}
+	if m.YourIP.IsValid() && !m.YourIP.IsUnspecified() && (m.MessageType == 5 || r.AssignedAddr == "") {
+		r.AssignedAddr = m.YourIP.String()
+	}
+}
+
+type fpKey struct {
+	step    int
+	host    string
+	kind    string
+	tcpdump string
+	p0f     string
+}
+
+type fpAgg struct {
+	first int64
+	count int64
+	syn   *fingerprint.SYN
+}
+
+func (e *engine) fingerprint(f *flow, di int, p *decode.Packet, ts int64) {
+	kind := "syn"
+	var peerMSS uint16
+	if p.Flags&decode.ACK != 0 {
+		// p0f also tries the answered SYN's MSS as the window multiplier.
+		kind, peerMSS = "syn-ack", f.d[1-di].synMSS
+	}
+	fp, err := fingerprint.ParseWithPeerMSS(p.IP, peerMSS)
+	if err != nil {
+		e.parserError("fingerprint")
+		return
+	}
+	if kind == "syn" {
+		f.d[di].synMSS = fp.MSS
+	}
+	k := fpKey{step: e.steps.index(ts), host: addrOf(p.IPVersion, p.Src).String(), kind: kind, tcpdump: fp.Tcpdump, p0f: fp.P0f}
+	a := e.fps[k]
+	if a == nil {
+		a = &fpAgg{first: ts, syn: fp}
+		e.fps[k] = a
+	}
+	if ts < a.first {
+		a.first = ts
+	}
+	a.count++
+}

@@ -1,0 +1,292 @@
+// Package zeeklog writes logs in Zeek's ASCII (TSV) format, or as JSON lines
+// the way Zeek's JSON writer does, from rows of typed values.
+//
+// TSV headers carry #separator, #set_separator, #empty_field, #unset_field,
+// #path, #open, #fields and #types, and a #close trailer. #open and #close are
+// given by the caller (derived from capture time, not the wall clock) so the
+// same input always gives the same bytes.
+package zeeklog
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Column is one log column: Zeek's field name and type ("time", "string",
+// "addr", "port", "count", "int", "double", "interval", "bool", "enum",
+// "set[string]", "vector[string]", "vector[interval]").
+type Column struct {
+	Name string
+	Type string
+}
+
+type kind uint8
+
+const (
+	kUnset kind = iota
+	kString
+	kCount
+	kInt
+	kDouble // printed with 6 decimals, like Zeek's time and interval
+	kBool
+	kList
+	kFloatList
+)
+
+// Value is one field of a row.
+type Value struct {
+	k  kind
+	s  string
+	n  int64
+	f  float64
+	b  bool
+	ls []string
+	lf []float64
+}
+
+// Unset is a field without a value ("-").
+func Unset() Value { return Value{} }
+
+// Str is a string (also addr and enum); "" is written as (empty).
+func Str(s string) Value { return Value{k: kString, s: s} }
+
+// OptStr is Str, or Unset for "".
+func OptStr(s string) Value {
+	if s == "" {
+		return Unset()
+	}
+	return Str(s)
+}
+
+// Count is an unsigned integer (also port).
+func Count(n int64) Value { return Value{k: kCount, n: n} }
+
+// Int is a signed integer.
+func Int(n int64) Value { return Value{k: kInt, n: n} }
+
+// Time is a timestamp, written as seconds since the epoch with 6 decimals.
+func Time(t time.Time) Value {
+	if t.IsZero() {
+		return Unset()
+	}
+	return Value{k: kDouble, f: float64(t.UnixNano()) / 1e9, n: t.UnixNano(), b: true}
+}
+
+// Interval is a duration in seconds.
+func Interval(sec float64) Value { return Value{k: kDouble, f: sec} }
+
+// Double is a floating point number.
+func Double(f float64) Value { return Value{k: kDouble, f: f} }
+
+// Bool is T or F.
+func Bool(b bool) Value { return Value{k: kBool, b: b} }
+
+// List is a set or vector of strings.
+func List(ls []string) Value { return Value{k: kList, ls: ls} }
+
+// Intervals is a vector of intervals.
+func Intervals(lf []float64) Value { return Value{k: kFloatList, lf: lf} }
+
+// Writer writes one log.
+type Writer struct {
+	w    *bufio.Writer
+	json bool
+	cols []Column
+	buf  bytes.Buffer
+}
+
+// New starts a log at path (Zeek's #path, e.g. "conn") with the given columns.
+// With asJSON, rows are JSON objects, one a line, and there are no headers.
+func New(w io.Writer, path string, cols []Column, open time.Time, asJSON bool) (*Writer, error) {
+	lw := &Writer{w: bufio.NewWriterSize(w, 64<<10), json: asJSON, cols: cols}
+	if asJSON {
+		return lw, nil
+	}
+	names := make([]string, len(cols))
+	types := make([]string, len(cols))
+	for i, c := range cols {
+		names[i], types[i] = c.Name, c.Type
+	}
+	_, err := fmt.Fprintf(lw.w, "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\t%s\n#open\t%s\n#fields\t%s\n#types\t%s\n",
+		path, zeekTime(open), strings.Join(names, "\t"), strings.Join(types, "\t"))
+	return lw, err
+}
+
+func zeekTime(t time.Time) string { return t.UTC().Format("2006-01-02-15-04-05") }
+
+// Row writes one row; vals must match the columns.
+func (lw *Writer) Row(vals []Value) error {
+	if len(vals) != len(lw.cols) {
+		return fmt.Errorf("zeeklog: row has %d values for %d columns", len(vals), len(lw.cols))
+	}
+	if lw.json {
+		return lw.jsonRow(vals)
+	}
+	for i, v := range vals {
+		if i > 0 {
+			lw.w.WriteByte('\t')
+		}
+		switch v.k {
+		case kUnset:
+			lw.w.WriteByte('-')
+		case kString:
+			if v.s == "" {
+				lw.w.WriteString("(empty)")
+			} else {
+				lw.w.WriteString(escape(v.s, false))
+			}
+		case kCount, kInt:
+			lw.w.WriteString(strconv.FormatInt(v.n, 10))
+		case kDouble:
+			lw.w.WriteString(fixed6(v))
+		case kBool:
+			if v.b {
+				lw.w.WriteByte('T')
+			} else {
+				lw.w.WriteByte('F')
+			}
+		case kList:
+			if len(v.ls) == 0 {
+				lw.w.WriteString("(empty)")
+			}
+			for j, s := range v.ls {
+				if j > 0 {
+					lw.w.WriteByte(',')
+				}
+				lw.w.WriteString(escape(s, true))
+			}
+		case kFloatList:
+			if len(v.lf) == 0 {
+				lw.w.WriteString("(empty)")
+			}
+			for j, f := range v.lf {
+				if j > 0 {
+					lw.w.WriteByte(',')
+				}
+				lw.w.WriteString(strconv.FormatFloat(f, 'f', 6, 64))
+			}
+		}
+	}
+	return lw.w.WriteByte('\n')
+}
+
+// fixed6 prints seconds with 6 decimals; times use their integer nanoseconds so
+// large epochs do not lose digits to float rounding.
+func fixed6(v Value) string {
+	if v.b && v.k == kDouble { // a Time
+		ns := v.n
+		sec, frac := ns/1e9, ns%1e9
+		if frac < 0 {
+			sec--
+			frac += 1e9
+		}
+		return fmt.Sprintf("%d.%06d", sec, frac/1000)
+	}
+	return strconv.FormatFloat(v.f, 'f', 6, 64)
+}
+
+func (lw *Writer) jsonRow(vals []Value) error {
+	b := &lw.buf
+	b.Reset()
+	b.WriteByte('{')
+	first := true
+	for i, v := range vals {
+		if v.k == kUnset {
+			continue // Zeek's JSON writer leaves unset fields out
+		}
+		if !first {
+			b.WriteByte(',')
+		}
+		first = false
+		jsonString(b, lw.cols[i].Name)
+		b.WriteByte(':')
+		switch v.k {
+		case kString:
+			jsonString(b, v.s)
+		case kCount, kInt:
+			b.WriteString(strconv.FormatInt(v.n, 10))
+		case kDouble:
+			b.WriteString(fixed6(v))
+		case kBool:
+			b.WriteString(strconv.FormatBool(v.b))
+		case kList:
+			b.WriteByte('[')
+			for j, s := range v.ls {
+				if j > 0 {
+					b.WriteByte(',')
+				}
+				jsonString(b, s)
+			}
+			b.WriteByte(']')
+		case kFloatList:
+			b.WriteByte('[')
+			for j, f := range v.lf {
+				if j > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(strconv.FormatFloat(f, 'f', 6, 64))
+			}
+			b.WriteByte(']')
+		}
+	}
+	b.WriteString("}\n")
+	_, err := lw.w.Write(b.Bytes())
+	return err
+}
+
+func jsonString(b *bytes.Buffer, s string) {
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(s)           // cannot fail for a string
+	b.Truncate(b.Len() - 1) // Encode adds a newline
+}
+
+// Close writes the #close trailer (TSV) and flushes.
+func (lw *Writer) Close(closeTS time.Time) error {
+	if !lw.json {
+		fmt.Fprintf(lw.w, "#close\t%s\n", zeekTime(closeTS))
+	}
+	return lw.w.Flush()
+}
+
+// escape makes s safe for a TSV field as Zeek does: non-printable bytes, the
+// backslash and the separators become \xNN; a value that would read as the
+// unset or empty marker is escaped too.
+func escape(s string, inSet bool) string {
+	if s == "" {
+		return "(empty)"
+	}
+	if s == "-" {
+		return `\x2d`
+	}
+	if s == "(empty)" {
+		return `\x28empty)`
+	}
+	clean := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '\\' || (inSet && c == ',') {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '\\' || (inSet && c == ',') {
+			fmt.Fprintf(&b, `\x%02x`, c)
+		} else {
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}

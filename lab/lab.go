@@ -1,0 +1,135 @@
+// Package lab holds the lab's types: what a network and a machine look like
+// (specs) and what a running one offers (interfaces). lab/libvirt implements
+// them with libvirtd and QEMU; scenarios depend only on this package.
+package lab
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Config says how to reach or start the hypervisor.
+type Config struct {
+	// StateDir holds pid files and the lab state (default /var/lib/firstboot).
+	StateDir string
+	// LibvirtURI selects an existing libvirtd ("qemu:///system" or
+	// "qemu:///system?socket=/path"); empty means start our own inside Netns.
+	LibvirtURI string
+	// Netns is the namespace the daemons run in (default "firstboot").
+	Netns string
+	// Accel is the default accelerator: "auto", "kvm" or "tcg".
+	Accel string
+	// ProbeKernel is a stock kernel (the test guest's) booted briefly under
+	// KVM to decide "auto"; without it a direct-boot machine's own kernel is
+	// used, and otherwise "auto" means TCG.
+	ProbeKernel string
+	// Logger receives progress; nil discards.
+	Logger *slog.Logger
+}
+
+// NetworkMode says where a lab network's packets go.
+type NetworkMode string
+
+const (
+	// Simulated is an isolated network: no forwarding anywhere, the bridge
+	// address is the guest's router and DNS server (the responders listen there).
+	Simulated NetworkMode = "simulated"
+	// Bridged attaches guests to an existing host bridge (real network). Never
+	// used by tests.
+	Bridged NetworkMode = "bridged"
+)
+
+// NetworkSpec describes a lab network.
+type NetworkSpec struct {
+	// Name is prefixed with "firstboot-" when it does not start with it.
+	Name string
+	// Subnet is an IPv4 /24 (or larger); zero picks a free 10.77.N.0/24.
+	Subnet netip.Prefix
+	// Mode is Simulated (default) or Bridged.
+	Mode NetworkMode
+	// Bridge is the existing host bridge for Bridged mode.
+	Bridge string
+}
+
+// Network is a started lab network.
+type Network interface {
+	Name() string
+	// Bridge is the bridge interface in the lab namespace.
+	Bridge() string
+	// Addr is the bridge's address: the guests' gateway and DNS server.
+	Addr() netip.Addr
+	Subnet() netip.Prefix
+	// Close destroys and undefines the network.
+	Close(ctx context.Context) error
+}
+
+// MachineSpec describes a lab machine. Exactly one boot source is used:
+// Kernel (direct kernel boot, with Initrd and Cmdline), Disk, or ISO (a Disk
+// may accompany an ISO as the install target).
+type MachineSpec struct {
+	// Name is prefixed with "firstboot-" when it does not start with it.
+	Name      string
+	CPUs      int // default 1
+	MemoryMiB int // default 512
+	// Firmware is "bios" (default) or "uefi".
+	Firmware string
+	// Accel overrides the lab's accelerator: "auto", "kvm" or "tcg".
+	Accel string
+
+	Kernel, Initrd, Cmdline string
+	// Disk is a base image; the machine runs on a qcow2 overlay in RunDir so
+	// the base is never modified.
+	Disk string
+	// ISO is attached as a CD-ROM and booted first.
+	ISO string
+
+	// NICModel defaults to "virtio".
+	NICModel string
+	// MAC defaults to one derived from RunDir and Name (stable per run).
+	MAC string
+	// ConsoleLog receives the serial console (default RunDir/console.log).
+	ConsoleLog string
+	// RunDir holds the overlay and default console log; required.
+	RunDir string
+}
+
+// Versions are the hypervisor's versions, for the manifest.
+type Versions struct {
+	Libvirt string // e.g. "9.0.0"
+	QEMU    string // e.g. "7.2.0"
+}
+
+// Machine is a defined lab machine.
+type Machine interface {
+	Name() string
+	MAC() net.HardwareAddr
+	// Accel is the accelerator really in use: "kvm" or "tcg".
+	Accel() string
+	// Resume starts a paused machine's CPUs.
+	Resume(ctx context.Context) error
+	// Shutdown asks the guest to power off (ACPI) and destroys it after timeout.
+	Shutdown(ctx context.Context, timeout time.Duration) error
+	// Destroy powers off, undefines and removes the overlay (idempotent).
+	Destroy(ctx context.Context) error
+	// Reboot asks the guest to reboot (ACPI); Reset is the reset button.
+	Reboot(ctx context.Context) error
+	Reset(ctx context.Context) error
+	// SendKeys presses keycodes (Linux input codes) together for holdMs.
+	SendKeys(ctx context.Context, keycodes []uint, holdMs uint) error
+	// Screenshot writes the screen as PNG to path.
+	Screenshot(ctx context.Context, path string) error
+	// Console opens the serial console for reading and writing.
+	Console(ctx context.Context) (io.ReadWriteCloser, error)
+	// ConsoleLog is the file the serial console is logged to.
+	ConsoleLog() string
+	// TapName is the host side of the machine's NIC (vnetN).
+	TapName(ctx context.Context) (string, error)
+	// IP waits for the machine's DHCP lease.
+	IP(ctx context.Context) (netip.Addr, error)
+	// Stopped is closed when the machine stops (shutdown, crash, destroy).
+	Stopped() <-chan struct{}
+}

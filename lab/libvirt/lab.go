@@ -1,0 +1,610 @@
+package libvirt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+	"github.com/digitalocean/go-libvirt/socket/dialers"
+	"golang.org/x/sys/unix"
+
+	"github.com/firstboot/firstboot/lab"
+	"github.com/firstboot/firstboot/lab/netns"
+)
+
+// Prefix marks every libvirt object firstboot creates; stale ones with it are
+// removed when firstboot starts a fresh libvirtd.
+const Prefix = "firstboot-"
+
+// DefaultNetns is the lab namespace's name.
+const DefaultNetns = "firstboot"
+
+// Lab is a connection to libvirtd, started by Up or reused.
+type Lab struct {
+	cfg     lab.Config
+	log     *slog.Logger
+	conn    *golibvirt.Libvirt
+	socket  string
+	netns   string
+	started bool
+	state   State
+
+	// FirstCall is how long libvirtd took to answer the first hypervisor call
+	// (QEMU capability probe after a fresh start).
+	FirstCall time.Duration
+
+	evCancel context.CancelFunc
+	evDone   chan struct{}
+
+	mu       sync.Mutex
+	machines map[string]*Machine
+	networks map[string]*Network // open networks this Lab created
+	owned    map[string]bool     // names of domains and networks this Lab created
+	closed   bool
+	kvm      *accelProbe
+}
+
+// Up starts the lab's daemons in the namespace (or reuses ones firstboot
+// started earlier and that still answer), or, with cfg.LibvirtURI, connects to
+// an existing libvirtd. Down undoes exactly what Up did.
+func Up(ctx context.Context, cfg lab.Config) (_ *Lab, err error) {
+	if cfg.StateDir == "" {
+		cfg.StateDir = "/var/lib/firstboot"
+	}
+	if cfg.Netns == "" {
+		cfg.Netns = DefaultNetns
+	}
+	if cfg.Accel == "" {
+		cfg.Accel = "auto"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	l := &Lab{cfg: cfg, log: log, machines: map[string]*Machine{}, owned: map[string]bool{}}
+
+	if cfg.LibvirtURI != "" {
+		sock, err := socketFromURI(cfg.LibvirtURI)
+		if err != nil {
+			return nil, err
+		}
+		l.socket = sock
+		pid, err := peerPID(sock)
+		if err != nil {
+			return nil, fmt.Errorf("lab: libvirtd at %s: %w", cfg.LibvirtURI, err)
+		}
+		// Capture and responders enter whatever namespace that libvirtd
+		// (and so its bridges and taps) lives in.
+		l.netns = fmt.Sprintf("/proc/%d/ns/net", pid)
+		if err := l.connect(ctx); err != nil {
+			return nil, err
+		}
+		return l, l.watchEvents()
+	}
+
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab: state dir: %w", err)
+	}
+	l.socket = DefaultSocket
+	st, err := LoadState(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if processAlive(st.LibvirtdPID, "libvirtd") && socketAnswers(l.socket) {
+		l.netns = st.Netns
+		if err := l.connect(ctx); err == nil {
+			log.Info("lab: reusing running libvirtd", "pid", st.LibvirtdPID, "netns", st.Netns)
+			return l, l.watchEvents()
+		}
+		log.Warn("lab: firstboot's libvirtd does not answer; restarting it", "pid", st.LibvirtdPID)
+	}
+	if st.LibvirtdPID != 0 && !processAlive(st.LibvirtdPID, "libvirtd") {
+		// Our libvirtd died; while its last threads exit its socket can
+		// still accept for a moment.
+		for deadline := time.Now().Add(10 * time.Second); socketAnswers(l.socket) && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if socketAnswers(l.socket) && !processAlive(st.LibvirtdPID, "libvirtd") {
+		// Another firstboot lab (other state dir: a test, another user's
+		// `lab up`) may own it; share it without taking ownership.
+		ns, err := firstbootLabNetns(l.socket)
+		if err != nil {
+			return nil, fmt.Errorf("lab: a libvirtd that firstboot did not start answers on %s (%v): stop it, or use it with --libvirt-uri qemu:///system", l.socket, err)
+		}
+		l.netns = ns
+		if err := l.connect(ctx); err != nil {
+			return nil, err
+		}
+		log.Info("lab: sharing another firstboot lab's libvirtd", "netns", ns)
+		return l, l.watchEvents()
+	}
+	// Leftovers of ours: daemons that no longer answer and their pid files.
+	if err := stopDaemons(ctx, State{LibvirtdPID: st.LibvirtdPID, VirtlogdPID: st.VirtlogdPID}); err != nil {
+		return nil, fmt.Errorf("lab: stopping stale daemons: %w", err)
+	}
+
+	start := time.Now()
+	createdBefore := st.CreatedNetns && st.Netns == cfg.Netns
+	st, err = startDaemons(ctx, cfg.Netns, cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	// A namespace an earlier (crashed) lab created is still ours to remove.
+	st.CreatedNetns = st.CreatedNetns || createdBefore
+	l.started, l.state, l.netns = true, st, st.Netns
+	defer func() {
+		if err != nil {
+			tctx, cancel := teardownContext(ctx)
+			defer cancel()
+			err = errors.Join(err, l.Down(tctx))
+		}
+	}()
+	if err := saveState(cfg.StateDir, st); err != nil {
+		return nil, err
+	}
+	log.Info("lab: daemons started", "netns", st.Netns, "libvirtd", st.LibvirtdPID, "virtlogd", st.VirtlogdPID, "took", time.Since(start).Round(time.Millisecond))
+	if err := l.connect(ctx); err != nil {
+		return nil, err
+	}
+	if err := l.removeStale(ctx); err != nil {
+		return nil, err
+	}
+	return l, l.watchEvents()
+}
+
+// socketFromURI accepts qemu:///system with an optional ?socket=.
+func socketFromURI(uri string) (string, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", fmt.Errorf("lab: libvirt URI %q: %w", uri, err)
+	}
+	if u.Scheme != "qemu" || u.Host != "" || u.Path != "/system" {
+		return "", fmt.Errorf("lab: libvirt URI %q: only local qemu:///system (optionally ?socket=PATH) is supported", uri)
+	}
+	if s := u.Query().Get("socket"); s != "" {
+		return s, nil
+	}
+	return DefaultSocket, nil
+}
+
+// peerPID asks the kernel which process serves the socket.
+func peerPID(path string) (int, error) {
+	c, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	raw, err := c.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if credErr != nil {
+		return 0, credErr
+	}
+	return int(cred.Pid), nil
+}
+
+func (l *Lab) connect(ctx context.Context) error {
+	if err := waitSocket(ctx, l.socket, 30*time.Second); err != nil {
+		return err
+	}
+	conn := golibvirt.NewWithDialer(dialers.NewLocal(dialers.WithSocket(l.socket), dialers.WithLocalTimeout(5*time.Second)))
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := call0(cctx, "connect", func() error { return conn.ConnectToURI(golibvirt.QEMUSystem) }); err != nil {
+		return fmt.Errorf("lab: %w (is libvirtd healthy? see %s/libvirtd.log)", err, l.cfg.StateDir)
+	}
+	l.conn = conn
+	// The first hypervisor call after a fresh start waits for QEMU's
+	// capability probe (about 8 s); measure it so slow hosts are visible.
+	start := time.Now()
+	fctx, fcancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer fcancel()
+	if _, err := call(fctx, "get hypervisor version", conn.ConnectGetVersion); err != nil {
+		return fmt.Errorf("lab: %w (is qemu-system-x86 installed?)", err)
+	}
+	l.FirstCall = time.Since(start)
+	l.log.Debug("lab: connected", "socket", l.socket, "first_call", l.FirstCall.Round(time.Millisecond))
+	return nil
+}
+
+// removeStale destroys and undefines firstboot's domains and networks left by
+// an earlier daemon (only called right after starting a fresh one).
+func (l *Lab) removeStale(ctx context.Context) error {
+	doms, _, err := call2(ctx, "list domains", func() ([]golibvirt.Domain, uint32, error) {
+		return l.conn.ConnectListAllDomains(1, 0)
+	})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range doms {
+		if strings.HasPrefix(d.Name, Prefix) {
+			l.log.Info("lab: removing stale domain", "name", d.Name)
+			errs = append(errs, l.removeDomain(ctx, d))
+		}
+	}
+	nets, _, err := call2(ctx, "list networks", func() ([]golibvirt.Network, uint32, error) {
+		return l.conn.ConnectListAllNetworks(1, 0)
+	})
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, n := range nets {
+		if strings.HasPrefix(n.Name, Prefix) {
+			l.log.Info("lab: removing stale network", "name", n.Name)
+			errs = append(errs, l.removeNetwork(ctx, n))
+		}
+	}
+	// A libvirtd that died leaves its networks' dnsmasq running, and a
+	// restarted one does not always take them back: stop what remains.
+	errs = append(errs, killStaleDnsmasq(ctx))
+	return errors.Join(errs...)
+}
+
+// dnsmasqConfPrefix is how libvirt names a network's dnsmasq configuration.
+const dnsmasqConfPrefix = "--conf-file=/var/lib/libvirt/dnsmasq/" + Prefix
+
+// killStaleDnsmasq stops dnsmasq processes serving firstboot networks.
+func killStaleDnsmasq(ctx context.Context) error {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var errs []error
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if len(args) < 2 || filepath.Base(args[0]) != "dnsmasq" || !strings.HasPrefix(args[1], dnsmasqConfPrefix) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+		if err != nil {
+			continue
+		}
+		errs = append(errs, stopProcess(ctx, pid, "dnsmasq"))
+	}
+	return errors.Join(errs...)
+}
+
+func call2[A, B any](ctx context.Context, what string, fn func() (A, B, error)) (A, B, error) {
+	type ab struct {
+		a A
+		b B
+	}
+	r, err := call(ctx, what, func() (ab, error) {
+		a, b, err := fn()
+		return ab{a, b}, err
+	})
+	return r.a, r.b, err
+}
+
+// removeDomain destroys (if running) and undefines a domain.
+func (l *Lab) removeDomain(ctx context.Context, d golibvirt.Domain) error {
+	if l.isClosed() {
+		return errLabClosed
+	}
+	state, _, err := call2(ctx, "domain state", func() (int32, int32, error) { return l.conn.DomainGetState(d, 0) })
+	if err != nil {
+		if isNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if golibvirt.DomainState(state) != golibvirt.DomainShutoff {
+		if err := call0(ctx, "destroy "+d.Name, func() error { return l.conn.DomainDestroy(d) }); err != nil && !isNotFound(err) && !isNotRunning(err) {
+			return err
+		}
+	}
+	err = call0(ctx, "undefine "+d.Name, func() error {
+		return l.conn.DomainUndefineFlags(d, golibvirt.DomainUndefineManagedSave|golibvirt.DomainUndefineSnapshotsMetadata|golibvirt.DomainUndefineNvram)
+	})
+	if err != nil && !isNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// removeNetwork destroys (if active) and undefines a network.
+func (l *Lab) removeNetwork(ctx context.Context, n golibvirt.Network) error {
+	if l.isClosed() {
+		return errLabClosed
+	}
+	active, err := call(ctx, "network active", func() (int32, error) { return l.conn.NetworkIsActive(n) })
+	if err != nil {
+		if isNotFound(err) {
+			return nil
+		}
+		return err
+	}
+	if active == 1 {
+		if err := call0(ctx, "destroy network "+n.Name, func() error { return l.conn.NetworkDestroy(n) }); err != nil && !isNotFound(err) {
+			return err
+		}
+	}
+	if err := call0(ctx, "undefine network "+n.Name, func() error { return l.conn.NetworkUndefine(n) }); err != nil && !isNotFound(err) {
+		return err
+	}
+	// libvirt leaves the dnsmasq pid file and the ports directory behind.
+	if strings.HasPrefix(n.Name, Prefix) {
+		_ = os.Remove(filepath.Join(networkRunDir, n.Name+".pid"))
+		_ = os.RemoveAll(filepath.Join(networkRunDir, n.Name))
+	}
+	return nil
+}
+
+// networkRunDir is libvirtd's runtime directory for networks.
+const networkRunDir = "/run/libvirt/network"
+
+func isNotFound(err error) bool {
+	var e golibvirt.Error
+	return errors.As(err, &e) && (e.Code == uint32(golibvirt.ErrNoDomain) || e.Code == uint32(golibvirt.ErrNoNetwork))
+}
+
+func isNotRunning(err error) bool {
+	var e golibvirt.Error
+	return errors.As(err, &e) && e.Code == uint32(golibvirt.ErrOperationInvalid)
+}
+
+// watchEvents subscribes to lifecycle events once for the whole lab and hands
+// each "stopped" to its machine.
+func (l *Lab) watchEvents() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	evs, err := call(ctx, "subscribe lifecycle events", func() (<-chan golibvirt.DomainEventLifecycleMsg, error) {
+		return l.conn.LifecycleEvents(ctx)
+	})
+	if err != nil {
+		cancel()
+		return err
+	}
+	l.evCancel = cancel
+	l.evDone = make(chan struct{})
+	go func() {
+		defer close(l.evDone)
+		for ev := range evs {
+			if golibvirt.DomainEventType(ev.Event) != golibvirt.DomainEventStopped {
+				continue
+			}
+			l.mu.Lock()
+			m := l.machines[ev.Dom.Name]
+			l.mu.Unlock()
+			if m != nil {
+				m.markStopped()
+			}
+		}
+	}()
+	return nil
+}
+
+// StartedDaemons reports whether this Up started libvirtd and virtlogd (and
+// so Down will stop them).
+func (l *Lab) StartedDaemons() bool { return l.started }
+
+// State is what Up started (zero when it only connected).
+func (l *Lab) State() State { return l.state }
+
+// Netns is where the lab's bridges and taps live: a namespace name for
+// netns.Do, or /proc/PID/ns/net of an external libvirtd.
+func (l *Lab) Netns() string { return l.netns }
+
+// Conn is the underlying go-libvirt connection (for tests and diagnostics).
+func (l *Lab) Conn() *golibvirt.Libvirt { return l.conn }
+
+// Versions asks libvirtd for its own and QEMU's version.
+func (l *Lab) Versions(ctx context.Context) (lab.Versions, error) {
+	lv, err := call(ctx, "get library version", l.conn.ConnectGetLibVersion)
+	if err != nil {
+		return lab.Versions{}, err
+	}
+	qv, err := call(ctx, "get hypervisor version", l.conn.ConnectGetVersion)
+	if err != nil {
+		return lab.Versions{}, err
+	}
+	return lab.Versions{Libvirt: versionString(lv), QEMU: versionString(qv)}, nil
+}
+
+func versionString(v uint64) string {
+	return fmt.Sprintf("%d.%d.%d", v/1000000, v/1000%1000, v%1000)
+}
+
+// Close disconnects without stopping anything (the daemons keep running for
+// the next command).
+// Calls made after Close fail (go-libvirt reports the closed connection).
+func (l *Lab) Close() error {
+	l.mu.Lock()
+	if l.closed || l.conn == nil {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	cancelEvents := l.evCancel
+	l.mu.Unlock()
+	if cancelEvents != nil {
+		cancelEvents()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return call0(ctx, "disconnect", l.conn.Disconnect)
+}
+
+// errLabClosed is returned for work asked of a Lab after Close.
+var errLabClosed = errors.New("lab: connection closed")
+
+func (l *Lab) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// Down destroys the machines this Lab defined and, if Up started the daemons,
+// every firstboot network and domain, the daemons and the namespace. When Up
+// only connected, Down only disconnects.
+func (l *Lab) Down(ctx context.Context) error {
+	var errs []error
+	l.mu.Lock()
+	ms := make([]*Machine, 0, len(l.machines))
+	for _, m := range l.machines {
+		ms = append(ms, m)
+	}
+	l.mu.Unlock()
+	for _, m := range ms {
+		errs = append(errs, m.Destroy(ctx))
+	}
+	l.mu.Lock()
+	ns := make([]*Network, 0, len(l.networks))
+	for _, n := range l.networks {
+		ns = append(ns, n)
+	}
+	l.mu.Unlock()
+	for _, n := range ns {
+		errs = append(errs, n.Close(ctx))
+	}
+	if l.started && l.conn != nil && !l.isClosed() {
+		if others := l.othersRunning(ctx); len(others) > 0 {
+			// Another firstboot process shares these daemons: leave them
+			// (and the state file) for it, or for `firstboot lab down`.
+			l.log.Warn("lab: other firstboot machines still run; leaving the daemons up", "machines", others)
+			errs = append(errs, l.Close())
+			l.started = false
+			return errors.Join(errs...)
+		}
+		errs = append(errs, l.removeStale(ctx))
+	}
+	errs = append(errs, l.Close())
+	if l.started {
+		errs = append(errs, stopDaemons(ctx, l.state))
+		if err := os.Remove(statePath(l.cfg.StateDir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+		l.started = false
+	}
+	return errors.Join(errs...)
+}
+
+// Stop brings down a lab that `firstboot lab up` left running, from its state
+// file: every firstboot domain and network, the daemons, the namespace.
+func Stop(ctx context.Context, cfg lab.Config) error {
+	if cfg.StateDir == "" {
+		cfg.StateDir = "/var/lib/firstboot"
+	}
+	st, err := LoadState(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	if st.LibvirtdPID == 0 && st.VirtlogdPID == 0 {
+		return nil
+	}
+	var errs []error
+	if processAlive(st.LibvirtdPID, "libvirtd") {
+		l := &Lab{cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), socket: DefaultSocket, machines: map[string]*Machine{}}
+		if err := l.connect(ctx); err == nil {
+			errs = append(errs, l.removeStale(ctx), l.Close())
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, stopDaemons(ctx, st))
+	if err := os.Remove(statePath(cfg.StateDir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Status describes a lab from its state file.
+type Status struct {
+	State
+	LibvirtdAlive, VirtlogdAlive, NetnsExists, SocketAnswers bool
+}
+
+// GetStatus reads the state file and checks the processes (no libvirt call).
+func GetStatus(cfg lab.Config) (Status, error) {
+	if cfg.StateDir == "" {
+		cfg.StateDir = "/var/lib/firstboot"
+	}
+	st, err := LoadState(cfg.StateDir)
+	if err != nil {
+		return Status{}, err
+	}
+	s := Status{State: st}
+	s.LibvirtdAlive = processAlive(st.LibvirtdPID, "libvirtd")
+	s.VirtlogdAlive = processAlive(st.VirtlogdPID, "virtlogd")
+	s.NetnsExists = st.Netns != "" && netns.Exists(st.Netns)
+	s.SocketAnswers = socketAnswers(DefaultSocket)
+	return s, nil
+}
+
+// firstbootLabNetns tells whether the libvirtd serving socket is a firstboot
+// lab daemon (it runs in a named namespace whose /etc/netns config firstboot
+// wrote) and returns that namespace's name.
+func firstbootLabNetns(socket string) (string, error) {
+	pid, err := peerPID(socket)
+	if err != nil {
+		return "", err
+	}
+	var own unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", pid), &own); err != nil {
+		return "", err
+	}
+	entries, _ := os.ReadDir(netns.RunDir)
+	for _, e := range entries {
+		var st unix.Stat_t
+		if unix.Stat(netns.Path(e.Name()), &st) != nil || st.Ino != own.Ino || st.Dev != own.Dev {
+			continue
+		}
+		conf, err := os.ReadFile(filepath.Join(labConfigDir(e.Name()), "qemu.conf"))
+		if err == nil && strings.HasPrefix(string(conf), labQEMUConfMarker) {
+			return e.Name(), nil
+		}
+		return "", fmt.Errorf("libvirtd pid %d runs in namespace %s, which is not a firstboot lab", pid, e.Name())
+	}
+	return "", fmt.Errorf("libvirtd pid %d does not run in a firstboot lab namespace", pid)
+}
+
+// own records a domain or network this Lab created.
+func (l *Lab) own(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.owned == nil {
+		l.owned = map[string]bool{}
+	}
+	l.owned[name] = true
+}
+
+// othersRunning lists running or paused firstboot domains this Lab did not
+// create.
+func (l *Lab) othersRunning(ctx context.Context) []string {
+	doms, _, err := call2(ctx, "list domains", func() ([]golibvirt.Domain, uint32, error) {
+		return l.conn.ConnectListAllDomains(1, golibvirt.ConnectListDomainsActive)
+	})
+	if err != nil {
+		return nil
+	}
+	var others []string
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, d := range doms {
+		if strings.HasPrefix(d.Name, Prefix) && !l.owned[d.Name] {
+			others = append(others, d.Name)
+		}
+	}
+	return others
+}

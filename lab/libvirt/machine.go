@@ -1,0 +1,485 @@
+package libvirt
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+	"golang.org/x/sys/unix"
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/firstboot/firstboot/lab"
+)
+
+// Machine is a libvirt domain; it implements lab.Machine.
+type Machine struct {
+	lab        *Lab
+	dom        golibvirt.Domain
+	net        *Network
+	name       string
+	mac        net.HardwareAddr
+	accel      string
+	consoleLog string
+	overlay    string
+
+	stopped  chan struct{}
+	stopOnce sync.Once
+
+	destroyOnce sync.Once
+	destroyErr  error
+}
+
+var _ lab.Machine = (*Machine)(nil)
+
+func (m *Machine) Name() string          { return m.name }
+func (m *Machine) MAC() net.HardwareAddr { return m.mac }
+func (m *Machine) Accel() string         { return m.accel }
+func (m *Machine) ConsoleLog() string    { return m.consoleLog }
+func (m *Machine) Stopped() <-chan struct{} {
+	return m.stopped
+}
+
+func (m *Machine) markStopped() { m.stopOnce.Do(func() { close(m.stopped) }) }
+
+// DeriveMAC gives a locally administered QEMU-range MAC that is stable for a
+// run directory and machine name.
+func DeriveMAC(runDir, name string) net.HardwareAddr {
+	h := sha256.Sum256([]byte(runDir + "\x00" + name))
+	return net.HardwareAddr{0x52, 0x54, 0x00, h[0], h[1], h[2]}
+}
+
+// normalize fills defaults and checks the spec.
+func normalize(spec lab.MachineSpec) (lab.MachineSpec, error) {
+	if spec.Name == "" {
+		return spec, errors.New("machine: name is required")
+	}
+	spec.Name = withPrefix(spec.Name)
+	if spec.RunDir == "" {
+		return spec, fmt.Errorf("machine %s: RunDir is required (the overlay and console log go there)", spec.Name)
+	}
+	if spec.CPUs == 0 {
+		spec.CPUs = 1
+	}
+	if spec.MemoryMiB == 0 {
+		spec.MemoryMiB = 512
+	}
+	if spec.Firmware == "" {
+		spec.Firmware = "bios"
+	}
+	if spec.Firmware != "bios" && spec.Firmware != "uefi" {
+		return spec, fmt.Errorf("machine %s: firmware %q: want bios or uefi", spec.Name, spec.Firmware)
+	}
+	if spec.NICModel == "" {
+		spec.NICModel = "virtio"
+	}
+	if spec.MAC == "" {
+		spec.MAC = DeriveMAC(spec.RunDir, spec.Name).String()
+	} else if _, err := net.ParseMAC(spec.MAC); err != nil {
+		return spec, fmt.Errorf("machine %s: MAC: %w", spec.Name, err)
+	}
+	if spec.ConsoleLog == "" {
+		spec.ConsoleLog = filepath.Join(spec.RunDir, "console.log")
+	}
+	var err error
+	for _, p := range []*string{&spec.Kernel, &spec.Initrd, &spec.Disk, &spec.ISO, &spec.ConsoleLog, &spec.RunDir} {
+		if *p != "" {
+			if *p, err = filepath.Abs(*p); err != nil {
+				return spec, err
+			}
+		}
+	}
+	sources := 0
+	for _, s := range []string{spec.Kernel, spec.Disk, spec.ISO} {
+		if s != "" {
+			sources++
+		}
+	}
+	if sources == 0 || (spec.Kernel != "" && sources > 1) {
+		return spec, fmt.Errorf("machine %s: want a Kernel, a Disk or an ISO (an ISO may come with a Disk)", spec.Name)
+	}
+	for _, f := range []string{spec.Kernel, spec.Initrd, spec.Disk, spec.ISO} {
+		if f == "" {
+			continue
+		}
+		if _, err := os.Stat(f); err != nil {
+			return spec, fmt.Errorf("machine %s: %w", spec.Name, err)
+		}
+	}
+	if spec.Firmware == "uefi" && !ovmfInstalled() {
+		return spec, fmt.Errorf("machine %s: UEFI firmware needs the ovmf package (apt-get install ovmf)", spec.Name)
+	}
+	return spec, nil
+}
+
+func ovmfInstalled() bool {
+	m, _ := filepath.Glob("/usr/share/qemu/firmware/*ovmf*.json")
+	return len(m) > 0
+}
+
+// DomainXML builds the domain definition. accel is "kvm" or "tcg"; overlay
+// is the disk the machine writes to (the qcow2 over spec.Disk).
+func DomainXML(spec lab.MachineSpec, network, accel, overlay string) (string, error) {
+	typ := "qemu"
+	if accel == "kvm" {
+		typ = "kvm"
+	}
+	machine := "pc"
+	if spec.Firmware == "uefi" {
+		machine = "q35"
+	}
+	port0 := uint(0)
+	d := libvirtxml.Domain{
+		Type:   typ,
+		Name:   spec.Name,
+		Memory: &libvirtxml.DomainMemory{Value: uint(spec.MemoryMiB), Unit: "MiB"},
+		VCPU:   &libvirtxml.DomainVCPU{Value: uint(spec.CPUs)},
+		OS: &libvirtxml.DomainOS{
+			Type:    &libvirtxml.DomainOSType{Arch: "x86_64", Machine: machine, Type: "hvm"},
+			Kernel:  spec.Kernel,
+			Initrd:  spec.Initrd,
+			Cmdline: spec.Cmdline,
+		},
+		Features:   &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}, APIC: &libvirtxml.DomainFeatureAPIC{}},
+		OnPoweroff: "destroy",
+		OnReboot:   "restart",
+		OnCrash:    "destroy",
+		// QEMU runs as root whatever qemu.conf says, and libvirt leaves file
+		// ownership alone: images may live anywhere (the cache, a run dir).
+		SecLabel: []libvirtxml.DomainSecLabel{{Type: "static", Model: "dac", Relabel: "no", Label: "+0:+0"}},
+		Devices: &libvirtxml.DomainDeviceList{
+			Serials: []libvirtxml.DomainSerial{{
+				Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
+				Target: &libvirtxml.DomainSerialTarget{Port: &port0},
+				Log:    &libvirtxml.DomainChardevLog{File: spec.ConsoleLog, Append: "off"},
+			}},
+			Consoles: []libvirtxml.DomainConsole{{
+				Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
+				Target: &libvirtxml.DomainConsoleTarget{Type: "serial", Port: &port0},
+			}},
+			// A video device is what QEMU's screendump captures; no VNC needed.
+			Videos:     []libvirtxml.DomainVideo{{Model: libvirtxml.DomainVideoModel{Type: "vga"}}},
+			MemBalloon: &libvirtxml.DomainMemBalloon{Model: "none"},
+		},
+	}
+	if spec.Firmware == "uefi" {
+		d.OS.Firmware = "efi"
+	}
+	if network != "" {
+		d.Devices.Interfaces = []libvirtxml.DomainInterface{{
+			Source: &libvirtxml.DomainInterfaceSource{Network: &libvirtxml.DomainInterfaceSourceNetwork{Network: network}},
+			MAC:    &libvirtxml.DomainInterfaceMAC{Address: spec.MAC},
+			Model:  &libvirtxml.DomainInterfaceModel{Type: spec.NICModel},
+		}}
+	}
+	if spec.ISO != "" {
+		d.Devices.Disks = append(d.Devices.Disks, libvirtxml.DomainDisk{
+			Device:   "cdrom",
+			Driver:   &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw"},
+			Source:   &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: spec.ISO}},
+			Target:   &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata"},
+			ReadOnly: &libvirtxml.DomainDiskReadOnly{},
+		})
+		d.OS.BootDevices = append(d.OS.BootDevices, libvirtxml.DomainBootDevice{Dev: "cdrom"})
+	}
+	if overlay != "" {
+		d.Devices.Disks = append(d.Devices.Disks, libvirtxml.DomainDisk{
+			Device: "disk",
+			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2"},
+			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: overlay}},
+			Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
+		})
+		d.OS.BootDevices = append(d.OS.BootDevices, libvirtxml.DomainBootDevice{Dev: "hd"})
+	}
+	return d.Marshal()
+}
+
+// createOverlay makes a qcow2 copy-on-write overlay over base so the base
+// image is never written.
+func createOverlay(ctx context.Context, base, overlay string) error {
+	out, err := exec.CommandContext(ctx, "qemu-img", "info", "--output=json", base).Output()
+	if err != nil {
+		return fmt.Errorf("qemu-img info %s: %w (is qemu-utils installed?)", base, err)
+	}
+	var info struct {
+		Format string `json:"format"`
+	}
+	if err := json.Unmarshal(out, &info); err != nil || info.Format == "" {
+		return fmt.Errorf("qemu-img info %s: cannot read the image format", base)
+	}
+	if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", "-F", info.Format, "-b", base, overlay).CombinedOutput(); err != nil {
+		return fmt.Errorf("qemu-img create overlay %s: %w: %s", overlay, err, out)
+	}
+	return nil
+}
+
+// DefineMachine defines the machine on net and starts it paused: arm the
+// capture on its tap, then Resume, and the first packet is kept.
+func (l *Lab) DefineMachine(ctx context.Context, spec lab.MachineSpec, network *Network) (_ *Machine, err error) {
+	spec, err = normalize(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(spec.RunDir, 0o755); err != nil {
+		return nil, fmt.Errorf("machine %s: %w", spec.Name, err)
+	}
+	if spec.Accel == "" {
+		spec.Accel = l.cfg.Accel
+	}
+	accel, err := l.resolveAccel(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	mac, _ := net.ParseMAC(spec.MAC)
+	m := &Machine{lab: l, net: network, name: spec.Name, mac: mac, accel: accel, consoleLog: spec.ConsoleLog, stopped: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, m.Destroy(ctx))
+		}
+	}()
+	if spec.Disk != "" {
+		m.overlay = filepath.Join(spec.RunDir, spec.Name+".qcow2")
+		if err := createOverlay(ctx, spec.Disk, m.overlay); err != nil {
+			return nil, err
+		}
+	}
+	netName := ""
+	if network != nil {
+		netName = network.Name()
+	}
+	x, err := DomainXML(spec, netName, accel, m.overlay)
+	if err != nil {
+		return nil, fmt.Errorf("machine %s: %w", spec.Name, err)
+	}
+	l.mu.Lock()
+	if _, dup := l.machines[spec.Name]; dup {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("machine %s: already defined in this lab", spec.Name)
+	}
+	// Registered before it starts so no lifecycle event is missed.
+	l.machines[spec.Name] = m
+	l.mu.Unlock()
+	l.own(spec.Name)
+	t0 := time.Now()
+	if m.dom, err = call(ctx, "define "+spec.Name, func() (golibvirt.Domain, error) { return l.conn.DomainDefineXML(x) }); err != nil {
+		return nil, fmt.Errorf("machine %s: %w", spec.Name, err)
+	}
+	if _, err := call(ctx, "start paused "+spec.Name, func() (golibvirt.Domain, error) {
+		return l.conn.DomainCreateWithFlags(m.dom, uint32(golibvirt.DomainStartPaused))
+	}); err != nil {
+		return nil, fmt.Errorf("machine %s: %w (see /var/log/libvirt/qemu/%s.log)", spec.Name, err, spec.Name)
+	}
+	l.log.Info("lab: machine defined (paused)", "name", spec.Name, "accel", accel, "mac", spec.MAC, "took", time.Since(t0).Round(time.Millisecond))
+	return m, nil
+}
+
+// Resume starts the paused machine's CPUs.
+func (m *Machine) Resume(ctx context.Context) error {
+	return call0(ctx, "resume "+m.name, func() error { return m.lab.conn.DomainResume(m.dom) })
+}
+
+func (m *Machine) state(ctx context.Context) (golibvirt.DomainState, error) {
+	s, _, err := call2(ctx, "state "+m.name, func() (int32, int32, error) { return m.lab.conn.DomainGetState(m.dom, 0) })
+	return golibvirt.DomainState(s), err
+}
+
+// Shutdown presses the ACPI power button and waits up to timeout for the
+// guest to power off; then it pulls the plug. The domain stays defined.
+func (m *Machine) Shutdown(ctx context.Context, timeout time.Duration) error {
+	if err := call0(ctx, "shutdown "+m.name, func() error {
+		return m.lab.conn.DomainShutdownFlags(m.dom, golibvirt.DomainShutdownAcpiPowerBtn)
+	}); err != nil && !isNotRunning(err) {
+		return err
+	}
+	wait := time.NewTimer(timeout)
+	defer wait.Stop()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-m.stopped:
+			return nil
+		case <-tick.C:
+			// Events can be late or lost with the connection; ask too.
+			if s, err := m.state(ctx); err == nil && s == golibvirt.DomainShutoff {
+				m.markStopped()
+				return nil
+			}
+		case <-wait.C:
+			m.lab.log.Warn("lab: guest ignored ACPI shutdown; destroying", "name", m.name, "after", timeout)
+			err := call0(ctx, "destroy "+m.name, func() error { return m.lab.conn.DomainDestroy(m.dom) })
+			if err != nil && !isNotRunning(err) {
+				return err
+			}
+			m.markStopped()
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("shutdown %s: %w", m.name, ctx.Err())
+		}
+	}
+}
+
+// Destroy powers the machine off, undefines it and removes its overlay.
+// It is idempotent and uses its own bounded context.
+func (m *Machine) Destroy(ctx context.Context) error {
+	m.destroyOnce.Do(func() {
+		ctx, cancel := teardownContext(ctx)
+		defer cancel()
+		var errs []error
+		if m.dom.Name != "" {
+			errs = append(errs, m.lab.removeDomain(ctx, m.dom))
+		}
+		m.markStopped()
+		if m.overlay != "" {
+			if err := os.Remove(m.overlay); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+		m.lab.mu.Lock()
+		if m.lab.machines[m.name] == m {
+			delete(m.lab.machines, m.name)
+		}
+		m.lab.mu.Unlock()
+		m.destroyErr = errors.Join(errs...)
+	})
+	return m.destroyErr
+}
+
+// Reboot asks the guest to reboot (ACPI).
+func (m *Machine) Reboot(ctx context.Context) error {
+	return call0(ctx, "reboot "+m.name, func() error {
+		return m.lab.conn.DomainReboot(m.dom, golibvirt.DomainRebootAcpiPowerBtn)
+	})
+}
+
+// Reset is the reset button: no guest cooperation.
+func (m *Machine) Reset(ctx context.Context) error {
+	return call0(ctx, "reset "+m.name, func() error { return m.lab.conn.DomainReset(m.dom, 0) })
+}
+
+// SendKeys presses the Linux input keycodes together for holdMs.
+func (m *Machine) SendKeys(ctx context.Context, keycodes []uint, holdMs uint) error {
+	codes := make([]uint32, len(keycodes))
+	for i, k := range keycodes {
+		codes[i] = uint32(k)
+	}
+	return call0(ctx, "send keys to "+m.name, func() error {
+		return m.lab.conn.DomainSendKey(m.dom, uint32(golibvirt.KeycodeSetLinux), uint32(holdMs), codes, 0)
+	})
+}
+
+// Screenshot writes the screen as PNG through QEMU's screendump (libvirt's
+// screenshot stream is unreliable). QEMU writes the file itself.
+func (m *Machine) Screenshot(ctx context.Context, path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	_ = os.Remove(abs)
+	cmd, _ := json.Marshal(map[string]any{
+		"execute":   "screendump",
+		"arguments": map[string]string{"filename": abs, "format": "png"},
+	})
+	out, err := call(ctx, "screendump "+m.name, func() (string, error) {
+		return m.lab.conn.QEMUDomainMonitorCommand(m.dom, string(cmd), 0)
+	})
+	if err != nil {
+		return err
+	}
+	var resp struct {
+		Error *struct{ Desc string } `json:"error"`
+	}
+	if json.Unmarshal([]byte(out), &resp) == nil && resp.Error != nil {
+		return fmt.Errorf("screendump %s: %s", m.name, resp.Error.Desc)
+	}
+	if fi, err := os.Stat(abs); err != nil || fi.Size() == 0 {
+		return fmt.Errorf("screendump %s: no image written to %s", m.name, abs)
+	}
+	return nil
+}
+
+func (m *Machine) liveXML(ctx context.Context) (libvirtxml.Domain, error) {
+	var d libvirtxml.Domain
+	x, err := call(ctx, "XML of "+m.name, func() (string, error) { return m.lab.conn.DomainGetXMLDesc(m.dom, 0) })
+	if err != nil {
+		return d, err
+	}
+	if err := d.Unmarshal(x); err != nil {
+		return d, fmt.Errorf("%s: live XML: %w", m.name, err)
+	}
+	return d, nil
+}
+
+// TapName reads the NIC's host-side device (vnetN) from the live XML.
+func (m *Machine) TapName(ctx context.Context) (string, error) {
+	d, err := m.liveXML(ctx)
+	if err != nil {
+		return "", err
+	}
+	if d.Devices != nil {
+		for _, i := range d.Devices.Interfaces {
+			if i.Target != nil && i.Target.Dev != "" {
+				return i.Target.Dev, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("%s: no tap in the live XML (is the machine running and attached to a network?)", m.name)
+}
+
+// Console opens the serial console's pty (QEMU keeps it in raw mode) for
+// reading and writing. Output is also logged to ConsoleLog.
+func (m *Machine) Console(ctx context.Context) (io.ReadWriteCloser, error) {
+	d, err := m.liveXML(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if d.Devices != nil {
+		for _, s := range d.Devices.Serials {
+			if s.Source != nil && s.Source.Pty != nil && s.Source.Pty.Path != "" {
+				f, err := os.OpenFile(s.Source.Pty.Path, os.O_RDWR|unix.O_NOCTTY, 0)
+				if err != nil {
+					return nil, fmt.Errorf("console of %s: %w", m.name, err)
+				}
+				return f, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("console of %s: no serial pty in the live XML", m.name)
+}
+
+// IP waits for the machine's DHCP lease on its network.
+func (m *Machine) IP(ctx context.Context) (netip.Addr, error) {
+	if m.net == nil {
+		return netip.Addr{}, fmt.Errorf("%s: no network", m.name)
+	}
+	for {
+		leases, _, err := call2(ctx, "DHCP leases", func() ([]golibvirt.NetworkDhcpLease, uint32, error) {
+			return m.lab.conn.NetworkGetDhcpLeases(m.net.net, golibvirt.OptString{m.mac.String()}, 1, 0)
+		})
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		for _, le := range leases {
+			if a, err := netip.ParseAddr(le.Ipaddr); err == nil {
+				return a, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return netip.Addr{}, fmt.Errorf("%s: no DHCP lease: %w", m.name, ctx.Err())
+		case <-m.stopped:
+			return netip.Addr{}, fmt.Errorf("%s: stopped before it got a DHCP lease", m.name)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}

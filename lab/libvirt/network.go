@@ -1,0 +1,329 @@
+package libvirt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+	"golang.org/x/sys/unix"
+	"libvirt.org/go/libvirtxml"
+
+	"github.com/firstboot/firstboot/lab"
+)
+
+// Network is a started libvirt network; it implements lab.Network.
+type Network struct {
+	lab    *Lab
+	net    golibvirt.Network
+	name   string
+	bridge string
+	addr   netip.Addr
+	subnet netip.Prefix
+	mode   lab.NetworkMode
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ lab.Network = (*Network)(nil)
+
+func (n *Network) Name() string          { return n.name }
+func (n *Network) Bridge() string        { return n.bridge }
+func (n *Network) Addr() netip.Addr      { return n.addr }
+func (n *Network) Subnet() netip.Prefix  { return n.subnet }
+func (n *Network) Mode() lab.NetworkMode { return n.mode }
+
+// Close destroys and undefines the network (idempotent).
+func (n *Network) Close(ctx context.Context) error {
+	n.closeOnce.Do(func() {
+		ctx, cancel := teardownContext(ctx)
+		defer cancel()
+		n.closeErr = n.lab.removeNetwork(ctx, n.net)
+		n.lab.mu.Lock()
+		delete(n.lab.networks, n.name)
+		n.lab.mu.Unlock()
+	})
+	return n.closeErr
+}
+
+func withPrefix(name string) string {
+	if strings.HasPrefix(name, Prefix) {
+		return name
+	}
+	return Prefix + name
+}
+
+// NetworkXML builds the libvirt network definition for spec (with a set
+// subnet for simulated mode). Simulated: no <forward> (isolated), libvirt's
+// DNS off, DHCP handing out the bridge address as router and DNS server, each
+// port isolated so machines do not see each other's broadcasts.
+func NetworkXML(spec lab.NetworkSpec) (string, error) {
+	if spec.Name == "" {
+		return "", errors.New("network: name is required")
+	}
+	name := withPrefix(spec.Name)
+	switch spec.Mode {
+	case lab.Bridged:
+		if spec.Bridge == "" {
+			return "", fmt.Errorf("network %s: bridged mode needs a host bridge", name)
+		}
+		n := libvirtxml.Network{
+			Name:    name,
+			Forward: &libvirtxml.NetworkForward{Mode: "bridge"},
+			Bridge:  &libvirtxml.NetworkBridge{Name: spec.Bridge},
+		}
+		return n.Marshal()
+	case lab.Simulated, "":
+	default:
+		return "", fmt.Errorf("network %s: mode %q: want simulated or bridged", name, spec.Mode)
+	}
+	gw, lo, hi, err := addressPlan(spec.Subnet)
+	if err != nil {
+		return "", fmt.Errorf("network %s: %w", name, err)
+	}
+	n := libvirtxml.Network{
+		Name:        name,
+		Bridge:      &libvirtxml.NetworkBridge{STP: "off", Delay: "0"},
+		DNS:         &libvirtxml.NetworkDNS{Enable: "no"},
+		PortOptions: &libvirtxml.NetworkPortOptions{Isolated: "yes"},
+		IPs: []libvirtxml.NetworkIP{{
+			Address: gw.String(),
+			Prefix:  uint(spec.Subnet.Bits()),
+			DHCP:    &libvirtxml.NetworkDHCP{Ranges: []libvirtxml.NetworkDHCPRange{{Start: lo.String(), End: hi.String()}}},
+		}},
+		DnsmasqOptions: &libvirtxml.NetworkDnsmasqOptions{Option: []libvirtxml.NetworkDnsmasqOption{
+			{Value: "dhcp-option=option:router," + gw.String()},
+			{Value: "dhcp-option=option:dns-server," + gw.String()},
+			// Without it dnsmasq pings each address before offering it (3 s).
+			{Value: "no-ping"},
+		}},
+	}
+	return n.Marshal()
+}
+
+// addressPlan gives the gateway (first host) and the DHCP range (.100–.199
+// of the first /24) of an IPv4 subnet between /16 and /24.
+func addressPlan(p netip.Prefix) (gw, lo, hi netip.Addr, err error) {
+	if !p.IsValid() || !p.Addr().Is4() || p.Bits() < 16 || p.Bits() > 24 {
+		return gw, lo, hi, fmt.Errorf("subnet %v: want an IPv4 prefix between /16 and /24", p)
+	}
+	p = p.Masked()
+	b := p.Addr().As4()
+	gw = netip.AddrFrom4([4]byte{b[0], b[1], b[2], 1})
+	lo = netip.AddrFrom4([4]byte{b[0], b[1], b[2], 100})
+	hi = netip.AddrFrom4([4]byte{b[0], b[1], b[2], 199})
+	return gw, lo, hi, nil
+}
+
+// usedSubnets lists the IPv4 subnets of every network libvirtd knows.
+func (l *Lab) usedSubnets(ctx context.Context) ([]netip.Prefix, error) {
+	nets, _, err := call2(ctx, "list networks", func() ([]golibvirt.Network, uint32, error) {
+		return l.conn.ConnectListAllNetworks(1, 0)
+	})
+	if err != nil {
+		return nil, err
+	}
+	var used []netip.Prefix
+	for _, n := range nets {
+		x, err := call(ctx, "network XML", func() (string, error) { return l.conn.NetworkGetXMLDesc(n, 0) })
+		if err != nil {
+			continue // removed meanwhile
+		}
+		var def libvirtxml.Network
+		if err := def.Unmarshal(x); err != nil {
+			continue
+		}
+		for _, ip := range def.IPs {
+			a, err := netip.ParseAddr(ip.Address)
+			if err != nil {
+				continue
+			}
+			bits := int(ip.Prefix)
+			if ip.Netmask != "" {
+				if m, err := netip.ParseAddr(ip.Netmask); err == nil {
+					bits = maskBits(m)
+				}
+			}
+			if p, err := a.Prefix(bits); err == nil {
+				used = append(used, p)
+			}
+		}
+	}
+	return used, nil
+}
+
+func maskBits(m netip.Addr) int {
+	n := 0
+	for _, b := range m.AsSlice() {
+		for ; b&0x80 != 0; b <<= 1 {
+			n++
+		}
+	}
+	return n
+}
+
+// CreateNetwork defines and starts a network. A zero Subnet picks a free
+// 10.77.N.0/24; when another process takes the same one at the same moment,
+// starting fails and the next free one is tried.
+func (l *Lab) CreateNetwork(ctx context.Context, spec lab.NetworkSpec) (*Network, error) {
+	if spec.Mode == "" {
+		spec.Mode = lab.Simulated
+	}
+	if spec.Mode == lab.Bridged {
+		if err := l.ValidateBridged(spec); err != nil {
+			return nil, err
+		}
+		return l.startNetwork(ctx, spec)
+	}
+	if spec.Subnet.IsValid() {
+		return l.startNetwork(ctx, spec)
+	}
+	// Picking a subnet and starting the network is one step for every
+	// firstboot process on the host: libvirt does not reliably refuse a
+	// second bridge with the same subnet when two start at once.
+	unlock, err := lockFile(ctx, subnetLock)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	var lastErr error
+	for attempt := 0; attempt < 8; attempt++ {
+		used, err := l.usedSubnets(ctx)
+		if err != nil {
+			return nil, err
+		}
+		free, ok := pickSubnet(used, attempt)
+		if !ok {
+			return nil, errors.New("network: no free 10.77.N.0/24 left; close old networks (firstboot lab down)")
+		}
+		spec.Subnet = free
+		n, err := l.startNetwork(ctx, spec)
+		if err == nil {
+			return n, nil
+		}
+		if !strings.Contains(err.Error(), "in use") {
+			return nil, err
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+// pickSubnet returns the skip-th free 10.77.N.0/24 (N from 1).
+func pickSubnet(used []netip.Prefix, skip int) (netip.Prefix, bool) {
+	for n := 1; n < 255; n++ {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 77, byte(n), 0}), 24)
+		free := true
+		for _, u := range used {
+			if u.Overlaps(p) {
+				free = false
+				break
+			}
+		}
+		if free {
+			if skip == 0 {
+				return p, true
+			}
+			skip--
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// ValidateBridged checks a bridged spec without starting anything: the host
+// bridge must exist, and libvirtd must run in the host namespace (the lab's
+// own namespace cannot see host bridges).
+func (l *Lab) ValidateBridged(spec lab.NetworkSpec) error {
+	if _, err := NetworkXML(spec); err != nil {
+		return err
+	}
+	if _, err := os.Stat("/sys/class/net/" + spec.Bridge + "/bridge"); err != nil {
+		return fmt.Errorf("network %s: host bridge %q not found: create it first (ip link add %s type bridge)", spec.Name, spec.Bridge, spec.Bridge)
+	}
+	if l.cfg.LibvirtURI == "" {
+		return fmt.Errorf("network %s: bridged mode needs the host's libvirtd (--libvirt-uri qemu:///system); the lab's own libvirtd runs in an isolated namespace", spec.Name)
+	}
+	return nil
+}
+
+func (l *Lab) startNetwork(ctx context.Context, spec lab.NetworkSpec) (_ *Network, err error) {
+	x, err := NetworkXML(spec)
+	if err != nil {
+		return nil, err
+	}
+	name := withPrefix(spec.Name)
+	ln, err := call(ctx, "define network "+name, func() (golibvirt.Network, error) { return l.conn.NetworkDefineXML(x) })
+	if err != nil {
+		return nil, fmt.Errorf("network %s: %w", name, err)
+	}
+	l.own(name)
+	n := &Network{lab: l, net: ln, name: name, mode: spec.Mode}
+	l.mu.Lock()
+	if l.networks == nil {
+		l.networks = map[string]*Network{}
+	}
+	l.networks[name] = n
+	l.mu.Unlock()
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, n.Close(ctx))
+		}
+	}()
+	if err := call0(ctx, "start network "+name, func() error { return l.conn.NetworkCreate(ln) }); err != nil {
+		return nil, fmt.Errorf("network %s (%v): %w", name, spec.Subnet, err)
+	}
+	live, err := call(ctx, "network XML", func() (string, error) { return l.conn.NetworkGetXMLDesc(ln, 0) })
+	if err != nil {
+		return nil, err
+	}
+	var def libvirtxml.Network
+	if err := def.Unmarshal(live); err != nil {
+		return nil, fmt.Errorf("network %s: live XML: %w", name, err)
+	}
+	if def.Bridge != nil {
+		n.bridge = def.Bridge.Name
+	}
+	if spec.Mode != lab.Bridged {
+		n.subnet = spec.Subnet.Masked()
+		n.addr, _, _, _ = addressPlan(spec.Subnet)
+	}
+	l.log.Info("lab: network up", "name", name, "bridge", n.bridge, "subnet", n.subnet)
+	return n, nil
+}
+
+// subnetLock serialises subnet choice across firstboot processes.
+const subnetLock = "/run/lock/firstboot-subnet.lock"
+
+// lockFile takes an exclusive flock on path, waiting until ctx ends.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("network lock: %w", err)
+	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("network lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("network lock %s: %w", path, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,413 @@
+// Package schema defines analysis.json, the result of `firstboot analyze`.
+//
+// Conventions, for every type in this package:
+//   - Field names follow Zeek's log field names wherever Zeek has the field
+//     (ts, uid, id.orig_h, orig_bytes, conn_state, server_name, …); fields
+//     Zeek does not have use snake_case names of their own.
+//   - Times are RFC 3339 strings in UTC with nanoseconds, taken from packet
+//     timestamps (never the wall clock). Durations and rtts are seconds (float).
+//   - "orig" is the side that opened the connection (first SYN; without a SYN,
+//     the side on the ephemeral port, as Zeek decides), "resp" the other side.
+//   - Byte counts say which layer they count: *_bytes fields named after Zeek
+//     are TCP/UDP payload bytes (orig_bytes) or IP bytes (orig_ip_bytes, IP
+//     header included, from the IP header's length field so snaplen cuts do not
+//     shrink them); frame_bytes counts whole link-layer frames at their original
+//     length (what tshark's frame.len sums).
+//   - Lists are sorted (records by ts then uid; names alphabetically) so the same
+//     capture always gives the same bytes.
+//   - Step is the name of the scenario step during which the record started:
+//     "before" ahead of the first step, "after" past the last step's end, and ""
+//     when no steps were given.
+package schema
+
+import "time"
+
+// Version is the schema_version this package describes. It changes when a field
+// is renamed, removed or changes meaning; adding a field does not change it.
+const Version = "1.0"
+
+// Analysis is the whole content of analysis.json.
+type Analysis struct {
+	// SchemaVersion is Version at the time of writing.
+	SchemaVersion string `json:"schema_version"`
+	// Input describes the capture file read.
+	Input Input `json:"input"`
+	// Summary covers the whole capture.
+	Summary Summary `json:"summary"`
+	// Host is the studied machine.
+	Host Host `json:"host"`
+	// Destinations has one entry per attributed name (see Destination), for the whole capture.
+	Destinations []Destination `json:"destinations"`
+	// Fingerprints has one entry per distinct sender and TCP SYN/SYN-ACK fingerprint.
+	Fingerprints []Fingerprint `json:"fingerprints"`
+	// Steps holds per-step views, in step order, including "before" and "after"
+	// when packets fall there. Empty when no steps were given.
+	Steps []StepView `json:"steps"`
+	// Conns is conn.log: one record per TCP connection, UDP flow or ICMP flow.
+	Conns []Conn `json:"conns"`
+	// DNS is dns.log: one record per query/response pair (unanswered queries and
+	// unsolicited responses get a record of their own).
+	DNS []DNS `json:"dns"`
+	// TLS is ssl.log: one record per TLS (TCP) or QUIC connection whose ClientHello was seen.
+	TLS []TLS `json:"tls"`
+	// HTTP is http.log: one record per HTTP/1.x request (or orphan response).
+	HTTP []HTTP `json:"http"`
+	// NTP is ntp.log: one record per NTP packet.
+	NTP []NTP `json:"ntp"`
+	// DHCP is dhcp.log: one record per DHCP transaction (client MAC + xid).
+	DHCP []DHCP `json:"dhcp"`
+}
+
+// Input describes the capture file.
+type Input struct {
+	// File is the base name of the capture file (no directory, so results do not
+	// depend on where the file was read from).
+	File string `json:"file"`
+	// Format is "pcap" or "pcapng" as read from the magic number.
+	Format string `json:"format"`
+	// Gzip is true when the file was gzip-compressed.
+	Gzip bool `json:"gzip"`
+	// LinkTypes lists the link types of the capture's interfaces, e.g. "ETHERNET", "LINUX_SLL2".
+	LinkTypes []string `json:"link_types"`
+	// Interfaces is the number of capture interfaces (1 for pcap).
+	Interfaces int `json:"interfaces"`
+}
+
+// Summary counts what the capture (or one step of it) holds.
+type Summary struct {
+	// FirstTS and LastTS are the smallest and largest packet timestamps (packets
+	// may be out of order; these are not simply the first and last packet).
+	FirstTS time.Time `json:"first_ts"`
+	LastTS  time.Time `json:"last_ts"`
+	// Duration is LastTS - FirstTS in seconds.
+	Duration float64 `json:"duration"`
+	// Packets is the number of packet records.
+	Packets int64 `json:"packets"`
+	// FrameBytes sums the original (on-the-wire) frame lengths, like tshark's frame.len.
+	FrameBytes int64 `json:"frame_bytes"`
+	// CapturedBytes sums the captured lengths (smaller than FrameBytes when snaplen cut packets).
+	CapturedBytes int64 `json:"captured_bytes"`
+	// IPBytes sums IP packet lengths from the IP headers (IPv4 total length, IPv6 40 + payload length).
+	IPBytes int64 `json:"ip_bytes"`
+	// IPv6Packets counts IPv6 packets; IPv6Seen is IPv6Packets > 0.
+	IPv6Packets int64 `json:"ipv6_packets"`
+	IPv6Seen    bool  `json:"ipv6_seen"`
+	// DNSQueries counts DNS, mDNS and LLMNR queries (dns records with a query sent by a client).
+	DNSQueries int64 `json:"dns_queries"`
+	// TCPConnections, UDPFlows and ICMPFlows count conn records by proto.
+	TCPConnections int64 `json:"tcp_connections"`
+	UDPFlows       int64 `json:"udp_flows"`
+	ICMPFlows      int64 `json:"icmp_flows"`
+	// DistinctRemoteHosts counts unicast addresses that shared a connection with
+	// the studied machine (itself excluded); when no machine was identified, the
+	// distinct unicast responder addresses.
+	DistinctRemoteHosts int64 `json:"distinct_remote_hosts"`
+	// Warnings counts damage and oddities; only in the whole-capture summary.
+	Warnings *Warnings `json:"warnings,omitempty"`
+}
+
+// Warnings counts what the analyzer met and took in stride. Nothing counted here
+// was dropped unless the field says so.
+type Warnings struct {
+	// BadIPChecksums, BadTCPChecksums, BadUDPChecksums count packets whose
+	// checksum did not verify (usually NIC offload on the capturing host). The
+	// packets are analysed normally. Packets cut by snaplen are not verified.
+	BadIPChecksums  int64 `json:"bad_ip_checksums"`
+	BadTCPChecksums int64 `json:"bad_tcp_checksums"`
+	BadUDPChecksums int64 `json:"bad_udp_checksums"`
+	// TruncatedPackets counts packets whose captured length is below the original length (snaplen).
+	TruncatedPackets int64 `json:"truncated_packets"`
+	// TimestampsBackwards counts packets stamped earlier than the packet before them.
+	TimestampsBackwards int64 `json:"timestamps_backwards"`
+	// FragmentsReassembled counts IP datagrams rebuilt from fragments;
+	// FragmentsDropped counts fragments discarded (incomplete at timeout or over the bounds).
+	FragmentsReassembled int64 `json:"fragments_reassembled"`
+	FragmentsDropped     int64 `json:"fragments_dropped"`
+	// UnknownLinkTypes counts packets of interfaces whose link type is not decoded, by "LINKTYPE_<n>".
+	UnknownLinkTypes map[string]int64 `json:"unknown_link_types,omitempty"`
+	// DecodeErrors counts packets whose headers could not be decoded, by layer:
+	// "link" (Ethernet, SLL, NULL, … header), "vlan", "ipv4", "ipv6", "tcp",
+	// "udp", "icmp"; and "non_ip" for frames carrying something other than IP
+	// (ARP, LLDP, …), which are counted but are no damage.
+	DecodeErrors map[string]int64 `json:"decode_errors,omitempty"`
+	// ParserErrors counts application payloads a protocol parser rejected, by
+	// parser ("dns", "tls", "http", "ntp", "dhcp", "quic", "fingerprint").
+	ParserErrors map[string]int64 `json:"parser_errors,omitempty"`
+	// CaptureDamage describes damage in the file itself (e.g. "truncated record
+	// at byte offset 1234"); reading stops at the first damaged record.
+	CaptureDamage []string `json:"capture_damage,omitempty"`
+}
+
+// Host is the studied machine: the DHCP client if there is one, else the host
+// that originated the most connections.
+type Host struct {
+	// IP is the machine's IPv4 (or IPv6) address; "" when unknown.
+	IP string `json:"ip"`
+	// OtherIPs lists further addresses seen with the machine's MAC (e.g. IPv6 link-local).
+	OtherIPs []string `json:"other_ips"`
+	// MAC is the machine's link-layer address, "" when the capture has none.
+	MAC string `json:"mac"`
+	// DHCPHostname (option 12), DHCPVendorClass (option 60) and DHCPParamList
+	// (option 55, comma list of option numbers in wire order) as the client sent them.
+	DHCPHostname    string `json:"dhcp_hostname"`
+	DHCPVendorClass string `json:"dhcp_vendor_class"`
+	DHCPParamList   string `json:"dhcp_param_list"`
+	// Method says how the machine was picked: "dhcp", "most_connections" or "none".
+	Method string `json:"method"`
+}
+
+// Destination aggregates the connections attributed to one name. A connection
+// is attributed to its responder's name, with this precedence: TLS SNI (also
+// from QUIC), then HTTP Host, then the name whose DNS answer (A/AAAA, CNAME
+// chains followed back to the query name) most recently before the connection
+// mapped the responder address, else the bare responder IP.
+type Destination struct {
+	// Name is the attributed name (lower case) or the bare IP.
+	Name string `json:"name"`
+	// NameSources lists how connections got this name: "sni", "http_host", "dns", "ip".
+	NameSources []string `json:"name_sources"`
+	// Org is the registrable domain (public suffix + 1, e.g. "example.co.uk"); "" for IPs.
+	Org string `json:"org"`
+	// Party is "first" when Name equals or is a subdomain of a --first-party
+	// domain, "third" otherwise, and "unknown" when no first-party list was given.
+	Party string `json:"party"`
+	// Addresses lists the distinct responder IPs.
+	Addresses []string `json:"addresses"`
+	// Ports lists "proto/port" of the responders, e.g. "tcp/443".
+	Ports []string `json:"ports"`
+	// Protocols lists the services seen (Zeek names: "dns", "http", "ssl", "quic",
+	// "ntp", "dhcp") and the bare transport ("tcp", "udp", "icmp") for connections without one.
+	Protocols []string `json:"protocols"`
+	// Connections counts conn records.
+	Connections int64 `json:"connections"`
+	// BytesUp and BytesDown sum orig_ip_bytes and resp_ip_bytes (IP layer, headers included).
+	BytesUp   int64 `json:"bytes_up"`
+	BytesDown int64 `json:"bytes_down"`
+	// PayloadUp and PayloadDown sum orig_bytes and resp_bytes (TCP/UDP payload).
+	PayloadUp   int64 `json:"payload_up"`
+	PayloadDown int64 `json:"payload_down"`
+	// PacketsUp and PacketsDown sum orig_pkts and resp_pkts.
+	PacketsUp   int64 `json:"packets_up"`
+	PacketsDown int64 `json:"packets_down"`
+	// FirstSeen is the earliest connection start, LastSeen the latest connection end.
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	// Steps lists the steps in which connections to this name started (whole-capture view only).
+	Steps []string `json:"steps,omitempty"`
+}
+
+// StepView is the analysis restricted to records that started during one step.
+type StepView struct {
+	Name  string    `json:"name"`
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	// Summary counts packets stamped within [Start, End) and records that started then.
+	Summary      Summary       `json:"summary"`
+	Destinations []Destination `json:"destinations"`
+	Fingerprints []Fingerprint `json:"fingerprints"`
+}
+
+// Conn is one conn.log record.
+type Conn struct {
+	TS  time.Time `json:"ts"`
+	UID string    `json:"uid"`
+	// OrigH/OrigP/RespH/RespP are Zeek's id fields. For ICMP, orig_p is the ICMP type and resp_p the code.
+	OrigH string `json:"id.orig_h"`
+	OrigP uint16 `json:"id.orig_p"`
+	RespH string `json:"id.resp_h"`
+	RespP uint16 `json:"id.resp_p"`
+	// Proto is "tcp", "udp" or "icmp" (ICMPv6 included).
+	Proto string `json:"proto"`
+	// Service is the protocol recognised in the payload: "dns", "http", "ssl", "quic", "ntp", "dhcp" or "".
+	Service string `json:"service"`
+	// Duration is last packet time - first packet time, seconds.
+	Duration float64 `json:"duration"`
+	// OrigBytes and RespBytes are payload bytes as Zeek counts them: for TCP the
+	// sequence space covered (retransmissions counted once), for UDP the sum of
+	// UDP payload lengths.
+	OrigBytes int64 `json:"orig_bytes"`
+	RespBytes int64 `json:"resp_bytes"`
+	// ConnState is Zeek's conn_state (S0, S1, SF, REJ, S2, S3, RSTO, RSTR,
+	// RSTOS0, RSTRH, SH, SHR, OTH).
+	ConnState string `json:"conn_state"`
+	// MissedBytes counts TCP payload bytes in sequence gaps that were never filled.
+	MissedBytes int64 `json:"missed_bytes"`
+	// History is Zeek's history string: orig letters upper case, resp lower case
+	// (S syn, H syn-ack, A ack, D data, F fin, R rst, C bad checksum, T
+	// retransmission, ^ direction flipped by the port heuristic).
+	History string `json:"history"`
+	// OrigPkts/RespPkts count packets; OrigIPBytes/RespIPBytes sum their IP lengths.
+	OrigPkts    int64 `json:"orig_pkts"`
+	OrigIPBytes int64 `json:"orig_ip_bytes"`
+	RespPkts    int64 `json:"resp_pkts"`
+	RespIPBytes int64 `json:"resp_ip_bytes"`
+	// OrigL2Addr and RespL2Addr are the MAC addresses seen, "" without a link layer address.
+	OrigL2Addr string `json:"orig_l2_addr"`
+	RespL2Addr string `json:"resp_l2_addr"`
+	// Name is the attributed destination name of the responder and NameSource how
+	// it was found ("sni", "http_host", "dns", "ip"); see Destination.
+	Name       string `json:"name"`
+	NameSource string `json:"name_source"`
+	Step       string `json:"step"`
+}
+
+// DNS is one dns.log record.
+type DNS struct {
+	TS    time.Time `json:"ts"`
+	UID   string    `json:"uid"`
+	OrigH string    `json:"id.orig_h"`
+	OrigP uint16    `json:"id.orig_p"`
+	RespH string    `json:"id.resp_h"`
+	RespP uint16    `json:"id.resp_p"`
+	// Proto is "udp" or "tcp".
+	Proto string `json:"proto"`
+	// Kind is "dns", "mdns" (port 5353) or "llmnr" (port 5355).
+	Kind    string `json:"kind"`
+	TransID uint16 `json:"trans_id"`
+	// RTT is seconds from query to response; absent without both.
+	RTT       *float64 `json:"rtt,omitempty"`
+	Query     string   `json:"query"`
+	QClass    uint16   `json:"qclass"`
+	QType     uint16   `json:"qtype"`
+	QTypeName string   `json:"qtype_name"`
+	// Rcode and RcodeName are absent when no response was seen.
+	Rcode     *uint8 `json:"rcode,omitempty"`
+	RcodeName string `json:"rcode_name,omitempty"`
+	TC        bool   `json:"TC"`
+	// Answers are the answer records' data in presentation form, TTLs their TTLs in seconds.
+	Answers []string  `json:"answers"`
+	TTLs    []float64 `json:"TTLs"`
+	Step    string    `json:"step"`
+}
+
+// TLS is one ssl.log record (with the JA3/JA4 packages' columns).
+type TLS struct {
+	TS    time.Time `json:"ts"`
+	UID   string    `json:"uid"`
+	OrigH string    `json:"id.orig_h"`
+	OrigP uint16    `json:"id.orig_p"`
+	RespH string    `json:"id.resp_h"`
+	RespP uint16    `json:"id.resp_p"`
+	// Transport is "tcp" or "quic".
+	Transport string `json:"transport"`
+	// Version is the negotiated version ("TLSv12", "TLSv13") from the ServerHello; "" without one.
+	Version string `json:"version"`
+	// Cipher is the selected cipher suite's IANA name ("TLS_AES_128_GCM_SHA256"),
+	// or "0x1301" style hex for a suite without a known name; "" without a ServerHello.
+	Cipher string `json:"cipher"`
+	// ServerName is the SNI (the outer SNI under Encrypted Client Hello).
+	ServerName string `json:"server_name"`
+	// NextProtocol is the ALPN protocol the server selected.
+	NextProtocol string `json:"next_protocol"`
+	// Established is true when a ServerHello was seen.
+	Established bool `json:"established"`
+	// ClientALPN lists the offered ALPN protocols, ClientVersions the supported_versions ("0x0304"…), wire order.
+	ClientALPN     []string `json:"client_alpn"`
+	ClientVersions []string `json:"client_supported_versions"`
+	// ECH is true when the ClientHello carried encrypted_client_hello.
+	ECH bool `json:"ech"`
+	// JA3 is the MD5 of JA3String (the Zeek JA3 package's ja3 column).
+	JA3       string `json:"ja3"`
+	JA3String string `json:"ja3_string"`
+	JA4       string `json:"ja4"`
+	Step      string `json:"step"`
+}
+
+// HTTP is one http.log record.
+type HTTP struct {
+	TS    time.Time `json:"ts"`
+	UID   string    `json:"uid"`
+	OrigH string    `json:"id.orig_h"`
+	OrigP uint16    `json:"id.orig_p"`
+	RespH string    `json:"id.resp_h"`
+	RespP uint16    `json:"id.resp_p"`
+	// TransDepth is the request's 1-based position in its connection.
+	TransDepth int    `json:"trans_depth"`
+	Method     string `json:"method"`
+	Host       string `json:"host"`
+	URI        string `json:"uri"`
+	Version    string `json:"version"`
+	UserAgent  string `json:"user_agent"`
+	// RequestBodyLen and ResponseBodyLen are body bytes seen on the wire (bounded by Content-Length).
+	RequestBodyLen  int64 `json:"request_body_len"`
+	ResponseBodyLen int64 `json:"response_body_len"`
+	// StatusCode and StatusMsg are 0/"" when no response was seen.
+	StatusCode          int    `json:"status_code"`
+	StatusMsg           string `json:"status_msg"`
+	RequestContentType  string `json:"request_content_type"`
+	ResponseContentType string `json:"response_content_type"`
+	// OCSP is true for an OCSP request; OCSPResponder is then the responder's host.
+	OCSP          bool   `json:"ocsp"`
+	OCSPResponder string `json:"ocsp_responder"`
+	Step          string `json:"step"`
+}
+
+// NTP is one ntp.log record.
+type NTP struct {
+	TS    time.Time `json:"ts"`
+	UID   string    `json:"uid"`
+	OrigH string    `json:"id.orig_h"`
+	OrigP uint16    `json:"id.orig_p"`
+	RespH string    `json:"id.resp_h"`
+	RespP uint16    `json:"id.resp_p"`
+	// Sender is the address that sent this packet (the server for mode 4).
+	Sender   string `json:"sender"`
+	Version  uint8  `json:"version"`
+	Mode     uint8  `json:"mode"`
+	ModeName string `json:"mode_name"`
+	Stratum  uint8  `json:"stratum"`
+	// Poll is 2^poll seconds, Precision 2^precision seconds.
+	Poll      float64 `json:"poll"`
+	Precision float64 `json:"precision"`
+	RefID     string  `json:"ref_id"`
+	// XmtTime is the transmit timestamp the sender wrote (its clock); absent when zero.
+	XmtTime *time.Time `json:"xmt_time,omitempty"`
+	Step    string     `json:"step"`
+}
+
+// DHCP is one dhcp.log record: one transaction (client MAC + xid).
+type DHCP struct {
+	TS time.Time `json:"ts"`
+	// UIDs are the conn uids of the transaction's packets.
+	UIDs       []string `json:"uids"`
+	ClientAddr string   `json:"client_addr"`
+	ServerAddr string   `json:"server_addr"`
+	MAC        string   `json:"mac"`
+	HostName   string   `json:"host_name"`
+	Domain     string   `json:"domain"`
+	// RequestedAddr is option 50, AssignedAddr the yiaddr of the server's ACK (or OFFER).
+	RequestedAddr string `json:"requested_addr"`
+	AssignedAddr  string `json:"assigned_addr"`
+	// LeaseTime is seconds.
+	LeaseTime float64 `json:"lease_time"`
+	// MsgTypes lists message type names in order ("DISCOVER", "OFFER", …).
+	MsgTypes    []string `json:"msg_types"`
+	VendorClass string   `json:"vendor_class"`
+	// ParamList is option 55 as a comma list of option numbers, wire order.
+	ParamList string `json:"param_list"`
+	// Duration is seconds from the first to the last message.
+	Duration float64 `json:"duration"`
+	Step     string  `json:"step"`
+}
+
+// Fingerprint is one distinct TCP SYN (or SYN-ACK) fingerprint of one sender.
+type Fingerprint struct {
+	// Host is the sender's address.
+	Host string `json:"host"`
+	// Kind is "syn" or "syn-ack".
+	Kind string `json:"kind"`
+	// Tcpdump is tcpdump's flags/window/options line (timestamp values elided).
+	Tcpdump string `json:"tcpdump"`
+	// P0f is the p0f v3 signature.
+	P0f string `json:"p0f"`
+	// TTL is the observed TTL of the first packet, ITTL the guessed initial TTL.
+	TTL  uint8 `json:"ttl"`
+	ITTL uint8 `json:"ittl"`
+	DF   bool  `json:"df"`
+	ECN  bool  `json:"ecn"`
+	// Count is the number of packets with this fingerprint; FirstTS the first
+	// one's time and Step the step it fell in.
+	Count   int64     `json:"count"`
+	FirstTS time.Time `json:"first_ts"`
+	Step    string    `json:"step"`
+}

@@ -1,0 +1,524 @@
+package scenarios
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/firstboot/firstboot/lab"
+	"github.com/firstboot/firstboot/lab/capture"
+	"github.com/firstboot/firstboot/lab/guest"
+	"github.com/firstboot/firstboot/lab/libvirt"
+	"github.com/firstboot/firstboot/lab/netns"
+	"github.com/firstboot/firstboot/lab/simnet"
+	"github.com/firstboot/firstboot/results/manifest"
+)
+
+// RunConfig is what a run needs beyond the scenario.
+type RunConfig struct {
+	Scenario   *Scenario
+	RunsDir    string
+	ImageCache string
+	Lab        lab.Config
+	// Window overrides the scenario's capture window when set.
+	Window time.Duration
+	// Version is firstboot's version, recorded in the manifest and the pcapng.
+	Version string
+	Logger  *slog.Logger
+}
+
+// Run is one finished (or interrupted) run.
+type Run struct {
+	Dir      string
+	Manifest *manifest.Manifest
+}
+
+// ImageError says which image file is missing and how to get it.
+type ImageError struct {
+	Path   string
+	Obtain string
+	Err    error
+}
+
+func (e *ImageError) Error() string {
+	msg := fmt.Sprintf("image %s: %v", e.Path, e.Err)
+	if e.Obtain != "" {
+		msg += "\n  how to obtain it: " + e.Obtain
+	}
+	return msg
+}
+func (e *ImageError) Unwrap() error { return e.Err }
+
+// NewRunID returns an id that sorts by start time and is unique.
+func NewRunID(name string, now time.Time) string {
+	var b [3]byte
+	rand.Read(b[:])
+	return now.UTC().Format("20060102T150405Z") + "-" + name + "-" + hex.EncodeToString(b[:])
+}
+
+// Execute performs a whole run: lab up, network, responders, machine (paused),
+// capture, resume, steps, and teardown of everything it brought up. The run
+// directory and the capture survive any failure; the manifest says why a run
+// is incomplete. The returned Run is non-nil once the run directory exists.
+func Execute(ctx context.Context, cfg RunConfig) (*Run, error) {
+	s := cfg.Scenario
+	now := func() time.Time { return time.Now().UTC() }
+	id := NewRunID(s.Name, now())
+	dir := filepath.Join(cfg.RunsDir, id)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating the run directory: %w", err)
+	}
+	logFile, err := os.Create(filepath.Join(dir, "firstboot.log"))
+	if err != nil {
+		return nil, fmt.Errorf("creating the run log: %w", err)
+	}
+	defer logFile.Close()
+	var handlers []slog.Handler
+	handlers = append(handlers, slog.NewTextHandler(logFile, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if cfg.Logger != nil {
+		handlers = append(handlers, cfg.Logger.Handler())
+	}
+	log := slog.New(slog.NewMultiHandler(handlers...)).With("run", id)
+
+	r := &runner{cfg: cfg, s: s, dir: dir, log: log, now: now}
+	r.m = &manifest.Manifest{
+		RunID:  id,
+		Status: manifest.StatusRunning,
+		Scenario: manifest.Scenario{Name: s.Name, File: s.File, SHA256: s.SHA256, FirstParty: s.FirstParty,
+			OS: manifest.OS{Family: s.OS.Family, Product: s.OS.Product, Release: s.OS.Release, Build: s.OS.Build}},
+		Tools:   manifest.Tools{Firstboot: cfg.Version},
+		Host:    hostFacts(),
+		Network: manifest.Network{Mode: s.Network.Mode},
+		Machine: manifest.Machine{CPUs: s.Machine.CPUs, MemoryMiB: s.Machine.Memory.MiB(), Firmware: s.Machine.Firmware},
+	}
+	r.tl = &Timeline{Now: now, OnChange: func(entries []manifest.Entry) {
+		r.mu.Lock()
+		r.m.Timeline = entries
+		r.mu.Unlock()
+		r.save()
+	}}
+	if err := copyFile(s.File, filepath.Join(dir, "scenario.yaml")); err != nil {
+		return nil, fmt.Errorf("copying the scenario into the run directory: %w", err)
+	}
+	r.save()
+
+	runErr := RunSetup(ctx, r.tl, r.setupSteps(), r.body)
+	r.finish(ctx, runErr)
+	return &Run{Dir: dir, Manifest: r.m}, runErr
+}
+
+// runner holds one run's state while the setup steps build it up.
+type runner struct {
+	cfg RunConfig
+	s   *Scenario
+	dir string
+	log *slog.Logger
+	now func() time.Time
+
+	mu sync.Mutex // guards m while the timeline rewrites it
+	m  *manifest.Manifest
+	tl *Timeline
+
+	spec       lab.MachineSpec
+	lab        *libvirt.Lab
+	network    *libvirt.Network
+	responders *simnet.Responders
+	redirect   func(context.Context) error
+	machine    *libvirt.Machine
+	capture    *capture.Capture
+	stoppedBy  string
+	watch      *TrafficWatch
+}
+
+func (r *runner) save() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := manifest.Write(r.dir, r.m); err != nil {
+		r.log.Error("writing the manifest", "err", err)
+	}
+}
+
+func (r *runner) setupSteps() []SetupStep {
+	steps := []SetupStep{
+		{Name: "image", Run: r.resolveImage},
+		{Name: "lab", Run: r.labUp, Cleanup: r.labDown},
+		{Name: "network", Run: r.networkUp, Cleanup: r.networkDown},
+	}
+	if r.s.Network.Mode == "simulated" {
+		steps = append(steps, SetupStep{Name: "responders", Run: r.respondersUp, Cleanup: r.respondersDown})
+	}
+	return append(steps,
+		SetupStep{Name: "machine", Run: r.machineUp, Cleanup: r.machineDown},
+		SetupStep{Name: "capture", Run: r.captureUp, Cleanup: r.captureDown},
+	)
+}
+
+// resolveImage finds the files to boot and records their hashes.
+func (r *runner) resolveImage(ctx context.Context) error {
+	img := r.s.Image
+	spec := lab.MachineSpec{
+		Name:      "firstboot-" + r.m.RunID,
+		CPUs:      r.s.Machine.CPUs,
+		MemoryMiB: r.s.Machine.Memory.MiB(),
+		Firmware:  r.s.Machine.Firmware,
+		Accel:     r.cfg.Lab.Accel,
+		NICModel:  r.s.Machine.NIC,
+		RunDir:    r.dir,
+	}
+	var files []string
+	switch {
+	case img.Builtin == "testguest":
+		g, err := guest.Load(r.cfg.ImageCache)
+		if err != nil {
+			return &ImageError{Path: filepath.Join(r.cfg.ImageCache, "testguest"), Obtain: "firstboot image build testguest", Err: err}
+		}
+		spec.Kernel, spec.Initrd, spec.Cmdline = g.Kernel, g.Initrd, g.Cmdline
+		files = []string{g.Kernel, g.Initrd}
+		r.m.Image.Name = "testguest"
+	case img.Builtin != "":
+		p := filepath.Join(r.cfg.ImageCache, img.Builtin, "disk.qcow2")
+		spec.Disk = p
+		files = []string{p}
+		r.m.Image.Name = img.Builtin
+		if _, err := os.Stat(p); err != nil {
+			return &ImageError{Path: p, Obtain: "firstboot image build " + img.Builtin, Err: errors.Unwrap(err)}
+		}
+	case img.Kind == "kernel":
+		spec.Kernel, spec.Initrd, spec.Cmdline = r.s.ResolvePath(img.Kernel), r.s.ResolvePath(img.Initrd), img.Cmdline
+		files = []string{spec.Kernel}
+		if spec.Initrd != "" {
+			files = append(files, spec.Initrd)
+		}
+	case img.Kind == "disk":
+		spec.Disk = r.s.ResolvePath(img.Path)
+		files = []string{spec.Disk}
+	case img.Kind == "iso":
+		spec.ISO = r.s.ResolvePath(img.Path)
+		files = []string{spec.ISO}
+	}
+	for _, m := range img.Media {
+		files = append(files, r.s.ResolvePath(m.Path))
+	}
+	r.m.Image.Kind = img.Kind
+	if img.Builtin == "testguest" {
+		r.m.Image.Kind = "kernel"
+	}
+	for i, f := range files {
+		obtain := img.Obtain
+		if i >= len(files)-len(img.Media) && len(img.Media) > 0 {
+			obtain = img.Media[i-(len(files)-len(img.Media))].Obtain
+		}
+		sum, err := fileSHA256(f)
+		if err != nil {
+			return &ImageError{Path: f, Obtain: obtain, Err: unwrapPathError(err)}
+		}
+		if i == 0 && img.SHA256 != "" && sum != img.SHA256 {
+			return &ImageError{Path: f, Obtain: obtain, Err: fmt.Errorf("sha256 is %s, the scenario expects %s (a different or damaged image)", sum, img.SHA256)}
+		}
+		r.m.Image.Files = append(r.m.Image.Files, f)
+		r.m.Image.SHA256 = append(r.m.Image.SHA256, sum)
+	}
+	if spec.ISO != "" && len(img.Media) > 0 {
+		return errors.New("extra media are not supported by this firstboot's lab yet")
+	}
+	r.spec = spec
+	r.save()
+	return nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		if errors.Is(pe.Err, os.ErrNotExist) {
+			return errors.New("file not found")
+		}
+		return pe.Err
+	}
+	return err
+}
+
+func (r *runner) labUp(ctx context.Context) error {
+	cfg := r.cfg.Lab
+	cfg.Logger = r.log
+	l, err := libvirt.Up(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	r.lab = l
+	if v, err := l.Versions(ctx); err == nil {
+		r.m.Tools.Libvirt, r.m.Tools.QEMU = v.Libvirt, v.QEMU
+	}
+	return nil
+}
+
+func (r *runner) labDown(ctx context.Context) error {
+	if r.lab == nil {
+		return nil
+	}
+	if r.lab.StartedDaemons() {
+		return r.lab.Down(ctx)
+	}
+	return r.lab.Close()
+}
+
+func (r *runner) networkUp(ctx context.Context) error {
+	spec := lab.NetworkSpec{Name: r.m.RunID, Mode: lab.NetworkMode(r.s.Network.Mode), Bridge: r.s.Network.Bridge}
+	n, err := r.lab.CreateNetwork(ctx, spec)
+	if err != nil {
+		return err
+	}
+	r.network = n
+	r.m.Network = manifest.Network{Mode: r.s.Network.Mode, Name: n.Name(), Bridge: n.Bridge(), Subnet: n.Subnet().String(), Gateway: n.Addr().String()}
+	r.save()
+	return nil
+}
+
+func (r *runner) networkDown(ctx context.Context) error {
+	if r.network == nil {
+		return nil
+	}
+	return r.network.Close(ctx)
+}
+
+func (r *runner) respondersUp(ctx context.Context) error {
+	ca, err := simnet.LoadOrCreateCA(filepath.Join(r.cfg.Lab.StateDir, "ca"))
+	if err != nil {
+		return err
+	}
+	logf, err := os.Create(filepath.Join(r.dir, "responders.jsonl"))
+	if err != nil {
+		return err
+	}
+	ports := simnet.DefaultPorts()
+	var resp *simnet.Responders
+	// The listeners must live in the lab namespace, on the bridge address.
+	err = netns.Do(r.lab.Netns(), func() error {
+		var err error
+		resp, err = simnet.Start(context.WithoutCancel(ctx), simnet.Config{
+			Addr: r.network.Addr(), NamePool: namePool(), Ports: ports, CA: ca, Log: logf,
+		})
+		return err
+	})
+	if err != nil {
+		logf.Close()
+		return err
+	}
+	r.responders = resp
+	prevClose := logf.Close
+	ports = resp.Addrs()
+	if err := simnet.InstallRedirect(ctx, r.lab.Netns(), r.network.Bridge(), r.network.Addr(), ports); err != nil {
+		return errors.Join(err, resp.Close(), prevClose())
+	}
+	r.redirect = func(ctx context.Context) error {
+		return errors.Join(simnet.RemoveRedirect(ctx, r.lab.Netns(), r.network.Bridge(), r.network.Addr(), ports), resp.Close(), prevClose())
+	}
+	return nil
+}
+
+func (r *runner) respondersDown(ctx context.Context) error {
+	if r.redirect == nil {
+		return nil
+	}
+	return r.redirect(ctx)
+}
+
+func (r *runner) machineUp(ctx context.Context) error {
+	m, err := r.lab.DefineMachine(ctx, r.spec, r.network)
+	if err != nil {
+		return err
+	}
+	r.machine = m
+	r.m.Machine.Name = m.Name()
+	r.m.Machine.MAC = m.MAC().String()
+	r.m.Tools.Accelerator = m.Accel()
+	r.save()
+	return nil
+}
+
+func (r *runner) machineDown(ctx context.Context) error {
+	if r.machine == nil {
+		return nil
+	}
+	return r.machine.Destroy(ctx)
+}
+
+func (r *runner) captureUp(ctx context.Context) error {
+	tap, err := r.machine.TapName(ctx)
+	if err != nil {
+		return err
+	}
+	r.watch = NewTrafficWatch()
+	live := NewLiveDecoder(r.watch)
+	path := filepath.Join(r.dir, "capture.pcapng")
+	c, err := capture.Start(ctx, capture.Config{
+		Netns:          r.lab.Netns(),
+		Iface:          tap,
+		Path:           path,
+		InterfaceName:  r.machine.Name(),
+		SectionComment: fmt.Sprintf("firstboot %s run %s scenario %s machine %s", r.cfg.Version, r.m.RunID, r.s.Name, r.machine.Name()),
+		OnPacket:       live.Packet,
+	})
+	if err != nil {
+		return err
+	}
+	r.capture = c
+	r.m.Capture = manifest.Capture{File: "capture.pcapng", Interface: tap, Start: r.now()}
+	r.save()
+	return nil
+}
+
+func (r *runner) captureDown(ctx context.Context) error {
+	if r.capture == nil {
+		return nil
+	}
+	st, err := r.capture.Stop(ctx)
+	r.m.Capture.Packets, r.m.Capture.Drops = st.Packets, st.Drops
+	r.m.Capture.End = r.now()
+	if r.stoppedBy == "" {
+		r.stoppedBy = "steps-done"
+	}
+	r.m.Capture.StoppedBy = r.stoppedBy
+	r.save()
+	return err
+}
+
+// namePool gives every name the guest looks up its own address (RFC 2544's
+// benchmarking range: never routed on the internet), so connections stay
+// attributable to names although one responder answers them all.
+func namePool() netip.Prefix { return netip.MustParsePrefix("198.18.0.0/15") }
+
+// errWindowEnded is the cause when the capture window runs out.
+var errWindowEnded = errors.New("the capture window ended")
+
+// body runs the scenario's steps, then keeps capturing until the machine stops
+// or the capture window ends, whichever comes first. Steps still running when
+// the window ends fail.
+func (r *runner) body(ctx context.Context) error {
+	window := r.s.Capture.Window.D()
+	if r.cfg.Window > 0 {
+		window = r.cfg.Window
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, window, fmt.Errorf("%w (%s)", errWindowEnded, window))
+	defer cancel()
+	env := &Env{
+		Machine:  r.machine,
+		Start:    r.machine.Resume,
+		Mark:     r.capture.Mark,
+		Traffic:  r.watch,
+		Dir:      r.dir,
+		Timeline: r.tl,
+		Logger:   r.log,
+	}
+	err := RunSteps(ctx, r.s, env)
+	if err == nil {
+		r.log.Info("steps done; capturing until the machine stops or the window ends")
+		select {
+		case <-r.machine.Stopped():
+		case <-ctx.Done():
+		}
+	}
+	switch {
+	case errors.Is(context.Cause(ctx), errWindowEnded):
+		r.stoppedBy = "window"
+	case ctx.Err() != nil:
+		r.stoppedBy = "interrupted"
+	default:
+		r.stoppedBy = "machine-stopped"
+	}
+	if ip, ierr := r.leaseIP(); ierr == nil {
+		r.m.Machine.IP = ip
+	}
+	if err == nil && ctx.Err() != nil && !errors.Is(context.Cause(ctx), errWindowEnded) {
+		return context.Cause(ctx)
+	}
+	return err
+}
+
+func (r *runner) leaseIP() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ip, err := r.machine.IP(ctx)
+	if err != nil {
+		return "", err
+	}
+	return ip.String(), nil
+}
+
+// finish writes the final manifest: complete, or incomplete with the reason.
+func (r *runner) finish(ctx context.Context, err error) {
+	r.mu.Lock()
+	switch {
+	case err == nil:
+		r.m.Status = manifest.StatusComplete
+	default:
+		r.m.Status = manifest.StatusIncomplete
+		r.m.Reason = err.Error()
+		if ctx.Err() != nil {
+			r.m.Reason = "interrupted: " + err.Error()
+		}
+		var se *StepError
+		if errors.As(err, &se) {
+			r.m.FailedStep = se.Step
+		}
+	}
+	r.m.Files = listFiles(r.dir)
+	r.mu.Unlock()
+	r.save()
+}
+
+func listFiles(dir string) []string {
+	var out []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasPrefix(d.Name(), ".") {
+			if rel, err := filepath.Rel(dir, p); err == nil {
+				out = append(out, rel)
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func copyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o644)
+}
+
+func hostFacts() manifest.Host {
+	h := manifest.Host{CPUs: runtime.NumCPU(), Arch: runtime.GOARCH}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		h.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	return h
+}
