@@ -10,14 +10,15 @@ import (
 
 	"github.com/firstboot/firstboot/analyzer"
 	"github.com/firstboot/firstboot/analyzer/capfile"
+	"github.com/firstboot/firstboot/results/manifest"
 )
 
 func newAnalyzeCmd(a *app) *cobra.Command {
 	var (
-		outDir, format, logs, steps string
+		outDir, format, logs, steps, timeline string
 	)
 	cmd := &cobra.Command{
-		Use:   "analyze PATH",
+		Use:   "analyze PATH|RUN_DIR",
 		Short: "Analyse a pcap or pcapng capture (also gzip-compressed) into analysis.json and Zeek-style logs",
 		Long: `Analyse a capture: connections (conn.log), DNS, TLS (SNI, JA3, JA4), HTTP, NTP,
 DHCP and TCP SYN fingerprints, attributed to destination names, with per-step views.
@@ -25,7 +26,12 @@ DHCP and TCP SYN fingerprints, attributed to destination names, with per-step vi
 Outputs go to --out (default: the capture's directory): analysis.json and
 conn.log, dns.log, ssl.log, http.log, ntp.log, dhcp.log, fingerprint.log
 (Zeek TSV, or JSON lines with --logs json). --format table or json also prints
-to stdout. The same capture always gives the same bytes.`,
+to stdout. The same capture always gives the same bytes.
+
+Given a run directory, it analyses the run's capture.pcapng segmented by the
+steps in its manifest.json and writes the outputs into the run directory.
+--timeline MANIFEST does the same for a capture taken elsewhere; --steps
+takes a plain list for a diary-style capture with no manifest.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if err := cobra.ExactArgs(1)(cmd, args); err != nil {
 				return usageError{fmt.Errorf("analyze: %w (the capture file)", err)}
@@ -34,13 +40,41 @@ to stdout. The same capture always gives the same bytes.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := args[0]
+			firstParty := a.cfg.FirstParty
+			if st, err := os.Stat(path); err == nil && st.IsDir() {
+				if timeline != "" || steps != "" {
+					return usageError{errors.New("a run directory brings its own steps: drop --timeline and --steps")}
+				}
+				m, err := manifest.Read(path)
+				if err != nil {
+					return usageError{fmt.Errorf("%s is a directory but not a run directory: %w", path, err)}
+				}
+				timeline = filepath.Join(path, manifest.FileName)
+				if len(firstParty) == 0 {
+					firstParty = m.Scenario.FirstParty
+				}
+				path = filepath.Join(path, m.Capture.File)
+			}
 			if format != "" && format != "json" && format != "table" && format != "none" {
 				return usageError{fmt.Errorf("--format %q: want json, table or none", format)}
 			}
 			if logs != analyzer.LogsTSV && logs != analyzer.LogsJSON {
 				return usageError{fmt.Errorf("--logs %q: want tsv or json", logs)}
 			}
-			opts := analyzer.Options{FirstParty: a.cfg.FirstParty}
+			opts := analyzer.Options{FirstParty: firstParty}
+			if timeline != "" {
+				if steps != "" {
+					return usageError{errors.New("give --timeline or --steps, not both")}
+				}
+				m, err := manifest.Read(timeline)
+				if err != nil {
+					return usageError{fmt.Errorf("--timeline: %w", err)}
+				}
+				opts.Steps = stepsFromManifest(m)
+				if len(opts.FirstParty) == 0 {
+					opts.FirstParty = m.Scenario.FirstParty
+				}
+			}
 			if steps != "" {
 				st, err := analyzer.ParseSteps(steps)
 				if err != nil {
@@ -77,6 +111,7 @@ to stdout. The same capture always gives the same bytes.`,
 	f.StringVar(&outDir, "out", "", "output directory (default: the capture's directory)")
 	f.StringVar(&format, "format", "table", "stdout: table (summary and destinations), json (analysis.json) or none")
 	f.StringVar(&logs, "logs", analyzer.LogsTSV, "log format: tsv (Zeek ASCII) or json (JSON lines)")
+	f.StringVar(&timeline, "timeline", "", "a run's manifest.json whose steps segment the analysis")
 	f.StringVar(&steps, "steps", "", "scenario steps as name=start,name=start,… (RFC 3339 or Unix seconds); each ends where the next starts")
 	return cmd
 }

@@ -16,7 +16,7 @@ func newImageCmd(a *app) *cobra.Command {
 		Use:   "image",
 		Short: "Build and inspect machine images",
 	}
-	cmd.AddCommand(newImageBuildCmd(a))
+	cmd.AddCommand(newImageBuildCmd(a), newImageFetchCmd(a))
 	return cmd
 }
 

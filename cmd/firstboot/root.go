@@ -61,6 +61,9 @@ func newRootCmd() *cobra.Command {
 		newImageCmd(a),
 		newScenarioCmd(a),
 		newReportCmd(a),
+		newDiffCmd(a),
+		newDatasetCmd(a),
+		newPublishCmd(a),
 	)
 	return root
 }

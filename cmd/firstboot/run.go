@@ -74,6 +74,11 @@ manifest says why the run is incomplete; everything the run brought up is torn d
 				return errors.Join(runErr, fmt.Errorf("analysing %s: %w", run.Dir, err))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "analysis: %s\n", filepath.Join(run.Dir, "analysis.json"))
+			// The report also evaluates the scenario's expectations; a failed
+			// one makes the run exit 3 so a scheduler can act on it.
+			if err := writeRunReport(run.Dir, s, cmd.OutOrStdout()); err != nil {
+				return errors.Join(runErr, err)
+			}
 			return runErr
 		},
 	}

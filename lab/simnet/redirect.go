@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // The catch-all UDP listener is fed by TPROXY, which marks the packet and
@@ -83,17 +86,50 @@ func RedirectRules(bridge string, addr netip.Addr, ports Ports) [][]string {
 }
 
 // tproxyRoutes are the ip(8) commands that deliver TPROXY-marked packets
-// locally, and their removal.
-func tproxyRoutes() (add, del [][]string) {
-	add = [][]string{
+// locally: a policy rule and the local route it looks up.
+func tproxyRoutes() [][]string {
+	return [][]string{
 		{"rule", "add", "fwmark", TProxyMark, "lookup", TProxyTable},
 		{"route", "replace", "local", "0.0.0.0/0", "dev", "lo", "table", TProxyTable},
 	}
-	del = [][]string{
+}
+
+// tproxyRemoval undoes tproxyRoutes.
+func tproxyRemoval() [][]string {
+	return [][]string{
 		{"route", "del", "local", "0.0.0.0/0", "dev", "lo", "table", TProxyTable},
 		{"rule", "del", "fwmark", TProxyMark, "lookup", TProxyTable},
 	}
-	return add, del
+}
+
+// tproxyRulePresent reports whether the namespace has the policy rule.
+func tproxyRulePresent(ctx context.Context, netns string) bool {
+	out, err := output(ctx, netns, []string{"ip", "rule", "show"})
+	return err == nil && strings.Contains(out, "lookup "+TProxyTable)
+}
+
+// tproxyInUse reports whether any TPROXY rule remains in the namespace.
+func tproxyInUse(ctx context.Context, netns string) bool {
+	out, err := output(ctx, netns, []string{"iptables", "-w", "-t", "mangle", "-S", "PREROUTING"})
+	return err != nil || strings.Contains(out, "TPROXY")
+}
+
+// lockNamespace serialises changes to a namespace's shared policy routing
+// across processes (two runs starting or ending together).
+func lockNamespace(netns string) (func(), error) {
+	name := strings.NewReplacer("/", "_").Replace(netns)
+	if name == "" {
+		name = "host"
+	}
+	f, err := os.OpenFile("/run/lock/firstboot-tproxy-"+name+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("simnet: lock for %s: %w", netns, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("simnet: lock for %s: %w", netns, err)
+	}
+	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }
 
 // InstallRedirect applies RedirectRules (and the policy route TPROXY needs)
@@ -122,14 +158,20 @@ func InstallRedirect(ctx context.Context, netns, bridge string, addr netip.Addr,
 		undo = append(undo, append([]string{"iptables", "-w"}, deleteRule(r)...))
 	}
 	if ports.CatchAllUDP != Disabled {
-		add, del := tproxyRoutes()
-		// A rule left over from a crashed run would be duplicated; drop it first.
-		run(ctx, netns, append([]string{"ip"}, del[1]...))
-		for i, a := range add {
-			if err := run(ctx, netns, append([]string{"ip"}, a...)); err != nil {
+		// The policy route is shared by every lab network in the namespace
+		// (parallel runs): add it once, under a lock.
+		unlock, err := lockNamespace(netns)
+		if err != nil {
+			return fail(err)
+		}
+		defer unlock()
+		if !tproxyRulePresent(ctx, netns) {
+			if err := run(ctx, netns, append([]string{"ip"}, tproxyRoutes()[0]...)); err != nil {
 				return fail(err)
 			}
-			undo = append(undo, append([]string{"ip"}, del[len(del)-1-i]...))
+		}
+		if err := run(ctx, netns, append([]string{"ip"}, tproxyRoutes()[1]...)); err != nil {
+			return fail(err)
 		}
 	}
 	return nil
@@ -139,18 +181,27 @@ func InstallRedirect(ctx context.Context, netns, bridge string, addr netip.Addr,
 // failures are joined.
 func RemoveRedirect(ctx context.Context, netns, bridge string, addr netip.Addr, ports Ports) error {
 	var errs []error
-	if ports.CatchAllUDP != Disabled {
-		_, del := tproxyRoutes()
-		for _, d := range del {
-			if err := run(ctx, netns, append([]string{"ip"}, d...)); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
 	rules := RedirectRules(bridge, addr, ports)
 	for i := len(rules) - 1; i >= 0; i-- {
 		if err := run(ctx, netns, append([]string{"iptables", "-w"}, deleteRule(rules[i])...)); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if ports.CatchAllUDP != Disabled {
+		// Remove the shared policy route only when no other network's TPROXY
+		// rule still needs it.
+		unlock, err := lockNamespace(netns)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			defer unlock()
+			if !tproxyInUse(ctx, netns) {
+				for _, d := range tproxyRemoval() {
+					if err := run(ctx, netns, append([]string{"ip"}, d...)); err != nil {
+						errs = append(errs, err)
+					}
+				}
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -169,6 +220,14 @@ func deleteRule(r []string) []string {
 		}
 	}
 	return d
+}
+
+func output(ctx context.Context, netns string, args []string) (string, error) {
+	if netns != "" {
+		args = append([]string{"ip", "netns", "exec", netns}, args...)
+	}
+	out, err := exec.CommandContext(ctx, args[0], args[1:]...).Output()
+	return string(out), err
 }
 
 func run(ctx context.Context, netns string, args []string) error {

@@ -1,0 +1,47 @@
+package simnet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/netip"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// Two lab networks in one namespace (parallel runs) share the TPROXY policy
+// route: removing one network's redirect must keep it for the other.
+func TestRedirectSharedPolicyRoute(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root (network namespaces, iptables)")
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	ns := "fbt-shared-" + hex.EncodeToString(b[:])
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	ctx := context.Background()
+	ports := DefaultPorts()
+	a, c := netip.MustParseAddr("10.77.1.1"), netip.MustParseAddr("10.77.2.1")
+	if err := InstallRedirect(ctx, ns, "virbr-a", a, ports); err != nil {
+		t.Fatal(err)
+	}
+	if err := InstallRedirect(ctx, ns, "virbr-b", c, ports); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveRedirect(ctx, ns, "virbr-a", a, ports); err != nil {
+		t.Fatalf("removing the first network's redirect: %v", err)
+	}
+	if !tproxyRulePresent(ctx, ns) {
+		t.Fatal("the policy route went away while the second network still uses it")
+	}
+	if err := RemoveRedirect(ctx, ns, "virbr-b", c, ports); err != nil {
+		t.Fatalf("removing the second network's redirect: %v", err)
+	}
+	if tproxyRulePresent(ctx, ns) {
+		t.Error("the policy route stayed after the last network's redirect was removed")
+	}
+}
