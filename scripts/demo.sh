@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Demo: record a little real traffic (DHCP, NTP, DNS, HTTP, HTTPS, QUIC from
-# real clients inside private network namespaces; nothing leaves the machine)
-# and analyse it. Called by `make demo` after `make build`; run as root after
-# scripts/provision.sh.
+# The main job on a fresh machine: build the test guest when it is missing,
+# run scenarios/testguest.yaml in the lab (an isolated network namespace with
+# firstboot's simulated internet; nothing leaves the machine), and show what
+# the guest said, step by step. Called by `make demo` after `make build`; run
+# as root after scripts/provision.sh.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,17 +11,27 @@ cd "$repo"
 bin=$repo/bin/firstboot
 [ -x "$bin" ] || { echo "demo: $bin missing: run make build" >&2; exit 1; }
 if [ "$(id -u)" != 0 ]; then
-  echo "demo: needs root (network namespaces and tcpdump): sudo make demo" >&2
+  echo "demo: needs root (network namespace, libvirtd, capture): sudo make demo" >&2
   exit 1
 fi
 
-run=runs/demo-$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$run"
-echo "demo: generating real traffic into $run/capture.pcap ..."
-go run ./internal/trafficgen/cmd/trafficgen -out "$run/capture.pcap" -summary "$run/trafficgen.json"
+echo "demo: test guest image (built once, then reused)"
+"$bin" image build testguest --agent "$repo/bin/firstboot-guest"
 echo
-"$bin" analyze "$run/capture.pcap" --out "$run" --format table
+echo "demo: running scenarios/testguest.yaml"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+status=0
+"$bin" run scenarios/testguest.yaml | tee "$out" || status=$?
+run=$(sed -n 's/^run directory: //p' "$out")
+if [ -z "$run" ]; then
+  echo "demo: the run did not start (exit $status)" >&2
+  exit "$status"
+fi
 echo
-echo "demo: outputs in $repo/$run:"
+"$bin" analyze "$run" --format table
+echo
+echo "demo: everything is in $run:"
 ls -1 "$run" | sed 's/^/  /'
-echo "demo: analysis.json is the full result; *.log are Zeek-style logs; trafficgen.json is what the clients did."
+echo "demo: open $run/report.html in a browser; report.md is the same as Markdown."
+exit "$status"

@@ -2,7 +2,6 @@ package dhcp
 
 import (
 	"context"
-	"flag"
 	"net"
 	"os"
 	"os/exec"
@@ -16,11 +15,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/firstboot/firstboot/internal/testnet"
+	"github.com/firstboot/firstboot/internal/testnet/corpus"
 )
-
-// updateCorpus makes TestRealDHCP store the payloads it captured as fuzz
-// seeds under testdata/fuzz.
-var updateCorpus = flag.Bool("update-corpus", false, "store captured payloads as fuzz seed corpus in testdata/fuzz")
 
 // TestRealDHCP runs dnsmasq as DHCP server in one namespace and busybox
 // udhcpc (with a hostname and a vendor class) in another, joined by a veth
@@ -157,9 +153,7 @@ func TestRealDHCP(t *testing.T) {
 			t.Errorf("frame %d: client sent hostname %q vendor %q, udhcpc was given %q %q", f.Num, m.Hostname, m.VendorClass, hostname, vendor)
 		}
 	}
-	if *updateCorpus {
-		testnet.WriteFuzzCorpus(t, "FuzzDHCP", seeds)
-	}
+	corpus.Save(t, "FuzzDHCP", seeds)
 	if dhclientHost != "" && !sawDhclient {
 		t.Error("no message from dhclient captured")
 	}

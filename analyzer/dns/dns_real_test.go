@@ -3,7 +3,6 @@ package dns
 import (
 	"context"
 	"encoding/binary"
-	"flag"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -15,11 +14,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/firstboot/firstboot/internal/testnet"
+	"github.com/firstboot/firstboot/internal/testnet/corpus"
 )
-
-// updateCorpus makes TestRealDNS store the payloads it captured as fuzz seeds
-// under testdata/fuzz.
-var updateCorpus = flag.Bool("update-corpus", false, "store captured payloads as fuzz seed corpus in testdata/fuzz")
 
 // dnsPayload returns the DNS message in a captured frame: a UDP payload, or a
 // TCP segment holding one length-prefixed message.
@@ -133,11 +129,7 @@ func TestRealDNS(t *testing.T) {
 	responses := map[uint16]*Message{}
 	parsed := 0
 	var seeds [][]byte
-	defer func() {
-		if *updateCorpus {
-			testnet.WriteFuzzCorpus(t, "FuzzDNS", seeds)
-		}
-	}()
+	defer func() { corpus.Save(t, "FuzzDNS", seeds) }()
 	for _, f := range testnet.ReadPcap(t, path) {
 		payload, ok := dnsPayload(f)
 		if !ok {

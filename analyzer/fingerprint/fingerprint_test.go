@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,11 +18,8 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/firstboot/firstboot/internal/testnet"
+	"github.com/firstboot/firstboot/internal/testnet/corpus"
 )
-
-// updateCorpus makes the tests store the SYNs they compared as fuzz seeds
-// under testdata/fuzz.
-var updateCorpus = flag.Bool("update-corpus", false, "store captured payloads as fuzz seed corpus in testdata/fuzz")
 
 // ipBytes returns the IP header onwards of a frame.
 func ipBytes(p gopacket.Packet) []byte {
@@ -127,9 +123,7 @@ func checkAgainstTools(t *testing.T, path string) int {
 	seen := map[string]bool{}
 	var seeds [][]byte
 	defer func() {
-		if *updateCorpus {
-			testnet.WriteFuzzCorpus(t, "FuzzFingerprint", seeds)
-		}
+		corpus.Save(t, "FuzzFingerprint", seeds)
 		for k := range seen {
 			t.Logf("distinct: %s", k)
 		}

@@ -3,7 +3,6 @@ package http
 import (
 	"context"
 	"encoding/base64"
-	"flag"
 	"fmt"
 	"net"
 	"net/url"
@@ -17,11 +16,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/firstboot/firstboot/internal/testnet"
+	"github.com/firstboot/firstboot/internal/testnet/corpus"
 )
-
-// updateCorpus makes TestRealHTTP store the heads it captured as fuzz seeds
-// under testdata/fuzz.
-var updateCorpus = flag.Bool("update-corpus", false, "store captured payloads as fuzz seed corpus in testdata/fuzz")
 
 // stream collects one direction of a TCP connection, in capture order.
 type stream struct {
@@ -186,10 +182,8 @@ func TestRealHTTP(t *testing.T) {
 			}
 		}
 	}
-	if *updateCorpus {
-		testnet.WriteFuzzCorpus(t, "FuzzHTTPRequest", seedsReq)
-		testnet.WriteFuzzCorpus(t, "FuzzHTTPResponse", seedsResp)
-	}
+	corpus.Save(t, "FuzzHTTPRequest", seedsReq)
+	corpus.Save(t, "FuzzHTTPResponse", seedsResp)
 
 	reqFields := []string{"http.request.method", "http.request.uri", "http.request.version", "http.host", "http.user_agent", "http.content_type", "http.content_length_header", "http.transfer_encoding"}
 	var wantReq []string

@@ -2,7 +2,6 @@ package ntp
 
 import (
 	"encoding/hex"
-	"flag"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,11 +13,8 @@ import (
 	"github.com/gopacket/gopacket/layers"
 
 	"github.com/firstboot/firstboot/internal/testnet"
+	"github.com/firstboot/firstboot/internal/testnet/corpus"
 )
-
-// updateCorpus makes TestRealNTP store the payloads it captured as fuzz seeds
-// under testdata/fuzz.
-var updateCorpus = flag.Bool("update-corpus", false, "store captured payloads as fuzz seed corpus in testdata/fuzz")
 
 // tsharkTime parses tshark's rendering of an NTP timestamp ("NULL" for zero).
 func tsharkTime(t *testing.T, s string) time.Time {
@@ -116,9 +112,7 @@ func TestRealNTP(t *testing.T) {
 			t.Errorf("frame %d: server transmit time %v is not now", f.Num, p.XmitTime)
 		}
 	}
-	if *updateCorpus {
-		testnet.WriteFuzzCorpus(t, "FuzzNTP", seeds)
-	}
+	corpus.Save(t, "FuzzNTP", seeds)
 	if modes["client"] < 1 || modes["server"] < 1 {
 		t.Errorf("captured modes %v, want client and server packets", modes)
 	}

@@ -18,9 +18,10 @@ import (
 
 // Capture is a running `tcpdump -w` inside a namespace.
 type Capture struct {
-	Path string
-	cmd  *exec.Cmd
-	done chan struct{}
+	Path  string
+	iface string
+	cmd   *exec.Cmd
+	done  chan struct{}
 
 	mu     sync.Mutex
 	stderr strings.Builder
@@ -48,7 +49,7 @@ func StartCapture(ctx context.Context, ns *Namespace, iface, path string) (*Capt
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("testnet: start tcpdump on %s in %s: %w", iface, ns.Name, err)
 	}
-	c := &Capture{Path: path, cmd: cmd, done: make(chan struct{})}
+	c := &Capture{Path: path, iface: iface, cmd: cmd, done: make(chan struct{})}
 	listening := make(chan struct{})
 	go func() {
 		defer close(c.done)
@@ -136,7 +137,14 @@ func (c *Capture) Stop() (CaptureStats, error) {
 			return st, fmt.Errorf("testnet: tcpdump: %w: %s", err, c.output())
 		}
 	}
-	for _, m := range statRe.FindAllStringSubmatch(c.output(), -1) {
+	return parseStats(c.output()), nil
+}
+
+// parseStats reads tcpdump's counters; where it printed them more than once
+// (SIGUSR1, then at exit) the last values win.
+func parseStats(s string) CaptureStats {
+	var st CaptureStats
+	for _, m := range statRe.FindAllStringSubmatch(s, -1) {
 		v, _ := strconv.ParseInt(m[1], 10, 64)
 		switch m[2] {
 		case "captured":
@@ -147,5 +155,5 @@ func (c *Capture) Stop() (CaptureStats, error) {
 			st.Dropped = v
 		}
 	}
-	return st, nil
+	return st
 }

@@ -5,7 +5,10 @@
 //
 // The core functions return values with a Close method so that non-test code
 // (the trafficgen command) can use them; New and NewVeth are the test helpers that
-// register the cleanup with t.Cleanup.
+// register the cleanup with t.Cleanup. Tests that check a parser against real
+// traffic also get: Background servers and MustRun clients in a namespace,
+// Capture.Complete (a short capture that holds every packet), ReadPcap and
+// FrameFields to read it with gopacket and tshark.
 package testnet
 
 import (
@@ -44,7 +47,14 @@ func Require(t testing.TB, tools ...string) {
 	if os.Geteuid() != 0 {
 		t.Fatalf("testnet: this test needs root (network namespaces, tcpdump); run as root after scripts/provision.sh")
 	}
-	for _, tool := range append([]string{"ip"}, tools...) {
+	RequireTools(t, append([]string{"ip"}, tools...)...)
+}
+
+// RequireTools is Require without the root check, for tests that only read
+// captures with external tools.
+func RequireTools(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("testnet: %s not found in PATH: install it with scripts/provision.sh (%v)", tool, err)
 		}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -148,5 +149,92 @@ func TestVethCapture(t *testing.T) {
 	}
 	if st.Dropped != 0 {
 		t.Errorf("tcpdump dropped %d packets", st.Dropped)
+	}
+}
+
+// TestFlushShortCapture sends three datagrams and reads the capture file while
+// tcpdump still runs: after Flush all three must be in it, although libpcap
+// (without immediate mode) would otherwise hold them for up to a second. On lo
+// the kernel shows tcpdump every packet twice, which Flush must allow for.
+func TestFlushShortCapture(t *testing.T) {
+	Require(t, "tcpdump", "tshark")
+	for _, tc := range []struct{ name, iface, dst string }{
+		{"loopback", "lo", "127.0.0.1:9"},
+		{"veth", "eth0", "10.89.0.1:9"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := New(t, "fbtest"), New(t, "fbtest")
+			if tc.iface == "eth0" {
+				NewVeth(t, Link{NS: a, Iface: "eth0", Addrs: []string{"10.89.0.2/24"}}, Link{NS: b, Iface: "eth0", Addrs: []string{"10.89.0.1/24"}})
+			} else {
+				b = a
+			}
+			// A receiver, so no ICMP error comes back and fails the next write.
+			sink, err := b.ListenPacket("udp", tc.dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sink.Close()
+			path := filepath.Join(t.TempDir(), "flush.pcap")
+			c := NewCapture(t, a, tc.iface, path)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			conn, err := a.Dial(ctx, "udp", tc.dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			for i := range 3 {
+				if _, err := fmt.Fprintf(conn, "flush-%d", i); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := c.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, f := range ReadPcap(t, path) {
+				if app := f.Packet.ApplicationLayer(); app != nil {
+					got = append(got, string(app.Payload()))
+				}
+			}
+			if want := []string{"flush-0", "flush-1", "flush-2"}; !slices.Equal(got, want) {
+				t.Errorf("payloads in the file after Flush = %q, want %q", got, want)
+			}
+			// FrameFields numbers frames as ReadPcap does.
+			ports := FrameFields(t, path, "udp", "udp.dstport", "udp.length")
+			if len(ports) != 3 {
+				t.Errorf("tshark sees %d UDP frames, want 3: %v", len(ports), ports)
+			}
+			for num, v := range ports {
+				if v[0] != "9" || v[1] != "15" {
+					t.Errorf("frame %d: udp.dstport, udp.length = %q, want 9 and 15", num, v)
+				}
+			}
+			if p := c.Complete(t); p != path {
+				t.Errorf("Complete returned %s, want %s", p, path)
+			}
+		})
+	}
+}
+
+// TestBackground starts a server in the namespace, waits for it to listen and
+// checks that the cleanup kills it.
+func TestBackground(t *testing.T) {
+	Require(t, "busybox", "ss")
+	var cmd *exec.Cmd
+	t.Run("serve", func(t *testing.T) {
+		ns := New(t, "fbtest")
+		cmd = ns.Background(t, "busybox", "nc", "-l", "-p", "7070")
+		ns.WaitListening(t, "tcp", "7070")
+		if out := ns.MustRun(t, "ss", "-Hltn", "sport = :7070"); !strings.Contains(string(out), "LISTEN") {
+			t.Errorf("ss shows no listener: %s", out)
+		}
+	})
+	if cmd.ProcessState == nil {
+		t.Fatal("the background process was not reaped after the cleanup")
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Errorf("background process ended with %v, want killed by SIGKILL", cmd.ProcessState)
 	}
 }

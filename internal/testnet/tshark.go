@@ -3,6 +3,7 @@ package testnet
 import (
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -53,4 +54,31 @@ func FieldSet(t testing.TB, path, field, filter string) []string {
 	}
 	slices.Sort(vals)
 	return slices.Compact(vals)
+}
+
+// FrameFields runs tshark with a display filter and returns, per frame
+// number, the requested fields in order ("" where absent; several
+// occurrences joined by ',').
+func FrameFields(t testing.TB, path, filter string, fields ...string) map[int][]string {
+	t.Helper()
+	args := []string{"-n", "-r", path, "-Y", filter, "-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,", "-e", "frame.number"}
+	for _, f := range fields {
+		args = append(args, "-e", f)
+	}
+	res := map[int][]string{}
+	for _, line := range strings.Split(strings.TrimRight(Tshark(t, args...), "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		cols := strings.Split(line, "\t")
+		num, err := strconv.Atoi(cols[0])
+		if err != nil {
+			t.Fatalf("testnet: tshark line %q: %v", line, err)
+		}
+		for len(cols) < len(fields)+1 {
+			cols = append(cols, "")
+		}
+		res[num] = cols[1:]
+	}
+	return res
 }
