@@ -1,6 +1,7 @@
 package quic
 
 import (
+	"github.com/firstboot/firstboot/internal/testenv"
 	"net"
 	"os"
 	"os/exec"
@@ -21,7 +22,7 @@ import (
 // own: its SNI, ALPN and JA3 must equal ours.
 func TestAgainstTshark(t *testing.T) {
 	if _, err := exec.LookPath("tshark"); err != nil {
-		t.Skip("tshark not installed")
+		testenv.Missing(t, "tshark not installed")
 	}
 	datagrams := readGolden(t, "quic-go-v1-initials")
 	var cs CryptoStream

@@ -3,6 +3,7 @@ package tlshello
 import (
 	"crypto/md5"
 	"encoding/hex"
+	"github.com/firstboot/firstboot/internal/testenv"
 	"net"
 	"os"
 	"os/exec"
@@ -221,7 +222,7 @@ func TestJA3Definition(t *testing.T) {
 // and compares our JA3 with tshark's tls.handshake.ja3 / ja3_full.
 func TestJA3AgainstTshark(t *testing.T) {
 	if _, err := exec.LookPath("tshark"); err != nil {
-		t.Skip("tshark not installed")
+		testenv.Missing(t, "tshark not installed")
 	}
 	streams := map[string][]byte{
 		// None of the recorded clients sends GREASE; this one does, in

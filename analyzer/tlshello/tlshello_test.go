@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"github.com/firstboot/firstboot/internal/testenv"
 	"net"
 	"os/exec"
 	"slices"
@@ -69,7 +70,7 @@ func TestLiveClientHellos(t *testing.T) {
 		t.Run(lc.name, func(t *testing.T) {
 			if lc.needTool != "" {
 				if _, err := exec.LookPath(lc.needTool); err != nil {
-					t.Skipf("%s not installed", lc.needTool)
+					testenv.Missing(t, "%s not installed", lc.needTool)
 				}
 			}
 			live := recordClientStream(t, lc.run)

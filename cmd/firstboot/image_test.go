@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/firstboot/firstboot/internal/testenv"
 	"io"
 	"log/slog"
 	"os"
@@ -56,7 +57,7 @@ func TestImageBuildTestguest(t *testing.T) {
 	}
 	for _, tool := range []string{"apt-get", "dpkg-deb"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
+			testenv.Missing(t, "%s not installed", tool)
 		}
 	}
 	agent := filepath.Join(t.TempDir(), "firstboot-guest")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/firstboot/firstboot/internal/testenv"
 	"net"
 	"os"
 	"os/exec"
@@ -23,7 +24,7 @@ import (
 func testNetns(t *testing.T) (string, string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for namespaces and AF_PACKET")
+		testenv.Missing(t, "needs root for namespaces and AF_PACKET")
 	}
 	ctx := context.Background()
 	name, peer := fmt.Sprintf("fbcap-%d", os.Getpid()), fmt.Sprintf("fbcapp-%d", os.Getpid())
@@ -76,7 +77,7 @@ func sendUDP(t *testing.T, ns string, n int, tag string) {
 func tshark(t *testing.T, path string, fields ...string) []string {
 	t.Helper()
 	if _, err := exec.LookPath("tshark"); err != nil {
-		t.Skip("tshark needed to cross-check the file")
+		testenv.Missing(t, "tshark needed to cross-check the file")
 	}
 	args := []string{"-r", path, "-T", "fields", "-E", "separator=|"}
 	for _, f := range fields {
@@ -224,7 +225,7 @@ func lastISB(t *testing.T, path string) (comments []string, recv, drop uint64) {
 
 func TestStartErrors(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root")
+		testenv.Missing(t, "needs root")
 	}
 	ctx := context.Background()
 	dir := t.TempDir()

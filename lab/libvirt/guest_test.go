@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"github.com/firstboot/firstboot/internal/testenv"
 	"os"
 	"path/filepath"
 	"testing"
@@ -58,7 +59,7 @@ func needGuest(t *testing.T, dir string) testGuest {
 	}
 	busybox, err := os.ReadFile("/bin/busybox")
 	if err != nil {
-		t.Skipf("busybox-static needed: %v", err)
+		testenv.Missing(t, "busybox-static needed: %v", err)
 	}
 	var buf bytes.Buffer
 	w := &cpioWriter{w: &buf}
@@ -136,7 +137,7 @@ func kernelFromImageCache(t *testing.T, dir string) (kernel, mods string) {
 	}
 	img, err := guest.Load(cache)
 	if err != nil {
-		t.Skipf("no test kernel: set FIRSTBOOT_TEST_KERNEL and FIRSTBOOT_TEST_MODULES, or build the test guest (%v)", err)
+		testenv.Missing(t, "no test kernel: set FIRSTBOOT_TEST_KERNEL and FIRSTBOOT_TEST_MODULES, or build the test guest (%v)", err)
 	}
 	f, err := os.Open(img.Initrd)
 	if err != nil {
@@ -168,7 +169,7 @@ func kernelFromImageCache(t *testing.T, dir string) (kernel, mods string) {
 		}
 	}
 	if found != len(virtioNetModules) {
-		t.Skipf("test guest initrd has %d of the %d virtio-net modules (compressed?)", found, len(virtioNetModules))
+		testenv.Missing(t, "test guest initrd has %d of the %d virtio-net modules (compressed?)", found, len(virtioNetModules))
 	}
 	return img.Kernel, mods
 }

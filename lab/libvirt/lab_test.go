@@ -2,6 +2,7 @@ package libvirt
 
 import (
 	"context"
+	"github.com/firstboot/firstboot/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,11 +21,11 @@ import (
 func requireLab(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("lab tests need root")
+		testenv.Missing(t, "lab tests need root")
 	}
 	for _, p := range []string{"/usr/sbin/libvirtd", "/usr/sbin/virtlogd", "/usr/bin/qemu-system-x86_64"} {
 		if _, err := os.Stat(p); err != nil {
-			t.Skipf("lab tests need %s (scripts/provision.sh)", p)
+			testenv.Missing(t, "lab tests need %s (scripts/provision.sh)", p)
 		}
 	}
 }

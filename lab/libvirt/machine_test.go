@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/firstboot/firstboot/internal/testenv"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -195,7 +196,7 @@ func bootAndCapture(t *testing.T, l *Lab, g testGuest, name, dir string) bootRes
 func tsharkFields(t *testing.T, pcap string, fields ...string) [][]string {
 	t.Helper()
 	if _, err := exec.LookPath("tshark"); err != nil {
-		t.Skip("tshark needed to cross-check the capture")
+		testenv.Missing(t, "tshark needed to cross-check the capture")
 	}
 	args := []string{"-r", pcap, "-T", "fields", "-E", "separator=|"}
 	for _, f := range fields {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/firstboot/firstboot/internal/testenv"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -119,7 +120,7 @@ func needTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Skipf("%s not installed (scripts/provision.sh installs it): %v", name, err)
+		testenv.Missing(t, "%s not installed (scripts/provision.sh installs it): %v", name, err)
 	}
 	return p
 }
@@ -127,7 +128,7 @@ func needTool(t *testing.T, name string) string {
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, iptables)")
+		testenv.Missing(t, "needs root (network namespaces, iptables)")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"github.com/firstboot/firstboot/internal/testenv"
 	"net"
 	"net/netip"
 	"os"
@@ -198,7 +199,7 @@ func TestRedirectInNamespace(t *testing.T) {
 	})
 	t.Run("ntp to a made-up server", func(t *testing.T) {
 		if _, err := os.Stat("/usr/sbin/chronyd"); err != nil {
-			t.Skip("chronyd not installed")
+			testenv.Missing(t, "chronyd not installed")
 		}
 		out, err := guest("chronyd", "-Q", "-t", "20", "-d", "server 198.51.100.123 iburst maxsamples 1")
 		if err != nil || !strings.Contains(out, "System clock wrong by") {

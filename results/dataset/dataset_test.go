@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/firstboot/firstboot/internal/testenv"
 	"io"
 	"io/fs"
 	"net"
@@ -31,7 +32,7 @@ func meta() Options {
 func needTshark(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("tshark"); err != nil {
-		t.Skip("tshark not installed")
+		testenv.Missing(t, "tshark not installed")
 	}
 }
 

@@ -3,6 +3,7 @@ package report
 import (
 	"bytes"
 	"context"
+	"github.com/firstboot/firstboot/internal/testenv"
 	"image/color"
 	"image/png"
 	"os"
@@ -29,14 +30,14 @@ func chromium(t *testing.T, args ...string) []byte {
 		}
 	}
 	if bin == "" {
-		t.Skip("chromium is not installed (Debian: apt-get install chromium); the browser test needs it")
+		testenv.Missing(t, "chromium is not installed (Debian: apt-get install chromium); the browser test needs it")
 	}
 	unshare := []string{"unshare", "-n"}
 	if os.Geteuid() != 0 {
 		unshare = []string{"unshare", "-rn"}
 	}
 	if err := exec.Command(unshare[0], append(unshare[1:], "true")...).Run(); err != nil {
-		t.Skipf("cannot make a network namespace for the browser (%v): refusing to run it with network access", err)
+		testenv.Missing(t, "cannot make a network namespace for the browser (%v): refusing to run it with network access", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
