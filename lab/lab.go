@@ -23,6 +23,10 @@ type Config struct {
 	Netns string
 	// Accel is the default accelerator: "auto", "kvm" or "tcg".
 	Accel string
+	// Keep leaves the daemons Up starts running after this process (`firstboot
+	// lab up`); otherwise they belong to this process, and the next firstboot
+	// adopts and tears them down if it dies without doing so itself.
+	Keep bool
 	// ProbeKernel is a stock kernel (the test guest's) booted briefly under
 	// KVM to decide "auto"; without it a direct-boot machine's own kernel is
 	// used, and otherwise "auto" means TCG.

@@ -401,6 +401,9 @@ func (r *runner) captureDown(ctx context.Context) error {
 // attributable to names although one responder answers them all.
 func namePool() netip.Prefix { return netip.MustParsePrefix("198.18.0.0/15") }
 
+// errLibvirtLost is the cause when libvirtd goes away mid-run.
+var errLibvirtLost = errors.New("lost the connection to libvirtd (it died or was stopped); the capture so far is kept")
+
 // errWindowEnded is the cause when the capture window runs out.
 var errWindowEnded = errors.New("the capture window ended")
 
@@ -414,6 +417,16 @@ func (r *runner) body(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, window, fmt.Errorf("%w (%s)", errWindowEnded, window))
 	defer cancel()
+	// A lost libvirtd ends the run: no lifecycle event would ever come.
+	ctx, cancelLost := context.WithCancelCause(ctx)
+	defer cancelLost(nil)
+	go func() {
+		select {
+		case <-r.lab.Disconnected():
+			cancelLost(errLibvirtLost)
+		case <-ctx.Done():
+		}
+	}()
 	env := &Env{
 		Machine:  r.machine,
 		Start:    r.machine.Resume,
@@ -434,6 +447,11 @@ func (r *runner) body(ctx context.Context) error {
 	switch {
 	case errors.Is(context.Cause(ctx), errWindowEnded):
 		r.stoppedBy = "window"
+	case errors.Is(context.Cause(ctx), errLibvirtLost):
+		r.stoppedBy = "libvirtd-lost"
+		if err == nil {
+			err = errLibvirtLost
+		}
 	case ctx.Err() != nil:
 		r.stoppedBy = "interrupted"
 	default:

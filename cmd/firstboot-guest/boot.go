@@ -79,21 +79,25 @@ func shell() {
 }
 
 // loadModules loads the image's modules in the order the builder listed
-// them (dependencies first). An already loaded module is fine.
+// them (dependencies first). An already loaded module is fine. A failure does
+// not stop the rest: the power button driver failing (no ACPI) must not cost
+// the guest its network.
 func loadModules(path string) ([]string, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading the module list: %w", err)
 	}
 	var loaded []string
+	var errs []error
 	for _, p := range strings.Fields(string(b)) {
 		name := strings.TrimSuffix(filepath.Base(p), ".ko")
 		if err := finitModule(p); err != nil {
-			return loaded, fmt.Errorf("loading %s: %w", name, err)
+			errs = append(errs, fmt.Errorf("loading %s: %w", name, err))
+			continue
 		}
 		loaded = append(loaded, name)
 	}
-	return loaded, nil
+	return loaded, errors.Join(errs...)
 }
 
 func finitModule(path string) error {

@@ -74,6 +74,9 @@ func agentMain() {
 
 	mods, err := loadModules(moduleList)
 	con.mark("modules", result("loaded="+strings.Join(mods, ","), err))
+	// The ACPI power button (libvirt's shutdown, QEMU's system_powerdown)
+	// arrives as KEY_POWER from the button driver's input device.
+	go watchPowerButton(ctx, inputDir, 2*time.Second, func(string) { powerOff(con, "acpi") })
 
 	_ = busybox("ip", "link", "set", "lo", "up")
 	ifname, err := waitForNIC(10 * time.Second)

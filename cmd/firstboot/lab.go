@@ -38,7 +38,9 @@ func newLabCmd(a *app) *cobra.Command {
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
 				start := time.Now()
-				l, err := lablibvirt.Up(cmd.Context(), a.labConfig())
+				cfg := a.labConfig()
+				cfg.Keep = true // the daemons stay until `firstboot lab down`
+				l, err := lablibvirt.Up(cmd.Context(), cfg)
 				if err != nil {
 					return err
 				}

@@ -2,6 +2,7 @@ package guest
 
 import (
 	"bytes"
+	"github.com/firstboot/firstboot/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,7 +78,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // reader of the newc format.
 func TestCPIOReadByCpioTool(t *testing.T) {
 	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("cpio not installed")
+		testenv.Missing(t, "cpio not installed")
 	}
 	f := fixture()
 	arch := writeFixture(t, f)

@@ -3,6 +3,7 @@ package guest
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/firstboot/firstboot/internal/testenv"
 	"os"
 	"os/exec"
 	"strings"
@@ -31,7 +32,7 @@ func fakeBzImage(payload []byte, proto uint16) []byte {
 func xzKernelStyle(t *testing.T, data []byte) []byte {
 	t.Helper()
 	if _, err := exec.LookPath("xz"); err != nil {
-		t.Skip("xz not installed")
+		testenv.Missing(t, "xz not installed")
 	}
 	cmd := exec.Command("xz", "--format=xz", "--check=crc32", "--x86", "--lzma2=dict=1MiB", "-c")
 	cmd.Stdin = bytes.NewReader(data)

@@ -11,12 +11,15 @@ import (
 )
 
 // DefaultModules are the modules the guest needs beyond what Debian builds
-// into its kernel: the virtio PCI transport and the virtio-net driver. The
+// into its kernel: the ACPI button driver and evdev, through which the agent
+// sees the ACPI power button as a KEY_POWER input event (Debian builds both
+// as modules), then the virtio PCI transport and the virtio-net driver. The
 // transport must be named: virtio_net has no symbol dependency on it, it only
 // binds to devices the transport registers. Dependencies are found from each
 // module's own .modinfo "depends=" field, because Debian's package ships no
-// modules.dep.
-var DefaultModules = []string{"virtio_pci", "virtio_net"}
+// modules.dep. The button comes first so that a press is heard as early as
+// possible.
+var DefaultModules = []string{"button", "evdev", "virtio_pci", "virtio_net"}
 
 // modName normalises a module name the way the kernel does (dashes and
 // underscores are the same).

@@ -6,9 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/firstboot/firstboot/internal/testenv"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -42,11 +44,11 @@ func requireVMTools(t *testing.T) {
 		t.Skip("boots a VM; skipped in -short mode")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, tap devices)")
+		testenv.Missing(t, "needs root (network namespaces, tap devices)")
 	}
 	for _, tool := range []string{"qemu-system-x86_64", "dnsmasq", "tcpdump", "tshark", "ip", "apt-get", "dpkg-deb"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (run scripts/provision.sh)", tool)
+			testenv.Missing(t, "%s not installed (run scripts/provision.sh)", tool)
 		}
 	}
 }
@@ -259,6 +261,7 @@ type vm struct {
 	lines   []consoleLine
 	changed chan struct{}
 	exited  chan struct{}
+	monPath string
 }
 
 type consoleLine struct {
@@ -268,13 +271,35 @@ type consoleLine struct {
 
 func bootVM(t *testing.T, n *labNet, kernel, initrd, cmdline string, qemuArgs ...string) *vm {
 	t.Helper()
+	return startVM(t, n, kernel, initrd, cmdline, vmOptions{qemu: qemuArgs})
+}
+
+type vmOptions struct {
+	// reboot lets a guest reboot restart the machine; by default QEMU exits
+	// (-no-reboot).
+	reboot bool
+	// monitor, when set, is the path of a unix socket serving QEMU's human
+	// monitor (see vm.monitor).
+	monitor string
+	qemu    []string
+}
+
+func startVM(t *testing.T, n *labNet, kernel, initrd, cmdline string, o vmOptions) *vm {
+	t.Helper()
+	mon := "none"
+	if o.monitor != "" {
+		mon = "unix:" + o.monitor + ",server=on,wait=off"
+	}
 	args := []string{"netns", "exec", n.ns, "qemu-system-x86_64", "-accel", "tcg", "-m", "256",
-		"-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-nodefaults",
+		"-display", "none", "-serial", "stdio", "-monitor", mon, "-nodefaults",
 		"-kernel", kernel, "-initrd", initrd, "-append", cmdline,
 		"-netdev", "tap,id=n0,ifname=" + n.tap + ",script=no,downscript=no",
 		"-device", "virtio-net-pci,netdev=n0,mac=" + guestMAC}
-	args = append(args, qemuArgs...)
-	v := &vm{t: t, cmd: exec.Command("ip", args...), changed: make(chan struct{}), exited: make(chan struct{})}
+	if !o.reboot {
+		args = append(args, "-no-reboot")
+	}
+	args = append(args, o.qemu...)
+	v := &vm{t: t, cmd: exec.Command("ip", args...), changed: make(chan struct{}), exited: make(chan struct{}), monPath: o.monitor}
 	var err error
 	if v.stdin, err = v.cmd.StdinPipe(); err != nil {
 		t.Fatal(err)
@@ -356,6 +381,45 @@ func (v *vm) send(line string) {
 	}
 }
 
+// monitor runs one command on QEMU's human monitor and returns its output.
+func (v *vm) monitor(command string) string {
+	v.t.Helper()
+	if v.monPath == "" {
+		v.t.Fatal("the VM was started without a monitor")
+	}
+	c, err := net.DialTimeout("unix", v.monPath, 5*time.Second)
+	if err != nil {
+		v.t.Fatalf("connecting to the QEMU monitor: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	var out bytes.Buffer
+	// The monitor greets with a banner and a "(qemu)" prompt; after the
+	// command it prints the command's output and the prompt again.
+	readPrompt := func() error {
+		buf := make([]byte, 4096)
+		for !bytes.HasSuffix(bytes.TrimRight(out.Bytes(), " "), []byte("(qemu)")) {
+			n, err := c.Read(buf)
+			out.Write(buf[:n])
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := readPrompt(); err != nil {
+		v.t.Fatalf("reading the QEMU monitor banner: %v (got %q)", err, out.String())
+	}
+	out.Reset()
+	if _, err := io.WriteString(c, command+"\n"); err != nil {
+		v.t.Fatalf("writing to the QEMU monitor: %v", err)
+	}
+	if err := readPrompt(); err != nil {
+		v.t.Fatalf("QEMU monitor %q: %v (got %q)", command, err, out.String())
+	}
+	return out.String()
+}
+
 // tshark returns the selected fields of the packets matching filter.
 func tshark(t *testing.T, pcap, filter string, fields ...string) [][]string {
 	t.Helper()
@@ -410,7 +474,7 @@ func TestGuestBootsAndTalks(t *testing.T) {
 	// simnet (which answers every protocol).
 	phases := []string{
 		`^FIRSTBOOT-GUEST boot kernel=6\.1\.0-`,
-		`^FIRSTBOOT-GUEST modules ok loaded=.*virtio_pci.*virtio_net$`,
+		`^FIRSTBOOT-GUEST modules ok loaded=button,evdev,.*virtio_pci.*virtio_net$`,
 		`^FIRSTBOOT-GUEST link ok if=eth0 mac=` + guestMAC,
 		`^FIRSTBOOT-GUEST dhcp ok ip=10\.78\.0\.\d+ .*router=10\.78\.0\.1 dns=10\.78\.0\.1 ntp=10\.78\.0\.1 `,
 		`^FIRSTBOOT-GUEST dns ok name=connectivity\.firstboot\.test addrs=10\.78\.0\.1`,
@@ -514,6 +578,74 @@ func TestGuestBootsAndTalks(t *testing.T) {
 	}
 }
 
+// TestGuestRebootAndPowerButton: the console "reboot" action restarts the
+// machine (the guest boots again), and the ACPI power button (QEMU's
+// system_powerdown, which is what libvirt's ACPI shutdown and reboot press)
+// powers the guest off cleanly within seconds, even while a console command
+// is still running.
+func TestGuestRebootAndPowerButton(t *testing.T) {
+	requireVMTools(t)
+	img := testImage(t)
+	n := newLabNet(t)
+	v := startVM(t, n, img.Kernel, img.Initrd, img.Cmdline+" fbguest.checkin=0 fbguest.firstrun=0",
+		vmOptions{reboot: true, monitor: filepath.Join(t.TempDir(), "monitor.sock")})
+	boot := regexp.MustCompile(`^FIRSTBOOT-GUEST boot kernel=6\.1\.0-`)
+	ready := regexp.MustCompile(`^FIRSTBOOT-GUEST ready `)
+	from, _ := v.waitFor(ready, 0, 120*time.Second)
+
+	v.send("fbguest run r1 reboot")
+	from, _ = v.waitFor(regexp.MustCompile(`^FIRSTBOOT-GUEST reboot r1$`), from+1, 30*time.Second)
+	from, _ = v.waitFor(boot, from+1, 120*time.Second)
+	from, _ = v.waitFor(ready, from+1, 120*time.Second)
+
+	// The command loop is busy with this sleep when the button is pressed.
+	v.send("fbguest run s1 sleep 600")
+	from, _ = v.waitFor(regexp.MustCompile(`^FIRSTBOOT-GUEST start s1$`), from+1, 30*time.Second)
+	pressed := time.Now()
+	v.monitor("system_powerdown")
+	_, l := v.waitFor(regexp.MustCompile(`^FIRSTBOOT-GUEST poweroff acpi$`), from+1, 15*time.Second)
+	select {
+	case <-v.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("QEMU did not exit within 15s of the power button press")
+	}
+	t.Logf("power button: marker %.2fs, QEMU exit %.2fs after the press",
+		l.at.Sub(pressed).Seconds(), time.Since(pressed).Seconds())
+	if v.cmd.ProcessState == nil || !v.cmd.ProcessState.Success() {
+		t.Errorf("QEMU exit: %v, want a clean exit after the guest's ACPI power-off", v.cmd.ProcessState)
+	}
+}
+
+// TestGuestACPIReboot does what libvirt's reboot with the ACPI power-button
+// method does: press the button with QEMU told not to exit at power-off
+// (-no-shutdown), wait for the guest to power off, then reset and continue.
+// The guest must power off on the press and boot again after the reset.
+func TestGuestACPIReboot(t *testing.T) {
+	requireVMTools(t)
+	img := testImage(t)
+	n := newLabNet(t)
+	v := startVM(t, n, img.Kernel, img.Initrd, img.Cmdline+" fbguest.checkin=0 fbguest.firstrun=0",
+		vmOptions{reboot: true, monitor: filepath.Join(t.TempDir(), "monitor.sock"), qemu: []string{"-no-shutdown"}})
+	from, _ := v.waitFor(regexp.MustCompile(`^FIRSTBOOT-GUEST ready `), 0, 120*time.Second)
+	v.monitor("system_powerdown")
+	from, _ = v.waitFor(regexp.MustCompile(`^FIRSTBOOT-GUEST poweroff acpi$`), from+1, 15*time.Second)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st := v.monitor("info status")
+		if strings.Contains(st, "VM status: paused (shutdown)") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("guest not powered off 15s after the press: %q", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	v.monitor("system_reset")
+	v.monitor("cont")
+	from, _ = v.waitFor(regexp.MustCompile(`^FIRSTBOOT-GUEST boot kernel=6\.1\.0-`), from+1, 120*time.Second)
+	v.waitFor(regexp.MustCompile(`^FIRSTBOOT-GUEST ready `), from+1, 120*time.Second)
+}
+
 // TestBootTimes compares the two kernels of the image under TCG: time from
 // QEMU start to the first DHCP packet on the tap and to the "ready" marker.
 // It is a measurement, so it runs only with FIRSTBOOT_GUEST_BOOTTIMES=1.
@@ -536,7 +668,11 @@ func TestBootTimes(t *testing.T) {
 			n := newLabNet(t)
 			stop := n.capture(t)
 			v := bootVM(t, n, k.path, img.Initrd, img.Cmdline+" fbguest.checkin=0", k.qemu...)
+			_, bootLine := v.waitFor(regexp.MustCompile(`^FIRSTBOOT-GUEST boot `), 0, 180*time.Second)
+			_, mods := v.waitFor(regexp.MustCompile(`^FIRSTBOOT-GUEST modules `), 0, 180*time.Second)
 			_, ready := v.waitFor(regexp.MustCompile(`^FIRSTBOOT-GUEST ready `), 0, 180*time.Second)
+			t.Logf("%s: boot marker %.2fs, modules marker %.2fs (%s)", k.name, bootLine.at.Sub(v.start).Seconds(),
+				mods.at.Sub(v.start).Seconds(), mods.text)
 			_ = v.cmd.Process.Kill()
 			<-v.exited
 			dhcp := tshark(t, stop(), "dhcp", "frame.time_epoch")

@@ -32,6 +32,23 @@ type State struct {
 	LibvirtdPID int       `json:"libvirtd_pid"`
 	VirtlogdPID int       `json:"virtlogd_pid"`
 	Started     time.Time `json:"started"`
+	// OwnerPID is the firstboot process the daemons belong to; 0 means they
+	// stay until `firstboot lab down`. A dead owner's daemons are adopted.
+	OwnerPID int `json:"owner_pid,omitempty"`
+}
+
+// ownerGone reports whether the daemons belong to a process that has ended
+// without taking them down (it crashed or was killed).
+func (st State) ownerGone() bool {
+	if st.OwnerPID == 0 || st.OwnerPID == os.Getpid() {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", st.OwnerPID))
+	if err != nil {
+		return true
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "lab.json") }

@@ -105,6 +105,9 @@ func Up(ctx context.Context, cfg lab.Config) (_ *Lab, err error) {
 		l.netns = st.Netns
 		if err := l.connect(ctx); err == nil {
 			log.Info("lab: reusing running libvirtd", "pid", st.LibvirtdPID, "netns", st.Netns)
+			if err := l.adopt(st); err != nil {
+				return nil, errors.Join(err, l.Close())
+			}
 			return l, l.watchEvents()
 		}
 		log.Warn("lab: firstboot's libvirtd does not answer; restarting it", "pid", st.LibvirtdPID)
@@ -140,6 +143,9 @@ func Up(ctx context.Context, cfg lab.Config) (_ *Lab, err error) {
 	st, err = startDaemons(ctx, cfg.Netns, cfg.StateDir)
 	if err != nil {
 		return nil, err
+	}
+	if !cfg.Keep {
+		st.OwnerPID = os.Getpid()
 	}
 	// A namespace an earlier (crashed) lab created is still ours to remove.
 	st.CreatedNetns = st.CreatedNetns || createdBefore
@@ -406,6 +412,28 @@ func (l *Lab) State() State { return l.state }
 // netns.Do, or /proc/PID/ns/net of an external libvirtd.
 func (l *Lab) Netns() string { return l.netns }
 
+// adopt takes over daemons found running: those of a firstboot process that
+// died without stopping them become this process's to stop (or, for `lab up`,
+// permanent). Daemons of a live owner or of `lab up` are only shared.
+func (l *Lab) adopt(st State) error {
+	switch {
+	case l.cfg.Keep && st.OwnerPID != 0:
+		st.OwnerPID = 0
+	case !l.cfg.Keep && st.ownerGone():
+		l.log.Info("lab: adopting the daemons of a firstboot that ended without stopping them", "owner", st.OwnerPID)
+		st.OwnerPID = os.Getpid()
+		l.started, l.state = true, st
+	default:
+		return nil
+	}
+	return saveState(l.cfg.StateDir, st)
+}
+
+// Disconnected is closed when the connection to libvirtd is lost (libvirtd
+// died or was stopped): a run can then end instead of waiting for events that
+// will never come.
+func (l *Lab) Disconnected() <-chan struct{} { return l.conn.Disconnected() }
+
 // Conn is the underlying go-libvirt connection (for tests and diagnostics).
 func (l *Lab) Conn() *golibvirt.Libvirt { return l.conn }
 
@@ -460,6 +488,13 @@ func (l *Lab) isClosed() bool {
 // only connected, Down only disconnects.
 func (l *Lab) Down(ctx context.Context) error {
 	var errs []error
+	if !l.started && l.cfg.LibvirtURI == "" {
+		// The owner of these daemons may have died meanwhile (it left them up
+		// for this process's machines): then they are this process's to stop.
+		if st, err := LoadState(l.cfg.StateDir); err == nil && st.LibvirtdPID != 0 {
+			errs = append(errs, l.adopt(st))
+		}
+	}
 	l.mu.Lock()
 	ms := make([]*Machine, 0, len(l.machines))
 	for _, m := range l.machines {

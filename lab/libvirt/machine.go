@@ -12,7 +12,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
@@ -337,7 +340,18 @@ func (m *Machine) Destroy(ctx context.Context) error {
 		defer cancel()
 		var errs []error
 		if m.dom.Name != "" {
-			errs = append(errs, m.lab.removeDomain(ctx, m.dom))
+			if err := m.lab.removeDomain(ctx, m.dom); err != nil {
+				errs = append(errs, err)
+				// Without libvirtd (it died, or the connection is gone) the
+				// QEMU process would outlive the run: kill it directly.
+				select {
+				case <-m.lab.Disconnected():
+					if kerr := killQEMU(m.name); kerr != nil {
+						errs = append(errs, kerr)
+					}
+				default:
+				}
+			}
 		}
 		m.markStopped()
 		if m.overlay != "" {
@@ -353,6 +367,22 @@ func (m *Machine) Destroy(ctx context.Context) error {
 		m.destroyErr = errors.Join(errs...)
 	})
 	return m.destroyErr
+}
+
+// killQEMU kills a domain's QEMU process by the pid file libvirt keeps for it.
+func killQEMU(name string) error {
+	data, err := os.ReadFile(filepath.Join("/run/libvirt/qemu", name+".pid"))
+	if err != nil {
+		return fmt.Errorf("kill QEMU of %s: %w", name, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("kill QEMU of %s: bad pid file", name)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return fmt.Errorf("kill QEMU of %s (pid %d): %w", name, pid, err)
+	}
+	return nil
 }
 
 // Reboot asks the guest to reboot (ACPI).
