@@ -179,17 +179,23 @@ func TestDNSAttribution(t *testing.T) {
 	add(20, ipPkt{src: ipRouter, dst: ipGuest, proto: "udp", sport: 53, dport: 40001, payload: dnsMsg(t, 2, "second.example", true,
 		cnameRecord("second.example", "a.cdn.example", 60), cnameRecord("a.cdn.example", "b.cdn.example", 60), aRecord("b.cdn.example", ipWeb, 60))})
 	add(30, ipPkt{src: ipGuest, dst: ipWeb, sport: 50001, dport: 8443, flags: "S", seq: 1})
+	// The lab resolver (the router) answers a name with its own address: DNS,
+	// NTP and plain TCP to the resolver keep its address (infrastructure rule).
+	add(35, ipPkt{src: ipRouter, dst: ipGuest, proto: "udp", sport: 53, dport: 40002, payload: dnsMsg(t, 3, "q4.host34.example.org", true, aRecord("q4.host34.example.org", ipRouter, 60))})
 	add(40, ipPkt{src: ipGuest, dst: ipRouter, sport: 50002, dport: 8443, flags: "S", seq: 1})
+	add(45, ipPkt{src: ipGuest, dst: ipRouter, proto: "udp", sport: 40003, dport: 53, payload: dnsMsg(t, 4, "later.example", false)})
+	add(50, ipPkt{src: ipGuest, dst: ipRouter, proto: "udp", sport: 40004, dport: 123, payload: ntpMsg(3, 0, t0)})
+	// NTP to a server that is not a resolver keeps its DNS name.
+	add(55, ipPkt{src: ipGuest, dst: ipWeb, proto: "udp", sport: 40005, dport: 123, payload: ntpMsg(3, 0, t0)})
 	p := tempFile(t, "a.pcap")
 	writePcap(t, p, layers.LinkTypeEthernet, pkts)
 	a := analyze(t, p, Options{})
 	got := map[uint16]string{}
 	for _, c := range a.Conns {
-		if c.Proto == "tcp" {
-			got[c.OrigP] = c.Name + "/" + c.NameSource
-		}
+		got[c.OrigP] = c.Name + "/" + c.NameSource
 	}
-	want := map[uint16]string{50000: "first.example/dns", 50001: "second.example/dns", 50002: "10.0.0.1/ip"}
+	want := map[uint16]string{50000: "first.example/dns", 50001: "second.example/dns", 50002: "10.0.0.1/ip",
+		40002: "10.0.0.1/ip", 40003: "10.0.0.1/ip", 40004: "10.0.0.1/ip", 40005: "second.example/dns"}
 	for port, w := range want {
 		if got[port] != w {
 			t.Errorf("conn from port %d named %q, want %q", port, got[port], w)

@@ -25,11 +25,14 @@ func (c *chunked[T]) at(i int) *T { return &c.chunks[i/chunkSize][i%chunkSize] }
 
 func (c *chunked[T]) len() int { return c.n }
 
-// slice returns the records in one slice, never nil.
+// slice moves the records into one slice, never nil, and empties c: each
+// chunk is released once copied, so the records are not held twice.
 func (c *chunked[T]) slice() []T {
 	out := make([]T, 0, c.n)
-	for _, ch := range c.chunks {
+	for i, ch := range c.chunks {
 		out = append(out, ch...)
+		c.chunks[i] = nil
 	}
+	*c = chunked[T]{}
 	return out
 }

@@ -252,7 +252,7 @@ func (e *engine) flowPacket(p *decode.Packet, ts int64, si int) {
 		d.mac, d.hasMAC = p.SrcMAC, true
 	}
 	if p.BadL4Checksum {
-		f.hist(dir, 'C')
+		f.histScaled(dir, 'C')
 	}
 	switch p.Proto {
 	case decode.ProtoTCP:

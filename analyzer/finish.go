@@ -176,28 +176,59 @@ func (e *engine) finish() *schema.Analysis {
 	clear(e.flows)
 	e.warn.FragmentsDropped += int64(e.defrag.Pending())
 
-	// Attribution, now that every DNS answer is known.
-	e.attr.Sort()
-	// Sort through pointers: connRec is large to move around.
-	order := make([]*connRec, 0, e.pending.len())
-	for i := 0; i < e.pending.len(); i++ {
-		c := e.pending.at(i)
-		c.Name, c.NameSource = e.attr.Name(c.sni, c.httpHost, c.resp, c.start)
-		order = append(order, c)
-	}
-	slices.SortFunc(order, func(a, b *connRec) int {
-		return cmp.Or(cmp.Compare(a.start, b.start), cmp.Compare(a.UID, b.UID))
-	})
-	// One copy of each record: the output, plus the little the views need.
+	// Attribution, now that every DNS answer and resolver is known, and the
+	// records copied out chunk by chunk (each chunk is released once copied,
+	// so the finished flows are never held twice), then put in order.
 	a := &schema.Analysis{SchemaVersion: schema.Version}
-	a.Conns = make([]schema.Conn, len(order))
-	e.conns = make([]connMeta, len(order))
-	for i, c := range order {
-		a.Conns[i] = c.Conn
-		e.conns[i] = connMeta{Conn: &a.Conns[i], end: c.end, stepIdx: c.stepIdx}
+	n := e.pending.len()
+	a.Conns = make([]schema.Conn, n)
+	e.conns = make([]connMeta, n)
+	type sortKey struct {
+		start int64
+		uid   string
+		i     int
 	}
-	order = nil
+	keys := make([]sortKey, 0, n)
+	for ci, ch := range e.pending.chunks {
+		for j := range ch {
+			c := &ch[j]
+			c.Name, c.NameSource = e.attr.Name(c.sni, c.httpHost, c.resp, c.start, c.Service)
+			k := len(keys)
+			a.Conns[k] = c.Conn
+			e.conns[k] = connMeta{end: c.end, stepIdx: c.stepIdx}
+			keys = append(keys, sortKey{c.start, c.UID, k})
+		}
+		e.pending.chunks[ci] = nil
+	}
 	e.pending = chunked[connRec]{}
+	slices.SortFunc(keys, func(x, y sortKey) int { return cmp.Or(cmp.Compare(x.start, y.start), cmp.Compare(x.uid, y.uid)) })
+	// Apply the order in place, following each cycle of the permutation:
+	// every record moves once and no second copy is made.
+	perm := make([]int, n)
+	for i, k := range keys {
+		perm[i] = k.i
+	}
+	keys = nil
+	for i := range perm {
+		if perm[i] == i {
+			continue
+		}
+		conn, meta := a.Conns[i], e.conns[i]
+		j := i
+		for {
+			k := perm[j]
+			perm[j] = j
+			if k == i {
+				a.Conns[j], e.conns[j] = conn, meta
+				break
+			}
+			a.Conns[j], e.conns[j] = a.Conns[k], e.conns[k]
+			j = k
+		}
+	}
+	for i := range e.conns {
+		e.conns[i].Conn = &a.Conns[i]
+	}
 	a.DNS = sortedBy(e.dns.slice(), func(x, y schema.DNS) int {
 		return cmp.Or(x.TS.Compare(y.TS), cmp.Compare(x.UID, y.UID), cmp.Compare(x.TransID, y.TransID), cmp.Compare(x.Query, y.Query))
 	})

@@ -47,8 +47,12 @@ type dir struct {
 	missed  int64
 	ooo     []oooSeg
 	histSet uint32 // letters already in history, bit per letter
-	synMSS  uint16 // MSS option of this direction's SYN
-	stream  stream
+	// Zeek repeats S/H, F and R when the sequence number differs from the
+	// last packet with that flag, and C, T, W on a log scale (1, 10, 100 …).
+	lastSYN, lastFIN, lastRST uint32
+	scaled                    [3]struct{ n, next uint32 } // C, T, W
+	synMSS                    uint16                      // MSS option of this direction's SYN
+	stream                    stream
 }
 
 type flow struct {
@@ -77,6 +81,7 @@ type flow struct {
 
 type quicState struct {
 	cs    quic.CryptoStream
+	odcid []byte // DCID of the first client Initial: the Initial keys' source
 	tries int
 	done  bool
 }
@@ -117,6 +122,52 @@ func (f *flow) hist(d int, c byte) {
 	f.history = append(f.history, c)
 }
 
+// histSeq adds a S, H, F or R letter: once, then again whenever seq differs
+// from the last packet with the same flag in that direction (Zeek's rule).
+func (f *flow) histSeq(d int, c byte, seq uint32) {
+	dd := &f.d[d]
+	last := &dd.lastSYN
+	switch c {
+	case 'F':
+		last = &dd.lastFIN
+	case 'R':
+		last = &dd.lastRST
+	}
+	bit := uint32(1) << (c - 'A')
+	if dd.histSet&bit != 0 && seq != *last {
+		dd.histSet &^= bit // let hist add it again
+	}
+	*last = seq
+	f.hist(d, c)
+}
+
+// histScaled adds a C, T or W letter the 1st, 10th, 100th … time it happens
+// in a direction (Zeek's logarithmic history entries).
+func (f *flow) histScaled(d int, c byte) {
+	i := 0
+	switch c {
+	case 'T':
+		i = 1
+	case 'W':
+		i = 2
+	}
+	sc := &f.d[d].scaled[i]
+	sc.n++
+	if sc.next == 0 {
+		sc.next = 1
+	}
+	if sc.n != sc.next {
+		return
+	}
+	if sc.next < 1e9 {
+		sc.next *= 10
+	}
+	if d == 1 {
+		c += 'a' - 'A'
+	}
+	f.history = append(f.history, c)
+}
+
 // isNewConnection reports whether p starts a new connection on a tuple whose
 // previous connection has ended (port reuse).
 func (f *flow) isNewConnection(p *decode.Packet) bool {
@@ -146,12 +197,12 @@ func (e *engine) tcpPacket(f *flow, di int, p *decode.Packet, ts int64) {
 	if fl&decode.SYN != 0 {
 		e.fingerprint(f, di, p, ts)
 		if fl&decode.ACK != 0 {
-			f.hist(di, 'H')
+			f.histSeq(di, 'H', p.Seq)
 			if d.state == tcpInactive || d.state == tcpSynSent {
 				d.state = tcpSynAckSent
 			}
 		} else {
-			f.hist(di, 'S')
+			f.histSeq(di, 'S', p.Seq)
 			if d.state == tcpInactive {
 				d.state = tcpSynSent
 			}
@@ -177,11 +228,11 @@ func (e *engine) tcpPacket(f *flow, di int, p *decode.Packet, ts int64) {
 		}
 	}
 	if fl&decode.RST != 0 {
-		f.hist(di, 'R')
+		f.histSeq(di, 'R', p.Seq)
 		d.state = tcpReset
 	}
 	if fl&decode.FIN != 0 {
-		f.hist(di, 'F')
+		f.histSeq(di, 'F', p.Seq+uint32(p.PayloadLen)) // a FIN's number follows its data
 		if d.state != tcpReset {
 			d.state = tcpClosed
 		}
@@ -191,7 +242,7 @@ func (e *engine) tcpPacket(f *flow, di int, p *decode.Packet, ts int64) {
 			f.hist(di, 'A')
 		}
 		if p.Window == 0 && fl&(decode.SYN|decode.RST) == 0 {
-			f.hist(di, 'W')
+			f.histScaled(di, 'W')
 		}
 		return
 	}
@@ -212,7 +263,7 @@ func (e *engine) tcpPacket(f *flow, di int, p *decode.Packet, ts int64) {
 	}
 	switch {
 	case end <= d.next:
-		f.hist(di, 'T')
+		f.histScaled(di, 'T')
 	case rel > d.next:
 		e.storeOOO(f, di, rel, n, data)
 	default:

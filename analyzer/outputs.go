@@ -3,7 +3,6 @@ package analyzer
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -38,19 +37,24 @@ func MarshalAnalysis(a *schema.Analysis) ([]byte, error) {
 // element at a time so the whole document is never held in memory.
 func WriteAnalysisJSON(w io.Writer, a *schema.Analysis) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
-	var raw, ind bytes.Buffer
-	enc := json.NewEncoder(&raw)
-	enc.SetEscapeHTML(false)
+	var raw, ind []byte
+	re := newRecordEncoder()
 	put := func(v any, prefix string) error {
-		raw.Reset()
-		ind.Reset()
-		if err := enc.Encode(v); err != nil {
+		var err error
+		// Conns and DNS records are most of the document: no reflection.
+		switch r := v.(type) {
+		case *schema.Conn:
+			raw, err = re.conn(raw[:0], r)
+		case *schema.DNS:
+			raw, err = re.dns(raw[:0], r)
+		default:
+			raw, err = re.generic(raw[:0], v)
+		}
+		if err != nil {
 			return fmt.Errorf("encoding analysis: %w", err)
 		}
-		if err := json.Indent(&ind, bytes.TrimSuffix(raw.Bytes(), []byte("\n")), prefix, "  "); err != nil {
-			return fmt.Errorf("encoding analysis: %w", err)
-		}
-		_, err := bw.Write(ind.Bytes())
+		ind = appendIndent(ind[:0], raw, prefix)
+		_, err = bw.Write(ind)
 		return err
 	}
 	v := reflect.ValueOf(a).Elem()
@@ -75,7 +79,8 @@ func WriteAnalysisJSON(w io.Writer, a *schema.Analysis) error {
 				bw.WriteString(",\n")
 			}
 			bw.WriteString("    ")
-			if err := put(fv.Index(j).Interface(), "    "); err != nil {
+			// A pointer: encoding it is the same, without copying the record.
+			if err := put(fv.Index(j).Addr().Interface(), "    "); err != nil {
 				return err
 			}
 		}
@@ -147,8 +152,10 @@ func writeLog(w io.Writer, l logDef, a *schema.Analysis, asJSON bool) error {
 	if err != nil {
 		return err
 	}
+	var vals []zeeklog.Value // reused: no allocation per row
 	for i := 0; i < l.n; i++ {
-		if err := lw.Row(l.row(i)); err != nil {
+		vals = l.row(vals[:0], i)
+		if err := lw.Row(vals); err != nil {
 			return err
 		}
 	}
@@ -159,7 +166,7 @@ type logDef struct {
 	path string
 	cols []zeeklog.Column
 	n    int
-	row  func(i int) []zeeklog.Value
+	row  func(dst []zeeklog.Value, i int) []zeeklog.Value
 }
 
 func cols(spec ...string) []zeeklog.Column {
@@ -177,8 +184,9 @@ func withIDs(head []string, rest ...string) []zeeklog.Column {
 	return cols(spec...)
 }
 
-func ids(oh string, op uint16, rh string, rp uint16) []zeeklog.Value {
-	return []zeeklog.Value{zeeklog.Str(oh), zeeklog.Count(int64(op)), zeeklog.Str(rh), zeeklog.Count(int64(rp))}
+// head appends the ts, uid and id columns most logs start with.
+func head(dst []zeeklog.Value, ts time.Time, uid, oh string, op uint16, rh string, rp uint16) []zeeklog.Value {
+	return append(dst, zeeklog.Time(ts), zeeklog.Str(uid), zeeklog.Str(oh), zeeklog.Count(int64(op)), zeeklog.Str(rh), zeeklog.Count(int64(rp)))
 }
 
 func row(head []zeeklog.Value, rest ...zeeklog.Value) []zeeklog.Value {
@@ -205,14 +213,14 @@ func logs(a *schema.Analysis) []logDef {
 				"tunnel_parents", "set[string]", "orig_l2_addr", "string", "resp_l2_addr", "string",
 				"name", "string", "name_source", "string", "step", "string"),
 			n: len(a.Conns),
-			row: func(i int) []zeeklog.Value {
+			row: func(dst []zeeklog.Value, i int) []zeeklog.Value {
 				c := &a.Conns[i]
 				// Zeek leaves duration and byte counts unset for single-instant connections.
 				dur, ob, rb := zeeklog.Interval(c.Duration), zeeklog.Count(c.OrigBytes), zeeklog.Count(c.RespBytes)
 				if c.Duration == 0 {
 					dur, ob, rb = zeeklog.Unset(), zeeklog.Unset(), zeeklog.Unset()
 				}
-				return row(append([]zeeklog.Value{zeeklog.Time(c.TS), zeeklog.Str(c.UID)}, ids(c.OrigH, c.OrigP, c.RespH, c.RespP)...),
+				return row(head(dst, c.TS, c.UID, c.OrigH, c.OrigP, c.RespH, c.RespP),
 					zeeklog.Str(c.Proto), zeeklog.OptStr(c.Service), dur, ob, rb,
 					zeeklog.Str(c.ConnState), zeeklog.Unset(), zeeklog.Unset(), zeeklog.Count(c.MissedBytes), zeeklog.OptStr(c.History),
 					zeeklog.Count(c.OrigPkts), zeeklog.Count(c.OrigIPBytes), zeeklog.Count(c.RespPkts), zeeklog.Count(c.RespIPBytes),
@@ -227,7 +235,7 @@ func logs(a *schema.Analysis) []logDef {
 				"qtype", "count", "qtype_name", "string", "rcode", "count", "rcode_name", "string", "TC", "bool",
 				"answers", "vector[string]", "TTLs", "vector[interval]", "kind", "string", "step", "string"),
 			n: len(a.DNS),
-			row: func(i int) []zeeklog.Value {
+			row: func(dst []zeeklog.Value, i int) []zeeklog.Value {
 				d := &a.DNS[i]
 				rtt, rcode, answers, ttls := zeeklog.Unset(), zeeklog.Unset(), zeeklog.Unset(), zeeklog.Unset()
 				if d.RTT != nil {
@@ -239,7 +247,7 @@ func logs(a *schema.Analysis) []logDef {
 				if len(d.Answers) > 0 {
 					answers, ttls = zeeklog.List(d.Answers), zeeklog.Intervals(d.TTLs)
 				}
-				return row(append([]zeeklog.Value{zeeklog.Time(d.TS), zeeklog.Str(d.UID)}, ids(d.OrigH, d.OrigP, d.RespH, d.RespP)...),
+				return row(head(dst, d.TS, d.UID, d.OrigH, d.OrigP, d.RespH, d.RespP),
 					zeeklog.Str(d.Proto), zeeklog.Count(int64(d.TransID)), rtt, zeeklog.OptStr(d.Query),
 					zeeklog.Count(int64(d.QClass)), zeeklog.OptStr(qclassName(d.QClass)), zeeklog.Count(int64(d.QType)), zeeklog.OptStr(d.QTypeName),
 					rcode, zeeklog.OptStr(d.RcodeName), zeeklog.Bool(d.TC), answers, ttls, zeeklog.Str(d.Kind), step(d.Step))
@@ -252,9 +260,9 @@ func logs(a *schema.Analysis) []logDef {
 				"ja3", "string", "ja4", "string", "transport", "string", "ja3_string", "string",
 				"client_alpn", "vector[string]", "client_supported_versions", "vector[string]", "ech", "bool", "step", "string"),
 			n: len(a.TLS),
-			row: func(i int) []zeeklog.Value {
+			row: func(dst []zeeklog.Value, i int) []zeeklog.Value {
 				t := &a.TLS[i]
-				return row(append([]zeeklog.Value{zeeklog.Time(t.TS), zeeklog.Str(t.UID)}, ids(t.OrigH, t.OrigP, t.RespH, t.RespP)...),
+				return row(head(dst, t.TS, t.UID, t.OrigH, t.OrigP, t.RespH, t.RespP),
 					zeeklog.OptStr(t.Version), zeeklog.OptStr(t.Cipher), zeeklog.OptStr(t.ServerName), zeeklog.OptStr(t.NextProtocol),
 					zeeklog.Bool(t.Established), zeeklog.OptStr(t.JA3), zeeklog.OptStr(t.JA4), zeeklog.Str(t.Transport), zeeklog.OptStr(t.JA3String),
 					zeeklog.List(t.ClientALPN), zeeklog.List(t.ClientVersions), zeeklog.Bool(t.ECH), step(t.Step))
@@ -268,13 +276,13 @@ func logs(a *schema.Analysis) []logDef {
 				"status_msg", "string", "request_content_type", "string", "response_content_type", "string",
 				"ocsp", "bool", "ocsp_responder", "string", "step", "string"),
 			n: len(a.HTTP),
-			row: func(i int) []zeeklog.Value {
+			row: func(dst []zeeklog.Value, i int) []zeeklog.Value {
 				h := &a.HTTP[i]
 				status := zeeklog.Unset()
 				if h.StatusCode != 0 {
 					status = zeeklog.Count(int64(h.StatusCode))
 				}
-				return row(append([]zeeklog.Value{zeeklog.Time(h.TS), zeeklog.Str(h.UID)}, ids(h.OrigH, h.OrigP, h.RespH, h.RespP)...),
+				return row(head(dst, h.TS, h.UID, h.OrigH, h.OrigP, h.RespH, h.RespP),
 					zeeklog.Count(int64(h.TransDepth)), zeeklog.OptStr(h.Method), zeeklog.OptStr(h.Host), zeeklog.OptStr(h.URI),
 					zeeklog.OptStr(h.Version), zeeklog.OptStr(h.UserAgent), zeeklog.Count(h.RequestBodyLen), zeeklog.Count(h.ResponseBodyLen),
 					status, zeeklog.OptStr(h.StatusMsg), zeeklog.OptStr(h.RequestContentType), zeeklog.OptStr(h.ResponseContentType),
@@ -287,9 +295,9 @@ func logs(a *schema.Analysis) []logDef {
 				"version", "count", "mode", "count", "stratum", "count", "poll", "interval", "precision", "interval",
 				"ref_id", "string", "xmt_time", "time", "sender", "addr", "mode_name", "string", "step", "string"),
 			n: len(a.NTP),
-			row: func(i int) []zeeklog.Value {
+			row: func(dst []zeeklog.Value, i int) []zeeklog.Value {
 				n := &a.NTP[i]
-				return row(append([]zeeklog.Value{zeeklog.Time(n.TS), zeeklog.Str(n.UID)}, ids(n.OrigH, n.OrigP, n.RespH, n.RespP)...),
+				return row(head(dst, n.TS, n.UID, n.OrigH, n.OrigP, n.RespH, n.RespP),
 					zeeklog.Count(int64(n.Version)), zeeklog.Count(int64(n.Mode)), zeeklog.Count(int64(n.Stratum)),
 					zeeklog.Interval(n.Poll), zeeklog.Interval(n.Precision), zeeklog.OptStr(n.RefID), optTime(n.XmtTime),
 					zeeklog.Str(n.Sender), zeeklog.OptStr(n.ModeName), step(n.Step))
@@ -301,16 +309,16 @@ func logs(a *schema.Analysis) []logDef {
 				"host_name", "string", "domain", "string", "requested_addr", "addr", "assigned_addr", "addr", "lease_time", "interval",
 				"msg_types", "vector[string]", "duration", "interval", "vendor_class", "string", "param_list", "string", "step", "string"),
 			n: len(a.DHCP),
-			row: func(i int) []zeeklog.Value {
+			row: func(dst []zeeklog.Value, i int) []zeeklog.Value {
 				d := &a.DHCP[i]
 				lease := zeeklog.Unset()
 				if d.LeaseTime > 0 {
 					lease = zeeklog.Interval(d.LeaseTime)
 				}
-				return []zeeklog.Value{zeeklog.Time(d.TS), zeeklog.List(d.UIDs), zeeklog.OptStr(d.ClientAddr), zeeklog.OptStr(d.ServerAddr),
+				return append(dst, zeeklog.Time(d.TS), zeeklog.List(d.UIDs), zeeklog.OptStr(d.ClientAddr), zeeklog.OptStr(d.ServerAddr),
 					zeeklog.OptStr(d.MAC), zeeklog.OptStr(d.HostName), zeeklog.OptStr(d.Domain), zeeklog.OptStr(d.RequestedAddr),
 					zeeklog.OptStr(d.AssignedAddr), lease, zeeklog.List(d.MsgTypes), zeeklog.Interval(d.Duration),
-					zeeklog.OptStr(d.VendorClass), zeeklog.OptStr(d.ParamList), step(d.Step)}
+					zeeklog.OptStr(d.VendorClass), zeeklog.OptStr(d.ParamList), step(d.Step))
 			},
 		},
 		{
@@ -318,11 +326,11 @@ func logs(a *schema.Analysis) []logDef {
 			cols: cols("ts", "time", "host", "addr", "kind", "string", "ttl", "count", "ittl", "count", "df", "bool", "ecn", "bool",
 				"count", "count", "p0f", "string", "tcpdump", "string", "step", "string"),
 			n: len(a.Fingerprints),
-			row: func(i int) []zeeklog.Value {
+			row: func(dst []zeeklog.Value, i int) []zeeklog.Value {
 				f := &a.Fingerprints[i]
-				return []zeeklog.Value{zeeklog.Time(f.FirstTS), zeeklog.Str(f.Host), zeeklog.Str(f.Kind), zeeklog.Count(int64(f.TTL)),
+				return append(dst, zeeklog.Time(f.FirstTS), zeeklog.Str(f.Host), zeeklog.Str(f.Kind), zeeklog.Count(int64(f.TTL)),
 					zeeklog.Count(int64(f.ITTL)), zeeklog.Bool(f.DF), zeeklog.Bool(f.ECN), zeeklog.Count(f.Count),
-					zeeklog.OptStr(f.P0f), zeeklog.OptStr(f.Tcpdump), step(f.Step)}
+					zeeklog.OptStr(f.P0f), zeeklog.OptStr(f.Tcpdump), step(f.Step))
 			},
 		},
 	}

@@ -47,7 +47,10 @@ func (e *engine) udpPayload(f *flow, di int, p *decode.Packet, ts int64) {
 		m, err := dhcp.Parse(b)
 		if err != nil {
 			e.parserError("dhcp")
-			return
+			if !errors.Is(err, dhcp.ErrOptions) || m == nil {
+				return
+			}
+			// A cut option: the fixed fields and the options before it still count.
 		}
 		f.service = "dhcp"
 		e.dhcpMessage(f, di, p, m, ts)
@@ -83,7 +86,12 @@ func (e *engine) quicDatagram(f *flow, b []byte) {
 		return
 	}
 	q.tries++
-	inits, err := quic.ParseInitials(b)
+	// Later client Initials may address the server's chosen connection ID;
+	// their keys still come from the first Initial's DCID (RFC 9001 5.2).
+	inits, err := quic.ParseInitialsWithDCID(b, q.odcid)
+	if err != nil && q.odcid != nil && errors.Is(err, quic.ErrDecrypt) {
+		inits, err = quic.ParseInitials(b) // a new connection on the same tuple
+	}
 	if err != nil {
 		if !errors.Is(err, quic.ErrNotInitial) {
 			e.parserError("quic")
@@ -91,6 +99,9 @@ func (e *engine) quicDatagram(f *flow, b []byte) {
 		return
 	}
 	f.service = "quic"
+	if q.odcid == nil {
+		q.odcid = append([]byte{}, inits[0].DCID...)
+	}
 	for _, in := range inits {
 		for _, fr := range in.Frames {
 			q.cs.Add(fr, e.streamBytes)
@@ -160,6 +171,14 @@ func (e *engine) dnsMessage(f *flow, di int, m *dns.Message, ts int64, proto str
 	}
 	if idx < 0 {
 		idx = e.dns.add(e.baseDNS(f, ts, proto, dnsKind(op, rp), m, q))
+	}
+	if dnsKind(op, rp) == "dns" {
+		// The sender answers DNS queries: a resolver (attribute's infrastructure rule).
+		a, _ := f.resp()
+		if di == 0 {
+			a, _ = f.orig()
+		}
+		e.attr.AddResolver(addrOf(f.key.v, a))
 	}
 	rec := e.dns.at(idx)
 	rc := m.Rcode
@@ -330,7 +349,7 @@ func (e *engine) fingerprint(f *flow, di int, p *decode.Packet, ts int64) {
 	if kind == "syn" {
 		f.d[di].synMSS = fp.MSS
 	}
-	k := fpKey{step: e.steps.index(ts), host: addrOf(p.IPVersion, p.Src).String(), kind: kind, tcpdump: fp.Tcpdump, p0f: fp.P0f}
+	k := fpKey{step: e.steps.index(ts), host: e.addrString(p.IPVersion, p.Src), kind: kind, tcpdump: fp.Tcpdump, p0f: fp.P0f}
 	a := e.fps[k]
 	if a == nil {
 		a = &fpAgg{first: ts, syn: fp}

@@ -5,8 +5,16 @@
 //  2. the HTTP Host header,
 //  3. the query name of the DNS answer (A/AAAA, CNAME chains followed back to
 //     the name the client asked for) that most recently before the
-//     connection's start mapped the responder's address,
+//     connection's start mapped the responder's address, except for
+//     infrastructure connections (below),
 //  4. the bare responder IP.
+//
+// Infrastructure connections keep their address at step 3: connections whose
+// service is dns or dhcp, and any connection to an address seen answering DNS
+// queries (a resolver). Clients find these servers through configuration
+// (DHCP, resolv.conf), not through a lookup, so a DNS answer that happens to
+// contain the resolver's address (a lab resolver answers every name, some with
+// its own address) must not rename them. SNI and Host still win.
 //
 // Names that are IP literals do not count as names at steps 1 and 2.
 package attribute
@@ -27,18 +35,21 @@ const (
 
 type answer struct {
 	ts   int64
-	seq  int // insertion order, breaks ties between answers with the same time
 	name string
 }
 
 // Store holds every address → name mapping seen in DNS answers.
 type Store struct {
-	m   map[netip.Addr][]answer
-	seq int
+	// Each list is ordered by time, answers with equal times in insertion
+	// order, so Lookup is a binary search.
+	m         map[netip.Addr][]answer
+	resolvers map[netip.Addr]bool
 }
 
 // NewStore returns an empty store.
-func NewStore() *Store { return &Store{m: make(map[netip.Addr][]answer)} }
+func NewStore() *Store {
+	return &Store{m: make(map[netip.Addr][]answer), resolvers: make(map[netip.Addr]bool)}
+}
 
 // Add records that at time ts (ns) a DNS answer to a query for name mapped addr.
 func (s *Store) Add(addr netip.Addr, ts int64, name string) {
@@ -48,46 +59,54 @@ func (s *Store) Add(addr netip.Addr, ts int64, name string) {
 	}
 	addr = addr.Unmap()
 	list := s.m[addr]
-	s.seq++
-	s.m[addr] = append(list, answer{ts: ts, seq: s.seq, name: name})
+	// Answers mostly arrive in time order: append; otherwise insert after
+	// every answer at or before ts (keeps insertion order among equal times).
+	i := len(list)
+	if i > 0 && list[i-1].ts > ts {
+		i = sort.Search(len(list), func(j int) bool { return list[j].ts > ts })
+	}
+	list = append(list, answer{})
+	copy(list[i+1:], list[i:])
+	list[i] = answer{ts: ts, name: name}
+	s.m[addr] = list
 }
 
-// Lookup returns the name of the most recent answer at or before ts for addr.
+// AddResolver records that addr answered DNS queries.
+func (s *Store) AddResolver(addr netip.Addr) {
+	if addr.IsValid() {
+		s.resolvers[addr.Unmap()] = true
+	}
+}
+
+// IsResolver reports whether addr was seen answering DNS queries.
+func (s *Store) IsResolver(addr netip.Addr) bool { return s.resolvers[addr.Unmap()] }
+
+// Lookup returns the name of the most recent answer at or before ts for addr
+// (the later one added among answers with the same time). It takes
+// O(log n) for n answers naming addr.
 func (s *Store) Lookup(addr netip.Addr, ts int64) (string, bool) {
 	list := s.m[addr.Unmap()]
-	best := -1
-	for i, a := range list {
-		if a.ts > ts {
-			continue
-		}
-		if best < 0 || a.ts > list[best].ts || (a.ts == list[best].ts && a.seq > list[best].seq) {
-			best = i
-		}
-	}
-	if best < 0 {
+	i := sort.Search(len(list), func(j int) bool { return list[j].ts > ts })
+	if i == 0 {
 		return "", false
 	}
-	return list[best].name, true
+	return list[i-1].name, true
 }
 
-// Sort orders each address's answers by time, for Lookup to stay cheap
-// whatever order the capture delivered them in. Optional.
-func (s *Store) Sort() {
-	for _, list := range s.m {
-		sort.SliceStable(list, func(i, j int) bool { return list[i].ts < list[j].ts })
-	}
-}
-
-// Name picks the name for a connection to resp starting at ts.
-func (s *Store) Name(sni, httpHost string, resp netip.Addr, ts int64) (name, source string) {
+// Name picks the name for a connection to resp starting at ts; service is the
+// connection's Zeek service ("dns", "dhcp", … or "").
+func (s *Store) Name(sni, httpHost string, resp netip.Addr, ts int64, service string) (name, source string) {
 	if n := normalize(sni); n != "" && !isIP(n) {
 		return n, SourceSNI
 	}
 	if n := normalize(httpHost); n != "" && !isIP(n) {
 		return n, SourceHTTPHost
 	}
-	if n, ok := s.Lookup(resp, ts); ok {
-		return n, SourceDNS
+	infra := service == "dns" || service == "dhcp" || s.IsResolver(resp)
+	if !infra {
+		if n, ok := s.Lookup(resp, ts); ok {
+			return n, SourceDNS
+		}
 	}
 	return resp.Unmap().String(), SourceIP
 }

@@ -1,6 +1,8 @@
 package attribute
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 )
@@ -11,26 +13,40 @@ func TestName(t *testing.T) {
 	s.Add(a, 100, "Old.Example.")
 	s.Add(a, 200, "new.example")
 	s.Add(netip.MustParseAddr("::ffff:192.0.2.9"), 100, "mapped.example")
-	s.Sort()
+	// The lab resolver answered for itself: infrastructure keeps its address.
+	res := netip.MustParseAddr("10.0.0.53")
+	s.Add(res, 100, "q4.host34.example.org")
+	s.AddResolver(netip.MustParseAddr("::ffff:10.0.0.53"))
+	// A DHCP/DNS server that is not a resolver but has a name.
+	s.Add(netip.MustParseAddr("10.0.0.67"), 100, "dhcp.example")
 	cases := []struct {
 		sni, host string
 		addr      string
 		ts        int64
+		service   string
 		name, src string
 	}{
-		{"sni.example", "host.example", "192.0.2.1", 300, "sni.example", SourceSNI},
-		{"", "Host.Example", "192.0.2.1", 300, "host.example", SourceHTTPHost},
-		{"192.0.2.1", "10.0.0.1", "192.0.2.1", 150, "old.example", SourceDNS}, // IP literals are not names
-		{"", "", "192.0.2.1", 250, "new.example", SourceDNS},
-		{"", "", "192.0.2.1", 200, "new.example", SourceDNS},
-		{"", "", "192.0.2.1", 50, "192.0.2.1", SourceIP}, // answers after the connection do not count
-		{"", "", "192.0.2.9", 150, "mapped.example", SourceDNS},
-		{"", "", "2001:db8::1", 150, "2001:db8::1", SourceIP},
+		{"sni.example", "host.example", "192.0.2.1", 300, "", "sni.example", SourceSNI},
+		{"", "Host.Example", "192.0.2.1", 300, "", "host.example", SourceHTTPHost},
+		{"192.0.2.1", "10.0.0.1", "192.0.2.1", 150, "", "old.example", SourceDNS}, // IP literals are not names
+		{"", "", "192.0.2.1", 250, "", "new.example", SourceDNS},
+		{"", "", "192.0.2.1", 200, "", "new.example", SourceDNS},
+		{"", "", "192.0.2.1", 50, "", "192.0.2.1", SourceIP}, // answers after the connection do not count
+		{"", "", "192.0.2.9", 150, "", "mapped.example", SourceDNS},
+		{"", "", "2001:db8::1", 150, "", "2001:db8::1", SourceIP},
+		{"", "", "10.0.0.53", 150, "dns", "10.0.0.53", SourceIP},
+		{"", "", "10.0.0.53", 150, "ntp", "10.0.0.53", SourceIP}, // any service to a resolver
+		{"", "", "10.0.0.53", 150, "", "10.0.0.53", SourceIP},
+		{"", "dns.lab", "10.0.0.53", 150, "http", "dns.lab", SourceHTTPHost},     // Host still wins
+		{"resolver.lab", "", "10.0.0.53", 150, "dns", "resolver.lab", SourceSNI}, // DoT/DoQ SNI still wins
+		{"", "", "10.0.0.67", 150, "dhcp", "10.0.0.67", SourceIP},
+		{"", "", "10.0.0.67", 150, "dns", "10.0.0.67", SourceIP},
+		{"", "", "10.0.0.67", 150, "ntp", "dhcp.example", SourceDNS}, // not a resolver: DNS answers count
 	}
 	for _, c := range cases {
-		name, src := s.Name(c.sni, c.host, netip.MustParseAddr(c.addr), c.ts)
+		name, src := s.Name(c.sni, c.host, netip.MustParseAddr(c.addr), c.ts, c.service)
 		if name != c.name || src != c.src {
-			t.Errorf("Name(%q, %q, %s, %d) = %s (%s), want %s (%s)", c.sni, c.host, c.addr, c.ts, name, src, c.name, c.src)
+			t.Errorf("Name(%q, %q, %s, %d, %q) = %s (%s), want %s (%s)", c.sni, c.host, c.addr, c.ts, c.service, name, src, c.name, c.src)
 		}
 	}
 }
@@ -43,6 +59,56 @@ func TestIsFirstParty(t *testing.T) {
 	} {
 		if got := IsFirstParty(name, list); got != want {
 			t.Errorf("IsFirstParty(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestLookupOrder checks Lookup against a linear scan over answers added in
+// random time order, many sharing one address and some sharing a time (the
+// later added wins).
+func TestLookupOrder(t *testing.T) {
+	type ans struct {
+		ts   int64
+		name string
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	s := NewStore()
+	a := netip.MustParseAddr("198.51.100.7")
+	var all []ans
+	for i := 0; i < 2000; i++ {
+		x := ans{int64(rng.IntN(500)), fmt.Sprintf("n%d.example", i)}
+		all = append(all, x)
+		s.Add(a, x.ts, x.name)
+	}
+	for ts := int64(-1); ts <= 501; ts++ {
+		want, wantOK := "", false
+		var best int64 = -1
+		for _, x := range all { // later additions win ties
+			if x.ts <= ts && x.ts >= best {
+				best, want, wantOK = x.ts, x.name, true
+			}
+		}
+		got, ok := s.Lookup(a, ts)
+		if got != want || ok != wantOK {
+			t.Fatalf("Lookup(%d) = %q %v, want %q %v", ts, got, ok, want, wantOK)
+		}
+	}
+}
+
+// BenchmarkLookupManyNames: thousands of names resolving to one address (a
+// lab resolver answering every name with the same address) used to make each
+// Lookup a linear scan.
+func BenchmarkLookupManyNames(b *testing.B) {
+	s := NewStore()
+	a := netip.MustParseAddr("198.51.100.7")
+	const n = 50000
+	for i := 0; i < n; i++ {
+		s.Add(a, int64(i)*1000, fmt.Sprintf("n%d.example", i))
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, ok := s.Lookup(a, int64(i%n)*1000+1); !ok {
+			b.Fatal("no name")
 		}
 	}
 }

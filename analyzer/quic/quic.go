@@ -180,6 +180,23 @@ func parseLongHeader(b []byte) (longHeader, error) {
 // The frames' Data point into buffers owned by the result, never into datagram,
 // which is not modified.
 func ParseInitials(datagram []byte) ([]Initial, error) {
+	return parseInitials(datagram, nil)
+}
+
+// ParseInitialsWithDCID is ParseInitials with the keys derived from odcid,
+// the destination connection ID of the client's first Initial. After the
+// server's first Initial the client addresses the server's chosen connection
+// ID, but the Initial keys stay derived from the original one (RFC 9001 5.2),
+// so later client Initials only decrypt this way. An empty odcid behaves like
+// ParseInitials.
+func ParseInitialsWithDCID(datagram, odcid []byte) ([]Initial, error) {
+	if len(odcid) == 0 {
+		odcid = nil
+	}
+	return parseInitials(datagram, odcid)
+}
+
+func parseInitials(datagram, odcid []byte) ([]Initial, error) {
 	var (
 		out      []Initial
 		firstErr error
@@ -235,12 +252,16 @@ func ParseInitials(datagram []byte) ([]Initial, error) {
 		if !isInitial {
 			continue
 		}
-		if !haveKeys || keysVer != h.version || string(keysFor) != string(h.dcid) {
-			keys, err = deriveClientKeys(p, h.dcid)
+		keyID := h.dcid
+		if odcid != nil {
+			keyID = odcid
+		}
+		if !haveKeys || keysVer != h.version || string(keysFor) != string(keyID) {
+			keys, err = deriveClientKeys(p, keyID)
 			if err != nil {
 				return nil, err
 			}
-			keysFor, keysVer, haveKeys = h.dcid, h.version, true
+			keysFor, keysVer, haveKeys = keyID, h.version, true
 		}
 		in, err := openInitial(pkt, h, keys)
 		if err != nil {

@@ -99,6 +99,7 @@ type Writer struct {
 	json bool
 	cols []Column
 	buf  bytes.Buffer
+	num  []byte // scratch for numbers: no allocation per field
 }
 
 // New starts a log at path (Zeek's #path, e.g. "conn") with the given columns.
@@ -142,9 +143,11 @@ func (lw *Writer) Row(vals []Value) error {
 				lw.w.WriteString(escape(v.s, false))
 			}
 		case kCount, kInt:
-			lw.w.WriteString(strconv.FormatInt(v.n, 10))
+			lw.num = strconv.AppendInt(lw.num[:0], v.n, 10)
+			lw.w.Write(lw.num)
 		case kDouble:
-			lw.w.WriteString(fixed6(v))
+			lw.num = appendFixed6(lw.num[:0], v)
+			lw.w.Write(lw.num)
 		case kBool:
 			if v.b {
 				lw.w.WriteByte('T')
@@ -178,7 +181,9 @@ func (lw *Writer) Row(vals []Value) error {
 
 // fixed6 prints seconds with 6 decimals; times use their integer nanoseconds so
 // large epochs do not lose digits to float rounding.
-func fixed6(v Value) string {
+func fixed6(v Value) string { return string(appendFixed6(nil, v)) }
+
+func appendFixed6(b []byte, v Value) []byte {
 	if v.b && v.k == kDouble { // a Time
 		ns := v.n
 		sec, frac := ns/1e9, ns%1e9
@@ -186,9 +191,13 @@ func fixed6(v Value) string {
 			sec--
 			frac += 1e9
 		}
-		return fmt.Sprintf("%d.%06d", sec, frac/1000)
+		b = strconv.AppendInt(b, sec, 10)
+		us := frac / 1000
+		b = append(b, '.', byte('0'+us/100000), byte('0'+us/10000%10), byte('0'+us/1000%10),
+			byte('0'+us/100%10), byte('0'+us/10%10), byte('0'+us%10))
+		return b
 	}
-	return strconv.FormatFloat(v.f, 'f', 6, 64)
+	return strconv.AppendFloat(b, v.f, 'f', 6, 64)
 }
 
 func (lw *Writer) jsonRow(vals []Value) error {

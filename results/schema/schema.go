@@ -160,7 +160,13 @@ type Host struct {
 // is attributed to its responder's name, with this precedence: TLS SNI (also
 // from QUIC), then HTTP Host, then the name whose DNS answer (A/AAAA, CNAME
 // chains followed back to the query name) most recently before the connection
-// mapped the responder address, else the bare responder IP.
+// mapped the responder address, else the bare responder IP. The DNS-answer
+// step is skipped for infrastructure connections, which keep their address
+// unless SNI or Host names them: connections with service "dns" or "dhcp", and
+// connections to an address seen answering DNS queries on port 53 anywhere in
+// the capture (a resolver; e.g. NTP to the lab resolver). Clients reach these
+// through configuration, not a lookup, so a DNS answer that contained the
+// resolver's address does not name them.
 type Destination struct {
 	// Name is the attributed name (lower case) or the bare IP.
 	Name string `json:"name"`
