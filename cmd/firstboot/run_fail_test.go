@@ -88,9 +88,16 @@ func checkKept(t *testing.T, dir, reason string) {
 	}
 }
 
-// labGone checks that a run that started the lab left nothing of it behind.
-func (e *e2eEnv) labGone(t *testing.T) {
+// labGone checks that a run that started the lab left nothing of it behind:
+// no daemons, and no QEMU process of the run's machine.
+func (e *e2eEnv) labGone(t *testing.T, dir string) {
 	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte("guest=firstboot-"+filepath.Base(dir))) {
+			t.Errorf("the run's QEMU is still running (%s)", p)
+		}
+	}
 	out, code := e.run(t, "", "lab", "status")
 	if code == 0 || !strings.Contains(out, "down") {
 		t.Errorf("the lab is still up after the run:\n%s", out)
@@ -111,7 +118,7 @@ func TestRunInterrupted(t *testing.T) {
 				t.Errorf("exit %d, want %d\n%s", code, exitInterrupted, out)
 			}
 			checkKept(t, dir, "interrupted")
-			e.labGone(t)
+			e.labGone(t, dir)
 		})
 	}
 }
@@ -138,7 +145,8 @@ func TestRunRecoversFromCrash(t *testing.T) {
 		t.Fatalf("run directories: %v", dirs)
 	}
 	checkRunDir(t, dirs[0])
-	e.labGone(t)
+	e.labGone(t, dirs[0])
+	e.labGone(t, dir) // the crashed run's machine was found and removed
 }
 
 // TestRunLibvirtdDies: libvirtd killed mid-run; the run ends incomplete with

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/firstboot/firstboot/internal/browsertest"
 	"github.com/firstboot/firstboot/results/manifest"
 	"github.com/firstboot/firstboot/results/schema"
 )
@@ -91,37 +92,141 @@ func TestRunTestGuest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runs := t.TempDir()
+	// A variant of the scenario, as a "different release" would be: its
+	// browse step reaches another site.
+	data, err := os.ReadFile(scenario)
+	if err != nil {
+		t.Fatal(err)
+	}
+	variant := filepath.Join(t.TempDir(), "testguest-variant.yaml")
+	vtext := strings.ReplaceAll(string(data), "name: testguest\n", "name: testguest-variant\n")
+	vtext = strings.ReplaceAll(vtext, "https news.example.com", "https shop.example.net")
+	vtext = strings.ReplaceAll(vtext, `present: ["news.example.com"]`, `present: ["shop.example.net"]`)
+	if err := os.WriteFile(variant, []byte(vtext), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	runs, vruns := t.TempDir(), t.TempDir()
 	var wg sync.WaitGroup
-	outs := make([]string, 2)
-	codes := make([]int, 2)
-	for i := range outs {
+	type result struct {
+		out  string
+		code int
+	}
+	results := make([]result, 3)
+	for i, args := range [][]string{{scenario, runs}, {scenario, runs}, {variant, vruns}} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			outs[i], codes[i] = e.run(t, "", "run", scenario, "--runs-dir", runs)
+			results[i].out, results[i].code = e.run(t, "", "run", args[0], "--runs-dir", args[1])
 		}()
 	}
 	wg.Wait()
-	for i := range outs {
-		if codes[i] != 0 {
-			t.Errorf("run %d: exit %d\n%s", i, codes[i], outs[i])
+	for i, r := range results {
+		if r.code != 0 {
+			t.Errorf("run %d: exit %d\n%s", i, r.code, r.out)
 		}
 	}
 	dirs, _ := filepath.Glob(filepath.Join(runs, "*-testguest-*"))
-	if len(dirs) != 2 {
-		t.Fatalf("want 2 run directories, found %v", dirs)
+	vdirs, _ := filepath.Glob(filepath.Join(vruns, "*-testguest-variant-*"))
+	if len(dirs) != 2 || len(vdirs) != 1 {
+		t.Fatalf("want 2 + 1 run directories, found %v and %v", dirs, vdirs)
 	}
 	macs := map[string]bool{}
-	for _, dir := range dirs {
+	for _, dir := range append(dirs, vdirs...) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			m := checkRunDir(t, dir)
 			macs[m.Machine.MAC] = true
 		})
 	}
-	if len(macs) != 2 {
-		t.Errorf("the two runs did not get two machines: %v", macs)
+	if len(macs) != 3 {
+		t.Errorf("the three runs did not get three machines: %v", macs)
 	}
+	if t.Failed() {
+		return
+	}
+	t.Run("results", func(t *testing.T) { checkResults(t, e, dirs, vdirs[0]) })
+}
+
+// checkResults is the results acceptance on real runs: the report renders in
+// a real browser, a dataset verifies, re-analysis gives the same bytes, a diff
+// of two runs of one scenario finds no change beyond its thresholds while a
+// diff with the variant lists the difference, and publishing to a failing
+// server completes with every file intact and none sent twice.
+func checkResults(t *testing.T, e *e2eEnv, dirs []string, variant string) {
+	t.Run("report renders", func(t *testing.T) {
+		dom := string(browsertest.Run(t, "--dump-dom", "file://"+filepath.Join(dirs[0], "report.html")))
+		for _, step := range []string{"first-boot", "browse", "update", "shutdown"} {
+			if !strings.Contains(dom, `data-step="`+step+`"`) || !strings.Contains(dom, "<h2>Step: "+step+"</h2>") {
+				t.Errorf("the rendered report lacks step %s (band and section)", step)
+			}
+		}
+		if !strings.Contains(dom, `id="timeline-svg"`) {
+			t.Error("the rendered report has no timeline")
+		}
+	})
+	t.Run("re-analysis is byte-identical", func(t *testing.T) {
+		out := t.TempDir()
+		if o, code := e.run(t, "", "analyze", dirs[0], "--out", out, "--format", "none"); code != 0 {
+			t.Fatalf("analyze: exit %d\n%s", code, o)
+		}
+		for _, f := range []string{"analysis.json", "conn.log", "dns.log", "ssl.log", "http.log"} {
+			a, _ := os.ReadFile(filepath.Join(dirs[0], f))
+			b, _ := os.ReadFile(filepath.Join(out, f))
+			if len(a) == 0 || !bytes.Equal(a, b) {
+				t.Errorf("%s differs after re-analysis (%d vs %d bytes)", f, len(a), len(b))
+			}
+		}
+	})
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	t.Run("dataset builds and verifies", func(t *testing.T) {
+		args := append([]string{"dataset", "build"}, dirs...)
+		args = append(args, "--out", bundle, "--creator", "firstboot CI", "--publisher", "firstboot", "--title", "test guest first boot")
+		if o, code := e.run(t, "", args...); code != 0 {
+			t.Fatalf("dataset build: exit %d\n%s", code, o)
+		}
+		if o, code := e.run(t, "", "dataset", "verify", bundle); code != 0 {
+			t.Fatalf("dataset verify: exit %d\n%s", code, o)
+		}
+		steps, _ := filepath.Glob(filepath.Join(bundle, "runs", "*", "steps", "*.pcapng"))
+		if len(steps) < 2*4 {
+			t.Errorf("want a pcapng per step of each run, found %v", steps)
+		}
+	})
+	failOn := "new-destination,gone-destination,new-third-party,new-plain-http,protocol-change,fingerprint-change"
+	t.Run("diff of the same scenario", func(t *testing.T) {
+		o, code := e.run(t, "", "diff", dirs[0], dirs[1], "--fail-on", failOn, "--threshold-bytes", "50000", "--threshold-conns", "3")
+		if code != 0 {
+			t.Errorf("two runs of one scenario differ beyond the thresholds: exit %d\n%s", code, o)
+		}
+	})
+	t.Run("diff of a different scenario", func(t *testing.T) {
+		o, code := e.run(t, "", "diff", dirs[0], variant, "--fail-on", failOn)
+		if code != exitExpectation {
+			t.Errorf("diff with the variant: exit %d, want %d\n%s", code, exitExpectation, o)
+		}
+		if !strings.Contains(o, "shop.example.net") || !strings.Contains(o, "news.example.com") {
+			t.Errorf("the diff does not list the new and the gone destination:\n%s", o)
+		}
+	})
+	t.Run("publish survives a failing server", func(t *testing.T) {
+		if _, err := os.Stat(filepath.Join(bundle, "MANIFEST")); err != nil {
+			t.Skip("no bundle (the dataset subtest failed)")
+		}
+		srv := newFlakyStore()
+		defer srv.Close()
+		if o, code := e.run(t, "", "publish", bundle, "--to", srv.URL+"/upload"); code != 0 {
+			t.Fatalf("publish: exit %d\n%s", code, o)
+		}
+		srv.check(t, bundle, "/upload/")
+		// A second publish finds everything there and sends nothing.
+		before := srv.puts()
+		if o, code := e.run(t, "", "publish", bundle, "--to", srv.URL+"/upload"); code != 0 {
+			t.Fatalf("second publish: exit %d\n%s", code, o)
+		}
+		if after := srv.puts(); after != before {
+			t.Errorf("the second publish sent %d files again", after-before)
+		}
+	})
 }
 
 func checkRunDir(t *testing.T, dir string) *manifest.Manifest {
@@ -158,10 +263,10 @@ func checkRunDir(t *testing.T, dir string) *manifest.Manifest {
 	for filter, what := range map[string]string{
 		"dhcp.option.dhcp == 3 && dhcp.option.vendor_class_id == \"firstboot-testguest/1\"": "DHCP REQUEST with vendor class",
 		"dns.flags.response == 0 && dns.qry.name == \"time.firstboot.test\"":                "DNS query",
-		"ntp.flags.mode == 3":                                          "NTP client request",
-		"http.request.uri == \"/generate_204\"":                        "HTTP connectivity check",
-		"tls.handshake.extensions_server_name == \"news.example.com\"": "TLS ClientHello with SNI (browse step)",
-		"http.host == \"updates.firstboot.test\"":                      "HTTP request (update step)",
+		"ntp.flags.mode == 3":                                               "NTP client request",
+		"http.request.uri == \"/generate_204\"":                             "HTTP connectivity check",
+		"tls.handshake.extensions_server_name == \"" + browseSite(m) + "\"": "TLS ClientHello with SNI (browse step)",
+		"http.host == \"updates.firstboot.test\"":                           "HTTP request (update step)",
 	} {
 		if lines := tshark("-Y", filter, "-T", "fields", "-e", "frame.number"); lines[0] == "" {
 			t.Errorf("capture has no %s (filter %s)", what, filter)
@@ -199,7 +304,7 @@ func checkRunDir(t *testing.T, dir string) *manifest.Manifest {
 	for _, c := range []struct{ step, name string }{
 		{"first-boot", "connectivity.firstboot.test"},
 		{"first-boot", "updates.firstboot.test"},
-		{"browse", "news.example.com"},
+		{"browse", browseSite(m)},
 		{"update", "updates.firstboot.test"},
 	} {
 		if !has(c.step, c.name) {
@@ -208,8 +313,16 @@ func checkRunDir(t *testing.T, dir string) *manifest.Manifest {
 			t.Errorf("step %s lacks destination %s; has %v", c.step, c.name, names)
 		}
 	}
-	if has("first-boot", "news.example.com") || has("update", "news.example.com") {
-		t.Errorf("news.example.com leaked out of the browse step")
+	if has("first-boot", browseSite(m)) || has("update", browseSite(m)) {
+		t.Errorf("%s leaked out of the browse step", browseSite(m))
 	}
 	return m
+}
+
+// browseSite is the site the run's browse step visits.
+func browseSite(m *manifest.Manifest) string {
+	if m.Scenario.Name == "testguest-variant" {
+		return "shop.example.net"
+	}
+	return "news.example.com"
 }

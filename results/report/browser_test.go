@@ -1,65 +1,21 @@
 package report
 
 import (
-	"bytes"
-	"context"
-	"github.com/firstboot/firstboot/internal/testenv"
 	"image/color"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/firstboot/firstboot/internal/browsertest"
 	"github.com/firstboot/firstboot/results/schema"
 )
 
-// chromium runs headless Chromium on a file:// URL inside a fresh network
-// namespace with no interfaces but a downed loopback, so the page cannot
-// reach anything even if it tried (and the test proves it does not need to).
-func chromium(t *testing.T, args ...string) []byte {
-	t.Helper()
-	bin := ""
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			bin = p
-			break
-		}
-	}
-	if bin == "" {
-		testenv.Missing(t, "chromium is not installed (Debian: apt-get install chromium); the browser test needs it")
-	}
-	unshare := []string{"unshare", "-n"}
-	if os.Geteuid() != 0 {
-		unshare = []string{"unshare", "-rn"}
-	}
-	if err := exec.Command(unshare[0], append(unshare[1:], "true")...).Run(); err != nil {
-		testenv.Missing(t, "cannot make a network namespace for the browser (%v): refusing to run it with network access", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	base := []string{bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--no-first-run", "--user-data-dir=" + t.TempDir(),
-		"--hide-scrollbars"}
-	cmd := exec.CommandContext(ctx, unshare[0], append(append(unshare[1:], base...), args...)...)
-	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("chromium %s: %v\n%s", strings.Join(args, " "), err, tail(stderr.String(), 2000))
-	}
-	return stdout.Bytes()
-}
+func chromium(t *testing.T, args ...string) []byte { return browsertest.Run(t, args...) }
 
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
+func tail(s string, n int) string { return browsertest.Tail(s, n) }
 
 // TestBrowserRendersReport opens report.html in a real browser: the DOM must
 // hold the steps, the SVG timeline with one band per step and no script; the
