@@ -99,6 +99,9 @@ type MachineSpec struct {
 	ConsoleLog string
 	// RunDir holds the overlay and default console log; required.
 	RunDir string
+	// Description goes into the domain XML (firstboot sets it to the owning
+	// process, so leftovers of a crashed run can be told apart).
+	Description string
 }
 
 // Versions are the hypervisor's versions, for the manifest.

@@ -24,6 +24,7 @@ import (
 	"github.com/firstboot/firstboot/lab/guest"
 	"github.com/firstboot/firstboot/lab/libvirt"
 	"github.com/firstboot/firstboot/lab/netns"
+	"github.com/firstboot/firstboot/lab/osimage"
 	"github.com/firstboot/firstboot/lab/simnet"
 	"github.com/firstboot/firstboot/results/manifest"
 )
@@ -190,13 +191,13 @@ func (r *runner) resolveImage(ctx context.Context) error {
 		files = []string{g.Kernel, g.Initrd}
 		r.m.Image.Name = "testguest"
 	case img.Builtin != "":
-		p := filepath.Join(r.cfg.ImageCache, img.Builtin, "disk.qcow2")
-		spec.Disk = p
-		files = []string{p}
-		r.m.Image.Name = img.Builtin
-		if _, err := os.Stat(p); err != nil {
-			return &ImageError{Path: p, Obtain: "firstboot image build " + img.Builtin, Err: errors.Unwrap(err)}
+		d, err := osimage.Load(r.cfg.ImageCache, img.Builtin)
+		if err != nil {
+			return &ImageError{Path: filepath.Join(r.cfg.ImageCache, img.Builtin), Obtain: "firstboot image build " + img.Builtin, Err: err}
 		}
+		spec = d.MachineSpec(spec)
+		files = []string{spec.Kernel, spec.Initrd, spec.Disk}
+		r.m.Image.Name = img.Builtin
 	case img.Kind == "kernel":
 		spec.Kernel, spec.Initrd, spec.Cmdline = r.s.ResolvePath(img.Kernel), r.s.ResolvePath(img.Initrd), img.Cmdline
 		files = []string{spec.Kernel}
@@ -214,8 +215,11 @@ func (r *runner) resolveImage(ctx context.Context) error {
 		files = append(files, r.s.ResolvePath(m.Path))
 	}
 	r.m.Image.Kind = img.Kind
-	if img.Builtin == "testguest" {
+	switch {
+	case img.Builtin == "testguest":
 		r.m.Image.Kind = "kernel"
+	case img.Builtin != "":
+		r.m.Image.Kind = "kernel+disk"
 	}
 	for i, f := range files {
 		obtain := img.Obtain

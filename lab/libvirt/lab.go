@@ -18,6 +18,7 @@ import (
 	golibvirt "github.com/digitalocean/go-libvirt"
 	"github.com/digitalocean/go-libvirt/socket/dialers"
 	"golang.org/x/sys/unix"
+	"libvirt.org/go/libvirtxml"
 
 	"github.com/firstboot/firstboot/lab"
 	"github.com/firstboot/firstboot/lab/netns"
@@ -637,9 +638,17 @@ func (l *Lab) othersRunning(ctx context.Context) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, d := range doms {
-		if strings.HasPrefix(d.Name, Prefix) && !l.owned[d.Name] {
-			others = append(others, d.Name)
+		if !strings.HasPrefix(d.Name, Prefix) || l.owned[d.Name] {
+			continue
 		}
+		// A machine whose firstboot died is a leftover, not another's.
+		if x, err := l.conn.DomainGetXMLDesc(d, 0); err == nil {
+			var dx libvirtxml.Domain
+			if dx.Unmarshal(x) == nil && !ownerAlive(dx.Description) {
+				continue
+			}
+		}
+		others = append(others, d.Name)
 	}
 	return others
 }

@@ -108,8 +108,8 @@ func normalize(spec lab.MachineSpec) (lab.MachineSpec, error) {
 			sources++
 		}
 	}
-	if sources == 0 || (spec.Kernel != "" && sources > 1) {
-		return spec, fmt.Errorf("machine %s: want a Kernel, a Disk or an ISO (an ISO may come with a Disk)", spec.Name)
+	if sources == 0 || (spec.Kernel != "" && spec.ISO != "") {
+		return spec, fmt.Errorf("machine %s: want a Kernel (optionally with a Disk), a Disk, or an ISO (optionally with a Disk)", spec.Name)
 	}
 	for _, f := range []string{spec.Kernel, spec.Initrd, spec.Disk, spec.ISO} {
 		if f == "" {
@@ -143,10 +143,11 @@ func DomainXML(spec lab.MachineSpec, network, accel, overlay string) (string, er
 	}
 	port0 := uint(0)
 	d := libvirtxml.Domain{
-		Type:   typ,
-		Name:   spec.Name,
-		Memory: &libvirtxml.DomainMemory{Value: uint(spec.MemoryMiB), Unit: "MiB"},
-		VCPU:   &libvirtxml.DomainVCPU{Value: uint(spec.CPUs)},
+		Type:        typ,
+		Name:        spec.Name,
+		Description: spec.Description,
+		Memory:      &libvirtxml.DomainMemory{Value: uint(spec.MemoryMiB), Unit: "MiB"},
+		VCPU:        &libvirtxml.DomainVCPU{Value: uint(spec.CPUs)},
 		OS: &libvirtxml.DomainOS{
 			Type:    &libvirtxml.DomainOSType{Arch: "x86_64", Machine: machine, Type: "hvm"},
 			Kernel:  spec.Kernel,
@@ -243,6 +244,9 @@ func (l *Lab) DefineMachine(ctx context.Context, spec lab.MachineSpec, network *
 	if err != nil {
 		return nil, err
 	}
+	// The owner's pid in the domain lets a later firstboot tell a machine of a
+	// live run (leave it) from one a crashed run left behind (remove it).
+	spec.Description = fmt.Sprintf("%s%d", ownerTag, os.Getpid())
 	mac, _ := net.ParseMAC(spec.MAC)
 	m := &Machine{lab: l, net: network, name: spec.Name, mac: mac, accel: accel, consoleLog: spec.ConsoleLog, stopped: make(chan struct{})}
 	defer func() {
@@ -367,6 +371,26 @@ func (m *Machine) Destroy(ctx context.Context) error {
 		m.destroyErr = errors.Join(errs...)
 	})
 	return m.destroyErr
+}
+
+// ownerTag starts a domain description that names its firstboot process.
+const ownerTag = "firstboot owner pid "
+
+// ownerAlive reports whether the firstboot process named in a domain
+// description still runs; a description without an owner counts as alive.
+func ownerAlive(description string) bool {
+	rest, ok := strings.CutPrefix(description, ownerTag)
+	if !ok {
+		return true
+	}
+	pid, err := strconv.Atoi(strings.Fields(rest + " ")[0])
+	if err != nil || pid <= 0 {
+		return true
+	}
+	if pid == os.Getpid() {
+		return true
+	}
+	return !State{OwnerPID: pid}.ownerGone()
 }
 
 // killQEMU kills a domain's QEMU process by the pid file libvirt keeps for it.
