@@ -51,19 +51,29 @@ func AnalyzeFile(ctx context.Context, path string, opts Options) (*schema.Analys
 	return Analyze(ctx, r, filepath.Base(path), opts)
 }
 
-// Analyze analyses the packets of an open capture; name is the file name reported in Input.
+// Analyze analyses the packets of an open capture; name is the file name
+// reported in Input. The result holds every record in memory: for large
+// captures, AnalyzeFileTo writes them out as it goes instead.
 func Analyze(ctx context.Context, r *capfile.Reader, name string, opts Options) (*schema.Analysis, error) {
-	if r.Format() == "pcap" {
-		if lt := r.LinkTypes()[0]; !decode.Supported(lt) {
-			return nil, &capfile.Error{File: r.Name(), Offset: 20, Gzip: r.Gzip(),
-				Msg: fmt.Sprintf("unsupported link type %d (%s); supported: Ethernet, 802.1Q, Linux SLL/SLL2, raw IP, NULL/LOOP, PPP, NFLOG", lt, decode.LinkName(lt))}
-		}
+	var m memSink
+	a, err := run(ctx, r, name, opts, &m)
+	if err != nil {
+		return nil, err
+	}
+	m.fill(a)
+	return a, nil
+}
+
+// run runs the engine over r, handing finished records to out.
+func run(ctx context.Context, r *capfile.Reader, name string, opts Options, out recordSink) (*schema.Analysis, error) {
+	if err := checkLinkType(r); err != nil {
+		return nil, err
 	}
 	steps, err := newStepper(opts.Steps)
 	if err != nil {
 		return nil, err
 	}
-	e := newEngine(opts, steps)
+	e := newEngine(opts, steps, out)
 	var p capfile.Packet
 	for n := 0; ; n++ {
 		if n&0xffff == 0 {
@@ -95,4 +105,15 @@ func Analyze(ctx context.Context, r *capfile.Reader, name string, opts Options) 
 		}
 	}
 	return a, nil
+}
+
+// checkLinkType refuses a classic pcap whose only link type is unsupported.
+func checkLinkType(r *capfile.Reader) error {
+	if r.Format() == "pcap" {
+		if lt := r.LinkTypes()[0]; !decode.Supported(lt) {
+			return &capfile.Error{File: r.Name(), Offset: 20, Gzip: r.Gzip(),
+				Msg: fmt.Sprintf("unsupported link type %d (%s); supported: Ethernet, 802.1Q, Linux SLL/SLL2, raw IP, NULL/LOOP, PPP, NFLOG", lt, decode.LinkName(lt))}
+		}
+	}
+	return nil
 }

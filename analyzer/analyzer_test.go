@@ -208,6 +208,38 @@ func TestDNSAttribution(t *testing.T) {
 	}
 }
 
+// TestResolverRuleAtFlush: a connection is named when its flow ends, so the
+// resolver rule (schema.Destination) counts only DNS answers its responder
+// sent before that: a connection that timed out before the address answered
+// DNS keeps the DNS name, a later one to the same address keeps the address.
+func TestResolverRuleAtFlush(t *testing.T) {
+	t0 := time.Unix(1800000000, 0).UTC()
+	var pkts []capPkt
+	add := func(at time.Duration, p ipPkt) {
+		pkts = append(pkts, capPkt{ts: t0.Add(at), data: ether(macGuest, macRouter, buildIP(t, p))})
+	}
+	add(0, ipPkt{src: ipRouter, dst: ipGuest, proto: "udp", sport: 53, dport: 40000, payload: dnsMsg(t, 1, "svc.example", true, aRecord("svc.example", ipWeb, 60))})
+	add(10*time.Millisecond, ipPkt{src: ipGuest, dst: ipWeb, sport: 50000, dport: 8443, flags: "S", seq: 1})
+	// Past the TCP timeout any packet ends the first connection (timeouts
+	// are checked as packet time passes). Then ipWeb answers DNS.
+	add(350*time.Second, ipPkt{src: ipGuest, dst: ipRouter, proto: "udp", sport: 40002, dport: 123, payload: ntpMsg(3, 0, t0)})
+	add(400*time.Second, ipPkt{src: ipWeb, dst: ipGuest, proto: "udp", sport: 53, dport: 40001, payload: dnsMsg(t, 2, "other.example", true, aRecord("other.example", ipRouter, 60))})
+	add(401*time.Second, ipPkt{src: ipGuest, dst: ipWeb, sport: 50001, dport: 8443, flags: "S", seq: 1})
+	p := tempFile(t, "r.pcap")
+	writePcap(t, p, layers.LinkTypeEthernet, pkts)
+	a := analyze(t, p, Options{})
+	got := map[uint16]string{}
+	for _, c := range a.Conns {
+		got[c.OrigP] = c.Name + "/" + c.NameSource
+	}
+	want := map[uint16]string{50000: "svc.example/dns", 50001: ipWeb.String() + "/ip"}
+	for port, w := range want {
+		if got[port] != w {
+			t.Errorf("conn from port %d named %q, want %q", port, got[port], w)
+		}
+	}
+}
+
 // TestLinkTypes analyses the same packets under every supported link layer
 // and file format; the connections must come out the same.
 func TestLinkTypes(t *testing.T) {
@@ -642,34 +674,59 @@ func TestSteps(t *testing.T) {
 	}
 }
 
-// TestDeterminism: the same input gives the same bytes in every output.
+// TestDeterminism: the same input gives the same bytes in every output, run
+// after run, whether the records are held in memory (AnalyzeFile and
+// WriteOutputs) or streamed out as flows end (AnalyzeFileTo). The capture has
+// flows that time out mid-capture, in several sweeps, so record order follows
+// flush order rather than a final sort.
 func TestDeterminism(t *testing.T) {
 	p := tempFile(t, "c.pcap")
-	writePcap(t, p, layers.LinkTypeEthernet, append(conversation(t), benchPackets(t, 300)...))
-	var outs [2]map[string][]byte
-	for i := range outs {
-		a := analyze(t, p, Options{FirstParty: []string{"example.com"}})
-		for _, lf := range []string{LogsTSV, LogsJSON} {
+	pkts := append(conversation(t), benchPackets(t, 300)...)
+	// Two later batches, minutes apart: earlier flows are swept by timeout.
+	for i, off := range []time.Duration{10 * time.Minute, 25 * time.Minute} {
+		pkts = append(pkts, benchPacketsSegs(t, 1000*(i+1), 200, 3, time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC).Add(off))...)
+	}
+	writePcap(t, p, layers.LinkTypeEthernet, pkts)
+	opts := Options{FirstParty: []string{"example.com"}}
+	read := func(dir string) map[string][]byte {
+		files, _ := filepath.Glob(filepath.Join(dir, "*"))
+		out := map[string][]byte{}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[filepath.Base(f)] = b
+		}
+		if len(out) != 8 {
+			t.Errorf("%d output files %v, want 8 (and no spill directory left)", len(out), files)
+		}
+		return out
+	}
+	for _, lf := range []string{LogsTSV, LogsJSON} {
+		var outs []map[string][]byte
+		for range 2 {
+			a := analyze(t, p, opts)
 			dir := t.TempDir()
 			if err := WriteOutputs(dir, a, lf); err != nil {
 				t.Fatal(err)
 			}
-			files, _ := filepath.Glob(filepath.Join(dir, "*"))
-			if outs[i] == nil {
-				outs[i] = map[string][]byte{}
+			outs = append(outs, read(dir))
+			dir = t.TempDir()
+			if _, err := AnalyzeFileTo(context.Background(), p, opts, dir, lf); err != nil {
+				t.Fatal(err)
 			}
-			for _, f := range files {
-				b, _ := os.ReadFile(f)
-				outs[i][lf+"/"+filepath.Base(f)] = b
-			}
+			outs = append(outs, read(dir))
 		}
-	}
-	if len(outs[0]) != 16 {
-		t.Errorf("%d output files, want 2×8", len(outs[0]))
-	}
-	for k, v := range outs[0] {
-		if !bytes.Equal(v, outs[1][k]) {
-			t.Errorf("%s differs between runs", k)
+		if n := bytes.Count(outs[0]["conn.log"], []byte("\n")); n < 700 {
+			t.Errorf("conn.log has %d lines: the capture is too small to test anything", n)
+		}
+		for i := 1; i < len(outs); i++ {
+			for k, v := range outs[0] {
+				if !bytes.Equal(v, outs[i][k]) {
+					t.Errorf("%s/%s differs between run 0 and run %d (odd runs stream)", lf, k, i)
+				}
+			}
 		}
 	}
 }
@@ -718,5 +775,24 @@ func TestProtocolsMisc(t *testing.T) {
 	}
 	if n := a.Summary.Warnings.UnknownLinkTypes["LINKTYPE_147"]; n != 1 || a.Summary.Packets != 3 {
 		t.Errorf("unknown link type packets %d, packets %d", n, a.Summary.Packets)
+	}
+}
+
+// TestAnalyzeFileToFailure: a failed streaming analysis leaves neither spill
+// files nor half-written outputs behind.
+func TestAnalyzeFileToFailure(t *testing.T) {
+	p := tempFile(t, "c.pcap")
+	writePcap(t, p, layers.LinkTypeEthernet, conversation(t))
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := AnalyzeFileTo(ctx, p, Options{}, dir, LogsTSV); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled analysis: err %v, want context.Canceled", err)
+	}
+	if _, err := AnalyzeFileTo(context.Background(), p, Options{}, dir, "xml"); err == nil {
+		t.Error("log format xml accepted")
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("left behind in the output directory: %v", left)
 	}
 }

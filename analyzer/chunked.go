@@ -36,3 +36,29 @@ func (c *chunked[T]) slice() []T {
 	*c = chunked[T]{}
 	return out
 }
+
+// slab stores records by index, reusing the slots of released records, so
+// its size follows the records alive at once, not all records ever added.
+type slab[T any] struct {
+	c    chunked[T]
+	free []int
+}
+
+func (s *slab[T]) add(v T) int {
+	if n := len(s.free); n > 0 {
+		i := s.free[n-1]
+		s.free = s.free[:n-1]
+		*s.c.at(i) = v
+		return i
+	}
+	return s.c.add(v)
+}
+
+func (s *slab[T]) at(i int) *T { return s.c.at(i) }
+
+// release frees slot i (clearing it, so what it pointed to can be collected).
+func (s *slab[T]) release(i int) {
+	var zero T
+	*s.c.at(i) = zero
+	s.free = append(s.free, i)
+}

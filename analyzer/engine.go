@@ -1,9 +1,11 @@
 package analyzer
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"net/netip"
+	"slices"
 
 	"github.com/firstboot/firstboot/analyzer/attribute"
 	"github.com/firstboot/firstboot/analyzer/capfile"
@@ -82,17 +84,19 @@ type engine struct {
 	cnt  []counters
 	warn schema.Warnings
 
-	pending chunked[connRec] // finished flows, unsorted
-	conns   []connMeta       // sorted, after finish
-	dns     chunked[schema.DNS]
-	tls     chunked[schema.TLS]
-	http    chunked[schema.HTTP]
-	ntp     chunked[schema.NTP]
+	// Finished records go to out as soon as they are final, so memory
+	// follows the live flows, not the capture size; what the summary, host
+	// and destinations need from them is aggregated here.
+	out     recordSink
+	dns     slab[schema.DNS] // DNS transactions awaiting their answer
+	agg     []stepAgg        // per step
+	destAll map[string]*destAgg
+	origs   map[origKey]int64 // conns per originator address and MAC
 	dhcp    map[dhcpKey]*dhcpTx
 	fps     map[fpKey]*fpAgg
 }
 
-func newEngine(opts Options, steps *stepper) *engine {
+func newEngine(opts Options, steps *stepper, out recordSink) *engine {
 	sb := opts.StreamBytes
 	if sb <= 0 {
 		sb = 16 << 10
@@ -105,6 +109,10 @@ func newEngine(opts Options, steps *stepper) *engine {
 		defrag:      decode.NewDefragmenter(),
 		attr:        attribute.NewStore(),
 		cnt:         make([]counters, steps.count()),
+		out:         out,
+		agg:         make([]stepAgg, steps.count()),
+		destAll:     map[string]*destAgg{},
+		origs:       map[origKey]int64{},
 		warn: schema.Warnings{
 			UnknownLinkTypes: map[string]int64{},
 			DecodeErrors:     map[string]int64{},
@@ -197,11 +205,29 @@ func (e *engine) maybeSweep() {
 		return
 	}
 	e.nextSweep = e.clock + sweepEvery
+	var done []*flow
+	oldest := e.clock // the earliest start of a live flow
 	for k, f := range e.flows {
 		if e.clock-f.last > f.timeout() {
-			e.finishFlow(f)
+			done = append(done, f)
 			delete(e.flows, k)
+		} else if f.first < oldest {
+			oldest = f.first
 		}
+	}
+	e.finishFlows(done)
+	// Connections are named by the DNS answer before their start: live flows
+	// started at oldest or later, and a new flow starts no earlier than an
+	// hour back (a larger jump resets the clock), so older answers can go.
+	e.attr.Prune(oldest - clockJumpBck)
+}
+
+// finishFlows finishes flows that end together in a fixed order (start time,
+// then uid), not the map's, so records come out in the same order every run.
+func (e *engine) finishFlows(fs []*flow) {
+	slices.SortFunc(fs, func(x, y *flow) int { return cmp.Or(cmp.Compare(x.first, y.first), cmp.Compare(x.uid, y.uid)) })
+	for _, f := range fs {
+		e.finishFlow(f)
 	}
 }
 
@@ -295,7 +321,7 @@ func servicePort(p uint16) bool {
 }
 
 func (e *engine) newFlow(k flowKey, p *decode.Packet, ts int64, fromA bool, si int) *flow {
-	f := &flow{key: k, first: ts, last: ts, step: si, tlsIdx: -1}
+	f := &flow{key: k, first: ts, last: ts, step: si}
 	// Orientation: the sender of the first packet is the originator unless the
 	// packet says otherwise.
 	senderOrig := true

@@ -17,23 +17,46 @@ import (
 	"golang.org/x/net/publicsuffix"
 )
 
-// connMeta points at a sorted output record and adds what the views need.
-type connMeta struct {
-	*schema.Conn
-	end     int64
-	stepIdx int
+// recordSink receives each record once it is final; records it is handed
+// are not touched again, but may be reused by the caller once it returns.
+type recordSink interface {
+	conn(*schema.Conn)
+	dns(*schema.DNS)
+	tls(*schema.TLS)
+	http(*schema.HTTP)
+	ntp(*schema.NTP)
 }
 
-// connRec is a finished flow: its conn.log record plus what attribution needs.
-type connRec struct {
-	schema.Conn
-	resp     netip.Addr
-	start    int64
-	end      int64
-	stepIdx  int
-	sni      string
-	httpHost string
+// memSink keeps every record in memory (Analyze's in-memory result).
+type memSink struct {
+	conns chunked[schema.Conn]
+	dnss  chunked[schema.DNS]
+	tlss  chunked[schema.TLS]
+	https chunked[schema.HTTP]
+	ntps  chunked[schema.NTP]
 }
+
+func (m *memSink) conn(c *schema.Conn) { m.conns.add(*c) }
+func (m *memSink) dns(d *schema.DNS)   { m.dnss.add(*d) }
+func (m *memSink) tls(t *schema.TLS)   { m.tlss.add(*t) }
+func (m *memSink) http(h *schema.HTTP) { m.https.add(*h) }
+func (m *memSink) ntp(n *schema.NTP)   { m.ntps.add(*n) }
+
+// fill moves the records into a.
+func (m *memSink) fill(a *schema.Analysis) {
+	a.Conns, a.DNS, a.TLS, a.HTTP, a.NTP = m.conns.slice(), m.dnss.slice(), m.tlss.slice(), m.https.slice(), m.ntps.slice()
+}
+
+// stepAgg is what a step's summary needs from its finished conns.
+type stepAgg struct {
+	tcp, udp, icmp int64
+	pairs          map[addrPair]struct{} // distinct (orig, resp) addresses
+	dests          map[string]*destAgg
+}
+
+type addrPair struct{ orig, resp string }
+
+type origKey struct{ addr, mac string }
 
 func nsTime(ns int64) time.Time { return time.Unix(0, ns).UTC() }
 
@@ -144,7 +167,9 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// finishFlow turns a flow into its conn record.
+// finishFlow writes a flow's conn record and the records it still holds;
+// they are final now. Attribution uses what the capture told so far: DNS
+// answers before the connection started, resolvers seen up to now.
 func (e *engine) finishFlow(f *flow) {
 	oh, op, rh, rp := e.ids(f)
 	o, r := &f.d[0], &f.d[1]
@@ -155,90 +180,63 @@ func (e *engine) finishFlow(f *flow) {
 		ob, rb = o.hi, r.hi
 	}
 	ra, _ := f.resp()
-	c := connRec{
-		Conn: schema.Conn{
-			TS: nsTime(f.first), UID: f.uid, OrigH: oh, OrigP: op, RespH: rh, RespP: rp,
-			Proto: protoName(f.key.proto), Service: f.service, Duration: float64(f.last-f.first) / 1e9,
-			OrigBytes: ob, RespBytes: rb, ConnState: f.connState(), MissedBytes: o.missed + r.missed,
-			History: e.intern(f.history), OrigPkts: o.pkts, OrigIPBytes: o.ipBytes, RespPkts: r.pkts, RespIPBytes: r.ipBytes,
-			OrigL2Addr: e.macString(o), RespL2Addr: e.macString(r), Step: e.steps.name(f.step),
-		},
-		resp: addrOf(f.key.v, ra), start: f.first, end: f.last, stepIdx: f.step, sni: f.sni, httpHost: f.httpHost,
+	c := schema.Conn{
+		TS: nsTime(f.first), UID: f.uid, OrigH: oh, OrigP: op, RespH: rh, RespP: rp,
+		Proto: protoName(f.key.proto), Service: f.service, Duration: float64(f.last-f.first) / 1e9,
+		OrigBytes: ob, RespBytes: rb, ConnState: f.connState(), MissedBytes: o.missed + r.missed,
+		History: e.intern(f.history), OrigPkts: o.pkts, OrigIPBytes: o.ipBytes, RespPkts: r.pkts, RespIPBytes: r.ipBytes,
+		OrigL2Addr: e.macString(o), RespL2Addr: e.macString(r), Step: e.steps.name(f.step),
 	}
-	e.pending.add(c)
+	c.Name, c.NameSource = e.attr.Name(f.sni, f.httpHost, addrOf(f.key.v, ra), f.first, c.Service)
+	e.aggregate(&c, f)
+	e.out.conn(&c)
+	if f.tls != nil {
+		e.out.tls(f.tls)
+		f.tls = nil
+	}
+	for i := range f.http {
+		e.out.http(&f.http[i])
+	}
+	f.http, f.httpReqs = nil, nil
+	for _, pq := range f.dnsPend {
+		e.emitDNS(pq.idx) // never answered
+	}
+	f.dnsPend = nil
 }
 
-// finish flushes every live flow and builds the analysis.
+// aggregate adds a finished conn to the summaries, host detection and destinations.
+func (e *engine) aggregate(c *schema.Conn, f *flow) {
+	g := &e.agg[f.step]
+	switch f.key.proto {
+	case decode.ProtoTCP:
+		g.tcp++
+	case decode.ProtoUDP:
+		g.udp++
+	default:
+		g.icmp++
+	}
+	if g.pairs == nil {
+		g.pairs, g.dests = map[addrPair]struct{}{}, map[string]*destAgg{}
+	}
+	g.pairs[addrPair{c.OrigH, c.RespH}] = struct{}{}
+	e.origs[origKey{c.OrigH, c.OrigL2Addr}]++
+	end := nsTime(f.last)
+	addDest(g.dests, c, end, f.step)
+	addDest(e.destAll, c, end, f.step)
+}
+
+// finish flushes every live flow and builds the analysis, without the
+// records (they went to the sink).
 func (e *engine) finish() *schema.Analysis {
+	rest := make([]*flow, 0, len(e.flows))
 	for _, f := range e.flows {
-		e.finishFlow(f)
+		rest = append(rest, f)
 	}
 	clear(e.flows)
+	e.finishFlows(rest)
 	e.warn.FragmentsDropped += int64(e.defrag.Pending())
 
-	// Attribution, now that every DNS answer and resolver is known, and the
-	// records copied out chunk by chunk (each chunk is released once copied,
-	// so the finished flows are never held twice), then put in order.
 	a := &schema.Analysis{SchemaVersion: schema.Version}
-	n := e.pending.len()
-	a.Conns = make([]schema.Conn, n)
-	e.conns = make([]connMeta, n)
-	type sortKey struct {
-		start int64
-		uid   string
-		i     int
-	}
-	keys := make([]sortKey, 0, n)
-	for ci, ch := range e.pending.chunks {
-		for j := range ch {
-			c := &ch[j]
-			c.Name, c.NameSource = e.attr.Name(c.sni, c.httpHost, c.resp, c.start, c.Service)
-			k := len(keys)
-			a.Conns[k] = c.Conn
-			e.conns[k] = connMeta{end: c.end, stepIdx: c.stepIdx}
-			keys = append(keys, sortKey{c.start, c.UID, k})
-		}
-		e.pending.chunks[ci] = nil
-	}
-	e.pending = chunked[connRec]{}
-	slices.SortFunc(keys, func(x, y sortKey) int { return cmp.Or(cmp.Compare(x.start, y.start), cmp.Compare(x.uid, y.uid)) })
-	// Apply the order in place, following each cycle of the permutation:
-	// every record moves once and no second copy is made.
-	perm := make([]int, n)
-	for i, k := range keys {
-		perm[i] = k.i
-	}
-	keys = nil
-	for i := range perm {
-		if perm[i] == i {
-			continue
-		}
-		conn, meta := a.Conns[i], e.conns[i]
-		j := i
-		for {
-			k := perm[j]
-			perm[j] = j
-			if k == i {
-				a.Conns[j], e.conns[j] = conn, meta
-				break
-			}
-			a.Conns[j], e.conns[j] = a.Conns[k], e.conns[k]
-			j = k
-		}
-	}
-	for i := range e.conns {
-		e.conns[i].Conn = &a.Conns[i]
-	}
-	a.DNS = sortedBy(e.dns.slice(), func(x, y schema.DNS) int {
-		return cmp.Or(x.TS.Compare(y.TS), cmp.Compare(x.UID, y.UID), cmp.Compare(x.TransID, y.TransID), cmp.Compare(x.Query, y.Query))
-	})
-	a.TLS = sortedBy(e.tls.slice(), func(x, y schema.TLS) int { return cmp.Or(x.TS.Compare(y.TS), cmp.Compare(x.UID, y.UID)) })
-	a.HTTP = sortedBy(e.http.slice(), func(x, y schema.HTTP) int {
-		return cmp.Or(x.TS.Compare(y.TS), cmp.Compare(x.UID, y.UID), cmp.Compare(x.TransDepth, y.TransDepth))
-	})
-	a.NTP = sortedBy(e.ntp.slice(), func(x, y schema.NTP) int {
-		return cmp.Or(x.TS.Compare(y.TS), cmp.Compare(x.UID, y.UID), cmp.Compare(x.Sender, y.Sender))
-	})
 	a.DHCP = e.dhcpRecords()
 	a.Host = e.host(a)
 
@@ -252,7 +250,7 @@ func (e *engine) finish() *schema.Analysis {
 	w := e.warn
 	a.Summary = e.summary(&e.all, -1, hostIPs)
 	a.Summary.Warnings = &w
-	a.Destinations = e.destinations(-1)
+	a.Destinations = e.destinations(e.destAll, -1)
 	a.Fingerprints = e.fingerprints(-1)
 	a.Steps = []schema.StepView{}
 	if len(e.steps.names) > 0 {
@@ -263,7 +261,7 @@ func (e *engine) finish() *schema.Analysis {
 			v := schema.StepView{Name: e.steps.name(i)}
 			v.Start, v.End = e.stepBounds(i)
 			v.Summary = e.summary(&e.cnt[i], i, hostIPs)
-			v.Destinations = e.destinations(i)
+			v.Destinations = e.destinations(e.agg[i].dests, i)
 			v.Fingerprints = e.fingerprints(i)
 			a.Steps = append(a.Steps, v)
 		}
@@ -272,12 +270,8 @@ func (e *engine) finish() *schema.Analysis {
 }
 
 func (e *engine) hasRecords(si int) bool {
-	for i := range e.conns {
-		if e.conns[i].stepIdx == si {
-			return true
-		}
-	}
-	return false
+	g := &e.agg[si]
+	return g.tcp+g.udp+g.icmp > 0
 }
 
 // stepBounds gives a step's [start, end): "before" starts at the capture's
@@ -297,14 +291,6 @@ func (e *engine) stepBounds(i int) (time.Time, time.Time) {
 		end = nsTime(s.end[i-1])
 	}
 	return nsTime(s.start[i-1]), end
-}
-
-func sortedBy[T any](s []T, f func(a, b T) int) []T {
-	if s == nil {
-		return []T{}
-	}
-	slices.SortStableFunc(s, f)
-	return s
 }
 
 func (e *engine) dhcpRecords() []schema.DHCP {
@@ -365,17 +351,16 @@ func (e *engine) host(a *schema.Analysis) schema.Host {
 			}
 		}
 		if h.IP == "" {
-			h.IP = mostCommonOrig(a.Conns, func(c *schema.Conn) bool { return c.OrigL2Addr == h.MAC })
+			h.IP = e.mostCommonOrig(func(mac string) bool { return mac == h.MAC })
 		}
 	} else {
-		h.IP = mostCommonOrig(a.Conns, func(c *schema.Conn) bool { return true })
+		h.IP = e.mostCommonOrig(func(string) bool { return true })
 		if h.IP != "" {
 			h.Method = "most_connections"
-			macs := map[string]int{}
-			for i := range a.Conns {
-				c := &a.Conns[i]
-				if c.OrigH == h.IP && c.OrigL2Addr != "" {
-					macs[c.OrigL2Addr]++
+			macs := map[string]int64{}
+			for k, n := range e.origs {
+				if k.addr == h.IP && k.mac != "" {
+					macs[k.mac] += n
 				}
 			}
 			h.MAC = topKey(macs)
@@ -383,11 +368,10 @@ func (e *engine) host(a *schema.Analysis) schema.Host {
 	}
 	if h.MAC != "" {
 		others := map[string]bool{}
-		for i := range a.Conns {
-			c := &a.Conns[i]
-			if c.OrigL2Addr == h.MAC && c.OrigH != h.IP {
-				if ad, err := netip.ParseAddr(c.OrigH); err == nil && !ad.IsUnspecified() {
-					others[c.OrigH] = true
+		for k := range e.origs {
+			if k.mac == h.MAC && k.addr != h.IP {
+				if ad, err := netip.ParseAddr(k.addr); err == nil && !ad.IsUnspecified() {
+					others[k.addr] = true
 				}
 			}
 		}
@@ -408,24 +392,25 @@ func (e *engine) dhcpClient(d schema.DHCP) bool {
 	return false
 }
 
-func mostCommonOrig(conns []schema.Conn, keep func(*schema.Conn) bool) string {
-	n := map[string]int{}
-	for i := range conns {
-		c := &conns[i]
-		if !keep(c) {
+// mostCommonOrig returns the address that originated the most conns from
+// MACs keep accepts.
+func (e *engine) mostCommonOrig(keep func(mac string) bool) string {
+	n := map[string]int64{}
+	for k, c := range e.origs {
+		if !keep(k.mac) {
 			continue
 		}
-		if ad, err := netip.ParseAddr(c.OrigH); err != nil || ad.IsUnspecified() || ad.IsMulticast() {
+		if ad, err := netip.ParseAddr(k.addr); err != nil || ad.IsUnspecified() || ad.IsMulticast() {
 			continue
 		}
-		n[c.OrigH]++
+		n[k.addr] += c
 	}
 	return topKey(n)
 }
 
 // topKey returns the key with the highest count, the smallest key on ties.
-func topKey(m map[string]int) string {
-	best, bn := "", -1
+func topKey(m map[string]int64) string {
+	best, bn := "", int64(-1)
 	for k, v := range m {
 		if v > bn || (v == bn && k < best) {
 			best, bn = k, v
@@ -456,31 +441,28 @@ func (e *engine) summary(c *counters, si int, hostIPs map[string]bool) schema.Su
 		s.Duration = float64(c.last-c.first) / 1e9
 	}
 	remote := map[string]bool{}
-	for i := range e.conns {
-		cr := &e.conns[i]
-		if si >= 0 && cr.stepIdx != si {
+	for i := range e.agg {
+		if si >= 0 && i != si {
 			continue
 		}
-		switch cr.Proto {
-		case "tcp":
-			s.TCPConnections++
-		case "udp":
-			s.UDPFlows++
-		default:
-			s.ICMPFlows++
-		}
-		switch {
-		case len(hostIPs) == 0:
-			if unicast(cr.RespH) {
-				remote[cr.RespH] = true
-			}
-		case hostIPs[cr.OrigH]:
-			if unicast(cr.RespH) && !hostIPs[cr.RespH] {
-				remote[cr.RespH] = true
-			}
-		case hostIPs[cr.RespH]:
-			if unicast(cr.OrigH) {
-				remote[cr.OrigH] = true
+		g := &e.agg[i]
+		s.TCPConnections += g.tcp
+		s.UDPFlows += g.udp
+		s.ICMPFlows += g.icmp
+		for p := range g.pairs {
+			switch {
+			case len(hostIPs) == 0:
+				if unicast(p.resp) {
+					remote[p.resp] = true
+				}
+			case hostIPs[p.orig]:
+				if unicast(p.resp) && !hostIPs[p.resp] {
+					remote[p.resp] = true
+				}
+			case hostIPs[p.resp]:
+				if unicast(p.orig) {
+					remote[p.orig] = true
+				}
 			}
 		}
 	}
@@ -502,40 +484,38 @@ type destAgg struct {
 	steps   map[int]bool
 }
 
-// destinations aggregates conns of step si (-1: all) by attributed name.
-func (e *engine) destinations(si int) []schema.Destination {
-	m := map[string]*destAgg{}
-	for i := range e.conns {
-		c := &e.conns[i]
-		if si >= 0 && c.stepIdx != si {
-			continue
-		}
-		a := m[c.Name]
-		if a == nil {
-			a = &destAgg{d: schema.Destination{Name: c.Name, FirstSeen: c.TS, LastSeen: nsTime(c.end)},
-				sources: map[string]bool{}, addrs: map[string]bool{}, ports: map[portKey]bool{}, protos: map[string]bool{}, steps: map[int]bool{}}
-			m[c.Name] = a
-		}
-		d := &a.d
-		a.sources[c.NameSource] = true
-		a.addrs[c.RespH] = true
-		a.ports[portKey{c.Proto, c.RespP}] = true
-		a.protos[cmp.Or(c.Service, c.Proto)] = true
-		a.steps[c.stepIdx] = true
-		d.Connections++
-		d.BytesUp += c.OrigIPBytes
-		d.BytesDown += c.RespIPBytes
-		d.PayloadUp += c.OrigBytes
-		d.PayloadDown += c.RespBytes
-		d.PacketsUp += c.OrigPkts
-		d.PacketsDown += c.RespPkts
-		if c.TS.Before(d.FirstSeen) {
-			d.FirstSeen = c.TS
-		}
-		if end := nsTime(c.end); end.After(d.LastSeen) {
-			d.LastSeen = end
-		}
+// addDest adds a finished conn (ending at end, in step si) to the
+// destination aggregates m, keyed by attributed name.
+func addDest(m map[string]*destAgg, c *schema.Conn, end time.Time, si int) {
+	a := m[c.Name]
+	if a == nil {
+		a = &destAgg{d: schema.Destination{Name: c.Name, FirstSeen: c.TS, LastSeen: end},
+			sources: map[string]bool{}, addrs: map[string]bool{}, ports: map[portKey]bool{}, protos: map[string]bool{}, steps: map[int]bool{}}
+		m[c.Name] = a
 	}
+	d := &a.d
+	a.sources[c.NameSource] = true
+	a.addrs[c.RespH] = true
+	a.ports[portKey{c.Proto, c.RespP}] = true
+	a.protos[cmp.Or(c.Service, c.Proto)] = true
+	a.steps[si] = true
+	d.Connections++
+	d.BytesUp += c.OrigIPBytes
+	d.BytesDown += c.RespIPBytes
+	d.PayloadUp += c.OrigBytes
+	d.PayloadDown += c.RespBytes
+	d.PacketsUp += c.OrigPkts
+	d.PacketsDown += c.RespPkts
+	if c.TS.Before(d.FirstSeen) {
+		d.FirstSeen = c.TS
+	}
+	if end.After(d.LastSeen) {
+		d.LastSeen = end
+	}
+}
+
+// destinations lists the aggregates m of step si (-1: the whole capture).
+func (e *engine) destinations(m map[string]*destAgg, si int) []schema.Destination {
 	out := make([]schema.Destination, 0, len(m))
 	for _, a := range m {
 		d := a.d

@@ -5,6 +5,7 @@ import (
 
 	"github.com/firstboot/firstboot/analyzer/decode"
 	"github.com/firstboot/firstboot/analyzer/quic"
+	"github.com/firstboot/firstboot/results/schema"
 )
 
 // TCP endpoint states, after Zeek's TCP_ENDPOINT_* (used for conn_state).
@@ -70,10 +71,11 @@ type flow struct {
 
 	// application state
 	app      uint8
-	tlsIdx   int // index in engine.tls, -1 when none
+	tls      *schema.TLS // the ssl.log record, written when the flow ends
 	sni      string
 	httpHost string
-	httpReqs []int // http records waiting for a response
+	http     []schema.HTTP // http.log records, written when the flow ends
+	httpReqs []int         // indexes in http of requests waiting for a response
 	httpN    int
 	dnsPend  []dnsPending
 	quic     *quicState

@@ -36,6 +36,12 @@ func MarshalAnalysis(a *schema.Analysis) ([]byte, error) {
 // encoding/json's two-space indented form, but one top-level field or list
 // element at a time so the whole document is never held in memory.
 func WriteAnalysisJSON(w io.Writer, a *schema.Analysis) error {
+	return writeAnalysisJSON(w, a, nil)
+}
+
+// writeAnalysisJSON writes analysis.json; the lists named in spilled are
+// copied from their spill files instead of taken from a.
+func writeAnalysisJSON(w io.Writer, a *schema.Analysis, spilled map[string]*spillFile) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	var raw, ind []byte
 	re := newRecordEncoder()
@@ -66,6 +72,21 @@ func WriteAnalysisJSON(w io.Writer, a *schema.Analysis) error {
 			bw.WriteString(",\n")
 		}
 		fmt.Fprintf(bw, "  %q: ", name)
+		if sf := spilled[name]; sf != nil {
+			if sf.n == 0 {
+				bw.WriteString("[]")
+				continue
+			}
+			bw.WriteString("[\n")
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			if err := copyFrom(w, sf.f); err != nil {
+				return fmt.Errorf("copying %s from its spill file: %w", name, err)
+			}
+			bw.WriteString("\n  ]")
+			continue
+		}
 		fv := v.Field(i)
 		if fv.Kind() != reflect.Slice || fv.IsNil() || fv.Len() == 0 {
 			if err := put(fv.Interface(), "  "); err != nil {
@@ -95,13 +116,9 @@ func WriteAnalysisJSON(w io.Writer, a *schema.Analysis) error {
 // lines). Files are written to a temporary name and renamed, so a failed run
 // leaves no half-written file behind.
 func WriteOutputs(dir string, a *schema.Analysis, logFormat string) error {
-	asJSON := false
-	switch logFormat {
-	case LogsTSV, "":
-	case LogsJSON:
-		asJSON = true
-	default:
-		return fmt.Errorf("log format %q: want tsv or json", logFormat)
+	asJSON, err := jsonLogs(logFormat)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating output directory: %w", err)
@@ -204,136 +221,129 @@ func optTime(t *time.Time) zeeklog.Value {
 
 func logs(a *schema.Analysis) []logDef {
 	return []logDef{
-		{
-			path: "conn",
-			cols: withIDs([]string{"ts", "time", "uid", "string"},
-				"proto", "enum", "service", "string", "duration", "interval", "orig_bytes", "count", "resp_bytes", "count",
-				"conn_state", "string", "local_orig", "bool", "local_resp", "bool", "missed_bytes", "count", "history", "string",
-				"orig_pkts", "count", "orig_ip_bytes", "count", "resp_pkts", "count", "resp_ip_bytes", "count",
-				"tunnel_parents", "set[string]", "orig_l2_addr", "string", "resp_l2_addr", "string",
-				"name", "string", "name_source", "string", "step", "string"),
-			n: len(a.Conns),
-			row: func(dst []zeeklog.Value, i int) []zeeklog.Value {
-				c := &a.Conns[i]
-				// Zeek leaves duration and byte counts unset for single-instant connections.
-				dur, ob, rb := zeeklog.Interval(c.Duration), zeeklog.Count(c.OrigBytes), zeeklog.Count(c.RespBytes)
-				if c.Duration == 0 {
-					dur, ob, rb = zeeklog.Unset(), zeeklog.Unset(), zeeklog.Unset()
-				}
-				return row(head(dst, c.TS, c.UID, c.OrigH, c.OrigP, c.RespH, c.RespP),
-					zeeklog.Str(c.Proto), zeeklog.OptStr(c.Service), dur, ob, rb,
-					zeeklog.Str(c.ConnState), zeeklog.Unset(), zeeklog.Unset(), zeeklog.Count(c.MissedBytes), zeeklog.OptStr(c.History),
-					zeeklog.Count(c.OrigPkts), zeeklog.Count(c.OrigIPBytes), zeeklog.Count(c.RespPkts), zeeklog.Count(c.RespIPBytes),
-					zeeklog.Unset(), zeeklog.OptStr(c.OrigL2Addr), zeeklog.OptStr(c.RespL2Addr),
-					zeeklog.Str(c.Name), zeeklog.Str(c.NameSource), step(c.Step))
-			},
-		},
-		{
-			path: "dns",
-			cols: withIDs([]string{"ts", "time", "uid", "string"},
-				"proto", "enum", "trans_id", "count", "rtt", "interval", "query", "string", "qclass", "count", "qclass_name", "string",
-				"qtype", "count", "qtype_name", "string", "rcode", "count", "rcode_name", "string", "TC", "bool",
-				"answers", "vector[string]", "TTLs", "vector[interval]", "kind", "string", "step", "string"),
-			n: len(a.DNS),
-			row: func(dst []zeeklog.Value, i int) []zeeklog.Value {
-				d := &a.DNS[i]
-				rtt, rcode, answers, ttls := zeeklog.Unset(), zeeklog.Unset(), zeeklog.Unset(), zeeklog.Unset()
-				if d.RTT != nil {
-					rtt = zeeklog.Interval(*d.RTT)
-				}
-				if d.Rcode != nil {
-					rcode = zeeklog.Count(int64(*d.Rcode))
-				}
-				if len(d.Answers) > 0 {
-					answers, ttls = zeeklog.List(d.Answers), zeeklog.Intervals(d.TTLs)
-				}
-				return row(head(dst, d.TS, d.UID, d.OrigH, d.OrigP, d.RespH, d.RespP),
-					zeeklog.Str(d.Proto), zeeklog.Count(int64(d.TransID)), rtt, zeeklog.OptStr(d.Query),
-					zeeklog.Count(int64(d.QClass)), zeeklog.OptStr(qclassName(d.QClass)), zeeklog.Count(int64(d.QType)), zeeklog.OptStr(d.QTypeName),
-					rcode, zeeklog.OptStr(d.RcodeName), zeeklog.Bool(d.TC), answers, ttls, zeeklog.Str(d.Kind), step(d.Step))
-			},
-		},
-		{
-			path: "ssl",
-			cols: withIDs([]string{"ts", "time", "uid", "string"},
-				"version", "string", "cipher", "string", "server_name", "string", "next_protocol", "string", "established", "bool",
-				"ja3", "string", "ja4", "string", "transport", "string", "ja3_string", "string",
-				"client_alpn", "vector[string]", "client_supported_versions", "vector[string]", "ech", "bool", "step", "string"),
-			n: len(a.TLS),
-			row: func(dst []zeeklog.Value, i int) []zeeklog.Value {
-				t := &a.TLS[i]
-				return row(head(dst, t.TS, t.UID, t.OrigH, t.OrigP, t.RespH, t.RespP),
-					zeeklog.OptStr(t.Version), zeeklog.OptStr(t.Cipher), zeeklog.OptStr(t.ServerName), zeeklog.OptStr(t.NextProtocol),
-					zeeklog.Bool(t.Established), zeeklog.OptStr(t.JA3), zeeklog.OptStr(t.JA4), zeeklog.Str(t.Transport), zeeklog.OptStr(t.JA3String),
-					zeeklog.List(t.ClientALPN), zeeklog.List(t.ClientVersions), zeeklog.Bool(t.ECH), step(t.Step))
-			},
-		},
-		{
-			path: "http",
-			cols: withIDs([]string{"ts", "time", "uid", "string"},
-				"trans_depth", "count", "method", "string", "host", "string", "uri", "string", "version", "string",
-				"user_agent", "string", "request_body_len", "count", "response_body_len", "count", "status_code", "count",
-				"status_msg", "string", "request_content_type", "string", "response_content_type", "string",
-				"ocsp", "bool", "ocsp_responder", "string", "step", "string"),
-			n: len(a.HTTP),
-			row: func(dst []zeeklog.Value, i int) []zeeklog.Value {
-				h := &a.HTTP[i]
-				status := zeeklog.Unset()
-				if h.StatusCode != 0 {
-					status = zeeklog.Count(int64(h.StatusCode))
-				}
-				return row(head(dst, h.TS, h.UID, h.OrigH, h.OrigP, h.RespH, h.RespP),
-					zeeklog.Count(int64(h.TransDepth)), zeeklog.OptStr(h.Method), zeeklog.OptStr(h.Host), zeeklog.OptStr(h.URI),
-					zeeklog.OptStr(h.Version), zeeklog.OptStr(h.UserAgent), zeeklog.Count(h.RequestBodyLen), zeeklog.Count(h.ResponseBodyLen),
-					status, zeeklog.OptStr(h.StatusMsg), zeeklog.OptStr(h.RequestContentType), zeeklog.OptStr(h.ResponseContentType),
-					zeeklog.Bool(h.OCSP), zeeklog.OptStr(h.OCSPResponder), step(h.Step))
-			},
-		},
-		{
-			path: "ntp",
-			cols: withIDs([]string{"ts", "time", "uid", "string"},
-				"version", "count", "mode", "count", "stratum", "count", "poll", "interval", "precision", "interval",
-				"ref_id", "string", "xmt_time", "time", "sender", "addr", "mode_name", "string", "step", "string"),
-			n: len(a.NTP),
-			row: func(dst []zeeklog.Value, i int) []zeeklog.Value {
-				n := &a.NTP[i]
-				return row(head(dst, n.TS, n.UID, n.OrigH, n.OrigP, n.RespH, n.RespP),
-					zeeklog.Count(int64(n.Version)), zeeklog.Count(int64(n.Mode)), zeeklog.Count(int64(n.Stratum)),
-					zeeklog.Interval(n.Poll), zeeklog.Interval(n.Precision), zeeklog.OptStr(n.RefID), optTime(n.XmtTime),
-					zeeklog.Str(n.Sender), zeeklog.OptStr(n.ModeName), step(n.Step))
-			},
-		},
-		{
-			path: "dhcp",
-			cols: cols("ts", "time", "uids", "set[string]", "client_addr", "addr", "server_addr", "addr", "mac", "string",
-				"host_name", "string", "domain", "string", "requested_addr", "addr", "assigned_addr", "addr", "lease_time", "interval",
-				"msg_types", "vector[string]", "duration", "interval", "vendor_class", "string", "param_list", "string", "step", "string"),
-			n: len(a.DHCP),
-			row: func(dst []zeeklog.Value, i int) []zeeklog.Value {
-				d := &a.DHCP[i]
-				lease := zeeklog.Unset()
-				if d.LeaseTime > 0 {
-					lease = zeeklog.Interval(d.LeaseTime)
-				}
-				return append(dst, zeeklog.Time(d.TS), zeeklog.List(d.UIDs), zeeklog.OptStr(d.ClientAddr), zeeklog.OptStr(d.ServerAddr),
-					zeeklog.OptStr(d.MAC), zeeklog.OptStr(d.HostName), zeeklog.OptStr(d.Domain), zeeklog.OptStr(d.RequestedAddr),
-					zeeklog.OptStr(d.AssignedAddr), lease, zeeklog.List(d.MsgTypes), zeeklog.Interval(d.Duration),
-					zeeklog.OptStr(d.VendorClass), zeeklog.OptStr(d.ParamList), step(d.Step))
-			},
-		},
-		{
-			path: "fingerprint",
-			cols: cols("ts", "time", "host", "addr", "kind", "string", "ttl", "count", "ittl", "count", "df", "bool", "ecn", "bool",
-				"count", "count", "p0f", "string", "tcpdump", "string", "step", "string"),
-			n: len(a.Fingerprints),
-			row: func(dst []zeeklog.Value, i int) []zeeklog.Value {
-				f := &a.Fingerprints[i]
-				return append(dst, zeeklog.Time(f.FirstTS), zeeklog.Str(f.Host), zeeklog.Str(f.Kind), zeeklog.Count(int64(f.TTL)),
-					zeeklog.Count(int64(f.ITTL)), zeeklog.Bool(f.DF), zeeklog.Bool(f.ECN), zeeklog.Count(f.Count),
-					zeeklog.OptStr(f.P0f), zeeklog.OptStr(f.Tcpdump), step(f.Step))
-			},
-		},
+		{path: "conn", cols: connCols, n: len(a.Conns), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return connRow(dst, &a.Conns[i]) }},
+		{path: "dns", cols: dnsCols, n: len(a.DNS), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return dnsRow(dst, &a.DNS[i]) }},
+		{path: "ssl", cols: sslCols, n: len(a.TLS), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return sslRow(dst, &a.TLS[i]) }},
+		{path: "http", cols: httpCols, n: len(a.HTTP), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return httpRow(dst, &a.HTTP[i]) }},
+		{path: "ntp", cols: ntpCols, n: len(a.NTP), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return ntpRow(dst, &a.NTP[i]) }},
+		{path: "dhcp", cols: dhcpCols, n: len(a.DHCP), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return dhcpRow(dst, &a.DHCP[i]) }},
+		{path: "fingerprint", cols: fingerprintCols, n: len(a.Fingerprints), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return fingerprintRow(dst, &a.Fingerprints[i]) }},
 	}
+}
+
+// connCols are conn.log's columns.
+var connCols = withIDs([]string{"ts", "time", "uid", "string"},
+	"proto", "enum", "service", "string", "duration", "interval", "orig_bytes", "count", "resp_bytes", "count",
+	"conn_state", "string", "local_orig", "bool", "local_resp", "bool", "missed_bytes", "count", "history", "string",
+	"orig_pkts", "count", "orig_ip_bytes", "count", "resp_pkts", "count", "resp_ip_bytes", "count",
+	"tunnel_parents", "set[string]", "orig_l2_addr", "string", "resp_l2_addr", "string",
+	"name", "string", "name_source", "string", "step", "string")
+
+func connRow(dst []zeeklog.Value, c *schema.Conn) []zeeklog.Value {
+	// Zeek leaves duration and byte counts unset for single-instant connections.
+	dur, ob, rb := zeeklog.Interval(c.Duration), zeeklog.Count(c.OrigBytes), zeeklog.Count(c.RespBytes)
+	if c.Duration == 0 {
+		dur, ob, rb = zeeklog.Unset(), zeeklog.Unset(), zeeklog.Unset()
+	}
+	return row(head(dst, c.TS, c.UID, c.OrigH, c.OrigP, c.RespH, c.RespP),
+		zeeklog.Str(c.Proto), zeeklog.OptStr(c.Service), dur, ob, rb,
+		zeeklog.Str(c.ConnState), zeeklog.Unset(), zeeklog.Unset(), zeeklog.Count(c.MissedBytes), zeeklog.OptStr(c.History),
+		zeeklog.Count(c.OrigPkts), zeeklog.Count(c.OrigIPBytes), zeeklog.Count(c.RespPkts), zeeklog.Count(c.RespIPBytes),
+		zeeklog.Unset(), zeeklog.OptStr(c.OrigL2Addr), zeeklog.OptStr(c.RespL2Addr),
+		zeeklog.Str(c.Name), zeeklog.Str(c.NameSource), step(c.Step))
+}
+
+// dnsCols are dns.log's columns.
+var dnsCols = withIDs([]string{"ts", "time", "uid", "string"},
+	"proto", "enum", "trans_id", "count", "rtt", "interval", "query", "string", "qclass", "count", "qclass_name", "string",
+	"qtype", "count", "qtype_name", "string", "rcode", "count", "rcode_name", "string", "TC", "bool",
+	"answers", "vector[string]", "TTLs", "vector[interval]", "kind", "string", "step", "string")
+
+func dnsRow(dst []zeeklog.Value, d *schema.DNS) []zeeklog.Value {
+	rtt, rcode, answers, ttls := zeeklog.Unset(), zeeklog.Unset(), zeeklog.Unset(), zeeklog.Unset()
+	if d.RTT != nil {
+		rtt = zeeklog.Interval(*d.RTT)
+	}
+	if d.Rcode != nil {
+		rcode = zeeklog.Count(int64(*d.Rcode))
+	}
+	if len(d.Answers) > 0 {
+		answers, ttls = zeeklog.List(d.Answers), zeeklog.Intervals(d.TTLs)
+	}
+	return row(head(dst, d.TS, d.UID, d.OrigH, d.OrigP, d.RespH, d.RespP),
+		zeeklog.Str(d.Proto), zeeklog.Count(int64(d.TransID)), rtt, zeeklog.OptStr(d.Query),
+		zeeklog.Count(int64(d.QClass)), zeeklog.OptStr(qclassName(d.QClass)), zeeklog.Count(int64(d.QType)), zeeklog.OptStr(d.QTypeName),
+		rcode, zeeklog.OptStr(d.RcodeName), zeeklog.Bool(d.TC), answers, ttls, zeeklog.Str(d.Kind), step(d.Step))
+}
+
+// sslCols are ssl.log's columns.
+var sslCols = withIDs([]string{"ts", "time", "uid", "string"},
+	"version", "string", "cipher", "string", "server_name", "string", "next_protocol", "string", "established", "bool",
+	"ja3", "string", "ja4", "string", "transport", "string", "ja3_string", "string",
+	"client_alpn", "vector[string]", "client_supported_versions", "vector[string]", "ech", "bool", "step", "string")
+
+func sslRow(dst []zeeklog.Value, t *schema.TLS) []zeeklog.Value {
+	return row(head(dst, t.TS, t.UID, t.OrigH, t.OrigP, t.RespH, t.RespP),
+		zeeklog.OptStr(t.Version), zeeklog.OptStr(t.Cipher), zeeklog.OptStr(t.ServerName), zeeklog.OptStr(t.NextProtocol),
+		zeeklog.Bool(t.Established), zeeklog.OptStr(t.JA3), zeeklog.OptStr(t.JA4), zeeklog.Str(t.Transport), zeeklog.OptStr(t.JA3String),
+		zeeklog.List(t.ClientALPN), zeeklog.List(t.ClientVersions), zeeklog.Bool(t.ECH), step(t.Step))
+}
+
+// httpCols are http.log's columns.
+var httpCols = withIDs([]string{"ts", "time", "uid", "string"},
+	"trans_depth", "count", "method", "string", "host", "string", "uri", "string", "version", "string",
+	"user_agent", "string", "request_body_len", "count", "response_body_len", "count", "status_code", "count",
+	"status_msg", "string", "request_content_type", "string", "response_content_type", "string",
+	"ocsp", "bool", "ocsp_responder", "string", "step", "string")
+
+func httpRow(dst []zeeklog.Value, h *schema.HTTP) []zeeklog.Value {
+	status := zeeklog.Unset()
+	if h.StatusCode != 0 {
+		status = zeeklog.Count(int64(h.StatusCode))
+	}
+	return row(head(dst, h.TS, h.UID, h.OrigH, h.OrigP, h.RespH, h.RespP),
+		zeeklog.Count(int64(h.TransDepth)), zeeklog.OptStr(h.Method), zeeklog.OptStr(h.Host), zeeklog.OptStr(h.URI),
+		zeeklog.OptStr(h.Version), zeeklog.OptStr(h.UserAgent), zeeklog.Count(h.RequestBodyLen), zeeklog.Count(h.ResponseBodyLen),
+		status, zeeklog.OptStr(h.StatusMsg), zeeklog.OptStr(h.RequestContentType), zeeklog.OptStr(h.ResponseContentType),
+		zeeklog.Bool(h.OCSP), zeeklog.OptStr(h.OCSPResponder), step(h.Step))
+}
+
+// ntpCols are ntp.log's columns.
+var ntpCols = withIDs([]string{"ts", "time", "uid", "string"},
+	"version", "count", "mode", "count", "stratum", "count", "poll", "interval", "precision", "interval",
+	"ref_id", "string", "xmt_time", "time", "sender", "addr", "mode_name", "string", "step", "string")
+
+func ntpRow(dst []zeeklog.Value, n *schema.NTP) []zeeklog.Value {
+	return row(head(dst, n.TS, n.UID, n.OrigH, n.OrigP, n.RespH, n.RespP),
+		zeeklog.Count(int64(n.Version)), zeeklog.Count(int64(n.Mode)), zeeklog.Count(int64(n.Stratum)),
+		zeeklog.Interval(n.Poll), zeeklog.Interval(n.Precision), zeeklog.OptStr(n.RefID), optTime(n.XmtTime),
+		zeeklog.Str(n.Sender), zeeklog.OptStr(n.ModeName), step(n.Step))
+}
+
+// dhcpCols are dhcp.log's columns.
+var dhcpCols = cols("ts", "time", "uids", "set[string]", "client_addr", "addr", "server_addr", "addr", "mac", "string",
+	"host_name", "string", "domain", "string", "requested_addr", "addr", "assigned_addr", "addr", "lease_time", "interval",
+	"msg_types", "vector[string]", "duration", "interval", "vendor_class", "string", "param_list", "string", "step", "string")
+
+func dhcpRow(dst []zeeklog.Value, d *schema.DHCP) []zeeklog.Value {
+	lease := zeeklog.Unset()
+	if d.LeaseTime > 0 {
+		lease = zeeklog.Interval(d.LeaseTime)
+	}
+	return append(dst, zeeklog.Time(d.TS), zeeklog.List(d.UIDs), zeeklog.OptStr(d.ClientAddr), zeeklog.OptStr(d.ServerAddr),
+		zeeklog.OptStr(d.MAC), zeeklog.OptStr(d.HostName), zeeklog.OptStr(d.Domain), zeeklog.OptStr(d.RequestedAddr),
+		zeeklog.OptStr(d.AssignedAddr), lease, zeeklog.List(d.MsgTypes), zeeklog.Interval(d.Duration),
+		zeeklog.OptStr(d.VendorClass), zeeklog.OptStr(d.ParamList), step(d.Step))
+}
+
+// fingerprintCols are fingerprint.log's columns.
+var fingerprintCols = cols("ts", "time", "host", "addr", "kind", "string", "ttl", "count", "ittl", "count", "df", "bool", "ecn", "bool",
+	"count", "count", "p0f", "string", "tcpdump", "string", "step", "string")
+
+func fingerprintRow(dst []zeeklog.Value, f *schema.Fingerprint) []zeeklog.Value {
+	return append(dst, zeeklog.Time(f.FirstTS), zeeklog.Str(f.Host), zeeklog.Str(f.Kind), zeeklog.Count(int64(f.TTL)),
+		zeeklog.Count(int64(f.ITTL)), zeeklog.Bool(f.DF), zeeklog.Bool(f.ECN), zeeklog.Count(f.Count),
+		zeeklog.OptStr(f.P0f), zeeklog.OptStr(f.Tcpdump), step(f.Step))
 }
 
 func qclassName(c uint16) string {

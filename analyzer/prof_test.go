@@ -7,7 +7,7 @@ import (
 )
 
 // BenchmarkCaptureWithOutputs is what `firstboot analyze FILE --out DIR`
-// does (analysis, then analysis.json and the logs) on FIRSTBOOT_PROFILE_PCAP,
+// does (analysis, streaming analysis.json and the logs) on FIRSTBOOT_PROFILE_PCAP,
 // e.g. the real-traffic bench capture of scripts/bench.sh; skipped without
 // it. Profile with:
 //
@@ -21,11 +21,8 @@ func BenchmarkCaptureWithOutputs(b *testing.B) {
 	dir := b.TempDir()
 	var pkts int64
 	for i := 0; i < b.N; i++ {
-		a, err := AnalyzeFile(context.Background(), path, Options{})
+		a, err := AnalyzeFileTo(context.Background(), path, Options{}, dir, LogsTSV)
 		if err != nil {
-			b.Fatal(err)
-		}
-		if err := WriteOutputs(dir, a, LogsTSV); err != nil {
 			b.Fatal(err)
 		}
 		pkts += a.Summary.Packets

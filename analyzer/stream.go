@@ -78,7 +78,7 @@ func (e *engine) streamData(f *flow, di int, data []byte) {
 			if s.skip > 0 && n > s.skip {
 				n = s.skip
 			}
-			e.creditBody(s, n)
+			creditBody(f, s, n)
 			data = data[n:]
 			continue
 		}
@@ -179,7 +179,7 @@ func (e *engine) parserError(name string) { e.warn.ParserErrors[name]++ }
 func (e *engine) parseTLS(f *flow, di int) {
 	s := &f.d[di].stream
 	if di == 0 {
-		if f.tlsIdx >= 0 {
+		if f.tls != nil {
 			e.stopStream(s)
 			return
 		}
@@ -208,7 +208,7 @@ func (e *engine) parseTLS(f *flow, di int) {
 		}
 		return
 	}
-	if f.tlsIdx < 0 {
+	if f.tls == nil {
 		return // wait for the ClientHello
 	}
 	msg, err := tlshello.ReadHandshake(s.buf, 2)
@@ -238,7 +238,7 @@ func (e *engine) addClientHello(f *flow, ch *tlshello.ClientHello, transport str
 	rec.ECH = ch.HasECH
 	rec.JA3, rec.JA3String = ja3hash, ja3
 	rec.JA4 = tlshello.JA4(ch, ja4t)
-	f.tlsIdx = e.tls.add(rec)
+	f.tls = &rec
 	if ch.ServerName != "" {
 		f.sni = ch.ServerName
 	}
@@ -250,7 +250,7 @@ func (e *engine) addClientHello(f *flow, ch *tlshello.ClientHello, transport str
 }
 
 func (e *engine) addServerHello(f *flow, sh *tlshello.ServerHello) {
-	rec := e.tls.at(f.tlsIdx)
+	rec := f.tls
 	rec.Version = tlshello.VersionName(sh.SelectedVersion)
 	rec.Cipher = e.cipherName(sh.CipherSuite)
 	rec.NextProtocol = sh.ALPN
@@ -261,7 +261,7 @@ func (e *engine) parseHTTP(f *flow, di int) {
 	s := &f.d[di].stream
 	for !s.done && len(s.buf) > 0 {
 		if s.skip != 0 {
-			e.skipBuffered(s)
+			skipBuffered(f, s)
 			continue
 		}
 		if di == 0 {
@@ -290,7 +290,8 @@ func (e *engine) parseHTTP(f *flow, di int) {
 				f.httpHost = req.Host
 			}
 			f.service = "http"
-			idx := e.http.add(rec)
+			idx := len(f.http)
+			f.http = append(f.http, rec)
 			f.httpReqs = append(f.httpReqs, idx)
 			switch {
 			case req.Chunked:
@@ -321,12 +322,12 @@ func (e *engine) parseHTTP(f *flow, di int) {
 		if len(f.httpReqs) > 0 {
 			idx = f.httpReqs[0]
 			f.httpReqs = f.httpReqs[1:]
-			method = e.http.at(idx).Method
+			method = f.http[idx].Method
 		} else {
-			rec := e.baseHTTP(f)
-			idx = e.http.add(rec)
+			idx = len(f.http)
+			f.http = append(f.http, e.baseHTTP(f))
 		}
-		rec := e.http.at(idx)
+		rec := &f.http[idx]
 		rec.StatusCode, rec.StatusMsg, rec.ResponseContentType = resp.Status, resp.Reason, resp.ContentType
 		switch {
 		case method == "HEAD" || resp.Status == 204 || resp.Status == 304:
@@ -343,21 +344,21 @@ func (e *engine) parseHTTP(f *flow, di int) {
 }
 
 // skipBuffered drops body bytes that arrived with the head.
-func (e *engine) skipBuffered(s *stream) {
+func skipBuffered(f *flow, s *stream) {
 	n := int64(len(s.buf))
 	if s.skip > 0 && n > s.skip {
 		n = s.skip
 	}
-	e.creditBody(s, n)
+	creditBody(f, s, n)
 	s.consume(int(n))
 }
 
-func (e *engine) creditBody(s *stream, n int64) {
-	if s.bodyRec >= 0 {
+func creditBody(f *flow, s *stream, n int64) {
+	if s.bodyRec >= 0 && s.bodyRec < len(f.http) {
 		if s.bodyResp {
-			e.http.at(s.bodyRec).ResponseBodyLen += n
+			f.http[s.bodyRec].ResponseBodyLen += n
 		} else {
-			e.http.at(s.bodyRec).RequestBodyLen += n
+			f.http[s.bodyRec].RequestBodyLen += n
 		}
 	}
 	if s.skip > 0 {

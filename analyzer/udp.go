@@ -155,6 +155,8 @@ func (e *engine) dnsMessage(f *flow, di int, m *dns.Message, ts int64, proto str
 		rec := e.baseDNS(f, ts, proto, dnsKind(op, rp), m, q)
 		f.dnsPend = append(f.dnsPend, dnsPending{id: m.ID, idx: e.dns.add(rec), ts: ts})
 		if len(f.dnsPend) > 64 {
+			// Too many unanswered: the oldest can no longer be matched, its record is final.
+			e.emitDNS(f.dnsPend[0].idx)
 			f.dnsPend = f.dnsPend[1:]
 		}
 		return
@@ -187,6 +189,7 @@ func (e *engine) dnsMessage(f *flow, di int, m *dns.Message, ts int64, proto str
 		rec.Answers = append(rec.Answers, rr.Data)
 		rec.TTLs = append(rec.TTLs, float64(rr.TTL))
 	}
+	e.emitDNS(idx) // answered: final
 	e.learnAnswers(m, qname, ts)
 }
 
@@ -244,7 +247,13 @@ func (e *engine) ntpPacket(f *flow, di int, pk *ntp.Packet, ts int64) {
 		t := pk.XmitTime.UTC()
 		rec.XmtTime = &t
 	}
-	e.ntp.add(rec)
+	e.out.ntp(&rec)
+}
+
+// emitDNS writes the DNS record at idx and frees its slot.
+func (e *engine) emitDNS(idx int) {
+	e.out.dns(e.dns.at(idx))
+	e.dns.release(idx)
 }
 
 type dhcpKey struct {

@@ -11,10 +11,12 @@
 //
 // Infrastructure connections keep their address at step 3: connections whose
 // service is dns or dhcp, and any connection to an address seen answering DNS
-// queries (a resolver). Clients find these servers through configuration
-// (DHCP, resolv.conf), not through a lookup, so a DNS answer that happens to
-// contain the resolver's address (a lab resolver answers every name, some with
-// its own address) must not rename them. SNI and Host still win.
+// queries so far (a resolver; the analyzer names a connection when its flow
+// ends, so that is "before the connection ended"). Clients find these servers
+// through configuration (DHCP, resolv.conf), not through a lookup, so a DNS
+// answer that happens to contain the resolver's address (a lab resolver
+// answers every name, some with its own address) must not rename them. SNI
+// and Host still win.
 //
 // Names that are IP literals do not count as names at steps 1 and 2.
 package attribute
@@ -44,11 +46,14 @@ type Store struct {
 	// order, so Lookup is a binary search.
 	m         map[netip.Addr][]answer
 	resolvers map[netip.Addr]bool
+	// names holds one copy of each name: a capture asks for the same few
+	// names over and over, and each answer would otherwise keep its own.
+	names map[string]string
 }
 
 // NewStore returns an empty store.
 func NewStore() *Store {
-	return &Store{m: make(map[netip.Addr][]answer), resolvers: make(map[netip.Addr]bool)}
+	return &Store{m: make(map[netip.Addr][]answer), resolvers: make(map[netip.Addr]bool), names: make(map[string]string)}
 }
 
 // Add records that at time ts (ns) a DNS answer to a query for name mapped addr.
@@ -56,6 +61,11 @@ func (s *Store) Add(addr netip.Addr, ts int64, name string) {
 	name = normalize(name)
 	if name == "" || !addr.IsValid() {
 		return
+	}
+	if n, ok := s.names[name]; ok {
+		name = n
+	} else {
+		s.names[name] = name
 	}
 	addr = addr.Unmap()
 	list := s.m[addr]
@@ -69,6 +79,25 @@ func (s *Store) Add(addr netip.Addr, ts int64, name string) {
 	copy(list[i+1:], list[i:])
 	list[i] = answer{ts: ts, name: name}
 	s.m[addr] = list
+}
+
+// Prune forgets the answers that no Lookup at a time at or after ts can
+// return: per address, every answer before the last one at or before ts.
+// Memory then follows the answers of a time window, not of the whole capture.
+func (s *Store) Prune(ts int64) {
+	for a, list := range s.m {
+		i := sort.Search(len(list), func(j int) bool { return list[j].ts > ts })
+		if i <= 1 {
+			continue
+		}
+		n := copy(list, list[i-1:])
+		clear(list[n:]) // release the names
+		list = list[:n]
+		if n < cap(list)/4 {
+			list = append([]answer(nil), list...) // give back a list that grew large once
+		}
+		s.m[a] = list
+	}
 }
 
 // AddResolver records that addr answered DNS queries.

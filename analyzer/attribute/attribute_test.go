@@ -95,6 +95,52 @@ func TestLookupOrder(t *testing.T) {
 	}
 }
 
+// TestPrune: Prune (forgetting answers before a time) leaves every lookup at
+// or after the pruning time as a scan of all answers gives it, with answers
+// out of time order and names repeating.
+func TestPrune(t *testing.T) {
+	type ans struct {
+		ts   int64
+		name string
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	s := NewStore()
+	a := netip.MustParseAddr("198.51.100.7")
+	var all []ans
+	for i := 0; i < 3000; i++ {
+		ts := int64(i) + int64(rng.IntN(40)) - 20 // mostly in order, some jitter back
+		x := ans{ts, fmt.Sprintf("n%d.example", rng.IntN(3))}
+		all = append(all, x)
+		s.Add(a, x.ts, x.name)
+	}
+	want := func(ts int64) (string, bool) {
+		name, ok, best := "", false, int64(-1<<62)
+		for _, x := range all { // later additions win ties
+			if x.ts <= ts && x.ts >= best {
+				best, name, ok = x.ts, x.name, true
+			}
+		}
+		return name, ok
+	}
+	check := func(from int64) {
+		t.Helper()
+		for ts := from; ts <= 3030; ts++ {
+			w, wok := want(ts)
+			if got, ok := s.Lookup(a, ts); got != w || ok != wok {
+				t.Fatalf("Lookup(%d) = %q %v, want %q %v", ts, got, ok, w, wok)
+			}
+		}
+	}
+	check(-30)
+	for _, h := range []int64{100, 1500, 2990} {
+		s.Prune(h)
+		check(h)
+	}
+	if n := len(s.m[a.Unmap()]); n > 100 {
+		t.Errorf("%d answers kept after Prune(2990)", n)
+	}
+}
+
 // BenchmarkLookupManyNames: thousands of names resolving to one address (a
 // lab resolver answering every name with the same address) used to make each
 // Lookup a linear scan.

@@ -105,18 +105,42 @@ type Writer struct {
 // New starts a log at path (Zeek's #path, e.g. "conn") with the given columns.
 // With asJSON, rows are JSON objects, one a line, and there are no headers.
 func New(w io.Writer, path string, cols []Column, open time.Time, asJSON bool) (*Writer, error) {
-	lw := &Writer{w: bufio.NewWriterSize(w, 64<<10), json: asJSON, cols: cols}
+	lw := NewRows(w, cols, asJSON)
+	if err := Header(lw.w, path, cols, open, asJSON); err != nil {
+		return nil, err
+	}
+	return lw, nil
+}
+
+// NewRows returns a Writer of rows alone, with no header (see Header) and,
+// when flushed with Flush, no trailer (see Trailer): rows written before the
+// log's #open time is known are assembled into a log later.
+func NewRows(w io.Writer, cols []Column, asJSON bool) *Writer {
+	return &Writer{w: bufio.NewWriterSize(w, 64<<10), json: asJSON, cols: cols}
+}
+
+// Header writes the header lines of a log (nothing for JSON lines).
+func Header(w io.Writer, path string, cols []Column, open time.Time, asJSON bool) error {
 	if asJSON {
-		return lw, nil
+		return nil
 	}
 	names := make([]string, len(cols))
 	types := make([]string, len(cols))
 	for i, c := range cols {
 		names[i], types[i] = c.Name, c.Type
 	}
-	_, err := fmt.Fprintf(lw.w, "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\t%s\n#open\t%s\n#fields\t%s\n#types\t%s\n",
+	_, err := fmt.Fprintf(w, "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\t%s\n#open\t%s\n#fields\t%s\n#types\t%s\n",
 		path, zeekTime(open), strings.Join(names, "\t"), strings.Join(types, "\t"))
-	return lw, err
+	return err
+}
+
+// Trailer writes the #close line of a log (nothing for JSON lines).
+func Trailer(w io.Writer, closeTS time.Time, asJSON bool) error {
+	if asJSON {
+		return nil
+	}
+	_, err := fmt.Fprintf(w, "#close\t%s\n", zeekTime(closeTS))
+	return err
 }
 
 func zeekTime(t time.Time) string { return t.UTC().Format("2006-01-02-15-04-05") }
@@ -258,11 +282,12 @@ func jsonString(b *bytes.Buffer, s string) {
 
 // Close writes the #close trailer (TSV) and flushes.
 func (lw *Writer) Close(closeTS time.Time) error {
-	if !lw.json {
-		fmt.Fprintf(lw.w, "#close\t%s\n", zeekTime(closeTS))
-	}
+	Trailer(lw.w, closeTS, lw.json) // a write error sticks in lw.w: Flush reports it
 	return lw.w.Flush()
 }
+
+// Flush writes out buffered rows.
+func (lw *Writer) Flush() error { return lw.w.Flush() }
 
 // escape makes s safe for a TSV field as Zeek does: non-printable bytes, the
 // backslash and the separators become \xNN; a value that would read as the

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -82,7 +83,13 @@ takes a plain list for a diary-style capture with no manifest.`,
 				}
 				opts.Steps = st
 			}
-			res, err := analyzer.AnalyzeFile(cmd.Context(), path, opts)
+			dir := outDir
+			if dir == "" {
+				dir = filepath.Dir(path)
+			}
+			// Records stream into the output files as flows end: memory
+			// follows the live flows, not the capture's size.
+			res, err := analyzer.AnalyzeFileTo(cmd.Context(), path, opts, dir, logs)
 			if err != nil {
 				var ce *capfile.Error
 				if errors.As(err, &ce) || errors.Is(err, os.ErrNotExist) {
@@ -90,17 +97,18 @@ takes a plain list for a diary-style capture with no manifest.`,
 				}
 				return err
 			}
-			dir := outDir
-			if dir == "" {
-				dir = filepath.Dir(path)
-			}
-			if err := analyzer.WriteOutputs(dir, res, logs); err != nil {
-				return err
-			}
 			out := cmd.OutOrStdout()
 			switch format {
 			case "json":
-				return analyzer.WriteAnalysisJSON(out, res)
+				f, err := os.Open(filepath.Join(dir, "analysis.json"))
+				if err != nil {
+					return fmt.Errorf("printing analysis.json: %w", err)
+				}
+				defer f.Close()
+				if _, err := io.Copy(out, f); err != nil {
+					return fmt.Errorf("printing analysis.json: %w", err)
+				}
+				return nil
 			case "table":
 				return analyzer.WriteTable(out, res)
 			}

@@ -13,8 +13,17 @@
 //     header included, from the IP header's length field so snaplen cuts do not
 //     shrink them); frame_bytes counts whole link-layer frames at their original
 //     length (what tshark's frame.len sums).
-//   - Lists are sorted (records by ts then uid; names alphabetically) so the same
-//     capture always gives the same bytes.
+//   - The same capture always gives the same bytes. Records (conns, dns, tls,
+//     http, ntp) appear in the order their flows ended, which is stable for a
+//     given capture: the analysis writes each record out as soon as it is
+//     final instead of holding them all to sort, so its memory follows the
+//     live flows, not the capture's size. In detail: conns, tls and http
+//     records when their flow ends (a packet-time timeout, a new connection
+//     on the same ports, or the end of the capture; flows ending together in
+//     order of ts, then uid); a dns record when its answer arrives (an
+//     unanswered query when its flow ends); an ntp record when its packet
+//     arrives. dhcp records are in ts order; other lists are sorted (names
+//     alphabetically).
 //   - Step is the name of the scenario step during which the record started:
 //     "before" ahead of the first step, "after" past the last step's end, and ""
 //     when no steps were given.
@@ -163,8 +172,8 @@ type Host struct {
 // mapped the responder address, else the bare responder IP. The DNS-answer
 // step is skipped for infrastructure connections, which keep their address
 // unless SNI or Host names them: connections with service "dns" or "dhcp", and
-// connections to an address seen answering DNS queries on port 53 anywhere in
-// the capture (a resolver; e.g. NTP to the lab resolver). Clients reach these
+// connections to an address seen answering DNS queries on port 53 before the
+// connection ended (a resolver; e.g. NTP to the lab resolver). Clients reach these
 // through configuration, not a lookup, so a DNS answer that contained the
 // resolver's address does not name them.
 type Destination struct {
