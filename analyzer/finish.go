@@ -255,7 +255,10 @@ func (e *engine) finish() *schema.Analysis {
 	a.Steps = []schema.StepView{}
 	if len(e.steps.names) > 0 {
 		for i := 0; i < e.steps.count(); i++ {
-			if !e.cnt[i].seen && !e.hasRecords(i) {
+			// Every scenario step is shown, also one that sent nothing (that
+			// is a finding too); "before" and "after" only when they hold traffic.
+			outside := i == 0 || i == e.steps.count()-1
+			if outside && !e.cnt[i].seen && !e.hasRecords(i) {
 				continue
 			}
 			v := schema.StepView{Name: e.steps.name(i)}
@@ -535,6 +538,8 @@ func (e *engine) destinations(m map[string]*destAgg, si int) []schema.Destinatio
 			}
 		}
 		switch {
+		case attribute.IsLocal(d.Name):
+			d.Party = "local"
 		case len(e.opts.FirstParty) == 0:
 			d.Party = "unknown"
 		case attribute.IsFirstParty(d.Name, e.opts.FirstParty):

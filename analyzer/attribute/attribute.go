@@ -151,6 +151,21 @@ func isIP(s string) bool {
 }
 
 // IsFirstParty reports whether name equals or is a subdomain of one of the domains.
+// IsLocal reports whether a destination name is a bare address that is not
+// on the internet: private, loopback, link-local, multicast, broadcast or
+// unspecified (the lab's or a home network's router and resolver, DHCP,
+// IPv6 neighbour discovery). Such destinations are neither first nor third
+// party, and their addresses differ from lab to lab.
+func IsLocal(name string) bool {
+	a, err := netip.ParseAddr(name)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	return a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsMulticast() ||
+		a.IsUnspecified() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || a.IsInterfaceLocalMulticast()
+}
+
 func IsFirstParty(name string, domains []string) bool {
 	name = normalize(name)
 	for _, d := range domains {

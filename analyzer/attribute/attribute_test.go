@@ -158,3 +158,15 @@ func BenchmarkLookupManyNames(b *testing.B) {
 		}
 	}
 }
+
+func TestIsLocal(t *testing.T) {
+	for name, want := range map[string]bool{
+		"10.77.1.1": true, "192.168.1.1": true, "255.255.255.255": true, "ff02::16": true, "fe80::1": true,
+		"224.0.0.251": true, "127.0.0.1": true, "0.0.0.0": true, "fd00::1": true,
+		"93.184.216.34": false, "198.18.3.7": false, "2001:db8::1": false, "example.com": false, "10.example.com": false,
+	} {
+		if got := IsLocal(name); got != want {
+			t.Errorf("IsLocal(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

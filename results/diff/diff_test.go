@@ -35,7 +35,10 @@ func TestNormalize(t *testing.T) {
 		{"web-1234567890.eu-west-1.elb.amazonaws.com", "web-#.eu-west-1.elb.amazonaws.com"},
 		{"mesu.apple.com", "mesu.apple.com"},
 		{"Example.ORG.", "example.org"},
-		{"10.0.0.1", "10.0.0.1"},
+		{"10.0.0.1", LocalNetwork},
+		{"fe80::1", LocalNetwork},
+		{"93.184.216.34", "93.184.216.34"},
+		{"255.255.255.255", "255.255.255.255"},
 		{"2001:db8::1", "2001:db8::1"},
 	}
 	for _, c := range cases {

@@ -20,11 +20,13 @@ type Rule struct {
 
 // DefaultRules is the built-in rule list, in the format ParseRules reads
 // (`firstboot diff --show-rules` prints it). Rules apply in order, each to the
-// result of the one before, to lower-case names; IP addresses are left alone.
+// result of the one before, to lower-case names; IP addresses are left alone,
+// but the local network's unicast addresses compare as LocalNetwork.
 const DefaultRules = `# firstboot diff normalisation rules: one rule per line,
 #   REGEXP <whitespace> REPLACEMENT
 # Go RE2 syntax; $1, ${name} refer to groups. Rules apply in order to the
-# lower-case destination name; bare IP addresses are never rewritten.
+# lower-case destination name; bare IP addresses are never rewritten (private,
+# loopback and link-local ones all compare as "(local network)").
 
 # Google video caches: r3---sn-abc123.googlevideo.com
 ^r[0-9]+---sn-[a-z0-9-]+\.googlevideo\.com$          r#---sn-#.googlevideo.com
@@ -40,6 +42,10 @@ const DefaultRules = `# firstboot diff normalisation rules: one rule per line,
 # Numbered hosts: gspe21-ssl.ls.apple.com, clients4.google.com, ocsp2.apple.com, p45-caldav.icloud.com
 ^([a-z][a-z-]*?)[0-9]+([a-z-]*)\.                    ${1}#${2}.
 `
+
+// LocalNetwork is the name private, loopback and link-local unicast
+// addresses are compared under.
+const LocalNetwork = "(local network)"
 
 // ParseRules reads rules in the DefaultRules format; name is used in errors.
 func ParseRules(r io.Reader, name string) ([]Rule, error) {
@@ -78,7 +84,13 @@ func MustDefaultRules() []Rule {
 // Normalize applies the rules to a destination name.
 func Normalize(rules []Rule, name string) string {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
-	if _, err := netip.ParseAddr(name); err == nil {
+	if a, err := netip.ParseAddr(name); err == nil {
+		// The local network's unicast addresses (the router and resolver, the
+		// machine itself) differ from lab to lab and run to run: compare them
+		// as one. Multicast and broadcast addresses mean the same everywhere.
+		if a = a.Unmap(); a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() {
+			return LocalNetwork
+		}
 		return name
 	}
 	for _, r := range rules {

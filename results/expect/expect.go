@@ -270,7 +270,8 @@ func thirdParty(sc scope, allowed []string) Result {
 	}
 	n := 0
 	for _, d := range sc.dests {
-		if d.Party == "first" {
+		// The local network (router, resolver, DHCP, multicast) is no party.
+		if d.Party == "first" || d.Party == "local" {
 			continue
 		}
 		n++

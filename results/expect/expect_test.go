@@ -167,3 +167,19 @@ func TestEvaluateEmpty(t *testing.T) {
 		t.Fatalf("empty analysis: %+v", rs)
 	}
 }
+
+func TestThirdPartyIgnoresLocalNetwork(t *testing.T) {
+	a := &schema.Analysis{Destinations: []schema.Destination{
+		{Name: "10.77.1.1", Party: "local", Connections: 8, Protocols: []string{"dns"}},
+		{Name: "255.255.255.255", Party: "local", Connections: 1, Protocols: []string{"dhcp"}},
+		{Name: "0.debian.pool.ntp.org", Party: "third", Connections: 1, Protocols: []string{"ntp"}},
+	}}
+	rs := Evaluate([]Expect{{ThirdParty: []string{"*.pool.ntp.org"}}}, a)
+	if len(rs) != 1 || !rs[0].Met {
+		t.Fatalf("local-network destinations counted as third parties: %+v", rs)
+	}
+	rs = Evaluate([]Expect{{ThirdParty: []string{}}}, a)
+	if rs[0].Met || len(rs[0].Evidence) != 1 || !strings.Contains(rs[0].Evidence[0], "pool.ntp.org") {
+		t.Errorf("want only the NTP pool reported: %+v", rs[0])
+	}
+}

@@ -183,8 +183,11 @@ type Destination struct {
 	NameSources []string `json:"name_sources"`
 	// Org is the registrable domain (public suffix + 1, e.g. "example.co.uk"); "" for IPs.
 	Org string `json:"org"`
-	// Party is "first" when Name equals or is a subdomain of a --first-party
-	// domain, "third" otherwise, and "unknown" when no first-party list was given.
+	// Party is "local" for a bare address that is not on the internet
+	// (private, loopback, link-local, multicast, broadcast: the local
+	// network's router, resolver, DHCP, neighbour discovery); otherwise
+	// "first" when Name equals or is a subdomain of a --first-party domain,
+	// "third" otherwise, and "unknown" when no first-party list was given.
 	Party string `json:"party"`
 	// Addresses lists the distinct responder IPs.
 	Addresses []string `json:"addresses"`
