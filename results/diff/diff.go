@@ -287,6 +287,11 @@ func viewOf(a *schema.Analysis, step string, rules []Rule) *view {
 	v := &view{dests: map[string]*destAgg{}, fps: map[[2]string]bool{}}
 	for _, d := range dests {
 		key := Normalize(rules, d.Name)
+		if d.Party == "local" {
+			// Router, resolver, DHCP, multicast chatter: one local network,
+			// whatever its addresses (they change with the lab and the MAC).
+			key = LocalNetwork
+		}
 		g := v.dests[key]
 		if g == nil {
 			g = &destAgg{raw: map[string]bool{}, proto: map[string]bool{}, party: d.Party}
