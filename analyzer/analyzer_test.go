@@ -202,8 +202,12 @@ func TestDNSAttribution(t *testing.T) {
 		}
 	}
 	for _, d := range a.Destinations {
-		if d.Party != "unknown" {
-			t.Errorf("destination %s party %s without a first-party list", d.Name, d.Party)
+		want := "unknown" // no first-party list given
+		if d.Name == "10.0.0.1" {
+			want = "local" // a private address: the local network, no party
+		}
+		if d.Party != want {
+			t.Errorf("destination %s party %s, want %s", d.Name, d.Party, want)
 		}
 	}
 }
