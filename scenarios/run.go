@@ -3,11 +3,9 @@ package scenarios
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -19,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/firstboot/firstboot/internal/fsutil"
 	"github.com/firstboot/firstboot/lab"
 	"github.com/firstboot/firstboot/lab/capture"
 	"github.com/firstboot/firstboot/lab/guest"
@@ -226,7 +225,7 @@ func (r *runner) resolveImage(ctx context.Context) error {
 		if i >= len(files)-len(img.Media) && len(img.Media) > 0 {
 			obtain = img.Media[i-(len(files)-len(img.Media))].Obtain
 		}
-		sum, err := fileSHA256(f)
+		sum, _, err := fsutil.FileSHA256(f)
 		if err != nil {
 			return &ImageError{Path: f, Obtain: obtain, Err: unwrapPathError(err)}
 		}
@@ -513,19 +512,6 @@ func listFiles(dir string) []string {
 		return nil
 	})
 	return out
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func copyFile(src, dst string) error {

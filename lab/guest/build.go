@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/firstboot/firstboot/internal/fsutil"
 )
 
 // formatVersion changes whenever the image layout or the builder's output
@@ -146,9 +146,9 @@ func Build(ctx context.Context, cfg BuildConfig) (Image, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Image{}, fmt.Errorf("guest build: %w", err)
 	}
-	unlock, err := lockDir(ctx, dir)
+	unlock, err := fsutil.LockDir(ctx, dir)
 	if err != nil {
-		return Image{}, err
+		return Image{}, fmt.Errorf("guest build: %w", err)
 	}
 	defer unlock()
 
@@ -306,7 +306,7 @@ func build(ctx context.Context, cfg BuildConfig, dir string, in Inputs, agent []
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if err := writeAtomic(filepath.Join(dir, n), files[n]); err != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(dir, n), files[n], 0o644); err != nil {
 			return Image{}, fmt.Errorf("guest build: %w", err)
 		}
 		m.Files[n] = FileInfo{Size: int64(len(files[n])), SHA256: sha256Hex(files[n])}
@@ -316,7 +316,7 @@ func build(ctx context.Context, cfg BuildConfig, dir string, in Inputs, agent []
 	if err != nil {
 		return Image{}, err
 	}
-	if err := writeAtomic(filepath.Join(dir, manifestName), append(mj, '\n')); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, manifestName), append(mj, '\n'), 0o644); err != nil {
 		return Image{}, fmt.Errorf("guest build: %w", err)
 	}
 	cfg.Logger.Info("built test guest image", "dir", dir, "kernel", kernelFormat,
@@ -375,7 +375,7 @@ func Load(cacheDir string) (Image, error) {
 // verify rehashes the image files against the manifest.
 func verify(img Image) error {
 	for name, fi := range img.Manifest.Files {
-		sum, err := fileSHA256(filepath.Join(img.Dir, name))
+		sum, _, err := fsutil.FileSHA256(filepath.Join(img.Dir, name))
 		if err != nil {
 			return err
 		}
@@ -534,61 +534,4 @@ func checkStaticELF(b []byte) error {
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
-}
-
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("hashing %s: %w", path, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-// lockDir takes an exclusive flock on dir/.lock, waiting until ctx ends.
-func lockDir(ctx context.Context, dir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("guest build: %w", err)
-	}
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("guest build: locking %s: %w", dir, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("guest build: waiting for another build in %s: %w", dir, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/firstboot/firstboot/internal/fsutil"
 )
 
 // debPackage is one Debian package the image is built from.
@@ -160,7 +162,7 @@ func (a *apt) fetch(ctx context.Context, dir, pkg, version, sha string) (debPack
 		if _, err := os.Stat(file); err != nil {
 			return debPackage{}, fmt.Errorf("downloading %s: apt-get did not write %s: %w", pkg, file, err)
 		}
-		sum, err := fileSHA256(file)
+		sum, _, err := fsutil.FileSHA256(file)
 		if err != nil {
 			return debPackage{}, err
 		}

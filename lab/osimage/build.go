@@ -3,8 +3,6 @@ package osimage
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,8 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/firstboot/firstboot/internal/fsutil"
 	"github.com/firstboot/firstboot/lab"
 	"github.com/firstboot/firstboot/lab/guest"
 )
@@ -141,9 +138,9 @@ func Build(ctx context.Context, cfg BuildConfig) (Image, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Image{}, fmt.Errorf("image build: %w", err)
 	}
-	unlock, err := lockDir(ctx, dir)
+	unlock, err := fsutil.LockDir(ctx, dir)
 	if err != nil {
-		return Image{}, err
+		return Image{}, fmt.Errorf("image build: %w", err)
 	}
 	defer unlock()
 	if !cfg.Force {
@@ -330,7 +327,7 @@ func build(ctx context.Context, cfg BuildConfig, rel Release, dir string) (img I
 	if err != nil {
 		return Image{}, err
 	}
-	if err := writeAtomic(filepath.Join(dir, FileManifest), append(b, '\n')); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, FileManifest), append(b, '\n'), 0o644); err != nil {
 		return Image{}, fmt.Errorf("image build: writing the manifest: %w", err)
 	}
 	cfg.Logger.Info("Debian image built", "release", rel.Name, "dir", dir, "took", time.Since(start).Round(time.Second))
@@ -462,60 +459,11 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 
 func (t *tailBuffer) String() string { return string(t.b) }
 
+// describe is the size and SHA-256 a manifest records for a file.
 func describe(path string) (FileInfo, error) {
-	f, err := os.Open(path)
+	sum, n, err := fsutil.FileSHA256(path)
 	if err != nil {
 		return FileInfo{}, err
 	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return FileInfo{}, fmt.Errorf("hashing %s: %w", path, err)
-	}
-	return FileInfo{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
-// lockDir takes an exclusive flock on dir/.lock, waiting until ctx ends.
-func lockDir(ctx context.Context, dir string) (func(), error) {
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("image build: %w", err)
-	}
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("image build: locking %s: %w", dir, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("image build: waiting for another build in %s: %w", dir, ctx.Err())
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
+	return FileInfo{Size: n, SHA256: sum}, nil
 }

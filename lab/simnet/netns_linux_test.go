@@ -6,13 +6,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
-	"fmt"
 	"github.com/firstboot/firstboot/internal/testenv"
+	"github.com/firstboot/firstboot/internal/testnet"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,38 +21,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// inNetns runs fn on a thread switched into the named network namespace
-// (sockets fn creates stay there). A private helper so this package's tests
-// do not depend on lab/netns.
+// inNetns runs fn on a thread that has joined the named network namespace
+// (sockets fn creates stay there).
 func inNetns(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// If switching back fails the thread stays locked and is discarded
-		// when this goroutine ends, so no other goroutine inherits it.
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open(filepath.Join("/var/run/netns", name))
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", name, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- ferr
-	}()
-	return <-errc
+	return (&testnet.Namespace{Name: name}).Do(fn)
 }
 
 // mustRun runs a command and fails the test on error.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/firstboot/firstboot/internal/fsutil"
 	"github.com/firstboot/firstboot/internal/testenv"
 	"io"
 	"io/fs"
@@ -433,7 +434,7 @@ func treeDigest(t *testing.T, dir string) map[string]string {
 		st, _ := os.Stat(p)
 		v := st.Mode().String() + " " + st.ModTime().UTC().Format(time.RFC3339Nano)
 		if !d.IsDir() {
-			sum, _, _ := hashFile(p)
+			sum, _, _ := fsutil.FileSHA256(p)
 			v += " " + sum
 		}
 		out[rel] = v

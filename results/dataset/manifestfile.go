@@ -3,16 +3,16 @@ package dataset
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/firstboot/firstboot/internal/fsutil"
 )
 
 // Entry is one line of MANIFEST: "<sha256 hex> <size> <path>", paths relative
@@ -55,20 +55,6 @@ func listFiles(dir string) ([]string, error) {
 	return out, err
 }
 
-func hashFile(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
-
 func hashTree(dir string) ([]Entry, error) {
 	files, err := listFiles(dir)
 	if err != nil {
@@ -76,7 +62,7 @@ func hashTree(dir string) ([]Entry, error) {
 	}
 	out := make([]Entry, 0, len(files))
 	for _, rel := range files {
-		sum, n, err := hashFile(filepath.Join(dir, filepath.FromSlash(rel)))
+		sum, n, err := fsutil.FileSHA256(filepath.Join(dir, filepath.FromSlash(rel)))
 		if err != nil {
 			return nil, fmt.Errorf("dataset: %w", err)
 		}

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/firstboot/firstboot/internal/fsutil"
 )
 
 // VerifyResult summarises a verification.
@@ -40,7 +42,7 @@ func Verify(ctx context.Context, dir string) (*VerifyResult, error) {
 	listed := map[string]bool{}
 	for _, e := range entries {
 		listed[e.Path] = true
-		sum, n, err := hashFile(filepath.Join(dir, filepath.FromSlash(e.Path)))
+		sum, n, err := fsutil.FileSHA256(filepath.Join(dir, filepath.FromSlash(e.Path)))
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			problems = append(problems, fmt.Errorf("%s: missing (listed in MANIFEST)", e.Path))
@@ -147,7 +149,7 @@ func verifyRun(ctx context.Context, dir, run string) (analyses, steps int, probl
 		}
 		want[f.File] = true
 		rel := run + "/" + StepsDir + "/" + f.File
-		sum, _, err := hashFile(filepath.Join(runDir, StepsDir, f.File))
+		sum, _, err := fsutil.FileSHA256(filepath.Join(runDir, StepsDir, f.File))
 		if err != nil {
 			problems = append(problems, fmt.Errorf("%s: missing (the capture has %d packet(s) for step %q)", rel, f.Packets, f.Step))
 			continue

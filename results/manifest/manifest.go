@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/firstboot/firstboot/internal/fsutil"
 )
 
 // SchemaVersion changes when a field changes meaning or disappears.
@@ -166,18 +168,8 @@ func Write(dir string, m *Manifest) error {
 	if err != nil {
 		return fmt.Errorf("manifest: encoding: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".manifest-*.json")
-	if err != nil {
-		return fmt.Errorf("manifest: writing in %s: %w", dir, err)
-	}
-	_, werr := tmp.Write(append(data, '\n'))
-	cerr := tmp.Close()
-	if werr != nil || cerr != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("manifest: writing %s: %w", tmp.Name(), firstErr(werr, cerr))
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, FileName)); err != nil {
-		os.Remove(tmp.Name())
+	// 0600 as before: the manifest was always written with CreateTemp's mode.
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, FileName), append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("manifest: %w", err)
 	}
 	return nil
@@ -200,13 +192,4 @@ func Read(path string) (*Manifest, error) {
 		return nil, fmt.Errorf("manifest: %s has schema_version %d; this firstboot reads up to %d (upgrade firstboot)", path, m.SchemaVersion, SchemaVersion)
 	}
 	return &m, nil
-}
-
-func firstErr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
 }

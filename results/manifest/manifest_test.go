@@ -32,7 +32,7 @@ func TestWriteReadRoundTrip(t *testing.T) {
 	if len(steps) != 2 || steps[0].Name != "boot" || steps[1].Name != "browse" {
 		t.Errorf("Steps() = %+v", steps)
 	}
-	if left, _ := filepath.Glob(filepath.Join(dir, ".manifest-*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(dir, ".manifest.json.tmp-*")); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/firstboot/firstboot/internal/fsutil"
 )
 
 // FetchResult summarises a download.
@@ -49,7 +51,7 @@ func Fetch(ctx context.Context, url, wantSHA256, dest string, r Retry, p Progres
 	}
 	r = r.withDefaults()
 	res := &FetchResult{Path: dest}
-	if sum, n, err := sha256File(dest); err == nil && sum == want {
+	if sum, n, err := fsutil.FileSHA256(dest); err == nil && sum == want {
 		res.AlreadyPresent, res.Bytes = true, n
 		return res, nil
 	}

@@ -2,8 +2,6 @@ package publish
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,8 @@ import (
 	"sync/atomic"
 
 	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/firstboot/firstboot/internal/fsutil"
 )
 
 // Target is where one file goes: a presigned list's entry, or derived from --to.
@@ -186,19 +186,8 @@ func localFiles(dir string) ([]string, error) {
 	return out, nil
 }
 
-func sha256File(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, f)
-	return hex.EncodeToString(h.Sum(nil)), n, err
-}
-
 func publishFile(ctx context.Context, path string, t Target, r Retry, p Progress) (*FileResult, int64, error) {
-	sum, size, err := sha256File(path)
+	sum, size, err := fsutil.FileSHA256(path)
 	if err != nil {
 		return nil, 0, err
 	}

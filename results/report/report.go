@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/firstboot/firstboot/internal/fsutil"
 	"github.com/firstboot/firstboot/results/expect"
 	"github.com/firstboot/firstboot/results/manifest"
 	"github.com/firstboot/firstboot/results/schema"
@@ -184,22 +185,7 @@ func Write(dir string, in *Input) error {
 }
 
 func writeAtomic(dir, name string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, "."+name+"-*")
-	if err != nil {
-		return fmt.Errorf("report: writing %s: %w", name, err)
-	}
-	_, werr := tmp.Write(data)
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("report: writing %s: %w", name, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("report: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
-		os.Remove(tmp.Name())
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, name), data, 0o644); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
 	return nil
