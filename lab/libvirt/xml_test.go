@@ -177,7 +177,7 @@ func TestNormalizeErrors(t *testing.T) {
 		{"no name", lab.MachineSpec{Kernel: f, RunDir: dir}},
 		{"no run dir", lab.MachineSpec{Name: "m", Kernel: f}},
 		{"no boot source", lab.MachineSpec{Name: "m", RunDir: dir}},
-		{"kernel and disk", lab.MachineSpec{Name: "m", Kernel: f, Disk: f, RunDir: dir}},
+		{"kernel and ISO", lab.MachineSpec{Name: "m", Kernel: f, ISO: f, RunDir: dir}},
 		{"missing kernel", lab.MachineSpec{Name: "m", Kernel: filepath.Join(dir, "nope"), RunDir: dir}},
 		{"bad firmware", lab.MachineSpec{Name: "m", Kernel: f, RunDir: dir, Firmware: "coreboot"}},
 		{"bad MAC", lab.MachineSpec{Name: "m", Kernel: f, RunDir: dir, MAC: "zz"}},
@@ -191,6 +191,21 @@ func TestNormalizeErrors(t *testing.T) {
 	// An ISO with a disk (installer onto a target) is fine.
 	if _, err := normalize(lab.MachineSpec{Name: "m", ISO: f, Disk: f, RunDir: dir}); err != nil {
 		t.Errorf("ISO+disk: %v", err)
+	}
+	// So is a kernel with its root disk (the Debian images boot that way):
+	// the domain has both the kernel and the disk.
+	spec, err := normalize(lab.MachineSpec{Name: "m", Kernel: f, Disk: f, Cmdline: "root=LABEL=debian-root", RunDir: dir})
+	if err != nil {
+		t.Fatalf("kernel+disk: %v", err)
+	}
+	x, err := DomainXML(spec, "net", "tcg", filepath.Join(dir, "overlay.qcow2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<kernel>" + f + "</kernel>", "<cmdline>root=LABEL=debian-root</cmdline>", `<source file="` + filepath.Join(dir, "overlay.qcow2") + `"`, `<target dev="vda" bus="virtio"`} {
+		if !strings.Contains(x, want) {
+			t.Errorf("kernel+disk domain lacks %s:\n%s", want, x)
+		}
 	}
 }
 
