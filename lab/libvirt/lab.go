@@ -465,10 +465,16 @@ func (l *Lab) Close() error {
 		return nil
 	}
 	l.closed = true
-	cancelEvents := l.evCancel
+	cancelEvents, evDone := l.evCancel, l.evDone
 	l.mu.Unlock()
 	if cancelEvents != nil {
 		cancelEvents()
+		// go-libvirt deregisters the event callback when its context ends; a
+		// Disconnect racing that call fails it ("procedure interrupted").
+		select {
+		case <-evDone:
+		case <-time.After(5 * time.Second):
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
