@@ -195,7 +195,9 @@ func RemoveRedirect(ctx context.Context, netns, bridge string, addr netip.Addr, 
 			errs = append(errs, err)
 		} else {
 			defer unlock()
-			if !tproxyInUse(ctx, netns) {
+			// Another network's removal may have taken it already (the
+			// route and rule come and go together, under this lock).
+			if !tproxyInUse(ctx, netns) && tproxyRulePresent(ctx, netns) {
 				for _, d := range tproxyRemoval() {
 					if err := run(ctx, netns, append([]string{"ip"}, d...)); err != nil {
 						errs = append(errs, err)

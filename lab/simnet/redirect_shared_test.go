@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -43,5 +44,40 @@ func TestRedirectSharedPolicyRoute(t *testing.T) {
 	}
 	if tproxyRulePresent(ctx, ns) {
 		t.Error("the policy route stayed after the last network's redirect was removed")
+	}
+}
+
+// Two networks' redirects removed at the same moment (two runs ending
+// together) must both succeed and leave nothing behind.
+func TestRedirectConcurrentRemoval(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root (network namespaces, iptables)")
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	ns := "fbt-conc-" + hex.EncodeToString(b[:])
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	ctx := context.Background()
+	ports := DefaultPorts()
+	addrs := []netip.Addr{netip.MustParseAddr("10.77.1.1"), netip.MustParseAddr("10.77.2.1"), netip.MustParseAddr("10.77.3.1")}
+	for i, a := range addrs {
+		if err := InstallRedirect(ctx, ns, fmt.Sprintf("virbr-%d", i), a, ports); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make(chan error, len(addrs))
+	for i, a := range addrs {
+		go func() { errs <- RemoveRedirect(ctx, ns, fmt.Sprintf("virbr-%d", i), a, ports) }()
+	}
+	for range addrs {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent removal: %v", err)
+		}
+	}
+	if tproxyRulePresent(ctx, ns) {
+		t.Error("the policy route stayed after every redirect was removed")
 	}
 }
