@@ -187,7 +187,12 @@ func (r *runner) resolveImage(ctx context.Context) error {
 			return &ImageError{Path: filepath.Join(r.cfg.ImageCache, "testguest"), Obtain: "firstboot image build testguest", Err: err}
 		}
 		spec.Kernel, spec.Initrd, spec.Cmdline = g.Kernel, g.Initrd, g.Cmdline
-		files = []string{g.Kernel, g.Initrd}
+		if spec.Firmware == "uefi" && g.BzImage != "" {
+			// UEFI firmware starts a kernel through its EFI stub, which the
+			// bzImage has and the faster PVH vmlinux does not.
+			spec.Kernel = g.BzImage
+		}
+		files = []string{spec.Kernel, g.Initrd}
 		r.m.Image.Name = "testguest"
 	case img.Builtin != "":
 		d, err := osimage.Load(r.cfg.ImageCache, img.Builtin)
@@ -195,6 +200,9 @@ func (r *runner) resolveImage(ctx context.Context) error {
 			return &ImageError{Path: filepath.Join(r.cfg.ImageCache, img.Builtin), Obtain: "firstboot image build " + img.Builtin, Err: err}
 		}
 		spec = d.MachineSpec(spec)
+		if vmlinuz := filepath.Join(filepath.Dir(spec.Kernel), "vmlinuz"); spec.Firmware == "uefi" && filepath.Base(spec.Kernel) == "vmlinux" {
+			spec.Kernel = vmlinuz // UEFI needs the EFI stub of the bzImage
+		}
 		files = []string{spec.Kernel, spec.Initrd, spec.Disk}
 		r.m.Image.Name = img.Builtin
 	case img.Kind == "kernel":

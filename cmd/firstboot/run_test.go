@@ -331,3 +331,32 @@ func browseSite(m *manifest.Manifest) string {
 	}
 	return "news.example.com"
 }
+
+// TestRunUEFI boots the test guest with UEFI firmware (OVMF starts the kernel
+// through its EFI stub) and checks the run like any other.
+func TestRunUEFI(t *testing.T) {
+	e := newE2E(t)
+	data, err := os.ReadFile("../../scenarios/testguest.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(data), "  memory: 256MiB\n", "  memory: 256MiB\n  firmware: uefi\n", 1)
+	if !strings.Contains(text, "firmware: uefi") {
+		t.Fatal("could not make the UEFI variant of the scenario")
+	}
+	scenario := filepath.Join(t.TempDir(), "testguest.yaml")
+	if err := os.WriteFile(scenario, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runs := t.TempDir()
+	if out, code := e.run(t, "", "run", scenario, "--runs-dir", runs); code != 0 {
+		t.Fatalf("UEFI run: exit %d\n%s", code, out)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(runs, "*-testguest-*"))
+	if len(dirs) != 1 {
+		t.Fatalf("run directories: %v", dirs)
+	}
+	if m := checkRunDir(t, dirs[0]); m.Machine.Firmware != "uefi" {
+		t.Errorf("manifest firmware %q, want uefi", m.Machine.Firmware)
+	}
+}

@@ -126,8 +126,14 @@ func normalize(spec lab.MachineSpec) (lab.MachineSpec, error) {
 }
 
 func ovmfInstalled() bool {
-	m, _ := filepath.Glob("/usr/share/qemu/firmware/*ovmf*.json")
-	return len(m) > 0
+	// Firmware descriptors libvirt selects from (Debian's ovmf ships
+	// *-edk2-x86_64*.json; other distributions name them after OVMF).
+	for _, pattern := range []string{"*edk2-x86_64*.json", "*ovmf*.json"} {
+		if m, _ := filepath.Glob(filepath.Join("/usr/share/qemu/firmware", pattern)); len(m) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // DomainXML builds the domain definition. accel is "kvm" or "tcg"; overlay
