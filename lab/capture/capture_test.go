@@ -1,14 +1,13 @@
 package capture
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"github.com/firstboot/firstboot/internal/testenv"
+	"github.com/firstboot/firstboot/internal/testnet"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -76,21 +75,11 @@ func sendUDP(t *testing.T, ns string, n int, tag string) {
 
 func tshark(t *testing.T, path string, fields ...string) []string {
 	t.Helper()
-	if _, err := exec.LookPath("tshark"); err != nil {
-		testenv.Missing(t, "tshark needed to cross-check the file")
-	}
 	args := []string{"-r", path, "-T", "fields", "-E", "separator=|"}
 	for _, f := range fields {
 		args = append(args, "-e", f)
 	}
-	cmd := exec.Command("tshark", args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tshark: %v: %s", err, stderr.Bytes())
-	}
-	s := strings.TrimSpace(string(out))
+	s := strings.TrimSpace(testnet.Tshark(t, args...))
 	if s == "" {
 		return nil
 	}

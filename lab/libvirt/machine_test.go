@@ -5,7 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"github.com/firstboot/firstboot/internal/testenv"
+	"github.com/firstboot/firstboot/internal/testnet"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -195,20 +195,11 @@ func bootAndCapture(t *testing.T, l *Lab, g testGuest, name, dir string) bootRes
 // tsharkFields reads the capture with tshark, one row per packet.
 func tsharkFields(t *testing.T, pcap string, fields ...string) [][]string {
 	t.Helper()
-	if _, err := exec.LookPath("tshark"); err != nil {
-		testenv.Missing(t, "tshark needed to cross-check the capture")
-	}
 	args := []string{"-r", pcap, "-T", "fields", "-E", "separator=|"}
 	for _, f := range fields {
 		args = append(args, "-e", f)
 	}
-	cmd := exec.Command("tshark", args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("tshark: %v: %s", err, stderr.Bytes())
-	}
+	out := testnet.Tshark(t, args...)
 	var rows [][]string
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		if line == "" {
