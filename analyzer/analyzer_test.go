@@ -736,7 +736,8 @@ func TestDeterminism(t *testing.T) {
 }
 
 // TestAnalysisJSONStreaming: the streamed analysis.json is byte for byte what
-// encoding/json writes for the whole document.
+// encoding/json writes for the whole document once both are compacted, and
+// every record of the record lists is on a line of its own.
 func TestAnalysisJSONStreaming(t *testing.T) {
 	p := tempFile(t, "c.pcap")
 	writePcap(t, p, layers.LinkTypeEthernet, conversation(t))
@@ -752,8 +753,38 @@ func TestAnalysisJSONStreaming(t *testing.T) {
 	if err := enc.Encode(a); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(got, want.Bytes()) {
+	var gotC, wantC bytes.Buffer
+	if err := json.Compact(&gotC, got); err != nil {
+		t.Fatalf("streamed analysis.json is not valid JSON: %v", err)
+	}
+	if err := json.Compact(&wantC, want.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(gotC.Bytes(), wantC.Bytes()) {
 		t.Errorf("streamed JSON differs from encoding/json's")
+	}
+	// Lines of the record lists: `  "conns": [`, then one `    {...}` per record.
+	lines := strings.Split(string(got), "\n")
+	for _, field := range []string{"conns", "dns", "tls", "http"} {
+		var n int
+		for i, l := range lines {
+			if l != "  \""+field+"\": [" {
+				continue
+			}
+			for _, rec := range lines[i+1:] {
+				if rec == "  ]" || rec == "  ]," {
+					break
+				}
+				rec = strings.TrimSuffix(strings.TrimPrefix(rec, "    "), ",")
+				if !json.Valid([]byte(rec)) || rec[0] != '{' {
+					t.Errorf("%s: line %q is not one whole record", field, rec)
+				}
+				n++
+			}
+		}
+		if n == 0 {
+			t.Errorf("%s: no records on their own lines", field)
+		}
 	}
 }
 

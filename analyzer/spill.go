@@ -88,8 +88,8 @@ var spillKinds = [numKinds]struct {
 	{"ntp", "ntp", ntpCols},
 }
 
-// spillFile holds encoded records: analysis.json list elements (indented,
-// separated by ",\n", without the brackets) or log rows (without header).
+// spillFile holds encoded records: analysis.json list elements (compact, one
+// per line, separated by ",\n", without the brackets) or log rows (without header).
 type spillFile struct {
 	f *os.File
 	w *bufio.Writer
@@ -99,15 +99,15 @@ type spillFile struct {
 // fileSink encodes each record into two spill files: its analysis.json
 // element and its log row.
 type fileSink struct {
-	dir      string // temporary, inside the output directory, removed at the end
-	asJSON   bool
-	re       *recordEncoder
-	raw, ind []byte
-	vals     []zeeklog.Value
-	js       [numKinds]spillFile
-	logF     [numKinds]*os.File
-	logs     [numKinds]*zeeklog.Writer
-	err      error // the first write error; later records are dropped
+	dir    string // temporary, inside the output directory, removed at the end
+	asJSON bool
+	re     *recordEncoder
+	raw    []byte
+	vals   []zeeklog.Value
+	js     [numKinds]spillFile
+	logF   [numKinds]*os.File
+	logs   [numKinds]*zeeklog.Writer
+	err    error // the first write error; later records are dropped
 }
 
 func newFileSink(outDir string, asJSON bool) (*fileSink, error) {
@@ -158,12 +158,11 @@ func (s *fileSink) put(k int, raw []byte, err error, vals []zeeklog.Value) {
 		return
 	}
 	sf := &s.js[k]
-	s.ind = appendIndent(s.ind[:0], raw, "    ")
 	if sf.n > 0 {
 		sf.w.WriteString(",\n")
 	}
 	sf.w.WriteString("    ")
-	if _, err := sf.w.Write(s.ind); err != nil {
+	if _, err := sf.w.Write(raw); err != nil {
 		s.err = fmt.Errorf("writing spill file: %w", err)
 		return
 	}

@@ -99,7 +99,7 @@ type Writer struct {
 	json bool
 	cols []Column
 	buf  bytes.Buffer
-	num  []byte // scratch for numbers: no allocation per field
+	num  []byte // the row being built: no allocation per row
 }
 
 // New starts a log at path (Zeek's #path, e.g. "conn") with the given columns.
@@ -153,54 +153,54 @@ func (lw *Writer) Row(vals []Value) error {
 	if lw.json {
 		return lw.jsonRow(vals)
 	}
+	// The row is built in one buffer and written once: per-field writes into
+	// the bufio.Writer were most of the cost of a log.
+	b := lw.num[:0]
 	for i, v := range vals {
 		if i > 0 {
-			lw.w.WriteByte('\t')
+			b = append(b, '\t')
 		}
 		switch v.k {
 		case kUnset:
-			lw.w.WriteByte('-')
+			b = append(b, '-')
 		case kString:
-			if v.s == "" {
-				lw.w.WriteString("(empty)")
-			} else {
-				lw.w.WriteString(escape(v.s, false))
-			}
+			b = appendEscaped(b, v.s, false)
 		case kCount, kInt:
-			lw.num = strconv.AppendInt(lw.num[:0], v.n, 10)
-			lw.w.Write(lw.num)
+			b = strconv.AppendInt(b, v.n, 10)
 		case kDouble:
-			lw.num = appendFixed6(lw.num[:0], v)
-			lw.w.Write(lw.num)
+			b = appendFixed6(b, v)
 		case kBool:
 			if v.b {
-				lw.w.WriteByte('T')
+				b = append(b, 'T')
 			} else {
-				lw.w.WriteByte('F')
+				b = append(b, 'F')
 			}
 		case kList:
 			if len(v.ls) == 0 {
-				lw.w.WriteString("(empty)")
+				b = append(b, "(empty)"...)
 			}
 			for j, s := range v.ls {
 				if j > 0 {
-					lw.w.WriteByte(',')
+					b = append(b, ',')
 				}
-				lw.w.WriteString(escape(s, true))
+				b = appendEscaped(b, s, true)
 			}
 		case kFloatList:
 			if len(v.lf) == 0 {
-				lw.w.WriteString("(empty)")
+				b = append(b, "(empty)"...)
 			}
 			for j, f := range v.lf {
 				if j > 0 {
-					lw.w.WriteByte(',')
+					b = append(b, ',')
 				}
-				lw.w.WriteString(strconv.FormatFloat(f, 'f', 6, 64))
+				b = strconv.AppendFloat(b, f, 'f', 6, 64)
 			}
 		}
 	}
-	return lw.w.WriteByte('\n')
+	b = append(b, '\n')
+	lw.num = b
+	_, err := lw.w.Write(b)
+	return err
 }
 
 // fixed6 prints seconds with 6 decimals; times use their integer nanoseconds so
@@ -288,6 +288,21 @@ func (lw *Writer) Close(closeTS time.Time) error {
 
 // Flush writes out buffered rows.
 func (lw *Writer) Flush() error { return lw.w.Flush() }
+
+// appendEscaped appends escape(s, inSet) to b.
+func appendEscaped(b []byte, s string, inSet bool) []byte {
+	switch s {
+	case "", "-", "(empty)":
+		return append(b, escape(s, inSet)...)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '\\' || (inSet && c == ',') {
+			return append(b, escape(s, inSet)...)
+		}
+	}
+	return append(b, s...)
+}
 
 // escape makes s safe for a TSV field as Zeek does: non-printable bytes, the
 // backslash and the separators become \xNN; a value that would read as the
