@@ -99,7 +99,7 @@ func writeAnalysisJSON(w io.Writer, a *schema.Analysis, spilled map[string]*spil
 			if err := bw.Flush(); err != nil {
 				return err
 			}
-			if err := copyFrom(w, sf.f); err != nil {
+			if _, err := sf.buf.WriteTo(w); err != nil {
 				return fmt.Errorf("copying %s from its spill file: %w", name, err)
 			}
 			bw.WriteString("\n  ]")

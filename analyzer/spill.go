@@ -1,7 +1,6 @@
 package analyzer
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -15,14 +14,20 @@ import (
 
 // AnalyzeFileTo analyses the capture at path and writes the same files as
 // WriteOutputs into dir, but writes each record out as soon as it is final
-// (in its final encoding, into spill files in a temporary directory inside
-// dir), so memory follows the live flows, not the size of the capture. At
-// the end analysis.json and the logs are assembled from the spill files.
+// (in its final encoding, in memory up to spillMemory bytes, then in spill
+// files in a temporary directory inside dir), so memory follows the live
+// flows, not the size of the capture. At the end analysis.json and the logs
+// are assembled from the buffered records.
 //
 // The returned analysis holds everything except the record lists Conns,
 // DNS, TLS, HTTP and NTP, which are only in the files (DHCP is there: it is
 // small and the host detection needs it).
 func AnalyzeFileTo(ctx context.Context, path string, opts Options, dir, logFormat string) (*schema.Analysis, error) {
+	return analyzeFileTo(ctx, path, opts, dir, logFormat, spillMemory)
+}
+
+// analyzeFileTo is AnalyzeFileTo keeping at most memory bytes of records in memory.
+func analyzeFileTo(ctx context.Context, path string, opts Options, dir, logFormat string, memory int64) (*schema.Analysis, error) {
 	asJSON, err := jsonLogs(logFormat)
 	if err != nil {
 		return nil, err
@@ -41,7 +46,7 @@ func AnalyzeFileTo(ctx context.Context, path string, opts Options, dir, logForma
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating output directory: %w", err)
 	}
-	s, err := newFileSink(dir, asJSON)
+	s, err := newFileSink(dir, asJSON, memory)
 	if err != nil {
 		return nil, err
 	}
@@ -88,12 +93,11 @@ var spillKinds = [numKinds]struct {
 	{"ntp", "ntp", ntpCols},
 }
 
-// spillFile holds encoded records: analysis.json list elements (compact, one
-// per line, separated by ",\n", without the brackets) or log rows (without header).
+// spillFile holds encoded analysis.json list elements (compact, one per line,
+// separated by ",\n", without the brackets).
 type spillFile struct {
-	f *os.File
-	w *bufio.Writer
-	n int64 // records
+	buf *spillBuffer
+	n   int64 // records
 }
 
 // fileSink encodes each record into two spill files: its analysis.json
@@ -103,33 +107,25 @@ type fileSink struct {
 	asJSON bool
 	re     *recordEncoder
 	raw    []byte
+	line   []byte
 	vals   []zeeklog.Value
+	budget spillBudget
 	js     [numKinds]spillFile
-	logF   [numKinds]*os.File
+	logBuf [numKinds]*spillBuffer // log rows, without header
 	logs   [numKinds]*zeeklog.Writer
 	err    error // the first write error; later records are dropped
 }
 
-func newFileSink(outDir string, asJSON bool) (*fileSink, error) {
+func newFileSink(outDir string, asJSON bool, memory int64) (*fileSink, error) {
 	tmp, err := os.MkdirTemp(outDir, ".analysis-spill-")
 	if err != nil {
 		return nil, fmt.Errorf("creating spill directory in %s (is it writable?): %w", outDir, err)
 	}
-	s := &fileSink{dir: tmp, asJSON: asJSON, re: newRecordEncoder()}
+	s := &fileSink{dir: tmp, asJSON: asJSON, re: newRecordEncoder(), budget: spillBudget{left: memory}}
 	for k := range numKinds {
-		jf, err := os.Create(filepath.Join(tmp, spillKinds[k].field+".json"))
-		if err != nil {
-			s.remove()
-			return nil, fmt.Errorf("creating spill file: %w", err)
-		}
-		s.js[k] = spillFile{f: jf, w: bufio.NewWriterSize(jf, 256<<10)}
-		lf, err := os.Create(filepath.Join(tmp, spillKinds[k].log+".log"))
-		if err != nil {
-			s.remove()
-			return nil, fmt.Errorf("creating spill file: %w", err)
-		}
-		s.logF[k] = lf
-		s.logs[k] = zeeklog.NewRows(lf, spillKinds[k].cols, asJSON)
+		s.js[k] = spillFile{buf: newSpillBuffer(tmp, spillKinds[k].field+".json", &s.budget)}
+		s.logBuf[k] = newSpillBuffer(tmp, spillKinds[k].log+".log", &s.budget)
+		s.logs[k] = zeeklog.NewRows(s.logBuf[k], spillKinds[k].cols, asJSON)
 	}
 	return s, nil
 }
@@ -137,11 +133,11 @@ func newFileSink(outDir string, asJSON bool) (*fileSink, error) {
 // remove closes and deletes the spill files.
 func (s *fileSink) remove() {
 	for k := range numKinds {
-		if s.js[k].f != nil {
-			s.js[k].f.Close()
+		if s.js[k].buf != nil {
+			s.js[k].buf.close()
 		}
-		if s.logF[k] != nil {
-			s.logF[k].Close()
+		if s.logBuf[k] != nil {
+			s.logBuf[k].close()
 		}
 	}
 	os.RemoveAll(s.dir)
@@ -158,11 +154,14 @@ func (s *fileSink) put(k int, raw []byte, err error, vals []zeeklog.Value) {
 		return
 	}
 	sf := &s.js[k]
+	// One Write per record: the separator and indent go in front of raw.
+	s.line = s.line[:0]
 	if sf.n > 0 {
-		sf.w.WriteString(",\n")
+		s.line = append(s.line, ",\n"...)
 	}
-	sf.w.WriteString("    ")
-	if _, err := sf.w.Write(raw); err != nil {
+	s.line = append(s.line, "    "...)
+	s.line = append(s.line, raw...)
+	if _, err := sf.buf.Write(s.line); err != nil {
 		s.err = fmt.Errorf("writing spill file: %w", err)
 		return
 	}
@@ -210,9 +209,6 @@ func (s *fileSink) ntp(n *schema.NTP) {
 // assemble writes analysis.json and the logs into dir from a and the spill files.
 func (s *fileSink) assemble(dir string, a *schema.Analysis) error {
 	for k := range numKinds {
-		if err := s.js[k].w.Flush(); err != nil && s.err == nil {
-			s.err = fmt.Errorf("writing spill file: %w", err)
-		}
 		if err := s.logs[k].Flush(); err != nil && s.err == nil {
 			s.err = fmt.Errorf("writing spill file: %w", err)
 		}
@@ -231,12 +227,12 @@ func (s *fileSink) assemble(dir string, a *schema.Analysis) error {
 	}
 	for k := range numKinds {
 		kd := spillKinds[k]
-		f := s.logF[k]
+		rows := s.logBuf[k]
 		err := writeFileAtomic(filepath.Join(dir, kd.log+".log"), func(w io.Writer) error {
 			if err := zeeklog.Header(w, kd.log, kd.cols, a.Summary.FirstTS, s.asJSON); err != nil {
 				return err
 			}
-			if err := copyFrom(w, f); err != nil {
+			if _, err := rows.WriteTo(w); err != nil {
 				return err
 			}
 			return zeeklog.Trailer(w, a.Summary.LastTS, s.asJSON)
@@ -258,13 +254,4 @@ func (s *fileSink) assemble(dir string, a *schema.Analysis) error {
 		}
 	}
 	return nil
-}
-
-// copyFrom copies all of f to w (file to file: in the kernel, where it can).
-func copyFrom(w io.Writer, f *os.File) error {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	_, err := io.Copy(w, f)
-	return err
 }

@@ -1,0 +1,111 @@
+package analyzer
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// spillMemory is how many bytes of encoded records all of a sink's buffers
+// keep in memory before they move to temporary files. Records of a 100 MB
+// capture (~45 MB) stay in memory and are written once, into their final
+// files; a 1 GB capture spills, and memory stays bounded (see make bench).
+const spillMemory = 64 << 20
+
+// spillChunk is the size of one memory chunk: fixed-size chunks never copy
+// what was written before, and waste at most one chunk per buffer.
+const spillChunk = 1 << 20
+
+// spillBudget is what is left of a sink's spillMemory, shared by its buffers.
+type spillBudget struct{ left int64 }
+
+// spillBuffer collects encoded records in memory while the budget lasts, then
+// in a temporary file (path) from the first write that does not fit.
+type spillBuffer struct {
+	path   string
+	budget *spillBudget
+	chunks [][]byte
+	f      *os.File
+	w      *bufio.Writer
+}
+
+func (b *spillBuffer) Write(p []byte) (int, error) {
+	if b.f != nil {
+		return b.w.Write(p)
+	}
+	if int64(len(p)) > b.budget.left {
+		if err := b.spill(); err != nil {
+			return 0, err
+		}
+		return b.w.Write(p)
+	}
+	b.budget.left -= int64(len(p))
+	n := len(p)
+	for len(p) > 0 {
+		last := len(b.chunks) - 1
+		if last < 0 || len(b.chunks[last]) == cap(b.chunks[last]) {
+			b.chunks = append(b.chunks, make([]byte, 0, spillChunk))
+			last++
+		}
+		c := b.chunks[last]
+		k := min(len(p), cap(c)-len(c))
+		b.chunks[last] = append(c, p[:k]...)
+		p = p[k:]
+	}
+	return n, nil
+}
+
+// spill moves what is in memory to the temporary file; later writes go there.
+func (b *spillBuffer) spill() error {
+	f, err := os.Create(b.path)
+	if err != nil {
+		return fmt.Errorf("creating spill file: %w", err)
+	}
+	b.f, b.w = f, bufio.NewWriterSize(f, 256<<10)
+	for i, c := range b.chunks {
+		if _, err := b.w.Write(c); err != nil {
+			return err
+		}
+		b.budget.left += int64(len(c))
+		b.chunks[i] = nil
+	}
+	b.chunks = nil
+	return nil
+}
+
+// WriteTo writes everything written so far to w.
+func (b *spillBuffer) WriteTo(w io.Writer) (int64, error) {
+	if b.f == nil {
+		var n int64
+		for _, c := range b.chunks {
+			k, err := w.Write(c)
+			n += int64(k)
+			if err != nil {
+				return n, err
+			}
+		}
+		return n, nil
+	}
+	if err := b.w.Flush(); err != nil {
+		return 0, err
+	}
+	if _, err := b.f.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
+	// File to file: io.Copy lets the kernel copy (copy_file_range) where it can.
+	return io.Copy(w, b.f)
+}
+
+// close releases the memory and closes the file (the sink removes its directory).
+func (b *spillBuffer) close() {
+	b.chunks = nil
+	if b.f != nil {
+		b.f.Close()
+	}
+}
+
+func newSpillBuffer(dir, name string, budget *spillBudget) *spillBuffer {
+	return &spillBuffer{path: filepath.Join(dir, name), budget: budget}
+}
