@@ -18,7 +18,9 @@ func TestSpillBuffer(t *testing.T) {
 	t.Cleanup(a.close)
 	t.Cleanup(b.close)
 	var wantA, wantB bytes.Buffer
-	line := func(i int) []byte { return []byte(fmt.Sprintf("record %07d %s\n", i, bytes.Repeat([]byte{'x'}, i%300))) }
+	line := func(i int) []byte {
+		return []byte(fmt.Sprintf("record %07d %s\n", i, bytes.Repeat([]byte{'x'}, i%300)))
+	}
 	for i := 0; a.f == nil && b.f == nil; i++ {
 		p := line(i)
 		if i%2 == 0 {
