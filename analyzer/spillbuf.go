@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // spillMemory is how many bytes of encoded records all of a sink's buffers
@@ -46,7 +47,11 @@ func (b *spillBuffer) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		last := len(b.chunks) - 1
 		if last < 0 || len(b.chunks[last]) == cap(b.chunks[last]) {
-			b.chunks = append(b.chunks, make([]byte, 0, spillChunk))
+			c, err := newChunk()
+			if err != nil {
+				return n - len(p), err
+			}
+			b.chunks = append(b.chunks, c)
 			last++
 		}
 		c := b.chunks[last]
@@ -69,11 +74,25 @@ func (b *spillBuffer) spill() error {
 			return err
 		}
 		b.budget.left += int64(len(c))
+		freeChunk(c)
 		b.chunks[i] = nil
 	}
 	b.chunks = nil
 	return nil
 }
+
+// newChunk maps a chunk outside the Go heap: the collector would otherwise
+// let the heap grow by twice what the buffers hold before it ran (GOGC), and
+// scan memory that holds no pointers.
+func newChunk() ([]byte, error) {
+	c, err := syscall.Mmap(-1, 0, spillChunk, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, fmt.Errorf("allocating %d bytes for records: %w", spillChunk, err)
+	}
+	return c[:0], nil
+}
+
+func freeChunk(c []byte) { syscall.Munmap(c[:cap(c)]) }
 
 // WriteTo writes everything written so far to w.
 func (b *spillBuffer) WriteTo(w io.Writer) (int64, error) {
@@ -100,6 +119,9 @@ func (b *spillBuffer) WriteTo(w io.Writer) (int64, error) {
 
 // close releases the memory and closes the file (the sink removes its directory).
 func (b *spillBuffer) close() {
+	for _, c := range b.chunks {
+		freeChunk(c)
+	}
 	b.chunks = nil
 	if b.f != nil {
 		b.f.Close()
