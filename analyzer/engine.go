@@ -10,6 +10,7 @@ import (
 	"github.com/firstboot/firstboot/analyzer/attribute"
 	"github.com/firstboot/firstboot/analyzer/capfile"
 	"github.com/firstboot/firstboot/analyzer/decode"
+	"github.com/firstboot/firstboot/analyzer/fingerprint"
 	"github.com/firstboot/firstboot/results/schema"
 )
 
@@ -87,13 +88,14 @@ type engine struct {
 	// Finished records go to out as soon as they are final, so memory
 	// follows the live flows, not the capture size; what the summary, host
 	// and destinations need from them is aggregated here.
-	out     recordSink
-	dns     slab[schema.DNS] // DNS transactions awaiting their answer
-	agg     []stepAgg        // per step
-	destAll map[string]*destAgg
-	origs   map[origKey]int64 // conns per originator address and MAC
-	dhcp    map[dhcpKey]*dhcpTx
-	fps     map[fpKey]*fpAgg
+	out      recordSink
+	dns      slab[schema.DNS] // DNS transactions awaiting their answer
+	agg      []stepAgg        // per step
+	destAll  map[string]*destAgg
+	origs    map[origKey]int64 // conns per originator address and MAC
+	dhcp     map[dhcpKey]*dhcpTx
+	fps      map[fpKey]*fpAgg
+	fpParser fingerprint.Parser
 }
 
 func newEngine(opts Options, steps *stepper, out recordSink) *engine {

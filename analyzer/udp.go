@@ -340,7 +340,7 @@ type fpKey struct {
 type fpAgg struct {
 	first int64
 	count int64
-	syn   *fingerprint.SYN
+	syn   fingerprint.SYN
 }
 
 func (e *engine) fingerprint(f *flow, di int, p *decode.Packet, ts int64) {
@@ -350,7 +350,7 @@ func (e *engine) fingerprint(f *flow, di int, p *decode.Packet, ts int64) {
 		// p0f also tries the answered SYN's MSS as the window multiplier.
 		kind, peerMSS = "syn-ack", f.d[1-di].synMSS
 	}
-	fp, err := fingerprint.ParseWithPeerMSS(p.IP, peerMSS)
+	fp, err := e.fpParser.Parse(p.IP, peerMSS)
 	if err != nil {
 		e.parserError("fingerprint")
 		return

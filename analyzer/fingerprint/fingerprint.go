@@ -80,11 +80,41 @@ func Parse(ipPacket []byte) (*SYN, error) { return ParseWithPeerMSS(ipPacket, 0)
 // ParseWithPeerMSS is Parse for a SYN+ACK whose SYN carried MSS peerMSS (0 if
 // unknown), which p0f uses as a last window multiplier candidate.
 func ParseWithPeerMSS(ipPacket []byte, peerMSS uint16) (*SYN, error) {
-	var h pkt
-	if err := h.decode(ipPacket); err != nil {
+	s, err := parse(ipPacket, peerMSS, func(b []byte) string { return string(b) })
+	if err != nil {
 		return nil, err
 	}
-	s := &SYN{
+	return &s, nil
+}
+
+// Parser is ParseWithPeerMSS for many packets: it hands out one string per
+// distinct rendering, as a capture has thousands of SYNs but a few
+// fingerprints. The zero value is ready to use.
+type Parser struct{ seen map[string]string }
+
+// Parse is ParseWithPeerMSS.
+func (p *Parser) Parse(ipPacket []byte, peerMSS uint16) (SYN, error) {
+	return parse(ipPacket, peerMSS, p.intern)
+}
+
+func (p *Parser) intern(b []byte) string {
+	if s, ok := p.seen[string(b)]; ok {
+		return s
+	}
+	if p.seen == nil {
+		p.seen = map[string]string{}
+	}
+	s := string(b)
+	p.seen[s] = s
+	return s
+}
+
+func parse(ipPacket []byte, peerMSS uint16, str func([]byte) string) (SYN, error) {
+	var h pkt
+	if err := h.decode(ipPacket); err != nil {
+		return SYN{}, err
+	}
+	s := SYN{
 		IPVersion: h.ver,
 		TTL:       h.ttl,
 		DF:        h.df,
@@ -100,8 +130,8 @@ func ParseWithPeerMSS(ipPacket []byte, peerMSS uint16) (*SYN, error) {
 		s.ECN = h.flags&(flagECE|flagCWR) == flagECE
 	}
 	var buf [320]byte
-	s.Tcpdump = string(h.tcpdump(buf[:0]))
-	s.P0f = string(h.p0f(buf[:0], peerMSS))
+	s.Tcpdump = str(h.tcpdump(buf[:0]))
+	s.P0f = str(h.p0f(buf[:0], peerMSS))
 	return s, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -472,5 +473,37 @@ func TestParseErrors(t *testing.T) {
 	}
 	if _, err := Parse(good); err != nil {
 		t.Fatalf("Parse(good) = %v", err)
+	}
+}
+
+// TestParser: Parser gives what ParseWithPeerMSS gives, and the same string
+// for the same rendering, whatever differs that the fingerprint ignores.
+func TestParser(t *testing.T) {
+	var p Parser
+	var first SYN
+	for i, s := range craftedSYNs() {
+		s.sport, s.dport = uint16(20000+i), 80
+		ip := s.build()
+		want, err := ParseWithPeerMSS(ip, 1200)
+		if err != nil {
+			continue // crafted to be rejected; TestParseErrors covers those
+		}
+		got, err := p.Parse(ip, 1200)
+		if err != nil || got != *want {
+			t.Errorf("spec %d: Parser.Parse = %+v, %v; ParseWithPeerMSS = %+v", i, got, err, *want)
+		}
+		if i == 0 {
+			first = got
+		}
+	}
+	s := craftedSYNs()[0]
+	s.sport, s.dport, s.seq = 40000, 443, 12345 // not part of the fingerprint
+	again, err := p.Parse(s.build(), 1200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again != first || unsafe.StringData(again.P0f) != unsafe.StringData(first.P0f) ||
+		unsafe.StringData(again.Tcpdump) != unsafe.StringData(first.Tcpdump) {
+		t.Errorf("the same fingerprint was not handed out as the same strings: %+v vs %+v", again, first)
 	}
 }
