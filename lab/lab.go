@@ -93,6 +93,29 @@ type MachineSpec struct {
 
 	// NICModel defaults to "virtio".
 	NICModel string
+	// DiskBus is the bus of the boot disk and of disk media: "virtio"
+	// (default), "sata", "ide", "scsi" or "nvme"; a bus the hypervisor does
+	// not offer for the machine type is refused when the machine is defined.
+	DiskBus string
+	// Video is the display adapter: "vga" (default), "virtio", "qxl" or
+	// "none" (no screen: no screenshots).
+	Video string
+	// TPM adds an emulated TPM 2.0 (swtpm, started by libvirt). Boot a
+	// bzImage with it, not a PVH vmlinux: with a TPM, QEMU 7.2's PVH loader
+	// puts the initrd over the larger ACPI tables and the guest runs
+	// without ACPI (no TPM, no power button).
+	TPM bool
+	// CPUModel is a named CPU model ("Penryn", "Skylake-Client"); empty is
+	// the hypervisor's default. Features TCG cannot emulate are left out.
+	CPUModel string
+	// CPUFeatures adjust the model: "+name" requires a CPUID feature (libvirt's
+	// name: "sse4.2", "invtsc"), "-name" removes it.
+	CPUFeatures []string
+	// AppleSMCOSK is the 64-character key of the Apple SMC device that macOS
+	// checks; set, the machine gets QEMU's isa-applesmc. Never ship one.
+	AppleSMCOSK string
+	// Media are extra drives, attached after the boot disk and ISO in order.
+	Media []Media
 	// MAC defaults to one derived from RunDir and Name (stable per run).
 	MAC string
 	// ConsoleLog receives the serial console (default RunDir/console.log).
@@ -102,6 +125,49 @@ type MachineSpec struct {
 	// Description goes into the domain XML (firstboot sets it to the owning
 	// process, so leftovers of a crashed run can be told apart).
 	Description string
+}
+
+// Media kinds.
+const (
+	// MediaCDROM is a read-only CD/DVD drive; its tray can be emptied and
+	// loaded while the machine runs.
+	MediaCDROM = "cdrom"
+	// MediaFloppy is a read-only floppy drive, changeable like a CD-ROM.
+	MediaFloppy = "floppy"
+	// MediaDisk is a hard disk on the machine's disk bus, written through a
+	// qcow2 overlay (the image is never modified).
+	MediaDisk = "disk"
+	// MediaUSB is a USB stick, written through an overlay; it can be plugged
+	// in and pulled while the machine runs.
+	MediaUSB = "usb"
+)
+
+// BootISOMedia is the media name of the machine's ISO (MachineSpec.ISO):
+// InsertMedia and EjectMedia take it like any CD-ROM, so an installer can be
+// taken out once it is done.
+const BootISOMedia = "image"
+
+// Media is an extra drive of a machine.
+type Media struct {
+	// Name identifies the drive for InsertMedia and EjectMedia.
+	Name string
+	// Kind is MediaCDROM, MediaFloppy, MediaDisk or MediaUSB.
+	Kind string
+	// Path is the image the drive holds (or, when Ejected, gets on insert).
+	Path string
+	// Ejected starts the drive empty (CD-ROM, floppy) or unplugged (disk,
+	// USB); InsertMedia loads Path later.
+	Ejected bool
+}
+
+// ExecResult is what a program run by the guest agent left.
+type ExecResult struct {
+	// ExitCode is the program's exit status; Signal, when non-zero, is the
+	// signal that ended it.
+	ExitCode, Signal int
+	Stdout, Stderr   []byte
+	// Truncated says the agent cut the output (qemu-ga keeps at most 16 MiB).
+	Truncated bool
 }
 
 // Versions are the hypervisor's versions, for the manifest.
@@ -139,4 +205,11 @@ type Machine interface {
 	IP(ctx context.Context) (netip.Addr, error)
 	// Stopped is closed when the machine stops (shutdown, crash, destroy).
 	Stopped() <-chan struct{}
+	// InsertMedia loads the named media's image into its drive (CD-ROM,
+	// floppy) or plugs it in (disk, USB); EjectMedia empties or unplugs it.
+	InsertMedia(ctx context.Context, name string) error
+	EjectMedia(ctx context.Context, name string) error
+	// GuestExec runs a program in the guest through qemu-guest-agent and
+	// waits until it exits or ctx ends. A non-zero exit is not an error.
+	GuestExec(ctx context.Context, path string, args []string) (ExecResult, error)
 }

@@ -302,9 +302,22 @@ func (a *Action) Describe() string {
 	case "console_send":
 		return fmt.Sprintf("console send %q", a.ConsoleSend.Text)
 	case "guest_exec":
-		return "guest exec " + strings.Join(append([]string{a.GuestExec.Path}, a.GuestExec.Args...), " ")
+		words := []string{a.GuestExec.Path}
+		for _, arg := range a.GuestExec.Args {
+			words = append(words, shellQuote(arg))
+		}
+		return "guest exec " + strings.Join(words, " ")
 	case "mark":
 		return "mark " + a.Mark
 	}
 	return a.Kind
+}
+
+// shellQuote writes an argument the way a shell would need it, so the plan
+// shows where each argument begins and ends.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

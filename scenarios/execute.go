@@ -83,8 +83,14 @@ func (env *Env) runStep(ctx context.Context, st Step) error {
 	for i := range st.Actions {
 		a := &st.Actions[i]
 		start := env.Timeline.now()
-		err := env.do(ctx, a, start)
-		env.Timeline.add(manifest.Entry{Name: a.Describe(), Kind: manifest.KindAction, Step: st.Name, Start: start, End: env.Timeline.now(), Error: errString(err)})
+		var arts []string
+		var err error
+		if a.Kind == "guest_exec" {
+			arts, err = env.guestExec(ctx, a, st.Name, i+1)
+		} else {
+			err = env.do(ctx, a, start)
+		}
+		env.Timeline.add(manifest.Entry{Name: a.Describe(), Kind: manifest.KindAction, Step: st.Name, Start: start, End: env.Timeline.now(), Error: errString(err), Artifacts: arts})
 		if err != nil {
 			return fmt.Errorf("action %d (%s, line %d): %w", i+1, a.Kind, a.Line, err)
 		}
@@ -139,8 +145,16 @@ func (env *Env) do(ctx context.Context, a *Action, start time.Time) error {
 		ctx, cancel := context.WithTimeout(ctx, a.Timeout(10*time.Minute))
 		defer cancel()
 		return env.Traffic.WaitIdle(ctx, a.WaitIdle.Quiet.D(), env.Timeline.now)
-	case "insert", "eject", "guest_exec":
-		return fmt.Errorf("%s is not supported by this firstboot's lab yet", a.Kind)
+	case "insert":
+		if err := m.InsertMedia(ctx, a.Media.Name); err != nil {
+			return fmt.Errorf("inserting media %s (image.media): %w", a.Media.Name, err)
+		}
+		return nil
+	case "eject":
+		if err := m.EjectMedia(ctx, a.Media.Name); err != nil {
+			return fmt.Errorf("ejecting media %s (image.media): %w", a.Media.Name, err)
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown action %q", a.Kind)
 }
@@ -278,4 +292,52 @@ func relTo(dir, p string) string {
 		return r
 	}
 	return p
+}
+
+// guestExecTail is how much of stderr a failed guest_exec quotes.
+const guestExecTail = 512
+
+// guestExec runs the action's program through the guest agent, stores its
+// output as guest-exec/<step>-<n>.out and .err, and fails on a non-zero exit
+// with the exit status and the end of stderr.
+func (env *Env) guestExec(ctx context.Context, a *Action, step string, n int) ([]string, error) {
+	g := a.GuestExec
+	ctx, cancel := context.WithTimeout(ctx, a.Timeout(DefaultActionTimeout))
+	defer cancel()
+	res, err := env.Machine.GuestExec(ctx, g.Path, g.Args)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(env.Dir, "guest-exec")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	base := filepath.Join(dir, fmt.Sprintf("%s-%d", step, n))
+	var arts []string
+	for _, f := range []struct {
+		ext  string
+		data []byte
+	}{{".out", res.Stdout}, {".err", res.Stderr}} {
+		if err := os.WriteFile(base+f.ext, f.data, 0o644); err != nil {
+			return arts, fmt.Errorf("storing the guest's output: %w", err)
+		}
+		arts = append(arts, relTo(env.Dir, base+f.ext))
+	}
+	env.log().Info("guest exec", "step", step, "path", g.Path, "exit", res.ExitCode, "signal", res.Signal,
+		"stdout_bytes", len(res.Stdout), "stderr_bytes", len(res.Stderr), "truncated", res.Truncated)
+	if res.ExitCode == 0 && res.Signal == 0 {
+		return arts, nil
+	}
+	status := fmt.Sprintf("exit status %d", res.ExitCode)
+	if res.Signal != 0 {
+		status = fmt.Sprintf("killed by signal %d", res.Signal)
+	}
+	tail := bytes.TrimSpace(res.Stderr)
+	if len(tail) > guestExecTail {
+		tail = append([]byte("…"), tail[len(tail)-guestExecTail:]...)
+	}
+	if len(tail) == 0 {
+		return arts, fmt.Errorf("%s in the guest: %s (no stderr; stdout in %s)", g.Path, status, arts[0])
+	}
+	return arts, fmt.Errorf("%s in the guest: %s: %s", g.Path, status, tail)
 }

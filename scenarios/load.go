@@ -101,9 +101,59 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 			d.fail(at("network"), "network: bridge is only for mode bridged")
 		}
 	}
-	media := map[string]bool{}
+	media := map[string]Media{}
+	mediaNode := at("image")
+	if v := valueOf(valueOf(top, "image"), "media"); v != nil {
+		mediaNode = v
+	}
+	for i, m := range img.Media {
+		n := mediaNode
+		if mediaNode.Kind == yaml.SequenceNode && i < len(mediaNode.Content) {
+			n = mediaNode.Content[i]
+		}
+		if !mediaNameRE.MatchString(m.Name) {
+			d.fail(n, "media %q: name it with letters, digits, '.', '_' and '-'", m.Name)
+		}
+		if m.Name == "image" {
+			d.fail(n, "media %q: the name is reserved for the image's own ISO (insert/eject image)", m.Name)
+		}
+		if _, dup := media[m.Name]; dup {
+			d.fail(n, "media %q: the name is used twice", m.Name)
+		}
+		if m.SHA256 != "" && !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(m.SHA256) {
+			d.fail(n, "media %q: sha256: expected 64 lower-case hex digits", m.Name)
+		}
+		if !m.StartsInserted() && m.Kind == "disk" && !hotpluggableBus(s.Machine.DiskBus) {
+			d.fail(n, "media %q: a %s disk cannot be plugged in while the machine runs; use disk_bus virtio or scsi, kind usb, or leave it inserted", m.Name, busOrDefault(s.Machine.DiskBus))
+		}
+		media[m.Name] = m
+	}
+	if img.Kind == "iso" {
+		// The installer ISO is a CD-ROM too: `eject: image` takes it out.
+		media["image"] = Media{Name: "image", Kind: "cdrom", Path: img.Path}
+	}
+	floppies := 0
 	for _, m := range img.Media {
-		media[m.Name] = true
+		if m.Kind == "floppy" {
+			floppies++
+		}
+	}
+	if floppies > 2 {
+		d.fail(mediaNode, "image.media: %d floppies; a PC has two floppy drives at most", floppies)
+	}
+	if s.Machine.DiskBus == "ide" && s.Machine.Firmware == "uefi" {
+		d.fail(at("machine"), "machine: disk_bus ide needs firmware bios (the UEFI machine, q35, has no IDE): use sata")
+	}
+	if len(s.Machine.CPUFeatures) > 0 && s.Machine.CPUModel == "" {
+		d.fail(at("machine"), "machine.cpu_features: set cpu_model too (the features adjust a model)")
+	}
+	for _, f := range s.Machine.CPUFeatures {
+		if !regexp.MustCompile(`^[+-][a-z0-9][a-z0-9._-]*$`).MatchString(f) {
+			d.fail(at("machine"), "machine.cpu_features: %q: write +name to add a feature or -name to remove it (libvirt's names: +sse4.2, +invtsc, -avx)", f)
+		}
+	}
+	if s.Machine.AppleSMCOSKFile != "" && s.OS.Family != "" && s.OS.Family != "macos" {
+		d.fail(at("machine"), "machine.apple_smc_osk_file: the Apple SMC is for macOS guests (os.family is %s)", s.OS.Family)
 	}
 	steps := map[string]bool{}
 	starts := 0
@@ -126,8 +176,15 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 			case "start":
 				starts++
 			case "insert", "eject":
-				if !media[a.Media.Name] {
-					d.fail(pos, "%s: no media named %q in image.media", a.Kind, a.Media.Name)
+				m, ok := media[a.Media.Name]
+				switch {
+				case !ok:
+					d.fail(pos, "%s: no media named %q in image.media%s", a.Kind, a.Media.Name, mediaNames(img.Media))
+				case m.Kind == "disk" && !hotpluggableBus(s.Machine.DiskBus):
+					d.fail(pos, "%s %s: a %s disk cannot be plugged in or out while the machine runs; use disk_bus virtio or scsi, or kind usb", a.Kind, m.Name, busOrDefault(s.Machine.DiskBus))
+				}
+				if starts == 0 {
+					d.fail(pos, "%s before start: the machine is not running yet (media that should be in at power-on: leave out inserted: false)", a.Kind)
 				}
 			case "mark", "wait":
 			default:
@@ -145,6 +202,44 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 			d.fail(at("expect"), "expect: step %q is not a step of this scenario", e.Step)
 		}
 	}
+}
+
+// mediaNameRE keeps media names usable in file names and messages.
+var mediaNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// hotpluggableBus says whether disks on bus can be plugged in while the
+// machine runs (SATA and IDE cannot; the default bus is virtio).
+func hotpluggableBus(bus string) bool { return bus == "" || bus == "virtio" || bus == "scsi" }
+
+func busOrDefault(bus string) string {
+	if bus == "" {
+		return "virtio"
+	}
+	return bus
+}
+
+func mediaNames(ms []Media) string {
+	if len(ms) == 0 {
+		return " (it has none)"
+	}
+	var names []string
+	for _, m := range ms {
+		names = append(names, m.Name)
+	}
+	return " (it has: " + strings.Join(names, ", ") + ")"
+}
+
+// valueOf is the value node of key in mapping m, or nil.
+func valueOf(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
 }
 
 func findKey(m *yaml.Node, key string) *yaml.Node {

@@ -21,10 +21,22 @@ func WritePlan(w io.Writer, s *Scenario) error {
 	fmt.Fprintf(&b, "image:    %s\n", describeImage(s))
 	m := s.Machine
 	fmt.Fprintf(&b, "machine:  %d CPU, %d MiB, %s firmware, %s NIC, %s disk bus, %s video", m.CPUs, m.Memory.MiB(), m.Firmware, m.NIC, m.DiskBus, m.Video)
+	if m.CPUModel != "" {
+		fmt.Fprintf(&b, ", %s CPU", m.CPUModel)
+		if len(m.CPUFeatures) > 0 {
+			fmt.Fprintf(&b, " (%s)", strings.Join(m.CPUFeatures, " "))
+		}
+	}
 	if m.TPM {
 		b.WriteString(", TPM 2.0")
 	}
+	if m.AppleSMCOSKFile != "" {
+		fmt.Fprintf(&b, ", Apple SMC (key from %s)", s.ResolvePath(m.AppleSMCOSKFile))
+	}
 	b.WriteString("\n")
+	if s.uses("guest_exec") {
+		b.WriteString("guest agent: virtio port org.qemu.guest_agent.0 (guest_exec needs qemu-guest-agent running in the image)\n")
+	}
 	if s.Network.Mode == "bridged" {
 		fmt.Fprintf(&b, "network:  bridged to host bridge %s (REAL internet: never in tests)\n", s.Network.Bridge)
 	} else {
@@ -54,6 +66,18 @@ func WritePlan(w io.Writer, s *Scenario) error {
 	return err
 }
 
+// uses says whether any step has an action of kind.
+func (s *Scenario) uses(kind string) bool {
+	for _, st := range s.Steps {
+		for _, a := range st.Actions {
+			if a.Kind == kind {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // MaxDuration is the longest an action can take (its wait or time limit).
 func (a *Action) MaxDuration() time.Duration {
 	switch a.Kind {
@@ -80,18 +104,24 @@ func (a *Action) MaxDuration() time.Duration {
 
 func describeImage(s *Scenario) string {
 	img := s.Image
-	if img.Builtin != "" {
-		return "built-in " + img.Builtin + " (firstboot image build " + img.Builtin + ")"
-	}
-	out := img.Kind + " " + s.ResolvePath(img.Path)
-	if img.Kind == "kernel" {
+	var out string
+	switch {
+	case img.Builtin != "":
+		out = "built-in " + img.Builtin + " (firstboot image build " + img.Builtin + ")"
+	case img.Kind == "kernel":
 		out = "kernel " + s.ResolvePath(img.Kernel)
+	default:
+		out = img.Kind + " " + s.ResolvePath(img.Path)
 	}
 	if img.SHA256 != "" {
 		out += " sha256 " + img.SHA256[:12] + "…"
 	}
 	for _, m := range img.Media {
-		out += fmt.Sprintf("; %s %s (%s)", m.Kind, m.Name, s.ResolvePath(m.Path))
+		state := ""
+		if !m.StartsInserted() {
+			state = ", starts ejected"
+		}
+		out += fmt.Sprintf("; %s %s (%s%s)", m.Kind, m.Name, s.ResolvePath(m.Path), state)
 	}
 	return out
 }

@@ -171,13 +171,18 @@ func (r *runner) setupSteps() []SetupStep {
 func (r *runner) resolveImage(ctx context.Context) error {
 	img := r.s.Image
 	spec := lab.MachineSpec{
-		Name:      "firstboot-" + r.m.RunID,
-		CPUs:      r.s.Machine.CPUs,
-		MemoryMiB: r.s.Machine.Memory.MiB(),
-		Firmware:  r.s.Machine.Firmware,
-		Accel:     r.cfg.Lab.Accel,
-		NICModel:  r.s.Machine.NIC,
-		RunDir:    r.dir,
+		Name:        "firstboot-" + r.m.RunID,
+		CPUs:        r.s.Machine.CPUs,
+		MemoryMiB:   r.s.Machine.Memory.MiB(),
+		Firmware:    r.s.Machine.Firmware,
+		Accel:       r.cfg.Lab.Accel,
+		NICModel:    r.s.Machine.NIC,
+		DiskBus:     r.s.Machine.DiskBus,
+		Video:       r.s.Machine.Video,
+		TPM:         r.s.Machine.TPM,
+		CPUModel:    r.s.Machine.CPUModel,
+		CPUFeatures: r.s.Machine.CPUFeatures,
+		RunDir:      r.dir,
 	}
 	var files []string
 	switch {
@@ -186,7 +191,7 @@ func (r *runner) resolveImage(ctx context.Context) error {
 		if err != nil {
 			return &ImageError{Path: filepath.Join(r.cfg.ImageCache, "testguest"), Obtain: "firstboot image build testguest", Err: err}
 		}
-		spec.Kernel, spec.Initrd, spec.Cmdline = g.Kernel, g.Initrd, g.Cmdline
+		spec.Kernel, spec.Initrd, spec.Cmdline = g.KernelFor(spec.TPM), g.Initrd, g.Cmdline
 		if spec.Firmware == "uefi" && g.BzImage != "" {
 			// UEFI firmware starts a kernel through its EFI stub, which the
 			// bzImage has and the faster PVH vmlinux does not.
@@ -200,8 +205,10 @@ func (r *runner) resolveImage(ctx context.Context) error {
 			return &ImageError{Path: filepath.Join(r.cfg.ImageCache, img.Builtin), Obtain: "firstboot image build " + img.Builtin, Err: err}
 		}
 		spec = d.MachineSpec(spec)
-		if vmlinuz := filepath.Join(filepath.Dir(spec.Kernel), "vmlinuz"); spec.Firmware == "uefi" && filepath.Base(spec.Kernel) == "vmlinux" {
-			spec.Kernel = vmlinuz // UEFI needs the EFI stub of the bzImage
+		if vmlinuz := filepath.Join(filepath.Dir(spec.Kernel), "vmlinuz"); (spec.Firmware == "uefi" || spec.TPM) && filepath.Base(spec.Kernel) == "vmlinux" {
+			// UEFI needs the EFI stub of the bzImage; with a TPM, QEMU's PVH
+			// loader puts the initrd over the (larger) ACPI tables.
+			spec.Kernel = vmlinuz
 		}
 		files = []string{spec.Kernel, spec.Initrd, spec.Disk}
 		r.m.Image.Name = img.Builtin
@@ -219,7 +226,9 @@ func (r *runner) resolveImage(ctx context.Context) error {
 		files = []string{spec.ISO}
 	}
 	for _, m := range img.Media {
-		files = append(files, r.s.ResolvePath(m.Path))
+		p := r.s.ResolvePath(m.Path)
+		files = append(files, p)
+		spec.Media = append(spec.Media, lab.Media{Name: m.Name, Kind: m.Kind, Path: p, Ejected: !m.StartsInserted()})
 	}
 	r.m.Image.Kind = img.Kind
 	switch {
@@ -240,15 +249,50 @@ func (r *runner) resolveImage(ctx context.Context) error {
 		if i == 0 && img.SHA256 != "" && sum != img.SHA256 {
 			return &ImageError{Path: f, Obtain: obtain, Err: fmt.Errorf("sha256 is %s, the scenario expects %s (a different or damaged image)", sum, img.SHA256)}
 		}
+		if j := i - (len(files) - len(img.Media)); j >= 0 && img.Media[j].SHA256 != "" && sum != img.Media[j].SHA256 {
+			return &ImageError{Path: f, Obtain: obtain, Err: fmt.Errorf("media %s: sha256 is %s, the scenario expects %s (a different or damaged file)", img.Media[j].Name, sum, img.Media[j].SHA256)}
+		}
 		r.m.Image.Files = append(r.m.Image.Files, f)
 		r.m.Image.SHA256 = append(r.m.Image.SHA256, sum)
 	}
-	if spec.ISO != "" && len(img.Media) > 0 {
-		return errors.New("extra media are not supported by this firstboot's lab yet")
+	if f := r.s.Machine.AppleSMCOSKFile; f != "" {
+		osk, err := readOSK(r.s.ResolvePath(f))
+		if err != nil {
+			return err
+		}
+		spec.AppleSMCOSK = osk
 	}
 	r.spec = spec
+	r.recordHardware(spec)
 	r.save()
 	return nil
+}
+
+// recordHardware puts the machine's virtual hardware into the manifest.
+func (r *runner) recordHardware(spec lab.MachineSpec) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	mm := &r.m.Machine
+	mm.NIC, mm.DiskBus, mm.Video, mm.TPM = spec.NICModel, spec.DiskBus, spec.Video, spec.TPM
+	mm.CPUModel, mm.CPUFeatures, mm.AppleSMC = spec.CPUModel, spec.CPUFeatures, spec.AppleSMCOSK != ""
+	mm.Media = nil
+	for _, m := range spec.Media {
+		mm.Media = append(mm.Media, manifest.Media{Name: m.Name, Kind: m.Kind, Inserted: !m.Ejected})
+	}
+}
+
+// readOSK reads the Apple SMC key: 64 characters, a trailing newline allowed.
+func readOSK(path string) (string, error) {
+	const obtain = "the OSK is the 64-character string macOS checks in the SMC of Apple hardware; firstboot ships none (see docs/images.md, \"The Apple SMC key\")"
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", &ImageError{Path: path, Obtain: obtain, Err: unwrapPathError(err)}
+	}
+	osk := strings.TrimRight(string(b), "\r\n")
+	if len(osk) != 64 {
+		return "", &ImageError{Path: path, Obtain: obtain, Err: fmt.Errorf("the Apple SMC key has %d characters, want 64", len(osk))}
+	}
+	return osk, nil
 }
 
 func unwrapPathError(err error) error {

@@ -48,14 +48,22 @@ type Image struct {
 	Obtain string `yaml:"obtain"`
 }
 
-// Media is an extra disk or CD attached to the machine.
+// Media is an extra drive attached to the machine, after the boot image, in
+// the order written. CD-ROMs and floppies are read-only; disks and USB sticks
+// are written through an overlay (the file is never modified).
 type Media struct {
-	Name   string `yaml:"name" required:"true"`
+	Name   string `yaml:"name" required:"true" doc:"what insert and eject call it"`
 	Kind   string `yaml:"kind" enum:"cdrom,disk,floppy,usb" required:"true"`
-	Path   string `yaml:"path" required:"true"`
+	Path   string `yaml:"path" required:"true" doc:"file path, relative to the scenario file"`
 	SHA256 string `yaml:"sha256"`
 	Obtain string `yaml:"obtain"`
+	// Inserted false starts a CD-ROM or floppy drive empty (a disk or USB
+	// stick unplugged): an insert action loads it later.
+	Inserted *bool `yaml:"inserted" doc:"false: the drive starts empty; insert loads it (default true)"`
 }
+
+// StartsInserted says whether the media is in its drive at power-on.
+func (m Media) StartsInserted() bool { return m.Inserted == nil || *m.Inserted }
 
 // Machine is the virtual hardware.
 type Machine struct {
@@ -65,8 +73,13 @@ type Machine struct {
 	TPM      bool   `yaml:"tpm"`
 	NIC      string `yaml:"nic" enum:",virtio,e1000,e1000e,rtl8139,vmxnet3"`
 	DiskBus  string `yaml:"disk_bus" enum:",virtio,sata,ide,scsi,nvme"`
-	CPUModel string `yaml:"cpu_model"`
-	Video    string `yaml:"video" enum:",vga,virtio,qxl,none"`
+	CPUModel string `yaml:"cpu_model" doc:"a QEMU CPU model such as Penryn or Skylake-Client"`
+	// CPUFeatures adjust the model's CPUID: +name adds, -name removes.
+	CPUFeatures []string `yaml:"cpu_features" doc:"CPUID changes to the model, like +sse4.2 or -avx (libvirt's names)"`
+	Video       string   `yaml:"video" enum:",vga,virtio,qxl,none"`
+	// AppleSMCOSKFile holds the 64-character key of the Apple SMC that macOS
+	// checks; set, the machine gets QEMU's isa-applesmc. firstboot ships none.
+	AppleSMCOSKFile string `yaml:"apple_smc_osk_file" doc:"file with the Apple SMC's 64-character OSK, relative to the scenario file (macOS only)"`
 }
 
 // Network selects how the machine reaches "the internet".

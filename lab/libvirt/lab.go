@@ -54,6 +54,7 @@ type Lab struct {
 	owned    map[string]bool     // names of domains and networks this Lab created
 	closed   bool
 	kvm      *accelProbe
+	caps     map[string]libvirtxml.DomainCaps // domain capabilities by "virttype/machine"
 }
 
 // Up starts the lab's daemons in the namespace (or reuses ones firstboot
@@ -478,7 +479,17 @@ func (l *Lab) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return call0(ctx, "disconnect", l.conn.Disconnect)
+	err := call0(ctx, "disconnect", l.conn.Disconnect)
+	if errors.Is(err, golibvirt.ErrInterrupted) {
+		// The daemon closed the connection before its answer to "close"
+		// arrived: the connection is gone, which is what was asked.
+		select {
+		case <-l.conn.Disconnected():
+			return nil
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return err
 }
 
 // errLabClosed is returned for work asked of a Lab after Close.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,11 @@ type Machine struct {
 	accel      string
 	consoleLog string
 	overlay    string
+	video      string
+
+	// mediaMu guards media: each media drive and whether it holds its image.
+	mediaMu sync.Mutex
+	media   map[string]*mediaState
 
 	stopped  chan struct{}
 	stopOnce sync.Once
@@ -119,6 +125,9 @@ func normalize(spec lab.MachineSpec) (lab.MachineSpec, error) {
 			return spec, fmt.Errorf("machine %s: %w", spec.Name, err)
 		}
 	}
+	if spec, err = normalizeHardware(spec); err != nil {
+		return spec, err
+	}
 	if spec.Firmware == "uefi" && !ovmfInstalled() {
 		return spec, fmt.Errorf("machine %s: UEFI firmware needs the ovmf package (apt-get install ovmf)", spec.Name)
 	}
@@ -143,10 +152,7 @@ func DomainXML(spec lab.MachineSpec, network, accel, overlay string) (string, er
 	if accel == "kvm" {
 		typ = "kvm"
 	}
-	machine := "pc"
-	if spec.Firmware == "uefi" {
-		machine = "q35"
-	}
+	machine := machineType(spec)
 	port0 := uint(0)
 	d := libvirtxml.Domain{
 		Type:        typ,
@@ -177,8 +183,6 @@ func DomainXML(spec lab.MachineSpec, network, accel, overlay string) (string, er
 				Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
 				Target: &libvirtxml.DomainConsoleTarget{Type: "serial", Port: &port0},
 			}},
-			// A video device is what QEMU's screendump captures; no VNC needed.
-			Videos:     []libvirtxml.DomainVideo{{Model: libvirtxml.DomainVideoModel{Type: "vga"}}},
 			MemBalloon: &libvirtxml.DomainMemBalloon{Model: "none"},
 		},
 	}
@@ -192,23 +196,16 @@ func DomainXML(spec lab.MachineSpec, network, accel, overlay string) (string, er
 			Model:  &libvirtxml.DomainInterfaceModel{Type: spec.NICModel},
 		}}
 	}
+	drvs, err := drives(spec, overlay)
+	if err != nil {
+		return "", err
+	}
+	// A video device is what QEMU's screendump captures; no VNC needed.
+	addHardware(&d, spec, accel, drvs)
 	if spec.ISO != "" {
-		d.Devices.Disks = append(d.Devices.Disks, libvirtxml.DomainDisk{
-			Device:   "cdrom",
-			Driver:   &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "raw"},
-			Source:   &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: spec.ISO}},
-			Target:   &libvirtxml.DomainDiskTarget{Dev: "sda", Bus: "sata"},
-			ReadOnly: &libvirtxml.DomainDiskReadOnly{},
-		})
 		d.OS.BootDevices = append(d.OS.BootDevices, libvirtxml.DomainBootDevice{Dev: "cdrom"})
 	}
-	if overlay != "" {
-		d.Devices.Disks = append(d.Devices.Disks, libvirtxml.DomainDisk{
-			Device: "disk",
-			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2"},
-			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: overlay}},
-			Target: &libvirtxml.DomainDiskTarget{Dev: "vda", Bus: "virtio"},
-		})
+	if overlay != "" || slices.ContainsFunc(spec.Media, func(m lab.Media) bool { return m.Kind == lab.MediaDisk }) {
 		d.OS.BootDevices = append(d.OS.BootDevices, libvirtxml.DomainBootDevice{Dev: "hd"})
 	}
 	return d.Marshal()
@@ -264,6 +261,26 @@ func (l *Lab) DefineMachine(ctx context.Context, spec lab.MachineSpec, network *
 		m.overlay = filepath.Join(spec.RunDir, spec.Name+".qcow2")
 		if err := createOverlay(ctx, spec.Disk, m.overlay); err != nil {
 			return nil, err
+		}
+	}
+	if err := l.checkCaps(ctx, spec, accel); err != nil {
+		return nil, err
+	}
+	drvs, err := drives(spec, m.overlay)
+	if err != nil {
+		return nil, fmt.Errorf("machine %s: %w", spec.Name, err)
+	}
+	m.video = spec.Video
+	m.media = map[string]*mediaState{}
+	for _, d := range drvs {
+		if d.media == nil {
+			continue
+		}
+		m.media[d.media.Name] = &mediaState{drive: d, inserted: !d.media.Ejected}
+		if d.overlay != "" {
+			if err := createOverlay(ctx, d.media.Path, d.overlay); err != nil {
+				return nil, fmt.Errorf("machine %s: media %q: %w", spec.Name, d.media.Name, err)
+			}
 		}
 	}
 	netName := ""
@@ -364,8 +381,8 @@ func (m *Machine) Destroy(ctx context.Context) error {
 			}
 		}
 		m.markStopped()
-		if m.overlay != "" {
-			if err := os.Remove(m.overlay); err != nil && !errors.Is(err, os.ErrNotExist) {
+		for _, o := range m.overlays() {
+			if err := os.Remove(o); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}
 		}
@@ -441,6 +458,9 @@ func (m *Machine) SendKeys(ctx context.Context, keycodes []uint, holdMs uint) er
 // Screenshot writes the screen as PNG through QEMU's screendump (libvirt's
 // screenshot stream is unreliable). QEMU writes the file itself.
 func (m *Machine) Screenshot(ctx context.Context, path string) error {
+	if m.video == "none" {
+		return fmt.Errorf("screenshot of %s: the machine has no screen (video: none)", m.name)
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err

@@ -109,6 +109,27 @@ type Machine struct {
 	CPUs      int    `json:"cpus"`
 	MemoryMiB int    `json:"memory_mib"`
 	Firmware  string `json:"firmware"`
+	// The virtual hardware the scenario asked for; empty means the lab's
+	// default (virtio NIC and disk, vga, the hypervisor's CPU model).
+	NIC         string   `json:"nic,omitempty"`
+	DiskBus     string   `json:"disk_bus,omitempty"`
+	Video       string   `json:"video,omitempty"`
+	TPM         bool     `json:"tpm,omitempty"`
+	CPUModel    string   `json:"cpu_model,omitempty"`
+	CPUFeatures []string `json:"cpu_features,omitempty"`
+	// AppleSMC says the machine had an Apple SMC device; its key is never recorded.
+	AppleSMC bool `json:"apple_smc,omitempty"`
+	// Media are the extra drives (their files and hashes are in Image).
+	Media []Media `json:"media,omitempty"`
+}
+
+// Media is an extra drive of the machine.
+type Media struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+	// Inserted says the drive held its media at power-on (insert/eject
+	// actions change that later; the timeline has them).
+	Inserted bool `json:"inserted"`
 }
 
 // Capture records the packet capture.
