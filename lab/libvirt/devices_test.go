@@ -61,19 +61,7 @@ func defineTestMachine(t *testing.T, l *Lab, spec lab.MachineSpec) *Machine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(m.ConsoleLog())
-			lines := strings.Split(string(b), "\n")
-			if len(lines) > 40 {
-				lines = lines[len(lines)-40:]
-			}
-			t.Logf("console tail of %s:\n%s", m.Name(), strings.Join(lines, "\n"))
-		}
-		if err := m.Destroy(context.Background()); err != nil {
-			t.Errorf("destroy: %v", err)
-		}
-	})
+	destroyOnCleanup(t, m)
 	return m
 }
 
@@ -272,11 +260,7 @@ func TestHardwareRefused(t *testing.T) {
 // agent port. Skips (fails in CI) when it is not built.
 func agentGuest(t *testing.T) guest.Image {
 	t.Helper()
-	cache := os.Getenv("FIRSTBOOT_IMAGE_CACHE")
-	if cache == "" {
-		home, _ := os.UserCacheDir()
-		cache = filepath.Join(home, "firstboot", "images")
-	}
+	cache := testImageCache()
 	img, err := guest.Load(cache)
 	if err != nil {
 		testenv.Missing(t, "the guest-agent tests need the built test guest: %v", err)
@@ -308,19 +292,7 @@ func bootAgentGuest(t *testing.T, l *Lab, spec lab.MachineSpec) *Machine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(m.ConsoleLog())
-			lines := strings.Split(string(b), "\n")
-			if len(lines) > 40 {
-				lines = lines[len(lines)-40:]
-			}
-			t.Logf("console tail of %s:\n%s", m.Name(), strings.Join(lines, "\n"))
-		}
-		if err := m.Destroy(context.Background()); err != nil {
-			t.Errorf("destroy: %v", err)
-		}
-	})
+	destroyOnCleanup(t, m)
 	start := time.Now()
 	if err := m.Resume(ctx); err != nil {
 		t.Fatal(err)

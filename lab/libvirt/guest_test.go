@@ -130,11 +130,7 @@ func (c *cpioWriter) trailer() { c.entry("TRAILER!!!", 0, nil) }
 // the virtio-net modules out of its initramfs into dir/modules.
 func kernelFromImageCache(t *testing.T, dir string) (kernel, mods string) {
 	t.Helper()
-	cache := os.Getenv("FIRSTBOOT_IMAGE_CACHE")
-	if cache == "" {
-		home, _ := os.UserCacheDir()
-		cache = filepath.Join(home, "firstboot", "images")
-	}
+	cache := testImageCache()
 	img, err := guest.Load(cache)
 	if err != nil {
 		testenv.Missing(t, "no test kernel: set FIRSTBOOT_TEST_KERNEL and FIRSTBOOT_TEST_MODULES, or build the test guest (%v)", err)

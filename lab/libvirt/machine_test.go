@@ -108,19 +108,7 @@ func bootAndCapture(t *testing.T, l *Lab, g testGuest, name, dir string) bootRes
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(m.ConsoleLog())
-			lines := strings.Split(string(b), "\n")
-			if len(lines) > 40 {
-				lines = lines[len(lines)-40:]
-			}
-			t.Logf("console tail of %s:\n%s", m.Name(), strings.Join(lines, "\n"))
-		}
-		if err := m.Destroy(context.Background()); err != nil {
-			t.Errorf("destroy: %v", err)
-		}
-	})
+	destroyOnCleanup(t, m)
 	tap, err := m.TapName(ctx)
 	if err != nil {
 		t.Fatal(err)

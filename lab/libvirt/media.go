@@ -56,50 +56,17 @@ func (m *Machine) mediaNamed(name string) (*mediaState, error) {
 // InsertMedia loads the named media's image: a CD-ROM or floppy gets it in
 // its drive (the tray closes on it), a disk or USB stick is plugged in.
 func (m *Machine) InsertMedia(ctx context.Context, name string) error {
-	m.mediaMu.Lock()
-	defer m.mediaMu.Unlock()
-	st, err := m.mediaNamed(name)
-	if err != nil {
-		return err
-	}
-	d := st.drive
-	what := fmt.Sprintf("insert media %q (%s) into %s", name, d.media.Kind, m.name)
-	if d.hotplugged() {
-		if st.inserted {
-			return fmt.Errorf("%s: it is already plugged in (eject it first)", what)
-		}
-		x, err := d.disk.Marshal()
-		if err != nil {
-			return err
-		}
-		if err := call0(ctx, what, func() error {
-			return m.lab.conn.DomainAttachDeviceFlags(m.dom, x, uint32(golibvirt.DomainAffectLive))
-		}); err != nil {
-			return fmt.Errorf("%w (a %s disk may not be hot-pluggable: USB and virtio/scsi disks are)", err, d.disk.Target.Bus)
-		}
-		st.inserted = true
-		return nil
-	}
-	if d.disk.Source == nil {
-		return fmt.Errorf("%s: the media has no image path", what)
-	}
-	x, err := d.disk.Marshal()
-	if err != nil {
-		return err
-	}
-	if err := call0(ctx, what, func() error {
-		return m.lab.conn.DomainUpdateDeviceFlags(m.dom, x, golibvirt.DomainDeviceModifyLive)
-	}); err != nil {
-		return err
-	}
-	st.inserted = true
-	return nil
+	return m.changeMedia(ctx, name, true)
 }
 
 // EjectMedia empties a CD-ROM or floppy drive (forced, like pulling the
 // disc out: a guest that locked the tray does not stop it) or unplugs a
 // disk or USB stick.
 func (m *Machine) EjectMedia(ctx context.Context, name string) error {
+	return m.changeMedia(ctx, name, false)
+}
+
+func (m *Machine) changeMedia(ctx context.Context, name string, insert bool) error {
 	m.mediaMu.Lock()
 	defer m.mediaMu.Unlock()
 	st, err := m.mediaNamed(name)
@@ -108,36 +75,46 @@ func (m *Machine) EjectMedia(ctx context.Context, name string) error {
 	}
 	d := st.drive
 	what := fmt.Sprintf("eject media %q (%s) from %s", name, d.media.Kind, m.name)
-	if d.hotplugged() {
-		if !st.inserted {
-			return fmt.Errorf("%s: it is not plugged in", what)
-		}
-		x, err := d.disk.Marshal()
-		if err != nil {
-			return err
-		}
-		if err := call0(ctx, what, func() error {
-			return m.lab.conn.DomainDetachDeviceFlags(m.dom, x, uint32(golibvirt.DomainAffectLive))
-		}); err != nil {
-			return err
-		}
-		st.inserted = false
-		return nil
+	if insert {
+		what = fmt.Sprintf("insert media %q (%s) into %s", name, d.media.Kind, m.name)
 	}
-	x, err := xmlOf(d.emptied())
+	disk := d.disk
+	switch {
+	case d.hotplugged() && insert && st.inserted:
+		return fmt.Errorf("%s: it is already plugged in (eject it first)", what)
+	case d.hotplugged() && !insert && !st.inserted:
+		return fmt.Errorf("%s: it is not plugged in", what)
+	case !d.hotplugged() && insert && d.disk.Source == nil:
+		return fmt.Errorf("%s: the media has no image path", what)
+	case !d.hotplugged() && !insert:
+		disk = d.emptied()
+	}
+	x, err := disk.Marshal()
 	if err != nil {
 		return err
 	}
-	if err := call0(ctx, what, func() error {
-		return m.lab.conn.DomainUpdateDeviceFlags(m.dom, x, golibvirt.DomainDeviceModifyLive|golibvirt.DomainDeviceModifyForce)
-	}); err != nil {
+	err = call0(ctx, what, func() error {
+		switch {
+		case d.hotplugged() && insert:
+			return m.lab.conn.DomainAttachDeviceFlags(m.dom, x, uint32(golibvirt.DomainAffectLive))
+		case d.hotplugged():
+			return m.lab.conn.DomainDetachDeviceFlags(m.dom, x, uint32(golibvirt.DomainAffectLive))
+		case insert:
+			return m.lab.conn.DomainUpdateDeviceFlags(m.dom, x, golibvirt.DomainDeviceModifyLive)
+		default:
+			return m.lab.conn.DomainUpdateDeviceFlags(m.dom, x, golibvirt.DomainDeviceModifyLive|golibvirt.DomainDeviceModifyForce)
+		}
+	})
+	if err != nil && d.hotplugged() && insert {
+		return fmt.Errorf("%w (a %s disk may not be hot-pluggable: USB and virtio/scsi disks are)", err, d.disk.Target.Bus)
+	}
+	if err != nil {
 		return err
 	}
-	st.inserted = false
+	st.inserted = insert
 	return nil
 }
 
-func xmlOf(d libvirtxml.DomainDisk) (string, error) { return d.Marshal() }
 
 // checkCaps asks libvirt what this QEMU offers for the machine type and
 // accelerator and refuses hardware it does not have, naming what it does.
