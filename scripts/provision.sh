@@ -24,8 +24,11 @@ pkgs=(
   # be present before libvirtd starts, and the REDIRECT to the catch-all needs it too.
   iptables qemu-system-x86 qemu-utils libvirt-daemon libvirt-daemon-driver-qemu
   libvirt-clients dnsmasq-base ovmf
-  # test guest and Debian images
-  busybox-static cpio xz-utils zstd debootstrap
+  # emulated TPM 2.0 (libvirt starts swtpm) and ISO images for CD-ROM media
+  swtpm swtpm-tools xorriso
+  # test guest and Debian images (binutils: readelf, the image tests' independent
+  # reader of module dependencies and of qemu-ga's shared libraries)
+  busybox-static cpio xz-utils zstd debootstrap binutils
 )
 
 missing=()

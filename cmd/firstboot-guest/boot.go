@@ -20,7 +20,9 @@ var udhcpcScript []byte
 const (
 	runDir     = "/run/firstboot-guest"
 	moduleList = "/etc/firstboot-guest/modules"
-	dhcpEnv    = runDir + "/dhcp.env"
+	// deviceModuleList is loaded in the background after moduleList.
+	deviceModuleList = "/etc/firstboot-guest/modules.devices"
+	dhcpEnv          = runDir + "/dhcp.env"
 )
 
 // initMain runs as PID 1: it mounts the kernel file systems, starts the agent
@@ -83,21 +85,41 @@ func shell() {
 // not stop the rest: the power button driver failing (no ACPI) must not cost
 // the guest its network.
 func loadModules(path string) ([]string, error) {
+	loaded, absent, err := loadModuleList(path, finitModule)
+	for _, m := range absent {
+		err = errors.Join(err, fmt.Errorf("loading %s: %w", m, unix.ENODEV))
+	}
+	return loaded, err
+}
+
+// loadDeviceModules loads the device list: a driver whose hardware the
+// machine does not have (the floppy driver finds no controller and says
+// ENODEV) is absent, not a failure.
+func loadDeviceModules(path string) (loaded, absent []string, err error) {
+	return loadModuleList(path, finitModule)
+}
+
+// loadModuleList loads each listed module with load, in order; ENODEV
+// results are returned apart as absent.
+func loadModuleList(path string, load func(string) error) (loaded, absent []string, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading the module list: %w", err)
+		return nil, nil, fmt.Errorf("reading the module list: %w", err)
 	}
-	var loaded []string
 	var errs []error
 	for _, p := range strings.Fields(string(b)) {
 		name := strings.TrimSuffix(filepath.Base(p), ".ko")
-		if err := finitModule(p); err != nil {
+		if err := load(p); err != nil {
+			if errors.Is(err, unix.ENODEV) {
+				absent = append(absent, name)
+				continue
+			}
 			errs = append(errs, fmt.Errorf("loading %s: %w", name, err))
 			continue
 		}
 		loaded = append(loaded, name)
 	}
-	return loaded, errors.Join(errs...)
+	return loaded, absent, errors.Join(errs...)
 }
 
 func finitModule(path string) error {

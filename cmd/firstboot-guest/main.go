@@ -77,6 +77,18 @@ func agentMain() {
 	// The ACPI power button (libvirt's shutdown, QEMU's system_powerdown)
 	// arrives as KEY_POWER from the button driver's input device.
 	go watchPowerButton(ctx, inputDir, 2*time.Second, func(string) { powerOff(con, "acpi") })
+	// The device modules (virtio-serial, disks, media) load while the
+	// network comes up. qemu-ga starts as soon as virtio_console, the first
+	// of them, has reported the guest-agent port.
+	go func() {
+		devs, absent, err := loadDeviceModules(deviceModuleList)
+		detail := "loaded=" + strings.Join(devs, ",")
+		if len(absent) > 0 {
+			detail += " absent=" + strings.Join(absent, ",")
+		}
+		con.mark("devices", result(detail, err))
+	}()
+	go newQGASupervisor(con).run(ctx)
 
 	_ = busybox("ip", "link", "set", "lo", "up")
 	ifname, err := waitForNIC(10 * time.Second)

@@ -14,6 +14,12 @@
 //     `apt-cache depends linux-image-amd64` and fetched with `apt-get
 //     download` (an `apt-get update` is run once if apt knows nothing);
 //   - busybox-static (/bin/busybox and a symlink per applet);
+//   - qemu-guest-agent (/usr/sbin/qemu-ga) and the packages of the shared
+//     libraries it needs (GuestAgentPackages: libc6, libglib2.0-0, libnuma1,
+//     libudev1, liburing2, libpcre2-8-0). Only qemu-ga's DT_NEEDED closure
+//     goes in, as /lib/x86_64-linux-gnu/<soname>, with the loader linked at
+//     its PT_INTERP path /lib64/ld-linux-x86-64.so.2 (Debian's loader
+//     searches the multiarch directory without an ld.so.cache);
 //   - the agent, cmd/firstboot-guest, built with CGO_ENABLED=0, installed as
 //     /init.
 //
@@ -25,11 +31,13 @@
 //	               entry directly, which under TCG saves the in-guest
 //	               decompression (several seconds)
 //	vmlinuz        Debian's bzImage, for hypervisors that want it
-//	initrd.img     gzip'd cpio "newc" archive written by this package
+//	initrd.img     cpio "newc" archive written by this package, in a gzip
+//	               stream of stored blocks (fast to unpack under TCG)
 //	cmdline        the kernel command line (DefaultCmdline)
 //	manifest.json  inputs (package names, versions, SHA-256s, agent hash,
 //	               modules, command line), outputs (sizes, SHA-256s), the
-//	               module load order and the image SHA-256
+//	               module load orders, qemu-ga's files with their packages
+//	               and SHA-256s ("guest_agent") and the image SHA-256
 //
 // Build is idempotent: when the inputs are unchanged and the files still
 // match their hashes, the cached image is returned untouched. The initrd is
@@ -38,22 +46,53 @@
 // none its error wraps ErrNotBuilt and says to run the build command.
 //
 // Image.Kernel is what to boot (vmlinux when extraction worked, else the
-// bzImage); Image.SHA256 identifies kernel + initrd + command line and
-// belongs in a run's manifest.
+// bzImage), except on a machine with a TPM: Image.KernelFor(true) gives the
+// bzImage, because QEMU's PVH boot with a TPM leaves the kernel without
+// ACPI (no /dev/tpm0, no power button). Image.SHA256 identifies kernel +
+// initrd + command line and belongs in a run's manifest.
 //
 // # Modules
 //
 // Debian builds virtio-net as modules and ships no modules.dep, so the
 // builder reads "depends=" from each module's .modinfo section and orders
-// the closure of DefaultModules (button, evdev, virtio_pci, virtio_net)
-// dependencies first. For 6.1 that is: button, evdev, virtio_ring,
+// the closure dependencies first. There are two lists. The boot list,
+// /etc/firstboot-guest/modules, is the closure of DefaultModules (button,
+// evdev, virtio_pci, virtio_net); for 6.1: button, evdev, virtio_ring,
 // virtio_pci_modern_dev, virtio_pci_legacy_dev, virtio, virtio_pci, failover,
-// net_failover, virtio_net. The list goes to /etc/firstboot-guest/modules;
-// the agent loads them in that order with finit_module(2), and a module that
-// fails does not stop the others. button (CONFIG_ACPI_BUTTON=m) and evdev
-// (CONFIG_INPUT_EVDEV=m) are what lets the guest hear the ACPI power button;
-// together they add about 0.1 s to a TCG boot.
+// net_failover, virtio_net. The agent loads it with finit_module(2) before
+// anything else; a module that fails does not stop the others. button
+// (CONFIG_ACPI_BUTTON=m) and evdev (CONFIG_INPUT_EVDEV=m) are what lets the
+// guest hear the ACPI power button; together they add about 0.1 s to a TCG
+// boot.
 //
+// The device list, /etc/firstboot-guest/modules.devices, adds what the
+// closure of DefaultDeviceModules needs beyond the boot list, for the
+// devices a lab machine can have: virtio_console (virtio-serial, for
+// qemu-ga), virtio_blk, virtio_scsi, ata_piix (IDE), ahci (SATA), nvme, the
+// xHCI/EHCI/UHCI USB host controllers and usb_storage, sr_mod and cdrom,
+// sd_mod, isofs, vfat, floppy. The agent loads it in the background while
+// the network comes up (under TCG it takes one to two seconds, which would
+// otherwise delay DHCP). A driver whose hardware is missing (floppy without
+// a controller: ENODEV) is reported as absent, not as a failure. The TPM
+// drivers (tpm_tis, tpm_crb, tpm_tis_core) are built into Debian's kernel,
+// so a TPM needs no module.
+//
+// # qemu-ga
+//
+// When the virtio-serial port named org.qemu.guest_agent.0 exists (found
+// through /sys/class/virtio-ports/*/name; the agent also creates udev's
+// /dev/virtio-ports/<name> links), the agent runs
+//
+//	/usr/sbin/qemu-ga -m virtio-serial -p /dev/vportNpM -f /run/qemu-ga/qemu-ga.pid -t /run/qemu-ga
+//
+// with its log in /run/firstboot-guest/qemu-ga.log, and starts it again
+// when it exits (after 1 s, doubling to 30 s; reset after a minute's run).
+// libvirt's guest_exec (guest-exec, guest-exec-status) then runs any
+// program, e.g. /bin/sh -c "..." (busybox), with captured output;
+// guest-get-osinfo reads /etc/os-release (id firstboot-testguest);
+// guest-shutdown runs /sbin/shutdown, a script that powers off, reboots or
+// halts at once through busybox. /mnt is there to mount media.
+
 // # Boot behaviour
 //
 // The agent runs as PID 1 only to mount /proc, /sys, /dev (devtmpfs),
@@ -64,7 +103,7 @@
 //
 //	boot     kernel=<release> agent=1
 //	config   warn <text>                 (only for bad fbguest.* parameters)
-//	modules  ok|fail loaded=<m1,m2,...>
+//	modules  ok|fail loaded=<m1,m2,...>   (the boot list)
 //	link     ok|fail if=eth0 mac=<mac>
 //	dhcp     ok ip=<a> subnet=<m> router=<r> dns=<d,...> ntp=<n,...> hostname=<h> vendor=<v>
 //	         (a failed attempt prints "dhcp fail attempt=N ..." and retries forever)
@@ -76,9 +115,20 @@
 //	ready    console commands accepted
 //	checkin  ok|fail seq=<n> url=<u> ...            every fbguest.checkin, fbguest.checkins times
 //
-// and, at any time after "modules", when the ACPI power button is pressed:
+// and, at any time after "modules", not in a fixed order with the lines
+// above:
 //
-//	poweroff acpi
+//	devices  ok|fail loaded=<m1,...> [absent=<m,...>]   the device list is loaded
+//	qga      ok dev=/dev/vportNpM port=org.qemu.guest_agent.0 pid=<pid>
+//	         qemu-ga started (again after each exit); under TCG usually
+//	         right after "modules", before "link"
+//	qga      fail exited dev=<dev> port=<port> after=<duration> err="<why>"
+//	         qemu-ga exited (or "qga fail dev=... err=..." when it could not
+//	         start); it is started again
+//	qga      none port=org.qemu.guest_agent.0 ports=<names> (...)
+//	         once, 10 s after "modules", when the machine has no such port;
+//	         the agent keeps watching for it
+//	poweroff acpi                         the ACPI power button was pressed
 //
 // "fail" details end with err="<quoted error>". A phase failing never stops
 // the sequence: the guest keeps producing the traffic a scenario expects

@@ -5,7 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
-	"github.com/firstboot/firstboot/internal/testenv"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firstboot/firstboot/internal/testenv"
 	"github.com/firstboot/firstboot/lab/guest"
 )
 
@@ -75,7 +76,8 @@ func readelfDepends(t *testing.T, ko []byte) []string {
 	if m == nil || len(m[1]) == 0 {
 		return nil
 	}
-	return strings.Split(string(m[1]), ",")
+	// The kernel treats - and _ in module names alike; the initrd uses _.
+	return strings.Split(strings.ReplaceAll(string(m[1]), "-", "_"), ",")
 }
 
 func TestImageContents(t *testing.T) {
@@ -95,22 +97,32 @@ func TestImageContents(t *testing.T) {
 		}
 	}
 
-	// The module list: exactly LAB-FACTS' virtio-net chain plus the ACPI
+	// The boot list is exactly LAB-FACTS' virtio-net chain plus the ACPI
 	// power button driver and evdev (CONFIG_ACPI_BUTTON=m and
-	// CONFIG_INPUT_EVDEV=m in Debian's config-6.1.0-*-amd64), each module
-	// after every module its .modinfo (read by readelf) depends on.
-	list := strings.Fields(string(ents["etc/firstboot-guest/modules"].Data))
+	// CONFIG_INPUT_EVDEV=m in Debian's config-6.1.0-*-amd64). With the
+	// device list after it, the two are exactly the closure of
+	// DefaultModules and DefaultDeviceModules under the depends= fields that
+	// readelf reads from each .ko: every requested module, every dependency
+	// (loaded before the module needing it) and nothing else.
+	boot := strings.Fields(string(ents["etc/firstboot-guest/modules"].Data))
+	list := append(slices.Clone(boot), strings.Fields(string(ents["etc/firstboot-guest/modules.devices"].Data))...)
 	var names []string
 	pos := map[string]int{}
 	for i, p := range list {
 		n := strings.TrimSuffix(filepath.Base(p), ".ko")
+		if _, dup := pos[n]; dup {
+			t.Errorf("module %s listed twice", n)
+		}
 		names = append(names, n)
 		pos[n] = i
 	}
 	labFacts := []string{"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "failover", "net_failover", "virtio_net", "button", "evdev"}
-	sorted := slices.Sorted(slices.Values(names))
-	if !slices.Equal(sorted, slices.Sorted(slices.Values(labFacts))) {
-		t.Errorf("modules %v, want the set %v", names, labFacts)
+	if got := slices.Sorted(slices.Values(names[:len(boot)])); !slices.Equal(got, slices.Sorted(slices.Values(labFacts))) {
+		t.Errorf("boot modules %v, want the set %v", names[:len(boot)], labFacts)
+	}
+	needed := map[string]bool{}
+	for _, m := range append(slices.Clone(guest.DefaultModules), guest.DefaultDeviceModules...) {
+		needed[m] = true
 	}
 	for i, p := range list {
 		ko := ents[strings.TrimPrefix(p, "/")].Data
@@ -123,9 +135,21 @@ func TestImageContents(t *testing.T) {
 			t.Errorf("%s: ModInfo depends %v (err %v), readelf says %v", names[i], got, err, deps)
 		}
 		for _, d := range deps {
+			needed[d] = true
 			if j, ok := pos[d]; !ok || j > i {
 				t.Errorf("%s is loaded before its dependency %s", names[i], d)
 			}
+		}
+	}
+	if got, want := slices.Sorted(slices.Values(names)), slices.Sorted(maps.Keys(needed)); !slices.Equal(got, want) {
+		t.Errorf("modules %v, want the closure %v", got, want)
+	}
+	if !slices.Equal(img.Manifest.Modules, names[:len(boot)]) || !slices.Equal(img.Manifest.DeviceModules, names[len(boot):]) {
+		t.Errorf("manifest modules %v + %v, initrd lists %v", img.Manifest.Modules, img.Manifest.DeviceModules, names)
+	}
+	for _, m := range []string{"virtio_console", "sr_mod", "cdrom", "isofs", "ata_piix", "ahci", "virtio_scsi", "virtio_blk", "sd_mod", "nvme", "usb_storage", "xhci_pci", "vfat", "floppy"} {
+		if _, ok := pos[m]; !ok || pos[m] < len(boot) {
+			t.Errorf("device module %s missing from the device list %v", m, names[len(boot):])
 		}
 	}
 

@@ -10,16 +10,33 @@ import (
 	"strings"
 )
 
-// DefaultModules are the modules the guest needs beyond what Debian builds
-// into its kernel: the ACPI button driver and evdev, through which the agent
-// sees the ACPI power button as a KEY_POWER input event (Debian builds both
-// as modules), then the virtio PCI transport and the virtio-net driver. The
-// transport must be named: virtio_net has no symbol dependency on it, it only
-// binds to devices the transport registers. Dependencies are found from each
-// module's own .modinfo "depends=" field, because Debian's package ships no
-// modules.dep. The button comes first so that a press is heard as early as
-// possible.
+// DefaultModules are loaded first, one by one, before the network comes
+// up (Debian builds all of them as modules, =m in config-6.1.0-*-amd64):
+// button and evdev, through which the agent sees the ACPI power button as a
+// KEY_POWER input event (first, so a press is heard as early as possible),
+// then the virtio PCI transport and virtio-net. The transport must be named:
+// virtio_net has no symbol dependency on it, it only binds to devices the
+// transport registers. Dependencies are found from each module's own
+// .modinfo "depends=" field, because Debian's package ships no modules.dep.
 var DefaultModules = []string{"button", "evdev", "virtio_pci", "virtio_net"}
+
+// DefaultDeviceModules are loaded after DefaultModules, in the background
+// while the network comes up, so they do not delay DHCP (under TCG they
+// take a second or two): virtio_console for the virtio-serial ports
+// (qemu-ga's org.qemu.guest_agent.0), then what a lab machine's disks and
+// media can sit on: virtio_blk, virtio_scsi, ata_piix (IDE on the i440fx
+// "pc" machine), ahci (SATA, q35), nvme, the USB host controllers QEMU
+// offers (xHCI, EHCI, UHCI) with usb_storage; sr_mod (CD-ROM, pulls in
+// cdrom), sd_mod (SCSI, SATA and USB disks), isofs and vfat to mount ISO
+// and FAT media, and last floppy, whose probe of an absent controller is
+// the slowest.
+//
+// The TPM drivers need no module: Debian builds tpm_tis, tpm_crb and
+// tpm_tis_core in (CONFIG_TCG_TIS=y, CONFIG_TCG_CRB=y,
+// CONFIG_TCG_TIS_CORE=y), so /dev/tpm0 appears whenever the machine has a
+// TPM (see Image.KernelFor for the kernel to boot then).
+var DefaultDeviceModules = []string{"virtio_console", "virtio_blk", "virtio_scsi", "ata_piix", "ahci", "nvme",
+	"xhci_pci", "ehci_pci", "uhci_hcd", "usb_storage", "sr_mod", "sd_mod", "isofs", "vfat", "floppy"}
 
 // modName normalises a module name the way the kernel does (dashes and
 // underscores are the same).

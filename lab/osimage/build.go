@@ -22,7 +22,7 @@ import (
 
 // formatVersion changes whenever the build changes what it produces; a cached
 // image of another format is rebuilt.
-const formatVersion = 2
+const formatVersion = 3
 
 // Files in CacheDir/<release>/.
 const (
@@ -70,10 +70,22 @@ type Image struct {
 }
 
 // MachineSpec fills the boot fields of a lab machine: direct kernel boot of
-// the image's kernel and initrd with its disk as the virtio root disk.
+// the image's kernel and initrd with its disk as the virtio root disk. A
+// machine with a TPM boots the bzImage (see KernelFor).
 func (img Image) MachineSpec(spec lab.MachineSpec) lab.MachineSpec {
-	spec.Kernel, spec.Initrd, spec.Cmdline, spec.Disk = img.Kernel, img.Initrd, img.Cmdline, img.Disk
+	spec.Kernel, spec.Initrd, spec.Cmdline, spec.Disk = img.KernelFor(spec.TPM), img.Initrd, img.Cmdline, img.Disk
 	return spec
+}
+
+// KernelFor returns the kernel to boot with or without an emulated TPM.
+// With a TPM, QEMU's PVH boot of the vmlinux puts the initrd over part of
+// the firmware's ACPI tables and the kernel runs without ACPI (no TPM, no
+// power button); the bzImage is not affected (see guest.Image.KernelFor).
+func (img Image) KernelFor(tpm bool) string {
+	if tpm {
+		return filepath.Join(img.Dir, FileVmlinuz)
+	}
+	return img.Kernel
 }
 
 // Manifest is CacheDir/<release>/manifest.json.

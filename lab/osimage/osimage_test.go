@@ -159,7 +159,7 @@ func TestLookupRelease(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range []string{"systemd-timesyncd", "linux-image-amd64", "ifupdown"} {
+		for _, p := range []string{"systemd-timesyncd", "linux-image-amd64", "ifupdown", "qemu-guest-agent"} {
 			if !contains(r.Packages, p) {
 				t.Errorf("%s does not install %s", n, p)
 			}
@@ -212,6 +212,12 @@ func TestLoad(t *testing.T) {
 	spec := img.MachineSpec(labSpec())
 	if spec.Kernel != img.Kernel || spec.Initrd != img.Initrd || spec.Disk != img.Disk || spec.Cmdline != Cmdline || spec.Name != "x" {
 		t.Errorf("MachineSpec = %+v", spec)
+	}
+	// A machine with a TPM boots the bzImage (PVH with a TPM loses ACPI).
+	withTPM := labSpec()
+	withTPM.TPM = true
+	if spec := img.MachineSpec(withTPM); spec.Kernel != filepath.Join(dir, FileVmlinuz) || !spec.TPM {
+		t.Errorf("MachineSpec with a TPM boots %s, want %s", spec.Kernel, filepath.Join(dir, FileVmlinuz))
 	}
 }
 

@@ -39,9 +39,13 @@ const (
 // scenarios' user actions. dbus and libpam-systemd are systemd's
 // recommendations, which the installer installs and debootstrap does not;
 // without the bus, timedatectl, hostnamectl and logind do not work.
+// qemu-guest-agent is the lab's addition (a stock install has it only when
+// the user picks it): udev starts it when the machine has the
+// org.qemu.guest_agent.0 port, which is what lets a scenario's guest_exec
+// run commands. It sends nothing on the network.
 var commonPackages = []string{
 	"systemd-sysv", "systemd-timesyncd", "dbus", "libpam-systemd", "linux-image-amd64", "ifupdown",
-	"ca-certificates", "curl",
+	"ca-certificates", "curl", "qemu-guest-agent",
 }
 
 var releases = map[string]Release{

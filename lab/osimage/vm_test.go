@@ -84,7 +84,7 @@ func buildImage(t *testing.T, release string) osimage.Image {
 func bootTest(t *testing.T, release string) {
 	requireVMTools(t)
 	img := buildImage(t, release)
-	for _, want := range []string{"systemd", "systemd-timesyncd", "linux-image-amd64", "ifupdown", "apt", "curl"} {
+	for _, want := range []string{"systemd", "systemd-timesyncd", "linux-image-amd64", "ifupdown", "apt", "curl", "qemu-guest-agent"} {
 		if !hasPackage(img.Manifest.Packages, want) {
 			t.Errorf("manifest: package %s is not installed", want)
 		}
@@ -94,7 +94,8 @@ func bootTest(t *testing.T, release string) {
 	stopCapture := n.Capture(t)
 	overlay := filepath.Join(t.TempDir(), "overlay.qcow2")
 	mustRun(t, "qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", img.Disk, overlay)
-	v := bootVM(t, n, img, overlay)
+	qgaSock := filepath.Join(t.TempDir(), "qga.sock")
+	v := bootVM(t, n, img, overlay, qgaSock)
 
 	loginRe := regexp.MustCompile(`(?m)^` + osimage.Hostname + ` login: `)
 	at := v.WaitOutput(loginRe, 15*time.Minute)
@@ -141,6 +142,19 @@ func bootTest(t *testing.T, release string) {
 	// releases it and dnsmasq forgets it.
 	if leases, err := os.ReadFile(n.Leases); err != nil || !strings.Contains(string(leases), guestMAC) {
 		t.Errorf("dnsmasq has no lease for %s (leases: %q, %v)", guestMAC, leases, err)
+	}
+	// qemu-guest-agent was started for the org.qemu.guest_agent.0 port
+	// (the unit has no [Install]: udev's rule makes the port's device unit
+	// want it) and runs commands for the host.
+	out = run("systemctl is-active qemu-guest-agent; systemctl show -p WantedBy --value qemu-guest-agent", time.Minute)
+	// WantedBy names the sysfs device unit of the port (…-virtio\x2dports-vport1p1.device).
+	if !regexp.MustCompile(`(?m)^\r*active\r*$`).MatchString(out) || !regexp.MustCompile(`virtio\\+x2dports-vport\d+p\d+\.device`).MatchString(out) {
+		t.Errorf("qemu-guest-agent is not active, or not wanted by the port's device unit:\n%s", out)
+	}
+	if code, got, err := qgaExec(t, qgaSock, "cat /etc/hostname; id -u", time.Minute); err != nil || code != 0 || got != osimage.Hostname+"\n0\n" {
+		t.Errorf("guest-exec through qemu-guest-agent: exit %d output %q err %v", code, got, err)
+	} else {
+		t.Logf("%s: guest-exec through qemu-guest-agent works", release)
 	}
 	run("apt-get update", 5*time.Minute)
 	run("systemctl --no-pager --failed", time.Minute)
@@ -212,13 +226,16 @@ func newLabNet(t *testing.T) *testvm.Net {
 	return testvm.NewNet(t, testvm.NetConfig{Prefix: "fbdeb", Bridge: netip.MustParseAddr(bridgeAddr)})
 }
 
-// bootVM boots the image with a copy-on-write overlay as its disk.
-func bootVM(t *testing.T, n *testvm.Net, img osimage.Image, overlay string) *testvm.VM {
+// bootVM boots the image with a copy-on-write overlay as its disk and the
+// guest-agent port on the unix socket qgaSock, as libvirt attaches it.
+func bootVM(t *testing.T, n *testvm.Net, img osimage.Image, overlay, qgaSock string) *testvm.VM {
 	t.Helper()
 	// A newline, as the scenario runner's console_send writes: agetty and
 	// login accept it as the end of the line, like a serial terminal's CR.
 	return testvm.Boot(t, n, testvm.VMConfig{Kernel: img.Kernel, Initrd: img.Initrd, Cmdline: img.Cmdline,
-		MemoryMB: 1024, MAC: guestMAC, Disk: overlay, Newline: "\n"})
+		MemoryMB: 1024, MAC: guestMAC, Disk: overlay, Newline: "\n",
+		QEMU: []string{"-device", "virtio-serial", "-chardev", "socket,path=" + qgaSock + ",server=on,wait=off,id=qga",
+			"-device", "virtserialport,chardev=qga,name=org.qemu.guest_agent.0"}})
 }
 
 func uniq(list []string) []string {
