@@ -115,7 +115,6 @@ func (m *Machine) changeMedia(ctx context.Context, name string, insert bool) err
 	return nil
 }
 
-
 // checkCaps asks libvirt what this QEMU offers for the machine type and
 // accelerator and refuses hardware it does not have, naming what it does.
 func (l *Lab) checkCaps(ctx context.Context, spec lab.MachineSpec, accel string) error {
