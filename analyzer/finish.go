@@ -82,13 +82,13 @@ func (f *flow) ports() (op, rp uint16) {
 }
 
 // ids returns Zeek's id fields; for ICMP the ports are type and code.
-func (e *engine) ids(f *flow) (oh string, op uint16, rh string, rp uint16) {
+func (e *engine) connID(f *flow, ts int64) schema.ConnID {
 	oa, op := f.orig()
 	ra, rp := f.resp()
 	if f.key.proto == decode.ProtoICMP || f.key.proto == decode.ProtoICMPv6 {
 		op, rp = uint16(f.icmpType), uint16(f.icmpCode)
 	}
-	return e.addrString(f.key.v, oa), op, e.addrString(f.key.v, ra), rp
+	return schema.ConnID{TS: nsTime(ts), UID: f.uid, OrigH: e.addrString(f.key.v, oa), OrigP: op, RespH: e.addrString(f.key.v, ra), RespP: rp}
 }
 
 type addrKey struct {
@@ -171,7 +171,6 @@ func nonNil(s []string) []string {
 // they are final now. Attribution uses what the capture told so far: DNS
 // answers before the connection started, resolvers seen up to now.
 func (e *engine) finishFlow(f *flow) {
-	oh, op, rh, rp := e.ids(f)
 	o, r := &f.d[0], &f.d[1]
 	ob, rb := o.payload, r.payload
 	if f.key.proto == decode.ProtoTCP {
@@ -181,8 +180,8 @@ func (e *engine) finishFlow(f *flow) {
 	}
 	ra, _ := f.resp()
 	c := schema.Conn{
-		TS: nsTime(f.first), UID: f.uid, OrigH: oh, OrigP: op, RespH: rh, RespP: rp,
-		Proto: protoName(f.key.proto), Service: f.service, Duration: float64(f.last-f.first) / 1e9,
+		ConnID: e.connID(f, f.first),
+		Proto:  protoName(f.key.proto), Service: f.service, Duration: float64(f.last-f.first) / 1e9,
 		OrigBytes: ob, RespBytes: rb, ConnState: f.connState(), MissedBytes: o.missed + r.missed,
 		History: e.intern(f.history), OrigPkts: o.pkts, OrigIPBytes: o.ipBytes, RespPkts: r.pkts, RespIPBytes: r.ipBytes,
 		OrigL2Addr: e.macString(o), RespL2Addr: e.macString(r), Step: e.steps.name(f.step),

@@ -24,7 +24,7 @@ func TestConnJSON(t *testing.T) {
 	s := func() string { return strs[rng.IntN(len(strs))] }
 	re := newRecordEncoder()
 	for i := 0; i < 5000; i++ {
-		c := schema.Conn{TS: times[rng.IntN(len(times))], UID: s(), OrigH: s(), OrigP: uint16(rng.Uint32()), RespH: s(), RespP: uint16(rng.Uint32()),
+		c := schema.Conn{ConnID: schema.ConnID{TS: times[rng.IntN(len(times))], UID: s(), OrigH: s(), OrigP: uint16(rng.Uint32()), RespH: s(), RespP: uint16(rng.Uint32())},
 			Proto: s(), Service: s(), Duration: floats[rng.IntN(len(floats))], OrigBytes: rng.Int64() - rng.Int64(), RespBytes: rng.Int64N(1e9),
 			ConnState: s(), MissedBytes: rng.Int64N(10), History: s(), OrigPkts: rng.Int64N(100), OrigIPBytes: rng.Int64N(1e6),
 			RespPkts: rng.Int64N(100), RespIPBytes: rng.Int64N(1e6), OrigL2Addr: s(), RespL2Addr: s(), Name: s(), NameSource: s(), Step: s()}
@@ -50,8 +50,7 @@ func TestDNSJSON(t *testing.T) {
 	s := func() string { return strs[rng.IntN(len(strs))] }
 	re := newRecordEncoder()
 	for i := 0; i < 5000; i++ {
-		d := schema.DNS{TS: time.Unix(1795451748, rng.Int64N(1e9)).UTC(), UID: s(), OrigH: s(), OrigP: uint16(rng.Uint32()), RespH: s(),
-			RespP: 53, Proto: s(), Kind: s(), TransID: uint16(rng.Uint32()), Query: s(), QClass: 1, QType: uint16(rng.IntN(300)),
+		d := schema.DNS{ConnID: schema.ConnID{TS: time.Unix(1795451748, rng.Int64N(1e9)).UTC(), UID: s(), OrigH: s(), OrigP: uint16(rng.Uint32()), RespH: s(), RespP: 53}, Proto: s(), Kind: s(), TransID: uint16(rng.Uint32()), Query: s(), QClass: 1, QType: uint16(rng.IntN(300)),
 			QTypeName: s(), RcodeName: s(), TC: rng.IntN(2) == 0, Step: s()}
 		if rng.IntN(2) == 0 {
 			f := floats[rng.IntN(len(floats))]

@@ -221,8 +221,8 @@ func withIDs(head []string, rest ...string) []zeeklog.Column {
 }
 
 // head appends the ts, uid and id columns most logs start with.
-func head(dst []zeeklog.Value, ts time.Time, uid, oh string, op uint16, rh string, rp uint16) []zeeklog.Value {
-	return append(dst, zeeklog.Time(ts), zeeklog.Str(uid), zeeklog.Str(oh), zeeklog.Count(int64(op)), zeeklog.Str(rh), zeeklog.Count(int64(rp)))
+func head(dst []zeeklog.Value, id *schema.ConnID) []zeeklog.Value {
+	return append(dst, zeeklog.Time(id.TS), zeeklog.Str(id.UID), zeeklog.Str(id.OrigH), zeeklog.Count(int64(id.OrigP)), zeeklog.Str(id.RespH), zeeklog.Count(int64(id.RespP)))
 }
 
 func row(head []zeeklog.Value, rest ...zeeklog.Value) []zeeklog.Value {
@@ -264,7 +264,7 @@ func connRow(dst []zeeklog.Value, c *schema.Conn) []zeeklog.Value {
 	if c.Duration == 0 {
 		dur, ob, rb = zeeklog.Unset(), zeeklog.Unset(), zeeklog.Unset()
 	}
-	return row(head(dst, c.TS, c.UID, c.OrigH, c.OrigP, c.RespH, c.RespP),
+	return row(head(dst, &c.ConnID),
 		zeeklog.Str(c.Proto), zeeklog.OptStr(c.Service), dur, ob, rb,
 		zeeklog.Str(c.ConnState), zeeklog.Unset(), zeeklog.Unset(), zeeklog.Count(c.MissedBytes), zeeklog.OptStr(c.History),
 		zeeklog.Count(c.OrigPkts), zeeklog.Count(c.OrigIPBytes), zeeklog.Count(c.RespPkts), zeeklog.Count(c.RespIPBytes),
@@ -289,7 +289,7 @@ func dnsRow(dst []zeeklog.Value, d *schema.DNS) []zeeklog.Value {
 	if len(d.Answers) > 0 {
 		answers, ttls = zeeklog.List(d.Answers), zeeklog.Intervals(d.TTLs)
 	}
-	return row(head(dst, d.TS, d.UID, d.OrigH, d.OrigP, d.RespH, d.RespP),
+	return row(head(dst, &d.ConnID),
 		zeeklog.Str(d.Proto), zeeklog.Count(int64(d.TransID)), rtt, zeeklog.OptStr(d.Query),
 		zeeklog.Count(int64(d.QClass)), zeeklog.OptStr(qclassName(d.QClass)), zeeklog.Count(int64(d.QType)), zeeklog.OptStr(d.QTypeName),
 		rcode, zeeklog.OptStr(d.RcodeName), zeeklog.Bool(d.TC), answers, ttls, zeeklog.Str(d.Kind), step(d.Step))
@@ -302,7 +302,7 @@ var sslCols = withIDs([]string{"ts", "time", "uid", "string"},
 	"client_alpn", "vector[string]", "client_supported_versions", "vector[string]", "ech", "bool", "step", "string")
 
 func sslRow(dst []zeeklog.Value, t *schema.TLS) []zeeklog.Value {
-	return row(head(dst, t.TS, t.UID, t.OrigH, t.OrigP, t.RespH, t.RespP),
+	return row(head(dst, &t.ConnID),
 		zeeklog.OptStr(t.Version), zeeklog.OptStr(t.Cipher), zeeklog.OptStr(t.ServerName), zeeklog.OptStr(t.NextProtocol),
 		zeeklog.Bool(t.Established), zeeklog.OptStr(t.JA3), zeeklog.OptStr(t.JA4), zeeklog.Str(t.Transport), zeeklog.OptStr(t.JA3String),
 		zeeklog.List(t.ClientALPN), zeeklog.List(t.ClientVersions), zeeklog.Bool(t.ECH), step(t.Step))
@@ -320,7 +320,7 @@ func httpRow(dst []zeeklog.Value, h *schema.HTTP) []zeeklog.Value {
 	if h.StatusCode != 0 {
 		status = zeeklog.Count(int64(h.StatusCode))
 	}
-	return row(head(dst, h.TS, h.UID, h.OrigH, h.OrigP, h.RespH, h.RespP),
+	return row(head(dst, &h.ConnID),
 		zeeklog.Count(int64(h.TransDepth)), zeeklog.OptStr(h.Method), zeeklog.OptStr(h.Host), zeeklog.OptStr(h.URI),
 		zeeklog.OptStr(h.Version), zeeklog.OptStr(h.UserAgent), zeeklog.Count(h.RequestBodyLen), zeeklog.Count(h.ResponseBodyLen),
 		status, zeeklog.OptStr(h.StatusMsg), zeeklog.OptStr(h.RequestContentType), zeeklog.OptStr(h.ResponseContentType),
@@ -333,7 +333,7 @@ var ntpCols = withIDs([]string{"ts", "time", "uid", "string"},
 	"ref_id", "string", "xmt_time", "time", "sender", "addr", "mode_name", "string", "step", "string")
 
 func ntpRow(dst []zeeklog.Value, n *schema.NTP) []zeeklog.Value {
-	return row(head(dst, n.TS, n.UID, n.OrigH, n.OrigP, n.RespH, n.RespP),
+	return row(head(dst, &n.ConnID),
 		zeeklog.Count(int64(n.Version)), zeeklog.Count(int64(n.Mode)), zeeklog.Count(int64(n.Stratum)),
 		zeeklog.Interval(n.Poll), zeeklog.Interval(n.Precision), zeeklog.OptStr(n.RefID), optTime(n.XmtTime),
 		zeeklog.Str(n.Sender), zeeklog.OptStr(n.ModeName), step(n.Step))

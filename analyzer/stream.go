@@ -386,13 +386,11 @@ func (e *engine) parseDNSTCP(f *flow, di int) {
 }
 
 func (e *engine) baseTLS(f *flow) schema.TLS {
-	oh, op, rh, rp := e.ids(f)
-	return schema.TLS{TS: nsTime(f.first), UID: f.uid, OrigH: oh, OrigP: op, RespH: rh, RespP: rp,
+	return schema.TLS{ConnID: e.connID(f, f.first),
 		ClientALPN: []string{}, ClientVersions: []string{}, Step: e.steps.name(f.step)}
 }
 
 func (e *engine) baseHTTP(f *flow) schema.HTTP {
-	oh, op, rh, rp := e.ids(f)
-	return schema.HTTP{TS: nsTime(e.now), UID: f.uid, OrigH: oh, OrigP: op, RespH: rh, RespP: rp,
+	return schema.HTTP{ConnID: e.connID(f, e.now),
 		Step: e.steps.name(e.steps.index(e.now))}
 }

@@ -227,19 +227,18 @@ func (e *engine) learnAnswers(m *dns.Message, qname string, ts int64) {
 }
 
 func (e *engine) baseDNS(f *flow, ts int64, proto, kind string, m *dns.Message, q dns.Question) schema.DNS {
-	oh, op, rh, rp := e.ids(f)
-	return schema.DNS{TS: nsTime(ts), UID: f.uid, OrigH: oh, OrigP: op, RespH: rh, RespP: rp,
+	return schema.DNS{ConnID: e.connID(f, ts),
 		Proto: proto, Kind: kind, TransID: m.ID, Query: q.Name, QClass: q.Class, QType: q.Type,
 		QTypeName: dns.TypeName(q.Type), Answers: []string{}, TTLs: []float64{}, Step: e.steps.name(e.steps.index(ts))}
 }
 
 func (e *engine) ntpPacket(f *flow, di int, pk *ntp.Packet, ts int64) {
-	oh, op, rh, rp := e.ids(f)
-	sender := oh
+	id := e.connID(f, ts)
+	sender := id.OrigH
 	if di == 1 {
-		sender = rh
+		sender = id.RespH
 	}
-	rec := schema.NTP{TS: nsTime(ts), UID: f.uid, OrigH: oh, OrigP: op, RespH: rh, RespP: rp,
+	rec := schema.NTP{ConnID: id,
 		Sender: sender, Version: pk.Version, Mode: pk.Mode, ModeName: ntp.ModeName(pk.Mode), Stratum: pk.Stratum,
 		Poll: math.Ldexp(1, int(pk.Poll)), Precision: math.Ldexp(1, int(pk.Precision)), RefID: pk.RefID,
 		Step: e.steps.name(e.steps.index(ts))}

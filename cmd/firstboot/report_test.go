@@ -41,7 +41,7 @@ func writeRunDir(t *testing.T, maxPlain string) string {
 		Host:          schema.Host{IP: "10.77.0.10"},
 		Destinations:  []schema.Destination{news},
 		Steps:         []schema.StepView{{Name: "first-boot", Start: t0, End: t0.Add(5 * time.Second), Destinations: []schema.Destination{news}}},
-		HTTP:          []schema.HTTP{{TS: t0.Add(time.Second), Host: "news.example.com", Method: "GET", URI: "/", Step: "first-boot"}},
+		HTTP:          []schema.HTTP{{ConnID: schema.ConnID{TS: t0.Add(time.Second)}, Host: "news.example.com", Method: "GET", URI: "/", Step: "first-boot"}},
 	}
 	data, err := json.Marshal(a)
 	if err != nil {

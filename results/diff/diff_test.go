@@ -86,7 +86,7 @@ func run(id, syn string, ja4s []string, ds ...schema.Destination) Run {
 		a.Steps[0].Fingerprints = []schema.Fingerprint{f}
 	}
 	for _, j := range ja4s {
-		a.TLS = append(a.TLS, schema.TLS{OrigH: "10.0.0.2", JA4: j, Step: "boot"})
+		a.TLS = append(a.TLS, schema.TLS{ConnID: schema.ConnID{OrigH: "10.0.0.2"}, JA4: j, Step: "boot"})
 	}
 	return Run{ID: id, Analysis: a}
 }

@@ -36,10 +36,10 @@ func fixture() *schema.Analysis {
 			{Host: "CDN.tencent.com", Method: "GET", URI: "/b", Step: "browse"},
 		},
 		TLS: []schema.TLS{
-			{OrigH: "10.0.0.2", ServerName: "news.example.com", JA4: ja4A, Step: "browse"},
-			{OrigH: "10.0.0.2", ServerName: "", JA4: ja4A, Step: "browse"},
+			{ConnID: schema.ConnID{OrigH: "10.0.0.2"}, ServerName: "news.example.com", JA4: ja4A, Step: "browse"},
+			{ConnID: schema.ConnID{OrigH: "10.0.0.2"}, ServerName: "", JA4: ja4A, Step: "browse"},
 			// From another host: not the machine, so never held against it.
-			{OrigH: "10.0.0.9", ServerName: "x.example", JA4: ja4B, Step: "browse"},
+			{ConnID: schema.ConnID{OrigH: "10.0.0.9"}, ServerName: "x.example", JA4: ja4B, Step: "browse"},
 		},
 		Fingerprints: []schema.Fingerprint{
 			{Host: "10.0.0.2", Kind: "syn", Tcpdump: synLine, P0f: synP0f},

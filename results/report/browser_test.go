@@ -31,7 +31,7 @@ func TestBrowserRendersReport(t *testing.T) {
 	// An attacker-chosen destination name must stay text in the real DOM.
 	a.Destinations = append(a.Destinations, schema.Destination{Name: xssName, Party: "third", Protocols: []string{"http"}, Connections: 1, FirstSeen: at(50)})
 	a.Conns = append(a.Conns, conn("CX", 50, "tcp", 80, "http", xssName, "http_host", "browse", 1, 100, 100))
-	a.HTTP = append(a.HTTP, schema.HTTP{TS: at(50), UID: "CX", Method: "GET", Host: xssName, URI: `/"><script>alert(2)</script>`, Step: "browse"})
+	a.HTTP = append(a.HTTP, schema.HTTP{ConnID: schema.ConnID{TS: at(50), UID: "CX"}, Method: "GET", Host: xssName, URI: `/"><script>alert(2)</script>`, Step: "browse"})
 	if err := Write(dir, in); err != nil {
 		t.Fatal(err)
 	}

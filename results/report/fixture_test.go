@@ -29,7 +29,7 @@ const (
 
 // conn builds a conn record; bytes are IP bytes each way.
 func conn(uid string, sec float64, proto string, port uint16, service, name, source, step string, dur float64, up, down int64) schema.Conn {
-	return schema.Conn{TS: at(sec), UID: uid, OrigH: me, OrigP: 40000, RespH: webIP, RespP: port, Proto: proto, Service: service,
+	return schema.Conn{ConnID: schema.ConnID{TS: at(sec), UID: uid, OrigH: me, OrigP: 40000, RespH: webIP, RespP: port}, Proto: proto, Service: service,
 		Duration: dur, OrigIPBytes: up, RespIPBytes: down, OrigPkts: up / 100, RespPkts: down / 100, ConnState: "SF",
 		Name: name, NameSource: source, Step: step}
 }
@@ -104,26 +104,26 @@ func fixtureAnalysis() *schema.Analysis {
 			{Name: "shutdown", Start: at(70), End: at(75), Summary: sum(70.5, 75, 30, 1800, 1600, 0, 0, 0, 0)},
 		},
 		Conns: conns,
-		DNS: []schema.DNS{{TS: at(2.0), UID: "C2", OrigH: me, RespH: gw, RespP: 53, Proto: "udp", Kind: "dns", Query: "connectivity.firstboot.test",
+		DNS: []schema.DNS{{ConnID: schema.ConnID{TS: at(2.0), UID: "C2", OrigH: me, RespH: gw, RespP: 53}, Proto: "udp", Kind: "dns", Query: "connectivity.firstboot.test",
 			QClass: 1, QType: 1, QTypeName: "A", Rcode: &rcode, RcodeName: "NOERROR", RTT: &rtt, Answers: []string{webIP}, TTLs: []float64{60}, Step: "first-boot"}},
 		TLS: []schema.TLS{
-			{TS: at(31.0), UID: "C5", OrigH: me, RespH: webIP, RespP: 443, Transport: "tcp", Version: "TLSv13", ServerName: "news.example.com",
+			{ConnID: schema.ConnID{TS: at(31.0), UID: "C5", OrigH: me, RespH: webIP, RespP: 443}, Transport: "tcp", Version: "TLSv13", ServerName: "news.example.com",
 				Established: true, JA3: "e7d705a3286e19ea42f587b344ee6865", JA4: ja4Cur, Step: "browse"},
-			{TS: at(33.5), UID: "C6", OrigH: me, RespH: webIP, RespP: 443, Transport: "quic", Version: "TLSv13", ServerName: "news.example.com",
+			{ConnID: schema.ConnID{TS: at(33.5), UID: "C6", OrigH: me, RespH: webIP, RespP: 443}, Transport: "quic", Version: "TLSv13", ServerName: "news.example.com",
 				Established: true, JA4: "q13d0310h3_55b375c5d22e_cd85d2d88918", Step: "browse"},
 		},
 		HTTP: []schema.HTTP{
-			{TS: at(2.6), UID: "C4", OrigH: me, RespH: webIP, RespP: 80, TransDepth: 1, Method: "GET", Host: "connectivity.firstboot.test",
+			{ConnID: schema.ConnID{TS: at(2.6), UID: "C4", OrigH: me, RespH: webIP, RespP: 80}, TransDepth: 1, Method: "GET", Host: "connectivity.firstboot.test",
 				URI: "/check?v=1&os=fbguest", Version: "1.1", UserAgent: "fbguest/1 (connectivity)", StatusCode: 204, StatusMsg: "No Content", Step: "first-boot"},
-			{TS: at(31.5), UID: "C7", OrigH: me, RespH: webIP, RespP: 80, TransDepth: 1, Method: "POST", Host: "ocsp.ca.example", URI: "/",
+			{ConnID: schema.ConnID{TS: at(31.5), UID: "C7", OrigH: me, RespH: webIP, RespP: 80}, TransDepth: 1, Method: "POST", Host: "ocsp.ca.example", URI: "/",
 				Version: "1.1", UserAgent: "fbguest/1", StatusCode: 200, StatusMsg: "OK", RequestContentType: "application/ocsp-request",
 				OCSP: true, OCSPResponder: "ocsp.ca.example", Step: "browse"},
-			{TS: at(61.1), UID: "C8", OrigH: me, RespH: webIP, RespP: 80, TransDepth: 1, Method: "GET", Host: "updates.firstboot.test",
+			{ConnID: schema.ConnID{TS: at(61.1), UID: "C8", OrigH: me, RespH: webIP, RespP: 80}, TransDepth: 1, Method: "GET", Host: "updates.firstboot.test",
 				URI: "/check", Version: "1.1", UserAgent: "fbguest/1 (update)", Step: "update"},
 		},
 		NTP: []schema.NTP{
-			{TS: at(2.1), UID: "C3", OrigH: me, RespH: webIP, RespP: 123, Sender: me, Version: 4, Mode: 3, ModeName: "client", Step: "first-boot"},
-			{TS: at(2.12), UID: "C3", OrigH: me, RespH: webIP, RespP: 123, Sender: webIP, Version: 4, Mode: 4, ModeName: "server", Stratum: 2, Step: "first-boot"},
+			{ConnID: schema.ConnID{TS: at(2.1), UID: "C3", OrigH: me, RespH: webIP, RespP: 123}, Sender: me, Version: 4, Mode: 3, ModeName: "client", Step: "first-boot"},
+			{ConnID: schema.ConnID{TS: at(2.12), UID: "C3", OrigH: me, RespH: webIP, RespP: 123}, Sender: webIP, Version: 4, Mode: 4, ModeName: "server", Stratum: 2, Step: "first-boot"},
 		},
 		DHCP: []schema.DHCP{{TS: at(0.2), UIDs: []string{"C1"}, ClientAddr: "0.0.0.0", ServerAddr: gw, MAC: "52:54:00:12:34:56", HostName: "fbguest",
 			AssignedAddr: me, LeaseTime: 3600, MsgTypes: []string{"DISCOVER", "OFFER", "REQUEST", "ACK"}, Step: "first-boot"}},

@@ -193,9 +193,9 @@ func TestUntrustedTrafficIsEscaped(t *testing.T) {
 	a.Destinations = append(a.Destinations, schema.Destination{Name: xssName, Party: "third", Protocols: []string{"http"}, Connections: 1, FirstSeen: at(50)})
 	a.Steps[1].Destinations = append(a.Steps[1].Destinations, a.Destinations[len(a.Destinations)-1])
 	a.Conns = append(a.Conns, conn("CX", 50, "tcp", 80, "http", xssName, "http_host", "browse", 1, 100, 100))
-	a.HTTP = append(a.HTTP, schema.HTTP{TS: at(50), UID: "CX", Method: "GET\"><img src=x onerror=alert(2)>", Host: xssName,
+	a.HTTP = append(a.HTTP, schema.HTTP{ConnID: schema.ConnID{TS: at(50), UID: "CX"}, Method: "GET\"><img src=x onerror=alert(2)>", Host: xssName,
 		URI: "/a|b`c`</td><script>alert(3)</script>\u202egnp.exe", UserAgent: "Mozilla\r\n<iframe src=//evil>", Step: "browse"})
-	a.TLS = append(a.TLS, schema.TLS{OrigH: me, ServerName: "x\"><svg onload=alert(4)>", JA4: "t13d_<b>", Step: "browse"})
+	a.TLS = append(a.TLS, schema.TLS{ConnID: schema.ConnID{OrigH: me}, ServerName: "x\"><svg onload=alert(4)>", JA4: "t13d_<b>", Step: "browse"})
 	a.Host.DHCPHostname = "<marquee>host</marquee>"
 	in.Expectations = expect.Evaluate([]expect.Expect{{Absent: []string{"*.example"}}}, a)
 

@@ -225,15 +225,21 @@ type StepView struct {
 	Fingerprints []Fingerprint `json:"fingerprints"`
 }
 
+// ConnID starts every record of a connection, as in Zeek: the record's time,
+// the connection's uid and Zeek's id fields. For ICMP, orig_p is the ICMP
+// type and resp_p the code.
+type ConnID struct {
+	TS    time.Time `json:"ts"`
+	UID   string    `json:"uid"`
+	OrigH string    `json:"id.orig_h"`
+	OrigP uint16    `json:"id.orig_p"`
+	RespH string    `json:"id.resp_h"`
+	RespP uint16    `json:"id.resp_p"`
+}
+
 // Conn is one conn.log record.
 type Conn struct {
-	TS  time.Time `json:"ts"`
-	UID string    `json:"uid"`
-	// OrigH/OrigP/RespH/RespP are Zeek's id fields. For ICMP, orig_p is the ICMP type and resp_p the code.
-	OrigH string `json:"id.orig_h"`
-	OrigP uint16 `json:"id.orig_p"`
-	RespH string `json:"id.resp_h"`
-	RespP uint16 `json:"id.resp_p"`
+	ConnID
 	// Proto is "tcp", "udp" or "icmp" (ICMPv6 included).
 	Proto string `json:"proto"`
 	// Service is the protocol recognised in the payload: "dns", "http", "ssl", "quic", "ntp", "dhcp" or "".
@@ -271,12 +277,7 @@ type Conn struct {
 
 // DNS is one dns.log record.
 type DNS struct {
-	TS    time.Time `json:"ts"`
-	UID   string    `json:"uid"`
-	OrigH string    `json:"id.orig_h"`
-	OrigP uint16    `json:"id.orig_p"`
-	RespH string    `json:"id.resp_h"`
-	RespP uint16    `json:"id.resp_p"`
+	ConnID
 	// Proto is "udp" or "tcp".
 	Proto string `json:"proto"`
 	// Kind is "dns", "mdns" (port 5353) or "llmnr" (port 5355).
@@ -300,12 +301,7 @@ type DNS struct {
 
 // TLS is one ssl.log record (with the JA3/JA4 packages' columns).
 type TLS struct {
-	TS    time.Time `json:"ts"`
-	UID   string    `json:"uid"`
-	OrigH string    `json:"id.orig_h"`
-	OrigP uint16    `json:"id.orig_p"`
-	RespH string    `json:"id.resp_h"`
-	RespP uint16    `json:"id.resp_p"`
+	ConnID
 	// Transport is "tcp" or "quic".
 	Transport string `json:"transport"`
 	// Version is the negotiated version ("TLSv12", "TLSv13") from the ServerHello; "" without one.
@@ -333,12 +329,7 @@ type TLS struct {
 
 // HTTP is one http.log record.
 type HTTP struct {
-	TS    time.Time `json:"ts"`
-	UID   string    `json:"uid"`
-	OrigH string    `json:"id.orig_h"`
-	OrigP uint16    `json:"id.orig_p"`
-	RespH string    `json:"id.resp_h"`
-	RespP uint16    `json:"id.resp_p"`
+	ConnID
 	// TransDepth is the request's 1-based position in its connection.
 	TransDepth int    `json:"trans_depth"`
 	Method     string `json:"method"`
@@ -362,12 +353,7 @@ type HTTP struct {
 
 // NTP is one ntp.log record.
 type NTP struct {
-	TS    time.Time `json:"ts"`
-	UID   string    `json:"uid"`
-	OrigH string    `json:"id.orig_h"`
-	OrigP uint16    `json:"id.orig_p"`
-	RespH string    `json:"id.resp_h"`
-	RespP uint16    `json:"id.resp_p"`
+	ConnID
 	// Sender is the address that sent this packet (the server for mode 4).
 	Sender   string `json:"sender"`
 	Version  uint8  `json:"version"`
