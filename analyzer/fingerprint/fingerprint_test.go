@@ -79,9 +79,11 @@ func normalizeTcpdump(s string) string {
 	return reLength.ReplaceAllString(s, "")
 }
 
-// p0fSigs runs `p0f -r path -o log` and returns raw_sig by "mod port" where
-// mod is syn or syn+ack and port is the client port.
-func p0fSigs(t *testing.T, path string) map[string]string {
+// p0fSigs runs `p0f -r path -o log` and returns the raw_sigs by "mod ver
+// port", where mod is syn or syn+ack, ver the IP version and port the client
+// port, in capture order: a port can come back (IPv4 and IPv6 connections
+// get their ports independently, and ports are reused).
+func p0fSigs(t *testing.T, path string) map[string][]string {
 	t.Helper()
 	testnet.RequireTools(t, "p0f")
 	logPath := path + ".p0f.log"
@@ -94,7 +96,7 @@ func p0fSigs(t *testing.T, path string) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := map[string]string{}
+	res := map[string][]string{}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := map[string]string{}
 		for _, kv := range strings.Split(line, "|") {
@@ -106,7 +108,12 @@ func p0fSigs(t *testing.T, path string) map[string]string {
 			continue
 		}
 		cli := f["cli"]
-		res[f["mod"]+" "+cli[strings.LastIndexByte(cli, '/')+1:]] = f["raw_sig"]
+		ver := "4"
+		if strings.Contains(cli, ":") {
+			ver = "6"
+		}
+		key := f["mod"] + " " + ver + " " + cli[strings.LastIndexByte(cli, '/')+1:]
+		res[key] = append(res[key], f["raw_sig"])
 	}
 	return res
 }
@@ -119,7 +126,7 @@ func checkAgainstTools(t *testing.T, path string) int {
 	frames := testnet.ReadPcap(t, path)
 	dump := tcpdumpLines(t, path)
 	sigs := p0fSigs(t, path)
-	synMSS := map[string]uint16{} // client port -> SYN's MSS, for SYN+ACKs
+	synMSS := map[string]uint16{} // "ver port" of the client -> SYN's MSS, for SYN+ACKs
 	compared := 0
 	seen := map[string]bool{}
 	var seeds [][]byte
@@ -134,13 +141,17 @@ func checkAgainstTools(t *testing.T, path string) int {
 		if !ok || !tl.SYN {
 			continue
 		}
+		ver := "4"
+		if fr.Packet.Layer(layers.LayerTypeIPv6) != nil {
+			ver = "6"
+		}
 		var key string
 		var peer uint16
 		if tl.ACK {
-			key = "syn+ack " + strconv.Itoa(int(tl.DstPort))
-			peer = synMSS[strconv.Itoa(int(tl.DstPort))]
+			key = "syn+ack " + ver + " " + strconv.Itoa(int(tl.DstPort))
+			peer = synMSS[ver+" "+strconv.Itoa(int(tl.DstPort))]
 		} else {
-			key = "syn " + strconv.Itoa(int(tl.SrcPort))
+			key = "syn " + ver + " " + strconv.Itoa(int(tl.SrcPort))
 		}
 		seeds = append(seeds, ipBytes(fr.Packet))
 		got, err := ParseWithPeerMSS(ipBytes(fr.Packet), peer)
@@ -149,18 +160,19 @@ func checkAgainstTools(t *testing.T, path string) int {
 			continue
 		}
 		if !tl.ACK {
-			synMSS[strconv.Itoa(int(tl.SrcPort))] = got.MSS
+			synMSS[ver+" "+strconv.Itoa(int(tl.SrcPort))] = got.MSS
 		}
 		compared++
 		seen[got.Tcpdump+"  "+got.P0f] = true
 		if want := normalizeTcpdump(dump[fr.Num]); got.Tcpdump != want {
 			t.Errorf("frame %d Tcpdump:\n got %q\nwant %q (tcpdump: %s)", fr.Num, got.Tcpdump, want, dump[fr.Num])
 		}
-		want, ok := sigs[key]
-		if !ok {
+		if len(sigs[key]) == 0 {
 			t.Errorf("frame %d (%s): p0f logged no signature; ours is %s", fr.Num, key, got.P0f)
 			continue
 		}
+		want := sigs[key][0]
+		sigs[key] = sigs[key][1:]
 		if got.P0f != want {
 			t.Errorf("frame %d (%s) P0f:\n got %s\nwant %s", fr.Num, key, got.P0f, want)
 		}
