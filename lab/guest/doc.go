@@ -31,8 +31,7 @@
 //	               entry directly, which under TCG saves the in-guest
 //	               decompression (several seconds)
 //	vmlinuz        Debian's bzImage, for hypervisors that want it
-//	initrd.img     cpio "newc" archive written by this package, in a gzip
-//	               stream of stored blocks (fast to unpack under TCG)
+//	initrd.img     gzip'd cpio "newc" archive written by this package
 //	cmdline        the kernel command line (DefaultCmdline)
 //	manifest.json  inputs (package names, versions, SHA-256s, agent hash,
 //	               modules, command line), outputs (sizes, SHA-256s), the
