@@ -107,7 +107,6 @@ type fileSink struct {
 	asJSON bool
 	re     *recordEncoder
 	raw    []byte
-	line   []byte
 	vals   []zeeklog.Value
 	budget spillBudget
 	js     [numKinds]spillFile
@@ -143,8 +142,19 @@ func (s *fileSink) remove() {
 	os.RemoveAll(s.dir)
 }
 
-// put writes one record: raw is its compact JSON (or an encoding error),
-// vals its log row.
+// start begins the analysis.json element of a record of kind k in s.raw:
+// the separator from the previous element and the indent, which the
+// record's encoding is appended to.
+func (s *fileSink) start(k int) []byte {
+	b := s.raw[:0]
+	if s.js[k].n > 0 {
+		b = append(b, ",\n"...)
+	}
+	return append(b, "    "...)
+}
+
+// put writes one record: raw is its element as start began it (or an
+// encoding error), vals its log row.
 func (s *fileSink) put(k int, raw []byte, err error, vals []zeeklog.Value) {
 	if s.err != nil {
 		return
@@ -154,14 +164,7 @@ func (s *fileSink) put(k int, raw []byte, err error, vals []zeeklog.Value) {
 		return
 	}
 	sf := &s.js[k]
-	// One Write per record: the separator and indent go in front of raw.
-	s.line = s.line[:0]
-	if sf.n > 0 {
-		s.line = append(s.line, ",\n"...)
-	}
-	s.line = append(s.line, "    "...)
-	s.line = append(s.line, raw...)
-	if _, err := sf.buf.Write(s.line); err != nil {
+	if _, err := sf.buf.Write(raw); err != nil {
 		s.err = fmt.Errorf("writing spill file: %w", err)
 		return
 	}
@@ -173,35 +176,35 @@ func (s *fileSink) put(k int, raw []byte, err error, vals []zeeklog.Value) {
 
 func (s *fileSink) conn(c *schema.Conn) {
 	var err error
-	s.raw, err = s.re.conn(s.raw[:0], c)
+	s.raw, err = s.re.conn(s.start(kindConn), c)
 	s.vals = connRow(s.vals[:0], c)
 	s.put(kindConn, s.raw, err, s.vals)
 }
 
 func (s *fileSink) dns(d *schema.DNS) {
 	var err error
-	s.raw, err = s.re.dns(s.raw[:0], d)
+	s.raw, err = s.re.dns(s.start(kindDNS), d)
 	s.vals = dnsRow(s.vals[:0], d)
 	s.put(kindDNS, s.raw, err, s.vals)
 }
 
 func (s *fileSink) tls(t *schema.TLS) {
 	var err error
-	s.raw, err = s.re.generic(s.raw[:0], t)
+	s.raw, err = s.re.generic(s.start(kindTLS), t)
 	s.vals = sslRow(s.vals[:0], t)
 	s.put(kindTLS, s.raw, err, s.vals)
 }
 
 func (s *fileSink) http(h *schema.HTTP) {
 	var err error
-	s.raw, err = s.re.generic(s.raw[:0], h)
+	s.raw, err = s.re.generic(s.start(kindHTTP), h)
 	s.vals = httpRow(s.vals[:0], h)
 	s.put(kindHTTP, s.raw, err, s.vals)
 }
 
 func (s *fileSink) ntp(n *schema.NTP) {
 	var err error
-	s.raw, err = s.re.generic(s.raw[:0], n)
+	s.raw, err = s.re.generic(s.start(kindNTP), n)
 	s.vals = ntpRow(s.vals[:0], n)
 	s.put(kindNTP, s.raw, err, s.vals)
 }

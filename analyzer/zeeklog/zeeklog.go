@@ -99,7 +99,7 @@ type Writer struct {
 	json bool
 	cols []Column
 	buf  bytes.Buffer
-	num  []byte // the row being built: no allocation per row
+	line []byte // the row being built: no allocation per row
 }
 
 // New starts a log at path (Zeek's #path, e.g. "conn") with the given columns.
@@ -155,7 +155,7 @@ func (lw *Writer) Row(vals []Value) error {
 	}
 	// The row is built in one buffer and written once: per-field writes into
 	// the bufio.Writer were most of the cost of a log.
-	b := lw.num[:0]
+	b := lw.line[:0]
 	for i, v := range vals {
 		if i > 0 {
 			b = append(b, '\t')
@@ -198,7 +198,7 @@ func (lw *Writer) Row(vals []Value) error {
 		}
 	}
 	b = append(b, '\n')
-	lw.num = b
+	lw.line = b
 	_, err := lw.w.Write(b)
 	return err
 }
