@@ -191,12 +191,7 @@ func (r *runner) resolveImage(ctx context.Context) error {
 		if err != nil {
 			return &ImageError{Path: filepath.Join(r.cfg.ImageCache, "testguest"), Obtain: "firstboot image build testguest", Err: err}
 		}
-		spec.Kernel, spec.Initrd, spec.Cmdline = g.KernelFor(spec.TPM), g.Initrd, g.Cmdline
-		if spec.Firmware == "uefi" && g.BzImage != "" {
-			// UEFI firmware starts a kernel through its EFI stub, which the
-			// bzImage has and the faster PVH vmlinux does not.
-			spec.Kernel = g.BzImage
-		}
+		spec.Kernel, spec.Initrd, spec.Cmdline = g.KernelFor(spec.Firmware == "uefi", spec.TPM), g.Initrd, g.Cmdline
 		files = []string{spec.Kernel, g.Initrd}
 		r.m.Image.Name = "testguest"
 	case img.Builtin != "":
@@ -205,11 +200,6 @@ func (r *runner) resolveImage(ctx context.Context) error {
 			return &ImageError{Path: filepath.Join(r.cfg.ImageCache, img.Builtin), Obtain: "firstboot image build " + img.Builtin, Err: err}
 		}
 		spec = d.MachineSpec(spec)
-		if vmlinuz := filepath.Join(filepath.Dir(spec.Kernel), "vmlinuz"); (spec.Firmware == "uefi" || spec.TPM) && filepath.Base(spec.Kernel) == "vmlinux" {
-			// UEFI needs the EFI stub of the bzImage; with a TPM, QEMU's PVH
-			// loader puts the initrd over the (larger) ACPI tables.
-			spec.Kernel = vmlinuz
-		}
 		files = []string{spec.Kernel, spec.Initrd, spec.Disk}
 		r.m.Image.Name = img.Builtin
 	case img.Kind == "kernel":

@@ -86,16 +86,17 @@ type Image struct {
 	Manifest     Manifest
 }
 
-// KernelFor returns the kernel to boot on a machine with or without an
-// emulated TPM. With a TPM (tpm-tis or tpm-crb, QEMU 7.2, SeaBIOS), QEMU's
+// KernelFor returns the kernel to boot on a machine with UEFI firmware or
+// not, with an emulated TPM or not. UEFI firmware starts a kernel through
+// its EFI stub, which the bzImage has and the PVH vmlinux does not. With a TPM (tpm-tis or tpm-crb, QEMU 7.2, SeaBIOS), QEMU's
 // PVH loader puts the initrd over part of the firmware's ACPI tables, which
 // the TPM makes larger (its event log goes in the same high memory), so
 // the kernel boots with ACPI disabled: no TPM, no power button, no ACPI
 // power-off. The bzImage, loaded by QEMU's linuxboot ROM, is not affected.
 // Measured: q35 and pc, with and without CD-ROM and virtio-serial; only the
 // TPM matters.
-func (img Image) KernelFor(tpm bool) string {
-	if tpm {
+func (img Image) KernelFor(uefi, tpm bool) string {
+	if (uefi || tpm) && img.BzImage != "" {
 		return img.BzImage
 	}
 	return img.Kernel

@@ -45,9 +45,9 @@
 // none its error wraps ErrNotBuilt and says to run the build command.
 //
 // Image.Kernel is what to boot (vmlinux when extraction worked, else the
-// bzImage), except on a machine with a TPM: Image.KernelFor(true) gives the
-// bzImage, because QEMU's PVH boot with a TPM leaves the kernel without
-// ACPI (no /dev/tpm0, no power button). Image.SHA256 identifies kernel +
+// bzImage), except on a machine with UEFI or a TPM: Image.KernelFor gives
+// the bzImage then, because UEFI needs its EFI stub and QEMU's PVH boot with
+// a TPM leaves the kernel without ACPI (no /dev/tpm0, no power button). Image.SHA256 identifies kernel +
 // initrd + command line and belongs in a run's manifest.
 //
 // # Modules

@@ -123,15 +123,21 @@ func TestGuestAgentClosure(t *testing.T) {
 	}
 }
 
-// TestKernelFor: a machine with a TPM boots the bzImage, because QEMU's PVH
-// boot with a TPM leaves the kernel without ACPI (TestGuestAgentMediaTPM
-// boots both ways it is used).
+// TestKernelFor: a machine with UEFI or a TPM boots the bzImage: UEFI needs
+// its EFI stub, and QEMU's PVH boot with a TPM leaves the kernel without
+// ACPI (TestGuestAgentMediaTPM boots both ways it is used).
 func TestKernelFor(t *testing.T) {
 	img := Image{Kernel: "/c/vmlinux", BzImage: "/c/vmlinuz"}
-	if got := img.KernelFor(false); got != img.Kernel {
-		t.Errorf("KernelFor(false) = %s", got)
+	for _, tc := range []struct {
+		uefi, tpm bool
+		want      string
+	}{{false, false, img.Kernel}, {false, true, img.BzImage}, {true, false, img.BzImage}, {true, true, img.BzImage}} {
+		if got := img.KernelFor(tc.uefi, tc.tpm); got != tc.want {
+			t.Errorf("KernelFor(uefi %v, tpm %v) = %s, want %s", tc.uefi, tc.tpm, got, tc.want)
+		}
 	}
-	if got := img.KernelFor(true); got != img.BzImage {
-		t.Errorf("KernelFor(true) = %s", got)
+	// An image without a bzImage has only its kernel to offer.
+	if got := (Image{Kernel: "/c/vmlinux"}).KernelFor(true, true); got != "/c/vmlinux" {
+		t.Errorf("without a bzImage, KernelFor = %s", got)
 	}
 }

@@ -217,7 +217,7 @@ func TestGuestAgentMediaTPM(t *testing.T) {
 			if tc.tpm != "" {
 				args = append(args, startSWTPM(t, tc.tpm)...)
 			}
-			v := startVM(t, n, img.KernelFor(tc.tpm != ""), img.Initrd, img.Cmdline+" fbguest.checkin=0 fbguest.firstrun=0", vmOptions{qemu: args})
+			v := startVM(t, n, img.KernelFor(false, tc.tpm != ""), img.Initrd, img.Cmdline+" fbguest.checkin=0 fbguest.firstrun=0", vmOptions{qemu: args})
 			from, l := v.WaitLine(regexp.MustCompile(`^FIRSTBOOT-GUEST qga ok dev=/dev/vport\d+p\d+ port=org\.qemu\.guest_agent\.0 pid=\d+$`), 0, 120*time.Second)
 			t.Logf("qga line %.2fs after QEMU start: %s", l.At.Sub(v.Start).Seconds(), l.Text)
 			_, dl := v.WaitLine(regexp.MustCompile(`^FIRSTBOOT-GUEST devices `), 0, 120*time.Second)

@@ -285,7 +285,7 @@ func bootAgentGuest(t *testing.T, l *Lab, spec lab.MachineSpec) *Machine {
 			t.Errorf("close network: %v", err)
 		}
 	})
-	spec.Kernel, spec.Initrd = img.KernelFor(spec.TPM), img.Initrd
+	spec.Kernel, spec.Initrd = img.KernelFor(spec.Firmware == "uefi", spec.TPM), img.Initrd
 	spec.Cmdline = img.Cmdline + " fbguest.firstrun=0 fbguest.checkin=0"
 	spec.MemoryMiB, spec.Accel = 256, "tcg"
 	m, err := l.DefineMachine(ctx, spec, n)

@@ -73,16 +73,16 @@ type Image struct {
 // the image's kernel and initrd with its disk as the virtio root disk. A
 // machine with a TPM boots the bzImage (see KernelFor).
 func (img Image) MachineSpec(spec lab.MachineSpec) lab.MachineSpec {
-	spec.Kernel, spec.Initrd, spec.Cmdline, spec.Disk = img.KernelFor(spec.TPM), img.Initrd, img.Cmdline, img.Disk
+	spec.Kernel, spec.Initrd, spec.Cmdline, spec.Disk = img.KernelFor(spec.Firmware == "uefi", spec.TPM), img.Initrd, img.Cmdline, img.Disk
 	return spec
 }
 
-// KernelFor returns the kernel to boot with or without an emulated TPM.
-// With a TPM, QEMU's PVH boot of the vmlinux puts the initrd over part of
-// the firmware's ACPI tables and the kernel runs without ACPI (no TPM, no
-// power button); the bzImage is not affected (see guest.Image.KernelFor).
-func (img Image) KernelFor(tpm bool) string {
-	if tpm {
+// KernelFor returns the kernel to boot with UEFI firmware or not, with an
+// emulated TPM or not: the bzImage for UEFI (its EFI stub) and for a TPM
+// (QEMU's PVH boot of the vmlinux then leaves the kernel without ACPI: no
+// TPM, no power button; see guest.Image.KernelFor).
+func (img Image) KernelFor(uefi, tpm bool) string {
+	if uefi || tpm {
 		return filepath.Join(img.Dir, FileVmlinuz)
 	}
 	return img.Kernel
