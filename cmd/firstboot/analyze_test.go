@@ -22,6 +22,24 @@ func buildFirstboot(t *testing.T) string {
 	return bin
 }
 
+// runBinary runs the built command in dir and returns its combined output
+// and exit code; a command that cannot start fails the test.
+func runBinary(t *testing.T, bin, dir string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return out.String(), ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), 0
+}
+
 // TestAnalyzeCLI runs `firstboot analyze` the way a user would.
 func TestAnalyzeCLI(t *testing.T) {
 	bin := buildFirstboot(t)

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"os"
 	"os/exec"
 	"strings"
@@ -22,18 +20,7 @@ func TestLabCLI(t *testing.T) {
 	state := t.TempDir()
 	run := func(args ...string) (string, int) {
 		t.Helper()
-		cmd := exec.Command(bin, append(args, "--state-dir", state)...)
-		cmd.Dir = dir
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return out.String(), ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
-		return out.String(), 0
+		return runBinary(t, bin, dir, append(args, "--state-dir", state)...)
 	}
 	if out, code := run("lab", "status"); code != 1 || !strings.Contains(out, "down") {
 		t.Fatalf("status before up: exit %d: %s", code, out)

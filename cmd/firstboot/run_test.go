@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,19 +60,7 @@ func requireLab(t *testing.T) {
 
 func (e *e2eEnv) run(t *testing.T, dir string, args ...string) (string, int) {
 	t.Helper()
-	args = append(args, "--state-dir", e.state, "--image-cache", e.cache, "--accel", "tcg")
-	cmd := exec.Command(e.bin, args...)
-	cmd.Dir = dir
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return out.String(), ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), 0
+	return runBinary(t, e.bin, dir, append(args, "--state-dir", e.state, "--image-cache", e.cache, "--accel", "tcg")...)
 }
 
 // TestRunTestGuest runs the test-guest scenario twice in parallel, the way a
