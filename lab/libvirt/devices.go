@@ -26,8 +26,9 @@ const GuestAgentChannel = "org.qemu.guest_agent.0"
 // cpuFeatureRE is a CPUID feature change in libvirt's naming.
 var cpuFeatureRE = regexp.MustCompile(`^[+-][a-z0-9][a-z0-9._-]*$`)
 
-// mediaNameRE keeps media names usable in file names (their overlays).
-var mediaNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+// nameRE is a media name (usable in file names: their overlays) or a CPU
+// model name.
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // normalizeHardware fills the hardware defaults and checks what can be
 // checked without the hypervisor (which checkCaps asks at define time).
@@ -44,7 +45,7 @@ func normalizeHardware(spec lab.MachineSpec) (lab.MachineSpec, error) {
 	if !slices.Contains(videoModels, spec.Video) {
 		return spec, fmt.Errorf("machine %s: video %q: want one of %s", spec.Name, spec.Video, strings.Join(videoModels, ", "))
 	}
-	if spec.CPUModel != "" && !regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`).MatchString(spec.CPUModel) {
+	if spec.CPUModel != "" && !nameRE.MatchString(spec.CPUModel) {
 		return spec, fmt.Errorf("machine %s: CPU model %q is not a model name (like Penryn or Skylake-Client)", spec.Name, spec.CPUModel)
 	}
 	if len(spec.CPUFeatures) > 0 && spec.CPUModel == "" {
@@ -64,7 +65,7 @@ func normalizeHardware(spec lab.MachineSpec) (lab.MachineSpec, error) {
 	floppies := 0
 	media := make([]lab.Media, len(spec.Media))
 	for i, m := range spec.Media {
-		if !mediaNameRE.MatchString(m.Name) {
+		if !nameRE.MatchString(m.Name) {
 			return spec, fmt.Errorf("machine %s: media %d: name %q: use letters, digits, '.', '_' and '-'", spec.Name, i+1, m.Name)
 		}
 		if m.Name == lab.BootISOMedia {
@@ -271,9 +272,7 @@ func drives(spec lab.MachineSpec, overlay string) ([]drive, error) {
 func addHardware(d *libvirtxml.Domain, spec lab.MachineSpec, accel string, drvs []drive) {
 	for _, dr := range drvs {
 		switch {
-		case dr.media == nil:
-			d.Devices.Disks = append(d.Devices.Disks, dr.disk)
-		case !dr.media.Ejected:
+		case dr.media == nil || !dr.media.Ejected:
 			d.Devices.Disks = append(d.Devices.Disks, dr.disk)
 		case !dr.hotplugged():
 			d.Devices.Disks = append(d.Devices.Disks, dr.emptied())
