@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/firstboot/firstboot/analyzer/capfile"
@@ -56,7 +57,7 @@ func AnalyzeFile(ctx context.Context, path string, opts Options) (*schema.Analys
 // captures, AnalyzeFileTo writes them out as it goes instead.
 func Analyze(ctx context.Context, r *capfile.Reader, name string, opts Options) (*schema.Analysis, error) {
 	var m memSink
-	a, err := run(ctx, r, name, opts, &m)
+	a, err := run(ctx, r, name, opts, &m, multiCore())
 	if err != nil {
 		return nil, err
 	}
@@ -64,8 +65,9 @@ func Analyze(ctx context.Context, r *capfile.Reader, name string, opts Options) 
 	return a, nil
 }
 
-// run runs the engine over r, handing finished records to out.
-func run(ctx context.Context, r *capfile.Reader, name string, opts Options, out recordSink) (*schema.Analysis, error) {
+// run runs the engine over r, handing finished records to out. With ahead,
+// packets are read and decoded on a goroutine of their own.
+func run(ctx context.Context, r *capfile.Reader, name string, opts Options, out recordSink, ahead bool) (*schema.Analysis, error) {
 	if err := checkLinkType(r); err != nil {
 		return nil, err
 	}
@@ -74,25 +76,13 @@ func run(ctx context.Context, r *capfile.Reader, name string, opts Options, out 
 		return nil, err
 	}
 	e := newEngine(opts, steps, out)
-	var p capfile.Packet
-	for n := 0; ; n++ {
-		if n&0xffff == 0 {
-			if err := ctx.Err(); err != nil {
-				return nil, fmt.Errorf("analyzing %s: %w", name, err)
-			}
-		}
-		err := r.Next(&p)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			if errors.Is(err, capfile.ErrDamaged) {
-				e.warn.CaptureDamage = append(e.warn.CaptureDamage, err.Error())
-				break
-			}
-			return nil, fmt.Errorf("reading %s: %w", name, err)
-		}
-		e.packet(&p)
+	if ahead {
+		err = e.readAhead(ctx, r, name)
+	} else {
+		err = e.read(ctx, r, name)
+	}
+	if err != nil {
+		return nil, err
 	}
 	a := e.finish()
 	a.Input = schema.Input{File: name, Format: r.Format(), Gzip: r.Gzip(), Interfaces: len(r.LinkTypes())}
@@ -106,6 +96,60 @@ func run(ctx context.Context, r *capfile.Reader, name string, opts Options, out 
 	}
 	return a, nil
 }
+
+// read feeds the engine every packet of r.
+func (e *engine) read(ctx context.Context, r *capfile.Reader, name string) error {
+	var p capfile.Packet
+	for n := 0; ; n++ {
+		if n&0xffff == 0 {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("analyzing %s: %w", name, err)
+			}
+		}
+		if err := r.Next(&p); err != nil {
+			return e.endOfInput(name, err)
+		}
+		e.packet(&p)
+	}
+}
+
+// readAhead is read with the reading and decoding on another goroutine.
+func (e *engine) readAhead(ctx context.Context, r *capfile.Reader, name string) error {
+	ra := startReadAhead(r)
+	defer ra.close()
+	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("analyzing %s: %w", name, err)
+		}
+		b := ra.next()
+		for i := range b.pkts {
+			e.decoded(&b.pkts[i], &b.dec[i], b.kinds[i])
+		}
+		err := b.err
+		ra.recycle(b)
+		if err != nil {
+			return e.endOfInput(name, err)
+		}
+	}
+}
+
+// endOfInput turns the error that ended reading into the analysis' outcome:
+// the end of the file or damage inside it (a warning: the packets before it
+// count) end the analysis normally, anything else fails it.
+func (e *engine) endOfInput(name string, err error) error {
+	switch {
+	case err == io.EOF:
+		return nil
+	case errors.Is(err, capfile.ErrDamaged):
+		e.warn.CaptureDamage = append(e.warn.CaptureDamage, err.Error())
+		return nil
+	}
+	return fmt.Errorf("reading %s: %w", name, err)
+}
+
+// multiCore reports whether work can go to goroutines beside the engine:
+// with one core, handing it over would only cost.
+func multiCore() bool { return runtime.GOMAXPROCS(0) > 1 }
 
 // checkLinkType refuses a classic pcap whose only link type is unsupported.
 func checkLinkType(r *capfile.Reader) error {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -596,6 +597,20 @@ func TestDamagedFiles(t *testing.T) {
 			if a.Summary.Packets == 0 {
 				t.Errorf("no packets kept before the damage")
 			}
+			// Read on the engine's goroutine (one core), not ahead of it: the same.
+			r, err := capfile.Open(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			one, err := run(context.Background(), r, "d.pcap", Options{}, &memSink{}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if one.Summary.Packets != a.Summary.Packets || !slices.Equal(one.Summary.Warnings.CaptureDamage, a.Summary.Warnings.CaptureDamage) {
+				t.Errorf("without read-ahead: %d packets, damage %v; with: %d, %v", one.Summary.Packets,
+					one.Summary.Warnings.CaptureDamage, a.Summary.Packets, a.Summary.Warnings.CaptureDamage)
+			}
 		})
 	}
 }
@@ -710,7 +725,7 @@ func TestDeterminism(t *testing.T) {
 	}
 	for _, lf := range []string{LogsTSV, LogsJSON} {
 		var outs []map[string][]byte
-		for i := range 2 {
+		for i := range 3 {
 			a := analyze(t, p, opts)
 			dir := t.TempDir()
 			if err := WriteOutputs(dir, a, lf); err != nil {
@@ -719,12 +734,14 @@ func TestDeterminism(t *testing.T) {
 			outs = append(outs, read(dir))
 			// The second streamed run has 4 KiB of memory for records: it
 			// moves them to spill files early and must still write the same.
+			// The second and third hand records to the writer on its own
+			// goroutine (asyncSink), as with more than one core.
 			memory := int64(spillMemory)
 			if i == 1 {
 				memory = 4 << 10
 			}
 			dir = t.TempDir()
-			if _, err := analyzeFileTo(context.Background(), p, opts, dir, lf, memory); err != nil {
+			if _, err := analyzeFileTo(context.Background(), p, opts, dir, lf, memory, i > 0); err != nil {
 				t.Fatal(err)
 			}
 			outs = append(outs, read(dir))
@@ -735,7 +752,7 @@ func TestDeterminism(t *testing.T) {
 		for i := 1; i < len(outs); i++ {
 			for k, v := range outs[0] {
 				if !bytes.Equal(v, outs[i][k]) {
-					t.Errorf("%s/%s differs between run 0 and run %d (odd runs stream)", lf, k, i)
+					t.Errorf("%s/%s differs between run 0 and run %d (odd runs stream, runs 3 and 5 on a writer goroutine)", lf, k, i)
 				}
 			}
 		}

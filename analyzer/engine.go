@@ -64,6 +64,7 @@ type engine struct {
 	steps       *stepper
 
 	flows     map[flowKey]*flow
+	lastFlow  *flow // the flow of the last packet, while it is in flows
 	clock     int64 // flow clock: max packet time, reset on large backwards jumps
 	lastTS    int64
 	now       int64 // time of the packet being processed
@@ -71,11 +72,13 @@ type engine struct {
 	nextSweep int64
 	pktIndex  int64
 
-	bufPool  [][]byte // stream storage for reuse
-	ciphers  map[uint16]string
-	addrStrs map[addrKey]string
-	macStrs  map[[6]byte]string
-	strs     map[string]string
+	bufPool   [][]byte // stream storage for reuse
+	freeFlows []*flow  // finished flows for reuse
+	flowBlock []flow   // new flows not yet handed out
+	ciphers   map[uint16]string
+	addrStrs  map[addrKey]string
+	macStrs   map[[6]byte]string
+	strs      map[string]string
 
 	dec    decode.Packet
 	defrag *decode.Defragmenter
@@ -130,6 +133,11 @@ func newEngine(opts Options, steps *stepper, out recordSink) *engine {
 }
 
 func (e *engine) packet(cp *capfile.Packet) {
+	e.decoded(cp, &e.dec, decode.Decode(cp.LinkType, cp.Data, &e.dec))
+}
+
+// decoded processes a packet that Decode read into p, returning kind.
+func (e *engine) decoded(cp *capfile.Packet, p *decode.Packet, kind decode.Kind) {
 	e.pktIndex++
 	ts := cp.TS
 	if e.havePkt && ts < e.lastTS {
@@ -159,8 +167,7 @@ func (e *engine) packet(cp *capfile.Packet) {
 		e.warn.TruncatedPackets++
 	}
 
-	p := &e.dec
-	if kind := decode.Decode(cp.LinkType, cp.Data, p); kind != decode.OK {
+	if kind != decode.OK {
 		if kind == decode.KindUnknown {
 			e.warn.UnknownLinkTypes[decode.LinkName(cp.LinkType)]++
 		} else {
@@ -213,6 +220,9 @@ func (e *engine) maybeSweep() {
 		if e.clock-f.last > f.timeout() {
 			done = append(done, f)
 			delete(e.flows, k)
+			if f == e.lastFlow {
+				e.lastFlow = nil
+			}
 		} else if f.first < oldest {
 			oldest = f.first
 		}
@@ -227,10 +237,59 @@ func (e *engine) maybeSweep() {
 // finishFlows finishes flows that end together in a fixed order (start time,
 // then uid), not the map's, so records come out in the same order every run.
 func (e *engine) finishFlows(fs []*flow) {
-	slices.SortFunc(fs, func(x, y *flow) int { return cmp.Or(cmp.Compare(x.first, y.first), cmp.Compare(x.uid, y.uid)) })
-	for _, f := range fs {
-		e.finishFlow(f)
+	// Sorting the keys beside the pointers, not through them: at the end of a
+	// capture this sorts every live flow, and each comparison through the
+	// pointers would miss the cache twice.
+	order := make([]flowOrder, len(fs))
+	for i, f := range fs {
+		order[i] = flowOrder{f.first, f.uid, f}
 	}
+	slices.SortFunc(order, func(x, y flowOrder) int { return cmp.Or(cmp.Compare(x.first, y.first), cmp.Compare(x.uid, y.uid)) })
+	for _, o := range order {
+		e.finishFlow(o.f)
+		e.recycleFlow(o.f)
+	}
+}
+
+// Finished flows are kept for reuse up to this many; new flows are
+// allocated this many at a time.
+const (
+	maxFreeFlows = 4096
+	flowBlock    = 64
+)
+
+// allocFlow returns a zeroed flow (but for its lists' storage), reused or
+// from a block: a capture of many short flows would otherwise allocate one for each.
+func (e *engine) allocFlow() *flow {
+	if n := len(e.freeFlows); n > 0 {
+		f := e.freeFlows[n-1]
+		e.freeFlows = e.freeFlows[:n-1]
+		return f
+	}
+	if len(e.flowBlock) == 0 {
+		e.flowBlock = make([]flow, flowBlock)
+	}
+	f := &e.flowBlock[0]
+	e.flowBlock = e.flowBlock[1:]
+	return f
+}
+
+// recycleFlow takes back a finished flow: its records went to the sink as
+// copies or strings, nothing refers to it any more. Its history, record
+// lists and stream buffers are kept for reuse.
+func (e *engine) recycleFlow(f *flow) {
+	e.putBuf(&f.d[0].stream)
+	e.putBuf(&f.d[1].stream)
+	*f = flow{history: f.history[:0], http: f.http[:0], httpReqs: f.httpReqs[:0], dnsPend: f.dnsPend[:0]}
+	if len(e.freeFlows) < maxFreeFlows {
+		e.freeFlows = append(e.freeFlows, f)
+	}
+}
+
+type flowOrder struct {
+	first int64
+	uid   string
+	f     *flow
 }
 
 func addrOf(v uint8, b [16]byte) netip.Addr {
@@ -253,16 +312,22 @@ func (e *engine) flowPacket(p *decode.Packet, ts int64, si int) {
 		k.a, k.b, k.ap, k.bp = p.Dst, p.Src, dp, sp
 		fromA = false
 	}
-	f := e.flows[k]
+	// Packets come in runs of one flow: the last one is checked before the map.
+	f := e.lastFlow
+	if f == nil || f.key != k {
+		f = e.flows[k]
+	}
 	if f != nil && f.isNewConnection(p) {
 		e.finishFlow(f)
 		delete(e.flows, k)
+		e.recycleFlow(f)
 		f = nil
 	}
 	if f == nil {
 		f = e.newFlow(k, p, ts, fromA, si)
 		e.flows[k] = f
 	}
+	e.lastFlow = f
 	dir := 0
 	if fromA != f.origIsA {
 		dir = 1
@@ -323,7 +388,8 @@ func servicePort(p uint16) bool {
 }
 
 func (e *engine) newFlow(k flowKey, p *decode.Packet, ts int64, fromA bool, si int) *flow {
-	f := &flow{key: k, first: ts, last: ts, step: si}
+	f := e.allocFlow()
+	f.key, f.first, f.last, f.step = k, ts, ts, si
 	// Orientation: the sender of the first packet is the originator unless the
 	// packet says otherwise.
 	senderOrig := true

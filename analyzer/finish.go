@@ -88,7 +88,11 @@ func (e *engine) connID(f *flow, ts int64) schema.ConnID {
 	if f.key.proto == decode.ProtoICMP || f.key.proto == decode.ProtoICMPv6 {
 		op, rp = uint16(f.icmpType), uint16(f.icmpCode)
 	}
-	return schema.ConnID{TS: nsTime(ts), UID: f.uid, OrigH: e.addrString(f.key.v, oa), OrigP: op, RespH: e.addrString(f.key.v, ra), RespP: rp}
+	if f.origH == "" {
+		// Kept on the flow: a DNS flow asks for its ids once per record.
+		f.origH, f.respH = e.addrString(f.key.v, oa), e.addrString(f.key.v, ra)
+	}
+	return schema.ConnID{TS: nsTime(ts), UID: f.uid, OrigH: f.origH, OrigP: op, RespH: f.respH, RespP: rp}
 }
 
 type addrKey struct {
@@ -152,12 +156,35 @@ func (e *engine) cipherName(id uint16) string {
 	return n
 }
 
+// hexList renders each value as "0x0304".
 func hexList(vs []uint16) []string {
 	out := make([]string, len(vs))
 	for i, v := range vs {
-		out[i] = fmt.Sprintf("0x%04x", v)
+		out[i] = hex16(v)
 	}
 	return out
+}
+
+// Renderings of the values ClientHellos list as supported versions, so the
+// common ones cost no allocation: GREASE (0x0a0a, 0x1a1a, … 0xfafa) and SSL 3.0
+// to TLS 1.3 (0x0300 … 0x0304).
+const (
+	hexGREASE   = "0x0a0a0x1a1a0x2a2a0x3a3a0x4a4a0x5a5a0x6a6a0x7a7a0x8a8a0x9a9a0xaaaa0xbaba0xcaca0xdada0xeaea0xfafa"
+	hexVersions = "0x03000x03010x03020x03030x0304"
+)
+
+// hex16 is fmt.Sprintf("0x%04x", v), without the formatting for the common
+// values.
+func hex16(v uint16) string {
+	switch {
+	case v&0x0f0f == 0x0a0a && v>>8 == v&0xff: // GREASE
+		i := int(v>>12) * 6
+		return hexGREASE[i : i+6]
+	case v >= 0x0300 && v <= 0x0304:
+		i := int(v-0x0300) * 6
+		return hexVersions[i : i+6]
+	}
+	return fmt.Sprintf("0x%04x", v)
 }
 
 func nonNil(s []string) []string {
@@ -196,11 +223,14 @@ func (e *engine) finishFlow(f *flow) {
 	for i := range f.http {
 		e.out.http(&f.http[i])
 	}
-	f.http, f.httpReqs = nil, nil
+	// The sink has the records (or copies); the lists' storage stays with
+	// the flow for its reuse.
+	clear(f.http)
+	f.http, f.httpReqs = f.http[:0], f.httpReqs[:0]
 	for _, pq := range f.dnsPend {
 		e.emitDNS(pq.idx) // never answered
 	}
-	f.dnsPend = nil
+	f.dnsPend = f.dnsPend[:0]
 }
 
 // aggregate adds a finished conn to the summaries, host detection and destinations.
@@ -232,6 +262,7 @@ func (e *engine) finish() *schema.Analysis {
 		rest = append(rest, f)
 	}
 	clear(e.flows)
+	e.lastFlow = nil
 	e.finishFlows(rest)
 	e.warn.FragmentsDropped += int64(e.defrag.Pending())
 

@@ -60,6 +60,8 @@ type flow struct {
 	key      flowKey
 	origIsA  bool
 	uid      string
+	origH    string // address strings, once connID has made them
+	respH    string
 	first    int64
 	last     int64
 	step     int

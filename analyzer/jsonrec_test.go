@@ -18,7 +18,7 @@ func TestConnJSON(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 9))
 	strs := []string{"", "C1", "10.0.0.1", "fd00::2", "ShADadFf", "a\"b", `back\slash`, "tab\tnl\n", "\x00\x1f\x7f",
 		"é ü", "\u2028\u2029", "<&>", "bad\xffutf8", "02:fb:00:00:00:01", "q4.host34.example.org"}
-	floats := []float64{0, 1, 0.5, 1e-7, 1e-6, 123.456789, 1e20, 1e21, 1e22, -3.25, 5e-324, math.MaxFloat64, 1.0 / 3}
+	floats := []float64{0, 1, 0.5, 1e-7, 1e-6, 123.456789, 1e20, 1e21, 1e22, -3.25, 5e-324, math.MaxFloat64, 1.0 / 3, math.NaN(), math.Inf(-1)}
 	times := []time.Time{{}, time.Unix(1795451748, 397535123).UTC(), time.Unix(0, 1).UTC(), time.Unix(1800000000, 0).In(time.FixedZone("x", 5400)),
 		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), time.Unix(100, 0).In(time.FixedZone("odd", 61))}
 	s := func() string { return strs[rng.IntN(len(strs))] }
@@ -46,7 +46,7 @@ func TestConnJSON(t *testing.T) {
 func TestDNSJSON(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	strs := []string{"", "C1", "10.0.0.1", "example.org", "a\"b", "tab\tnl\n", "\u2028", "bad\xffutf8", "NOERROR", "A"}
-	floats := []float64{0, 1, 0.5, 1e-7, 86400, 1e21, 1.0 / 3}
+	floats := []float64{0, math.Copysign(0, -1), 1, 0.5, 1e-7, 86400, 4294967295, 1<<53 - 1, 1 << 53, 1e21, 1.0 / 3, math.NaN(), math.Inf(1)}
 	s := func() string { return strs[rng.IntN(len(strs))] }
 	re := newRecordEncoder()
 	for i := 0; i < 5000; i++ {
@@ -70,18 +70,137 @@ func TestDNSJSON(t *testing.T) {
 				d.TTLs = append(d.TTLs, floats[rng.IntN(len(floats))])
 			}
 		}
-		var want bytes.Buffer
-		enc := json.NewEncoder(&want)
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(&d); err != nil {
-			t.Fatal(err)
+		got, err := re.dns([]byte("x"), &d)
+		sameJSON(t, i, &d, got, err)
+	}
+}
+
+// sameJSON fails unless got (appended to "x") and err are what encoding/json
+// (SetEscapeHTML(false)) gives for v.
+func sameJSON(t *testing.T, i int, v any, got []byte, err error) {
+	t.Helper()
+	var want bytes.Buffer
+	enc := json.NewEncoder(&want)
+	enc.SetEscapeHTML(false)
+	wantErr := enc.Encode(v)
+	if (err != nil) != (wantErr != nil) {
+		t.Fatalf("record %d %+v: error %v, encoding/json %v", i, v, err, wantErr)
+	}
+	if err == nil && !bytes.Equal(got, append([]byte("x"), bytes.TrimSuffix(want.Bytes(), []byte("\n"))...)) {
+		t.Fatalf("record %d:\n got %s\nwant x%s", i, got, want.Bytes())
+	}
+}
+
+// Awkward values for the record encoders: escapes, control bytes, non-ASCII,
+// invalid UTF-8, HTML characters (not escaped with SetEscapeHTML(false)).
+var (
+	awkwardStrs = []string{"", "C1", "10.0.0.1", "fd00::2", "a\"b", `back\slash`, "tab\tnl\n\r", "\x00\x1f\x7f", "é ü",
+		"\u2028\u2029", "<&>", "bad\xffutf8", "h2", "TLS_AES_128_GCM_SHA256", "771,4865-4866,0-23,29-23,0", "Mozilla/5.0 (X11)"}
+	awkwardTimes = []time.Time{{}, time.Unix(1795451748, 397535123).UTC(), time.Unix(1795451748, 0).UTC(), time.Unix(1795451748, 100).UTC(),
+		time.Unix(0, 1).UTC(), time.Unix(-1, 0).UTC(), time.Unix(1800000000, 0).In(time.FixedZone("x", 5400)),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC), time.Unix(100, 0).In(time.FixedZone("odd", 61)),
+		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)}
+	awkwardFloats = []float64{0, math.Copysign(0, -1), 1, 0.5, -1, 1e-7, 1.0 / 3, 64, 1.52587890625e-05, 9.5367431640625e-07, 1<<53 - 1, 1 << 53, 1e21, math.NaN(), math.Inf(1)}
+)
+
+func awkwardList(rng *rand.Rand) []string {
+	switch rng.IntN(3) {
+	case 0:
+		return nil // null
+	case 1:
+		return []string{}
+	}
+	var l []string
+	for j := rng.IntN(4); j >= 0; j-- {
+		l = append(l, awkwardStrs[rng.IntN(len(awkwardStrs))])
+	}
+	return l
+}
+
+func awkwardID(rng *rand.Rand) schema.ConnID {
+	s := func() string { return awkwardStrs[rng.IntN(len(awkwardStrs))] }
+	return schema.ConnID{TS: awkwardTimes[rng.IntN(len(awkwardTimes))], UID: s(), OrigH: s(), OrigP: uint16(rng.Uint32()), RespH: s(), RespP: uint16(rng.Uint32())}
+}
+
+func TestTLSJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	s := func() string { return awkwardStrs[rng.IntN(len(awkwardStrs))] }
+	re := newRecordEncoder()
+	for i := 0; i < 5000; i++ {
+		r := schema.TLS{ConnID: awkwardID(rng), Transport: s(), Version: s(), Cipher: s(), ServerName: s(), NextProtocol: s(),
+			Established: rng.IntN(2) == 0, ClientALPN: awkwardList(rng), ClientVersions: awkwardList(rng), ECH: rng.IntN(2) == 0,
+			JA3: s(), JA3String: s(), JA4: s(), Step: s()}
+		got, err := re.tls([]byte("x"), &r)
+		sameJSON(t, i, &r, got, err)
+	}
+}
+
+func TestHTTPJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	s := func() string { return awkwardStrs[rng.IntN(len(awkwardStrs))] }
+	re := newRecordEncoder()
+	for i := 0; i < 5000; i++ {
+		r := schema.HTTP{ConnID: awkwardID(rng), TransDepth: rng.IntN(5) - 1, Method: s(), Host: s(), URI: s(), Version: s(), UserAgent: s(),
+			RequestBodyLen: rng.Int64() - rng.Int64(), ResponseBodyLen: rng.Int64N(1e9), StatusCode: rng.IntN(600), StatusMsg: s(),
+			RequestContentType: s(), ResponseContentType: s(), OCSP: rng.IntN(2) == 0, OCSPResponder: s(), Step: s()}
+		got, err := re.http([]byte("x"), &r)
+		sameJSON(t, i, &r, got, err)
+	}
+}
+
+func TestNTPJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	s := func() string { return awkwardStrs[rng.IntN(len(awkwardStrs))] }
+	f := func() float64 { return awkwardFloats[rng.IntN(len(awkwardFloats))] }
+	re := newRecordEncoder()
+	for i := 0; i < 5000; i++ {
+		r := schema.NTP{ConnID: awkwardID(rng), Sender: s(), Version: uint8(rng.Uint32()), Mode: uint8(rng.Uint32()), ModeName: s(),
+			Stratum: uint8(rng.Uint32()), Poll: f(), Precision: f(), RefID: s(), Step: s()}
+		if rng.IntN(2) == 0 {
+			x := awkwardTimes[rng.IntN(len(awkwardTimes))]
+			r.XmtTime = &x // the zero time too: omitempty leaves out only nil
 		}
-		got, err := re.dns(nil, &d)
-		if err != nil {
-			t.Fatal(err)
+		got, err := re.ntp([]byte("x"), &r)
+		sameJSON(t, i, &r, got, err)
+	}
+}
+
+// TestAppendTime: the hand-made RFC 3339 of UTC times is AppendFormat's, over
+// all of years 0–9999, at day and year boundaries and with every fraction length.
+func TestAppendTime(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	lo, hi := time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC).Unix(), time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	var times []time.Time
+	for y := 0; y < 10000; y += 1 + rng.IntN(7) {
+		times = append(times, time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(y, 2, 29, 23, 59, 59, 1, time.UTC), time.Date(y, 12, 31, 23, 59, 59, 999999999, time.UTC))
+	}
+	for range 100000 {
+		ns := rng.Int64N(1e9)
+		for range rng.IntN(9) {
+			ns -= ns % 10 // trailing zeros
 		}
-		if !bytes.Equal(got, bytes.TrimSuffix(want.Bytes(), []byte("\n"))) {
-			t.Fatalf("record %d:\n got %s\nwant %s", i, got, want.Bytes())
+		times = append(times, time.Unix(lo+rng.Int64N(hi-lo), ns).UTC())
+	}
+	times = append(times, time.Time{}, time.Unix(0, 0).UTC(), time.Unix(-1, 999999999).UTC(), time.Unix(1795451748, 0).In(time.FixedZone("x", -3600)))
+	for i := range int64(2000) { // in order, as records come: the encoder reuses the hour
+		times = append(times, time.Unix(1795451748+i*7, i*1000).UTC())
+	}
+	re := newRecordEncoder()
+	for _, tm := range times {
+		if !timeOK(tm) {
+			t.Fatalf("%v: not timeOK", tm)
+		}
+		want := tm.AppendFormat(nil, time.RFC3339Nano)
+		if got := appendTime(nil, tm); !bytes.Equal(got, want) {
+			t.Fatalf("%d s %d ns: got %s, want %s", tm.Unix(), tm.Nanosecond(), got, want)
+		}
+		if got := re.time([]byte("x"), tm); !bytes.Equal(got, append([]byte("x"), want...)) {
+			t.Fatalf("%d s %d ns: recordEncoder.time: got %s, want x%s", tm.Unix(), tm.Nanosecond(), got, want)
+		}
+	}
+	for _, tm := range []time.Time{time.Unix(lo-1, 999999999).UTC(), time.Unix(hi, 0).UTC(), time.Unix(1<<40, 0).UTC()} {
+		if timeOK(tm) {
+			t.Errorf("%v: timeOK", tm)
 		}
 	}
 }

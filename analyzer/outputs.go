@@ -61,12 +61,18 @@ func writeAnalysisJSON(w io.Writer, a *schema.Analysis, spilled map[string]*spil
 	re := newRecordEncoder()
 	put := func(v any, prefix string, compact bool) error {
 		var err error
-		// Conns and DNS records are most of the document: no reflection.
+		// The record lists are most of the document: no reflection.
 		switch r := v.(type) {
 		case *schema.Conn:
 			raw, err = re.conn(raw[:0], r)
 		case *schema.DNS:
 			raw, err = re.dns(raw[:0], r)
+		case *schema.TLS:
+			raw, err = re.tls(raw[:0], r)
+		case *schema.HTTP:
+			raw, err = re.http(raw[:0], r)
+		case *schema.NTP:
+			raw, err = re.ntp(raw[:0], r)
 		default:
 			raw, err = re.generic(raw[:0], v)
 		}
@@ -225,10 +231,6 @@ func head(dst []zeeklog.Value, id *schema.ConnID) []zeeklog.Value {
 	return append(dst, zeeklog.Time(id.TS), zeeklog.Str(id.UID), zeeklog.Str(id.OrigH), zeeklog.Count(int64(id.OrigP)), zeeklog.Str(id.RespH), zeeklog.Count(int64(id.RespP)))
 }
 
-func row(head []zeeklog.Value, rest ...zeeklog.Value) []zeeklog.Value {
-	return append(head, rest...)
-}
-
 func step(s string) zeeklog.Value { return zeeklog.OptStr(s) }
 
 func optTime(t *time.Time) zeeklog.Value {
@@ -264,7 +266,7 @@ func connRow(dst []zeeklog.Value, c *schema.Conn) []zeeklog.Value {
 	if c.Duration == 0 {
 		dur, ob, rb = zeeklog.Unset(), zeeklog.Unset(), zeeklog.Unset()
 	}
-	return row(head(dst, &c.ConnID),
+	return append(head(dst, &c.ConnID),
 		zeeklog.Str(c.Proto), zeeklog.OptStr(c.Service), dur, ob, rb,
 		zeeklog.Str(c.ConnState), zeeklog.Unset(), zeeklog.Unset(), zeeklog.Count(c.MissedBytes), zeeklog.OptStr(c.History),
 		zeeklog.Count(c.OrigPkts), zeeklog.Count(c.OrigIPBytes), zeeklog.Count(c.RespPkts), zeeklog.Count(c.RespIPBytes),
@@ -289,7 +291,7 @@ func dnsRow(dst []zeeklog.Value, d *schema.DNS) []zeeklog.Value {
 	if len(d.Answers) > 0 {
 		answers, ttls = zeeklog.List(d.Answers), zeeklog.Intervals(d.TTLs)
 	}
-	return row(head(dst, &d.ConnID),
+	return append(head(dst, &d.ConnID),
 		zeeklog.Str(d.Proto), zeeklog.Count(int64(d.TransID)), rtt, zeeklog.OptStr(d.Query),
 		zeeklog.Count(int64(d.QClass)), zeeklog.OptStr(qclassName(d.QClass)), zeeklog.Count(int64(d.QType)), zeeklog.OptStr(d.QTypeName),
 		rcode, zeeklog.OptStr(d.RcodeName), zeeklog.Bool(d.TC), answers, ttls, zeeklog.Str(d.Kind), step(d.Step))
@@ -302,7 +304,7 @@ var sslCols = withIDs([]string{"ts", "time", "uid", "string"},
 	"client_alpn", "vector[string]", "client_supported_versions", "vector[string]", "ech", "bool", "step", "string")
 
 func sslRow(dst []zeeklog.Value, t *schema.TLS) []zeeklog.Value {
-	return row(head(dst, &t.ConnID),
+	return append(head(dst, &t.ConnID),
 		zeeklog.OptStr(t.Version), zeeklog.OptStr(t.Cipher), zeeklog.OptStr(t.ServerName), zeeklog.OptStr(t.NextProtocol),
 		zeeklog.Bool(t.Established), zeeklog.OptStr(t.JA3), zeeklog.OptStr(t.JA4), zeeklog.Str(t.Transport), zeeklog.OptStr(t.JA3String),
 		zeeklog.List(t.ClientALPN), zeeklog.List(t.ClientVersions), zeeklog.Bool(t.ECH), step(t.Step))
@@ -320,7 +322,7 @@ func httpRow(dst []zeeklog.Value, h *schema.HTTP) []zeeklog.Value {
 	if h.StatusCode != 0 {
 		status = zeeklog.Count(int64(h.StatusCode))
 	}
-	return row(head(dst, &h.ConnID),
+	return append(head(dst, &h.ConnID),
 		zeeklog.Count(int64(h.TransDepth)), zeeklog.OptStr(h.Method), zeeklog.OptStr(h.Host), zeeklog.OptStr(h.URI),
 		zeeklog.OptStr(h.Version), zeeklog.OptStr(h.UserAgent), zeeklog.Count(h.RequestBodyLen), zeeklog.Count(h.ResponseBodyLen),
 		status, zeeklog.OptStr(h.StatusMsg), zeeklog.OptStr(h.RequestContentType), zeeklog.OptStr(h.ResponseContentType),
@@ -333,7 +335,7 @@ var ntpCols = withIDs([]string{"ts", "time", "uid", "string"},
 	"ref_id", "string", "xmt_time", "time", "sender", "addr", "mode_name", "string", "step", "string")
 
 func ntpRow(dst []zeeklog.Value, n *schema.NTP) []zeeklog.Value {
-	return row(head(dst, &n.ConnID),
+	return append(head(dst, &n.ConnID),
 		zeeklog.Count(int64(n.Version)), zeeklog.Count(int64(n.Mode)), zeeklog.Count(int64(n.Stratum)),
 		zeeklog.Interval(n.Poll), zeeklog.Interval(n.Precision), zeeklog.OptStr(n.RefID), optTime(n.XmtTime),
 		zeeklog.Str(n.Sender), zeeklog.OptStr(n.ModeName), step(n.Step))

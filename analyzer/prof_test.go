@@ -55,7 +55,7 @@ func BenchmarkCaptureNoOutputs(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		a, err := run(context.Background(), r, path, Options{}, nopSink{})
+		a, err := run(context.Background(), r, path, Options{}, nopSink{}, multiCore())
 		r.Close()
 		if err != nil {
 			b.Fatal(err)

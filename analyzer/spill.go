@@ -23,11 +23,13 @@ import (
 // DNS, TLS, HTTP and NTP, which are only in the files (DHCP is there: it is
 // small and the host detection needs it).
 func AnalyzeFileTo(ctx context.Context, path string, opts Options, dir, logFormat string) (*schema.Analysis, error) {
-	return analyzeFileTo(ctx, path, opts, dir, logFormat, spillMemory)
+	return analyzeFileTo(ctx, path, opts, dir, logFormat, spillMemory, multiCore())
 }
 
-// analyzeFileTo is AnalyzeFileTo keeping at most memory bytes of records in memory.
-func analyzeFileTo(ctx context.Context, path string, opts Options, dir, logFormat string, memory int64) (*schema.Analysis, error) {
+// analyzeFileTo is AnalyzeFileTo keeping at most memory bytes of records in
+// memory; with async, packets are read and records written on goroutines of
+// their own, beside the analysis.
+func analyzeFileTo(ctx context.Context, path string, opts Options, dir, logFormat string, memory int64, async bool) (*schema.Analysis, error) {
 	asJSON, err := jsonLogs(logFormat)
 	if err != nil {
 		return nil, err
@@ -51,7 +53,14 @@ func analyzeFileTo(ctx context.Context, path string, opts Options, dir, logForma
 		return nil, err
 	}
 	defer s.remove()
-	a, err := run(ctx, r, filepath.Base(path), opts, s)
+	var out recordSink = s
+	wait := func() {}
+	if async {
+		as := newAsyncSink(s)
+		out, wait = as, as.close
+	}
+	a, err := run(ctx, r, filepath.Base(path), opts, out, async)
+	wait()
 	if err != nil {
 		return nil, err
 	}
@@ -106,8 +115,6 @@ type fileSink struct {
 	dir    string // temporary, inside the output directory, removed at the end
 	asJSON bool
 	re     *recordEncoder
-	raw    []byte
-	vals   []zeeklog.Value
 	budget spillBudget
 	js     [numKinds]spillFile
 	logBuf [numKinds]*spillBuffer // log rows, without header
@@ -142,11 +149,12 @@ func (s *fileSink) remove() {
 	os.RemoveAll(s.dir)
 }
 
-// start begins the analysis.json element of a record of kind k in s.raw:
-// the separator from the previous element and the indent, which the
-// record's encoding is appended to.
+// start begins the analysis.json element of a record of kind k: the
+// separator from the previous element and the indent, which the record's
+// encoding is appended to. It is built in the free space of the spill
+// buffer, where put's Write takes it without a copy.
 func (s *fileSink) start(k int) []byte {
-	b := s.raw[:0]
+	b := s.js[k].buf.AvailableBuffer()
 	if s.js[k].n > 0 {
 		b = append(b, ",\n"...)
 	}
@@ -174,39 +182,39 @@ func (s *fileSink) put(k int, raw []byte, err error, vals []zeeklog.Value) {
 	}
 }
 
+// maxCols is room for the columns of any streamed log: a row's values are
+// built in an array on the stack, where storing them costs no write barriers
+// while the collector runs.
+const maxCols = 32
+
 func (s *fileSink) conn(c *schema.Conn) {
-	var err error
-	s.raw, err = s.re.conn(s.start(kindConn), c)
-	s.vals = connRow(s.vals[:0], c)
-	s.put(kindConn, s.raw, err, s.vals)
+	var row [maxCols]zeeklog.Value
+	raw, err := s.re.conn(s.start(kindConn), c)
+	s.put(kindConn, raw, err, connRow(row[:0], c))
 }
 
 func (s *fileSink) dns(d *schema.DNS) {
-	var err error
-	s.raw, err = s.re.dns(s.start(kindDNS), d)
-	s.vals = dnsRow(s.vals[:0], d)
-	s.put(kindDNS, s.raw, err, s.vals)
+	var row [maxCols]zeeklog.Value
+	raw, err := s.re.dns(s.start(kindDNS), d)
+	s.put(kindDNS, raw, err, dnsRow(row[:0], d))
 }
 
 func (s *fileSink) tls(t *schema.TLS) {
-	var err error
-	s.raw, err = s.re.generic(s.start(kindTLS), t)
-	s.vals = sslRow(s.vals[:0], t)
-	s.put(kindTLS, s.raw, err, s.vals)
+	var row [maxCols]zeeklog.Value
+	raw, err := s.re.tls(s.start(kindTLS), t)
+	s.put(kindTLS, raw, err, sslRow(row[:0], t))
 }
 
 func (s *fileSink) http(h *schema.HTTP) {
-	var err error
-	s.raw, err = s.re.generic(s.start(kindHTTP), h)
-	s.vals = httpRow(s.vals[:0], h)
-	s.put(kindHTTP, s.raw, err, s.vals)
+	var row [maxCols]zeeklog.Value
+	raw, err := s.re.http(s.start(kindHTTP), h)
+	s.put(kindHTTP, raw, err, httpRow(row[:0], h))
 }
 
 func (s *fileSink) ntp(n *schema.NTP) {
-	var err error
-	s.raw, err = s.re.generic(s.start(kindNTP), n)
-	s.vals = ntpRow(s.vals[:0], n)
-	s.put(kindNTP, s.raw, err, s.vals)
+	var row [maxCols]zeeklog.Value
+	raw, err := s.re.ntp(s.start(kindNTP), n)
+	s.put(kindNTP, raw, err, ntpRow(row[:0], n))
 }
 
 // assemble writes analysis.json and the logs into dir from a and the spill files.

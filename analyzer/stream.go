@@ -194,14 +194,14 @@ func (e *engine) parseTLS(f *flow, di int) {
 			e.stopStream(&f.d[1].stream)
 			return
 		}
-		ch, err := tlshello.ParseClientHello(msg)
-		if err != nil {
+		var ch tlshello.ClientHello
+		if err := ch.ParseInterned(msg, e.intern); err != nil {
 			e.parserError("tls")
 			e.stopStream(s)
 			e.stopStream(&f.d[1].stream)
 			return
 		}
-		e.addClientHello(f, ch, "tcp", 't')
+		e.addClientHello(f, &ch, "tcp", 't')
 		e.stopStream(s)
 		if len(f.d[1].stream.buf) > 0 {
 			e.parseTLS(f, 1)
@@ -220,24 +220,29 @@ func (e *engine) parseTLS(f *flow, di int) {
 		e.parserError("tls")
 		return
 	}
-	sh, err := tlshello.ParseServerHello(msg)
-	if err != nil {
+	var sh tlshello.ServerHello
+	if err := sh.ParseInterned(msg, e.intern); err != nil {
 		e.parserError("tls")
 		return
 	}
-	e.addServerHello(f, sh)
+	e.addServerHello(f, &sh)
 }
 
 func (e *engine) addClientHello(f *flow, ch *tlshello.ClientHello, transport string, ja4t byte) {
-	ja3, ja3hash := tlshello.JA3(ch)
+	// The fingerprints repeat from connection to connection: shared strings.
+	var buf [1024]byte
+	var hash [32]byte
+	ja3 := tlshello.AppendJA3(buf[:0], ch)
+	ja3hash := e.intern(tlshello.AppendJA3Hash(hash[:0], ja3))
+	ja3str := e.intern(ja3)
 	rec := e.baseTLS(f)
 	rec.Transport = transport
 	rec.ServerName = ch.ServerName
 	rec.ClientALPN = nonNil(ch.ALPN)
 	rec.ClientVersions = hexList(ch.SupportedVersions)
 	rec.ECH = ch.HasECH
-	rec.JA3, rec.JA3String = ja3hash, ja3
-	rec.JA4 = tlshello.JA4(ch, ja4t)
+	rec.JA3, rec.JA3String = ja3hash, ja3str
+	rec.JA4 = e.intern(tlshello.AppendJA4(buf[:0], ch, ja4t))
 	f.tls = &rec
 	if ch.ServerName != "" {
 		f.sni = ch.ServerName
@@ -265,7 +270,8 @@ func (e *engine) parseHTTP(f *flow, di int) {
 			continue
 		}
 		if di == 0 {
-			req, n, err := http.ParseRequest(s.buf)
+			var req http.Request
+			n, err := http.ParseRequestTo(s.buf, &req, e.intern)
 			if errors.Is(err, http.ErrIncomplete) {
 				return
 			}
@@ -283,7 +289,7 @@ func (e *engine) parseHTTP(f *flow, di int) {
 			rec.TransDepth = f.httpN
 			rec.Method, rec.URI, rec.Version = req.Method, req.URI, req.Version
 			rec.Host, rec.UserAgent, rec.RequestContentType = req.Host, req.UserAgent, req.ContentType
-			if http.IsOCSP(req) {
+			if http.IsOCSP(&req) {
 				rec.OCSP, rec.OCSPResponder = true, req.Host
 			}
 			if f.httpHost == "" {
@@ -301,7 +307,8 @@ func (e *engine) parseHTTP(f *flow, di int) {
 			}
 			continue
 		}
-		resp, n, err := http.ParseResponse(s.buf)
+		var resp http.Response
+		n, err := http.ParseResponseTo(s.buf, &resp, e.intern)
 		if errors.Is(err, http.ErrIncomplete) {
 			return
 		}
@@ -321,7 +328,8 @@ func (e *engine) parseHTTP(f *flow, di int) {
 		method := ""
 		if len(f.httpReqs) > 0 {
 			idx = f.httpReqs[0]
-			f.httpReqs = f.httpReqs[1:]
+			// Shifted rather than resliced, so the queue keeps its storage.
+			f.httpReqs = f.httpReqs[:copy(f.httpReqs, f.httpReqs[1:])]
 			method = f.http[idx].Method
 		} else {
 			idx = len(f.http)

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
-	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -26,15 +26,19 @@ func (e *engine) udpPayload(f *flow, di int, p *decode.Packet, ts int64) {
 	b := p.Payload
 	switch {
 	case isDNSPort(op) || isDNSPort(rp):
-		msg, err := dns.Parse(b)
+		// The message and its usual sections live on the stack (the records
+		// keep only its strings); names and addresses come from e.strs.
+		var qs [1]dns.Question
+		var as [8]dns.RR
+		msg, err := dns.Decode(b, qs[:0], as[:0], e.strs)
 		if err != nil {
 			e.parserError("dns")
-			if msg == nil || len(msg.Questions) == 0 {
+			if len(msg.Questions) == 0 {
 				return // a message cut before its question tells nothing
 			}
 		}
 		f.service = "dns"
-		e.dnsMessage(f, di, msg, ts, "udp")
+		e.dnsMessage(f, di, &msg, ts, "udp")
 	case op == 123 || rp == 123:
 		pk, err := ntp.Parse(b)
 		if err != nil {
@@ -143,6 +147,7 @@ func dnsKind(op, rp uint16) string {
 
 func (e *engine) dnsMessage(f *flow, di int, m *dns.Message, ts int64, proto string) {
 	op, rp := f.ports()
+	kind := dnsKind(op, rp)
 	qname := ""
 	var q dns.Question
 	if len(m.Questions) > 0 {
@@ -152,7 +157,7 @@ func (e *engine) dnsMessage(f *flow, di int, m *dns.Message, ts int64, proto str
 	if !m.Response {
 		e.cnt[e.steps.index(ts)].dnsQueries++
 		e.all.dnsQueries++
-		rec := e.baseDNS(f, ts, proto, dnsKind(op, rp), m, q)
+		rec := e.baseDNS(f, ts, proto, kind, m, q)
 		f.dnsPend = append(f.dnsPend, dnsPending{id: m.ID, idx: e.dns.add(rec), ts: ts})
 		if len(f.dnsPend) > 64 {
 			// Too many unanswered: the oldest can no longer be matched, its record is final.
@@ -161,20 +166,22 @@ func (e *engine) dnsMessage(f *flow, di int, m *dns.Message, ts int64, proto str
 		}
 		return
 	}
+	n := len(m.Answers)
+	r := &dnsReply{rc: m.Rcode}
 	idx := -1
 	for i, pq := range f.dnsPend {
 		if pq.id == m.ID {
 			idx = pq.idx
-			rtt := float64(ts-pq.ts) / 1e9
-			e.dns.at(idx).RTT = &rtt
+			r.rtt = float64(ts-pq.ts) / 1e9
+			e.dns.at(idx).RTT = &r.rtt
 			f.dnsPend = append(f.dnsPend[:i], f.dnsPend[i+1:]...)
 			break
 		}
 	}
 	if idx < 0 {
-		idx = e.dns.add(e.baseDNS(f, ts, proto, dnsKind(op, rp), m, q))
+		idx = e.dns.add(e.baseDNS(f, ts, proto, kind, m, q))
 	}
-	if dnsKind(op, rp) == "dns" {
+	if kind == "dns" {
 		// The sender answers DNS queries: a resolver (attribute's infrastructure rule).
 		a, _ := f.resp()
 		if di == 0 {
@@ -183,47 +190,94 @@ func (e *engine) dnsMessage(f *flow, di int, m *dns.Message, ts int64, proto str
 		e.attr.AddResolver(addrOf(f.key.v, a))
 	}
 	rec := e.dns.at(idx)
-	rc := m.Rcode
-	rec.Rcode, rec.RcodeName, rec.TC = &rc, dns.RcodeName(m.Rcode), m.Truncated
-	for _, rr := range m.Answers {
-		rec.Answers = append(rec.Answers, rr.Data)
-		rec.TTLs = append(rec.TTLs, float64(rr.TTL))
+	rec.Rcode, rec.RcodeName, rec.TC = &r.rc, dns.RcodeName(m.Rcode), m.Truncated
+	if n > 0 {
+		// The record owns its slices (the sink may read them after this
+		// returns); the pending query's are empty.
+		if n <= len(r.ans) {
+			rec.Answers, rec.TTLs = r.ans[:n:n], r.ttl[:n:n]
+		} else {
+			rec.Answers, rec.TTLs = make([]string, n), make([]float64, n)
+		}
+		for i, rr := range m.Answers {
+			rec.Answers[i], rec.TTLs[i] = rr.Data, float64(rr.TTL)
+		}
 	}
 	e.emitDNS(idx) // answered: final
 	e.learnAnswers(m, qname, ts)
+}
+
+// dnsReply holds what a response adds to its record, in one allocation for
+// the usual one or two answers; the record points into it.
+type dnsReply struct {
+	rtt float64
+	rc  uint8
+	ans [2]string
+	ttl [2]float64
 }
 
 // learnAnswers feeds address records to the attribution store. Addresses
 // reached through a CNAME chain from the query name are attributed to the
 // query name (what the client asked for); others to their own owner name.
 func (e *engine) learnAnswers(m *dns.Message, qname string, ts int64) {
-	chain := map[string]bool{}
+	var buf [8]string
+	chain := nameSet{small: buf[:0]}
 	if qname != "" {
-		chain[qname] = true
+		chain = chain.add(qname)
 	}
 	for changed, i := true, 0; changed && i < 16; i++ {
 		changed = false
 		for _, rr := range m.Answers {
-			if rr.Type == 5 && chain[strings.ToLower(rr.Name)] && !chain[strings.ToLower(rr.Data)] {
-				chain[strings.ToLower(rr.Data)] = true
+			if rr.Type == dns.TypeCNAME && chain.has(rr.Name) && !chain.has(rr.Data) {
+				chain = chain.add(rr.Data)
 				changed = true
 			}
 		}
 	}
 	for _, rr := range m.Answers {
-		if rr.Type != 1 && rr.Type != 28 {
-			continue
-		}
-		addr, err := netip.ParseAddr(rr.Data)
-		if err != nil {
+		if !rr.Addr.IsValid() { // not an A or AAAA record
 			continue
 		}
 		name := rr.Name
-		if chain[strings.ToLower(rr.Name)] {
+		if chain.has(name) {
 			name = qname
 		}
-		e.attr.Add(addr, ts, name)
+		e.attr.Add(rr.Addr, ts, name)
 	}
+}
+
+// nameSet is a set of names from one message. Answers are few: a slice
+// (on the caller's stack) serves until a hostile message's thousands of
+// CNAMEs make a map worth it. Names from the dns package are lower-case
+// already, so they compare with ==.
+type nameSet struct {
+	small []string
+	big   map[string]bool
+}
+
+func (s nameSet) has(n string) bool {
+	if s.big != nil {
+		return s.big[n]
+	}
+	return slices.Contains(s.small, n)
+}
+
+// add returns the set with n added (a value, not a pointer receiver: that
+// keeps the caller's array on its stack).
+func (s nameSet) add(n string) nameSet {
+	switch {
+	case s.big != nil:
+		s.big[n] = true
+	case len(s.small) < 32:
+		s.small = append(s.small, n)
+	default:
+		s.big = make(map[string]bool, 2*len(s.small))
+		for _, x := range s.small {
+			s.big[x] = true
+		}
+		s.big[n] = true
+	}
+	return s
 }
 
 func (e *engine) baseDNS(f *flow, ts int64, proto, kind string, m *dns.Message, q dns.Question) schema.DNS {

@@ -40,20 +40,29 @@ type answer struct {
 	name string
 }
 
-// Store holds every address → name mapping seen in DNS answers.
+// Store holds every address → name mapping seen in DNS answers. It is not
+// safe for concurrent use, not even for Name alone (it caches).
 type Store struct {
 	// Each list is ordered by time, answers with equal times in insertion
-	// order, so Lookup is a binary search.
-	m         map[netip.Addr][]answer
+	// order, so Lookup is a binary search. The map holds pointers so that Add
+	// and Prune update a list in place, without a second map access.
+	m         map[netip.Addr]*[]answer
 	resolvers map[netip.Addr]bool
-	// names holds one copy of each name: a capture asks for the same few
-	// names over and over, and each answer would otherwise keep its own.
-	names map[string]string
+	// The last address added per family (A and AAAA answers alternate) and
+	// the last resolver: answers come from the same resolver and often name
+	// the same address, and comparing is cheaper than hashing for a map.
+	lastAddr     [2]netip.Addr
+	lastList     [2]*[]answer
+	lastResolver netip.Addr
+	// The last address Name returned as a name, formatted: many connections
+	// in a row (DNS queries above all) go to the same resolver.
+	lastIP    netip.Addr
+	lastIPStr string
 }
 
 // NewStore returns an empty store.
 func NewStore() *Store {
-	return &Store{m: make(map[netip.Addr][]answer), resolvers: make(map[netip.Addr]bool), names: make(map[string]string)}
+	return &Store{m: make(map[netip.Addr]*[]answer), resolvers: make(map[netip.Addr]bool)}
 }
 
 // Add records that at time ts (ns) a DNS answer to a query for name mapped addr.
@@ -62,30 +71,45 @@ func (s *Store) Add(addr netip.Addr, ts int64, name string) {
 	if name == "" || !addr.IsValid() {
 		return
 	}
-	if n, ok := s.names[name]; ok {
-		name = n
-	} else {
-		s.names[name] = name
-	}
 	addr = addr.Unmap()
-	list := s.m[addr]
+	fam := 0
+	if addr.Is6() {
+		fam = 1
+	}
+	p := s.lastList[fam]
+	if addr != s.lastAddr[fam] || p == nil {
+		p = s.m[addr]
+		if p == nil {
+			p = new([]answer)
+			s.m[addr] = p
+		}
+		s.lastAddr[fam], s.lastList[fam] = addr, p
+	}
+	list := *p
 	// Answers mostly arrive in time order: append; otherwise insert after
 	// every answer at or before ts (keeps insertion order among equal times).
 	i := len(list)
 	if i > 0 && list[i-1].ts > ts {
 		i = sort.Search(len(list), func(j int) bool { return list[j].ts > ts })
 	}
+	if i > 0 && list[i-1].name == name {
+		// An address is mostly answered for the same name over and over:
+		// keep one copy (the analyzer's names are shared already).
+		name = list[i-1].name
+	}
 	list = append(list, answer{})
 	copy(list[i+1:], list[i:])
 	list[i] = answer{ts: ts, name: name}
-	s.m[addr] = list
+	*p = list
 }
 
 // Prune forgets the answers that no Lookup at a time at or after ts can
 // return: per address, every answer before the last one at or before ts.
 // Memory then follows the answers of a time window, not of the whole capture.
+// It keeps every address's entry (Add holds pointers to recent ones).
 func (s *Store) Prune(ts int64) {
-	for a, list := range s.m {
+	for _, p := range s.m {
+		list := *p
 		i := sort.Search(len(list), func(j int) bool { return list[j].ts > ts })
 		if i <= 1 {
 			continue
@@ -96,14 +120,15 @@ func (s *Store) Prune(ts int64) {
 		if n < cap(list)/4 {
 			list = append([]answer(nil), list...) // give back a list that grew large once
 		}
-		s.m[a] = list
+		*p = list
 	}
 }
 
 // AddResolver records that addr answered DNS queries.
 func (s *Store) AddResolver(addr netip.Addr) {
-	if addr.IsValid() {
-		s.resolvers[addr.Unmap()] = true
+	if a := addr.Unmap(); a != s.lastResolver && a.IsValid() {
+		s.resolvers[a] = true
+		s.lastResolver = a
 	}
 }
 
@@ -114,7 +139,10 @@ func (s *Store) IsResolver(addr netip.Addr) bool { return s.resolvers[addr.Unmap
 // (the later one added among answers with the same time). It takes
 // O(log n) for n answers naming addr.
 func (s *Store) Lookup(addr netip.Addr, ts int64) (string, bool) {
-	list := s.m[addr.Unmap()]
+	var list []answer
+	if p := s.m[addr.Unmap()]; p != nil {
+		list = *p
+	}
 	i := sort.Search(len(list), func(j int) bool { return list[j].ts > ts })
 	if i == 0 {
 		return "", false
@@ -137,15 +165,47 @@ func (s *Store) Name(sni, httpHost string, resp netip.Addr, ts int64, service st
 			return n, SourceDNS
 		}
 	}
-	return resp.Unmap().String(), SourceIP
+	if a := resp.Unmap(); a != s.lastIP || s.lastIPStr == "" {
+		s.lastIP, s.lastIPStr = a, a.String()
+	}
+	return s.lastIPStr, SourceIP
 }
 
 func normalize(n string) string {
+	if isNormal(n) {
+		return n // the usual case, as DNS answers give names: no copy
+	}
 	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(n)), ".")
+}
+
+// isNormal reports whether normalize leaves n as it is: ASCII without upper
+// case, without surrounding space and without a trailing dot.
+func isNormal(n string) bool {
+	if n == "" {
+		return true
+	}
+	if isASCIISpace(n[0]) || isASCIISpace(n[len(n)-1]) || n[len(n)-1] == '.' {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		if c := n[i]; c >= 0x80 || 'A' <= c && c <= 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+func isASCIISpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
 }
 
 func isIP(s string) bool {
 	s = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")
+	// Without a colon only a dotted quad can parse, and most names are not:
+	// skip ParseAddr, which allocates its error.
+	if !strings.Contains(s, ":") && strings.ContainsFunc(s, func(r rune) bool { return r != '.' && (r < '0' || r > '9') }) {
+		return false
+	}
 	_, err := netip.ParseAddr(s)
 	return err == nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -136,7 +137,7 @@ func TestPrune(t *testing.T) {
 		s.Prune(h)
 		check(h)
 	}
-	if n := len(s.m[a.Unmap()]); n > 100 {
+	if n := len(*s.m[a.Unmap()]); n > 100 {
 		t.Errorf("%d answers kept after Prune(2990)", n)
 	}
 }
@@ -169,4 +170,21 @@ func TestIsLocal(t *testing.T) {
 			t.Errorf("IsLocal(%q) = %v, want %v", name, got, want)
 		}
 	}
+}
+
+// FuzzNormalize checks the shortcuts of normalize and isIP against their
+// plain definitions.
+func FuzzNormalize(f *testing.F) {
+	for _, s := range []string{"", "a.example", "A.Example.", " x ", "1.2.3.4", "[2001:db8::1]", "fe80::1%eth0", "10.example.com", "\u00a0a\u0085", "1.2.3.4%x", "é."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := normalize(s), strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), "."); got != want {
+			t.Errorf("normalize(%q) = %q, want %q", s, got, want)
+		}
+		_, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
+		if got, want := isIP(s), err == nil; got != want {
+			t.Errorf("isIP(%q) = %v, want %v", s, got, want)
+		}
+	})
 }

@@ -303,11 +303,25 @@ func (r *Reader) nextPcap(p *Packet) error {
 		frac *= 1000
 	}
 	start := r.off
-	r.br.Discard(hl)
-	r.off += int64(hl)
-	data, err := r.take(int(incl))
-	if err != nil {
-		return r.damage(start, err, "truncated record (%d of %d bytes)", len(data), incl)
+	var data []byte
+	if n := hl + int(incl); n <= bufSize {
+		// Header and data in one peek: the common case, one buffer call.
+		b, err := r.br.Peek(n)
+		if len(b) < n {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return r.damage(start, err, "truncated record (%d of %d bytes)", len(b)-hl, incl)
+		}
+		r.pending = n
+		r.off += int64(n)
+		data = b[hl:]
+	} else {
+		r.br.Discard(hl)
+		r.off += int64(hl)
+		if data, err = r.take(int(incl)); err != nil {
+			return r.damage(start, err, "truncated record (%d of %d bytes)", len(data), incl)
+		}
 	}
 	if orig < incl {
 		orig = incl

@@ -9,6 +9,7 @@ package decode
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"strconv"
 )
 
@@ -483,34 +484,31 @@ func l4Checksum(p *Packet, seg []byte) uint16 {
 
 // Checksum returns the Internet checksum of b with an initial partial sum; a
 // correct packet (checksum field included) gives 0.
+//
+// It adds 64-bit big-endian words with carry: ones' complement sums fold to
+// the same 16 bits from any word size, as 2^16 ≡ 1 modulo 2^16-1.
 func Checksum(b []byte, initial uint64) uint16 {
-	// 32-bit halves of 64-bit loads summed into independent 64-bit
-	// accumulators: no carry chain, and the ones' complement sum folds at the end.
-	var s0, s1, s2, s3 uint64
+	sum, c := initial, uint64(0)
 	for len(b) >= 32 {
-		x0 := binary.BigEndian.Uint64(b)
-		x1 := binary.BigEndian.Uint64(b[8:])
-		x2 := binary.BigEndian.Uint64(b[16:])
-		x3 := binary.BigEndian.Uint64(b[24:])
-		s0 += x0>>32 + x0&0xffffffff
-		s1 += x1>>32 + x1&0xffffffff
-		s2 += x2>>32 + x2&0xffffffff
-		s3 += x3>>32 + x3&0xffffffff
+		sum, c = bits.Add64(sum, binary.BigEndian.Uint64(b), c)
+		sum, c = bits.Add64(sum, binary.BigEndian.Uint64(b[8:]), c)
+		sum, c = bits.Add64(sum, binary.BigEndian.Uint64(b[16:]), c)
+		sum, c = bits.Add64(sum, binary.BigEndian.Uint64(b[24:]), c)
 		b = b[32:]
 	}
-	sum := s0 + s1 + s2 + s3 + initial>>32 + initial&0xffffffff
-	for len(b) >= 4 {
-		sum += uint64(binary.BigEndian.Uint32(b))
-		b = b[4:]
+	for len(b) >= 8 {
+		sum, c = bits.Add64(sum, binary.BigEndian.Uint64(b), c)
+		b = b[8:]
 	}
-	if len(b) >= 2 {
-		sum += uint64(binary.BigEndian.Uint16(b)) << 16
-		b = b[2:]
+	// The last bytes sit where a full big-endian word would put them.
+	var tail uint64
+	for i, x := range b {
+		tail |= uint64(x) << (56 - 8*i)
 	}
-	if len(b) == 1 {
-		sum += uint64(b[0]) << 24
-	}
-	// Fold to 16 bits with end-around carries.
+	sum, c = bits.Add64(sum, tail, c)
+	sum, c = bits.Add64(sum, c, 0)
+	sum += c // end-around carry; cannot carry again
+	sum = sum>>32 + sum&0xffffffff
 	for sum>>16 != 0 {
 		sum = sum>>16 + sum&0xffff
 	}

@@ -209,3 +209,39 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestChecksumWords: Checksum (64-bit words with carry) equals the textbook
+// 16-bit ones' complement sum (RFC 1071) for every length and odd offsets.
+func TestChecksumWords(t *testing.T) {
+	rfc1071 := func(b []byte, initial uint64) uint16 {
+		sum := initial
+		for len(b) >= 2 {
+			sum += uint64(b[0])<<8 | uint64(b[1])
+			b = b[2:]
+		}
+		if len(b) == 1 {
+			sum += uint64(b[0]) << 8
+		}
+		for sum>>16 != 0 {
+			sum = sum>>16 + sum&0xffff
+		}
+		return ^uint16(sum)
+	}
+	rng := rand.New(rand.NewSource(1))
+	buf := make([]byte, 300)
+	for n := 0; n <= len(buf); n++ {
+		for _, fill := range []byte{0, 0xff, 1} {
+			for i := range buf {
+				buf[i] = fill
+				if fill == 1 {
+					buf[i] = byte(rng.Uint32())
+				}
+			}
+			for _, initial := range []uint64{0, 0xffff, 1 << 33, rng.Uint64() >> 20} {
+				if got, want := Checksum(buf[:n], initial), rfc1071(buf[:n], initial); got != want {
+					t.Fatalf("len %d fill %#x initial %#x: Checksum %#04x, RFC 1071 sum %#04x", n, fill, initial, got, want)
+				}
+			}
+		}
+	}
+}

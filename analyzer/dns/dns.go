@@ -37,6 +37,10 @@ type RR struct {
 	Type uint16
 	TTL  uint32
 	Data string // presentation form: "93.184.216.34", "2001:db8::1", "cname.example.com", …
+	// Addr is the address of an A or AAAA record (the zero Addr for other
+	// records and for address records of the wrong size), so that users of
+	// the address need not parse Data back.
+	Addr netip.Addr
 }
 
 // Message is a decoded DNS message.
@@ -71,46 +75,76 @@ const (
 // records are not read.
 func Parse(b []byte) (*Message, error) {
 	if len(b) < headerLen {
-		return nil, fmt.Errorf("dns header: %d bytes, need %d: %w", len(b), headerLen, ErrShort)
+		return nil, headerError(b)
 	}
-	flags := binary.BigEndian.Uint16(b[2:])
 	// One allocation holds the message and the sections of a typical query
 	// or response; larger sections get their own, bounded by the message size.
-	var m *Message
-	var q1 []Question
-	var a4 []RR
-	an := int(binary.BigEndian.Uint16(b[6:]))
-	if an == 0 {
+	// Sections the header announces no records for stay nil.
+	var err error
+	if binary.BigEndian.Uint16(b[6:]) == 0 {
 		block := &struct {
 			m Message
 			q [1]Question
 		}{}
-		m, q1 = &block.m, block.q[:0]
-	} else {
-		block := &struct {
-			m Message
-			q [1]Question
-			a [4]RR
-		}{}
-		m, q1, a4 = &block.m, block.q[:0], block.a[:0]
+		block.m, err = Decode(b, questionSpace(b, block.q[:0]), nil, nil)
+		return &block.m, err
 	}
-	*m = Message{
-		ID:        binary.BigEndian.Uint16(b),
-		Response:  flags&0x8000 != 0,
-		Opcode:    uint8(flags>>11) & 0xf,
-		Truncated: flags&0x0200 != 0,
-		Rcode:     uint8(flags & 0xf),
+	block := &struct {
+		m Message
+		q [1]Question
+		a [4]RR
+	}{}
+	block.m, err = Decode(b, questionSpace(b, block.q[:0]), block.a[:0], nil)
+	return &block.m, err
+}
+
+// questionSpace returns qs, or nil for a message without questions.
+func questionSpace(b []byte, qs []Question) []Question {
+	if binary.BigEndian.Uint16(b[4:]) == 0 {
+		return nil
 	}
+	return qs
+}
+
+func headerError(b []byte) error {
+	return fmt.Errorf("dns header: %d bytes, need %d: %w", len(b), headerLen, ErrShort)
+}
+
+// MaxShared bounds the strings Decode adds to its shared set.
+const MaxShared = 1 << 16
+
+// Decode is Parse without allocating the message: the returned message's
+// sections reuse the capacity of qs and as (their contents are overwritten),
+// so a caller that keeps them, or has them on its stack, parses without
+// allocating anything but new strings. After a header error the message is
+// empty; otherwise it holds what decoded, as with Parse.
+//
+// shared, if not nil, is a set of strings (each its own key) that Decode
+// takes names and addresses from instead of allocating them again; it adds
+// the new ones while the set holds fewer than MaxShared. A caller that
+// decodes many messages, which repeat the same few names, passes the same
+// set each time.
+func Decode(b []byte, qs []Question, as []RR, shared map[string]string) (Message, error) {
+	m := Message{Questions: qs[:0], Answers: as[:0]}
+	if len(b) < headerLen {
+		return m, headerError(b)
+	}
+	flags := binary.BigEndian.Uint16(b[2:])
+	m.ID = binary.BigEndian.Uint16(b)
+	m.Response = flags&0x8000 != 0
+	m.Opcode = uint8(flags>>11) & 0xf
+	m.Truncated = flags&0x0200 != 0
+	m.Rcode = uint8(flags & 0xf)
 	qd := int(binary.BigEndian.Uint16(b[4:]))
-	p := parser{msg: b}
+	an := int(binary.BigEndian.Uint16(b[6:]))
+	p := parser{msg: b, shared: shared}
 	off := headerLen
-	// Counts come from the wire: cap each allocation by what the remaining
+	// Counts come from the wire: bound each allocation by what the remaining
 	// bytes could possibly hold.
-	switch {
-	case qd == 1:
-		m.Questions = q1
-	case qd > 1:
-		m.Questions = make([]Question, 0, min(qd, (len(b)-off)/minQuestion))
+	if qd > cap(m.Questions) {
+		if n := min(qd, (len(b)-off)/minQuestion); n > cap(m.Questions) {
+			m.Questions = make([]Question, 0, n)
+		}
 	}
 	for i := 0; i < qd; i++ {
 		name, n, err := p.name(off)
@@ -128,11 +162,10 @@ func Parse(b []byte) (*Message, error) {
 		})
 		off += 4
 	}
-	switch {
-	case an > 0 && an <= cap(a4):
-		m.Answers = a4
-	case an > cap(a4):
-		m.Answers = make([]RR, 0, min(an, (len(b)-off)/minRR))
+	if an > cap(m.Answers) {
+		if n := min(an, (len(b)-off)/minRR); n > cap(m.Answers) {
+			m.Answers = make([]RR, 0, n)
+		}
 	}
 	for i := 0; i < an; i++ {
 		name, n, err := p.name(off)
@@ -153,11 +186,22 @@ func Parse(b []byte) (*Message, error) {
 		if off+rdlen > len(b) {
 			return m, fmt.Errorf("answer %d rdata of %d bytes at offset %d: %w", i, rdlen, off, ErrShort)
 		}
-		data, err := p.rdata(rr.Type, off, rdlen)
-		if err != nil {
-			return m, fmt.Errorf("answer %d (%s) rdata: %w", i, TypeName(rr.Type), err)
+		switch d := b[off : off+rdlen]; {
+		case rr.Type == TypeA && rdlen == 4:
+			rr.Addr = netip.AddrFrom4([4]byte(d))
+		case rr.Type == TypeAAAA && rdlen == 16:
+			rr.Addr = netip.AddrFrom16([16]byte(d))
 		}
-		rr.Data = data
+		if rr.Addr.IsValid() {
+			var buf [48]byte
+			rr.Data = p.intern(rr.Addr.AppendTo(buf[:0]))
+		} else {
+			data, err := p.rdata(rr.Type, off, rdlen)
+			if err != nil {
+				return m, fmt.Errorf("answer %d (%s) rdata: %w", i, TypeName(rr.Type), err)
+			}
+			rr.Data = data
+		}
 		m.Answers = append(m.Answers, rr)
 		off += rdlen
 	}
@@ -166,11 +210,12 @@ func Parse(b []byte) (*Message, error) {
 
 // parser holds the whole message (compression pointers are message offsets)
 // and the last names produced, so a name repeated in the answers costs no
-// new allocation.
+// new allocation and no look-up in the shared set.
 type parser struct {
-	msg  []byte
-	last [4]string
-	next int
+	msg    []byte
+	shared map[string]string // Decode's shared set, or nil
+	last   [4]string
+	next   int
 }
 
 // name decodes the name at off and returns it with the offset just after it
@@ -184,14 +229,20 @@ func (p *parser) name(off int) (string, int, error) {
 	return p.intern(n), end, nil
 }
 
-// intern returns a string equal to b, reusing a recent one when possible.
+// intern returns a string equal to b, reusing a recent or shared one when possible.
 func (p *parser) intern(b []byte) string {
 	for _, s := range p.last {
 		if s == string(b) { // the compiler does not allocate for this comparison
 			return s
 		}
 	}
-	s := string(b)
+	s, ok := p.shared[string(b)] // nor for this look-up
+	if !ok {
+		s = string(b)
+		if p.shared != nil && len(p.shared) < MaxShared {
+			p.shared[s] = s
+		}
+	}
 	p.last[p.next] = s
 	p.next = (p.next + 1) % len(p.last)
 	return s
@@ -225,9 +276,7 @@ func (p *parser) appendName(dst []byte, off int) ([]byte, int, error) {
 			if len(dst) > start {
 				dst = append(dst, '.')
 			}
-			for _, c := range b[off+1 : off+1+l] {
-				dst = appendLabelByte(dst, c)
-			}
+			dst = appendLabel(dst, b[off+1:off+1+l])
 			if len(dst)-start > maxNameLen {
 				return nil, 0, fmt.Errorf("name longer than %d bytes: %w", maxNameLen, ErrBadName)
 			}
@@ -253,6 +302,29 @@ func (p *parser) appendName(dst []byte, off int) ([]byte, int, error) {
 			return nil, 0, fmt.Errorf("reserved label type 0x%02x at offset %d: %w", l&0xc0, off, ErrBadName)
 		}
 	}
+}
+
+// appendLabel appends the presentation form of one label. Most labels need
+// at most lower-casing: they are copied at once and lower-cased in place.
+func appendLabel(dst, label []byte) []byte {
+	n := len(dst)
+	dst = append(dst, label...)
+	for i, c := range dst[n:] {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-':
+			// The usual bytes, tested first.
+		case c >= 'A' && c <= 'Z':
+			dst[n+i] = c + ('a' - 'A')
+		case c == '.' || c == '\\' || c <= 0x20 || c >= 0x7f:
+			// Escapes needed: redo the label byte by byte.
+			dst = dst[:n]
+			for _, c := range label {
+				dst = appendLabelByte(dst, c)
+			}
+			return dst
+		}
+	}
+	return dst
 }
 
 // appendLabelByte lower-cases ASCII letters and escapes what would make the
@@ -287,22 +359,14 @@ const (
 	TypeHTTPS uint16 = 65
 )
 
-// rdata renders record data in its presentation form: addresses, names (root
-// as "."), "pref name" for MX, "prio weight port target" for SRV, quoted
-// strings for TXT, the SOA fields, a minimal SVCB/HTTPS form. Anything else,
-// and known types whose rdata has the wrong size, use the RFC 3597 generic
-// form `\# <len> <hex>`.
+// rdata renders record data other than addresses (Decode formats those)
+// in its presentation form: names (root as "."), "pref name" for MX, "prio
+// weight port target" for SRV, quoted strings for TXT, the SOA fields, a
+// minimal SVCB/HTTPS form. Anything else, and known types whose rdata has the
+// wrong size, use the RFC 3597 generic form `\# <len> <hex>`.
 func (p *parser) rdata(t uint16, off, n int) (string, error) {
 	d := p.msg[off : off+n]
 	switch t {
-	case TypeA:
-		if n == 4 {
-			return netip.AddrFrom4([4]byte(d)).String(), nil
-		}
-	case TypeAAAA:
-		if n == 16 {
-			return netip.AddrFrom16([16]byte(d)).String(), nil
-		}
 	case TypeCNAME, TypeNS, TypePTR, TypeDNAME:
 		var buf [maxNameLen + 8]byte
 		out, end, err := p.appendName(buf[:0], off)
@@ -367,7 +431,7 @@ func (p *parser) finishName(out []byte, off, limit int) (string, error) {
 	if end > limit {
 		return "", fmt.Errorf("name runs past rdata: %w", ErrShort)
 	}
-	return string(out), nil
+	return p.intern(out), nil
 }
 
 // soa renders "mname rname serial refresh retry expire minimum".

@@ -3,6 +3,8 @@ package dns
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -207,6 +209,38 @@ func FuzzDNS(f *testing.F) {
 		if len(m.Questions)*minQuestion > len(b) || len(m.Answers)*minRR > len(b) {
 			t.Fatalf("more records than bytes")
 		}
+		// Decode into reused storage, with and without a shared set, gives
+		// what Parse gives; twice, so the second sees the first's leftovers.
+		shared := map[string]string{}
+		var qs [1]Question
+		var as [2]RR
+		for i := 0; i < 2; i++ {
+			d, derr := Decode(b, qs[:0], as[:0], shared)
+			if fmt.Sprint(derr) != fmt.Sprint(err) || !sameMessage(&d, m) {
+				t.Fatalf("Decode = %+v, %v; Parse = %+v, %v", d, derr, m, err)
+			}
+		}
+	})
+}
+
+// sameMessage compares messages as values (nil and empty sections alike).
+func sameMessage(a, b *Message) bool {
+	return a.ID == b.ID && a.Response == b.Response && a.Opcode == b.Opcode && a.Rcode == b.Rcode &&
+		a.Truncated == b.Truncated && slices.Equal(a.Questions, b.Questions) && slices.Equal(a.Answers, b.Answers)
+}
+
+func FuzzLabel(f *testing.F) {
+	f.Add([]byte("www"))
+	f.Add([]byte("Mixed-Case_09"))
+	f.Add([]byte("a.b\\c \x00\x7f\xff"))
+	f.Fuzz(func(t *testing.T, label []byte) {
+		var want []byte
+		for _, c := range label {
+			want = appendLabelByte(want, c)
+		}
+		if got := appendLabel([]byte("x."), label); string(got) != "x."+string(want) {
+			t.Fatalf("appendLabel(%q) = %q, want %q", label, got[2:], want)
+		}
 	})
 }
 
@@ -236,5 +270,30 @@ func BenchmarkParseQuery(b *testing.B) {
 		if _, err := Parse(msg); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDecode decodes benchMsg into stack storage, as the analyzer does,
+// without and with a shared string set holding a few thousand names.
+func BenchmarkDecode(b *testing.B) {
+	for _, n := range []int{-1, 3000} {
+		var shared map[string]string
+		if n >= 0 {
+			shared = map[string]string{}
+			for i := 0; i < n; i++ {
+				s := fmt.Sprintf("host%d.example.org", i)
+				shared[s] = s
+			}
+		}
+		b.Run(fmt.Sprintf("shared=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var qs [1]Question
+				var as [8]RR
+				if _, err := Decode(benchMsg, qs[:0], as[:0], shared); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -80,7 +80,7 @@ func Parse(ipPacket []byte) (*SYN, error) { return ParseWithPeerMSS(ipPacket, 0)
 // ParseWithPeerMSS is Parse for a SYN+ACK whose SYN carried MSS peerMSS (0 if
 // unknown), which p0f uses as a last window multiplier candidate.
 func ParseWithPeerMSS(ipPacket []byte, peerMSS uint16) (*SYN, error) {
-	s, err := parse(ipPacket, peerMSS, func(b []byte) string { return string(b) })
+	s, err := parse(ipPacket, peerMSS, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -89,15 +89,31 @@ func ParseWithPeerMSS(ipPacket []byte, peerMSS uint16) (*SYN, error) {
 
 // Parser is ParseWithPeerMSS for many packets: it hands out one string per
 // distinct rendering, as a capture has thousands of SYNs but a few
-// fingerprints. The zero value is ready to use.
-type Parser struct{ seen map[string]string }
+// fingerprints, and renders a SYN only when no earlier one had the same
+// rendering inputs (see synKey). The zero value is ready to use.
+type Parser struct {
+	seen     map[string]string
+	rendered map[synKey]renderings
+}
+
+// renderings are a SYN's two descriptions.
+type renderings struct{ tcpdump, p0f string }
+
+// maxRendered bounds the Parser's cache of renderings: past it, SYNs are
+// rendered each time (and still share strings through seen).
+const maxRendered = 4096
 
 // Parse is ParseWithPeerMSS.
 func (p *Parser) Parse(ipPacket []byte, peerMSS uint16) (SYN, error) {
-	return parse(ipPacket, peerMSS, p.intern)
+	return parse(ipPacket, peerMSS, p)
 }
 
+// intern returns b as a string, shared when p is not nil. (A method, not a
+// func value, so the caller's buffer stays on its stack.)
 func (p *Parser) intern(b []byte) string {
+	if p == nil {
+		return string(b)
+	}
 	if s, ok := p.seen[string(b)]; ok {
 		return s
 	}
@@ -109,7 +125,7 @@ func (p *Parser) intern(b []byte) string {
 	return s
 }
 
-func parse(ipPacket []byte, peerMSS uint16, str func([]byte) string) (SYN, error) {
+func parse(ipPacket []byte, peerMSS uint16, p *Parser) (SYN, error) {
 	var h pkt
 	if err := h.decode(ipPacket); err != nil {
 		return SYN{}, err
@@ -129,10 +145,92 @@ func parse(ipPacket []byte, peerMSS uint16, str func([]byte) string) (SYN, error
 	default:
 		s.ECN = h.flags&(flagECE|flagCWR) == flagECE
 	}
+	var k synKey
+	cacheable := p != nil && h.key(&k, peerMSS)
+	if cacheable {
+		if r, ok := p.rendered[k]; ok {
+			s.Tcpdump, s.P0f = r.tcpdump, r.p0f
+			return s, nil
+		}
+	}
 	var buf [320]byte
-	s.Tcpdump = str(h.tcpdump(buf[:0]))
-	s.P0f = str(h.p0f(buf[:0], peerMSS))
+	s.Tcpdump = p.intern(h.tcpdump(buf[:0]))
+	s.P0f = p.intern(h.p0f(buf[:0], peerMSS))
+	if cacheable && len(p.rendered) < maxRendered {
+		if p.rendered == nil {
+			p.rendered = map[synKey]renderings{}
+		}
+		p.rendered[k] = renderings{s.Tcpdump, s.P0f}
+	}
 	return s, nil
+}
+
+// synKey holds every input of pkt.tcpdump and pkt.p0f, so two SYNs with the
+// same key render the same: the TCP options verbatim except the timestamp
+// values (neither rendering prints them; p0f only looks at whether TS1 is
+// zero and TS2 non-zero, which ts1 and the quirks carry), and the header
+// fields the renderings read. Layout: see pkt.key.
+type synKey [64]byte
+
+// optLens are the lengths of the options pkt.key accepts (besides eol, nop).
+var optLens = [9]uint8{2: 4, 3: 3, 4: 2, 8: 10}
+
+// key fills k for h and peerMSS. It reports false, leaving the SYN to be
+// rendered uncached, unless every option before an eol is nop, mss, wscale,
+// sackOK or TS with its standard length: then p0f's and tcpdump's option
+// walks step through the same options, and the bytes blanked in the key are
+// exactly the timestamp values.
+func (h *pkt) key(k *synKey, peerMSS uint16) bool {
+	opts := h.tcp[tcpMinHdr:] // at most 40 bytes: the data offset is 4 bits
+	for i := 0; i < len(opts); {
+		kind := opts[i]
+		if kind == 0 {
+			break
+		}
+		if kind == 1 {
+			i++
+			continue
+		}
+		if int(kind) >= len(optLens) || optLens[kind] == 0 {
+			return false
+		}
+		n := int(optLens[kind])
+		if i+n > len(opts) || opts[i+1] != uint8(n) {
+			return false
+		}
+		i += n
+	}
+	copy(k[:40], opts)
+	for i := 0; i < len(opts); { // blank the timestamp values
+		switch kind := opts[i]; kind {
+		case 0:
+			i = len(opts)
+		case 1:
+			i++
+		case 8:
+			clear(k[i+2 : i+10])
+			i += 10
+		default:
+			i += int(optLens[kind])
+		}
+	}
+	k[40] = uint8(len(opts))
+	k[41] = uint8(h.ver)
+	k[42] = h.ttl
+	k[43] = uint8(h.ipOptLen) // at most 40
+	k[44] = h.flags
+	binary.LittleEndian.PutUint16(k[45:], h.win)
+	binary.LittleEndian.PutUint16(k[47:], h.urp)
+	binary.LittleEndian.PutUint16(k[49:], uint16(h.totHdr)) // at most 120
+	binary.LittleEndian.PutUint32(k[51:], h.quirks)
+	if h.payLen > 0 {
+		k[55] = 1
+	}
+	if h.ts1 != 0 {
+		k[56] = 1
+	}
+	binary.LittleEndian.PutUint16(k[57:], peerMSS)
+	return true
 }
 
 // pkt holds the decoded header fields both renderings need.

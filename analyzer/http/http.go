@@ -96,8 +96,9 @@ type fields struct {
 
 // headers reads header lines until the blank line. Names are compared
 // case-insensitively; the first Host/User-Agent/Content-Type wins, a bad or
-// conflicting Content-Length is -1 (unknown).
-func headers(l *lines) fields {
+// conflicting Content-Length is -1 (unknown). Only the values kept become
+// strings, through str.
+func headers(l *lines, str func([]byte) string) fields {
 	f := fields{contentLength: -1}
 	clSeen := false
 	for {
@@ -110,22 +111,22 @@ func headers(l *lines) fields {
 			continue // obsolete folding or garbage: skip, as browsers do
 		}
 		name := line[:colon]
-		value := string(bytes.TrimSpace(line[colon+1:]))
+		value := bytes.TrimSpace(line[colon+1:])
 		switch {
 		case asciiEqualFold(name, "host"):
 			if f.host == "" {
-				f.host = normalizeHost(value)
+				f.host = normalizeHostBytes(value, str)
 			}
 		case asciiEqualFold(name, "user-agent"):
 			if f.userAgent == "" {
-				f.userAgent = value
+				f.userAgent = str(value)
 			}
 		case asciiEqualFold(name, "content-type"):
 			if f.contentType == "" {
-				f.contentType = value
+				f.contentType = str(value)
 			}
 		case asciiEqualFold(name, "content-length"):
-			n, err := strconv.ParseInt(value, 10, 64)
+			n, err := parseInt(value)
 			switch {
 			case err != nil || n < 0 || (clSeen && n != f.contentLength):
 				f.contentLength = -1
@@ -135,13 +136,27 @@ func headers(l *lines) fields {
 			clSeen = true
 		case asciiEqualFold(name, "transfer-encoding"):
 			// chunked must be the last coding (RFC 9112 section 6.1).
-			codings := strings.Split(value, ",")
-			last := strings.TrimSpace(codings[len(codings)-1])
-			if strings.EqualFold(last, "chunked") {
+			last := bytes.TrimSpace(value[bytes.LastIndexByte(value, ',')+1:])
+			if bytes.EqualFold(last, chunked) {
 				f.chunked = true
 			}
 		}
 	}
+}
+
+var chunked = []byte("chunked")
+
+// parseInt is strconv.ParseInt(string(b), 10, 64) without the string for the
+// usual plain digits.
+func parseInt(b []byte) (int64, error) {
+	if len(b) == 0 || len(b) > 18 || !isDigits(b) {
+		return strconv.ParseInt(string(b), 10, 64)
+	}
+	var n int64
+	for _, c := range b {
+		n = n*10 + int64(c-'0')
+	}
+	return n, nil
 }
 
 func asciiEqualFold(b []byte, lower string) bool {
@@ -174,12 +189,55 @@ func normalizeHost(h string) string {
 	return strings.TrimSuffix(h, ".")
 }
 
+// normalizeHostBytes is str(normalizeHost(string(h))), without the
+// intermediate strings for ASCII hosts.
+func normalizeHostBytes(h []byte, str func([]byte) string) string {
+	upper := false
+	for _, c := range h {
+		if c >= 0x80 {
+			return normalizeHost(string(h)) // strings.ToLower's Unicode rules
+		}
+		upper = upper || c >= 'A' && c <= 'Z'
+	}
+	if upper {
+		h = bytes.ToLower(h)
+	}
+	if len(h) > 0 && h[0] == '[' {
+		if i := bytes.IndexByte(h, ']'); i > 0 {
+			return str(h[1:i])
+		}
+		return str(h)
+	}
+	if i := bytes.LastIndexByte(h, ':'); i >= 0 && bytes.IndexByte(h[:i], ':') < 0 {
+		return str(h[:i])
+	}
+	if len(h) > 0 && h[len(h)-1] == '.' {
+		h = h[:len(h)-1]
+	}
+	return str(h)
+}
+
+func newString(b []byte) string { return string(b) }
+
 // ParseRequest parses a request head at the start of b and returns it with the
 // number of head bytes consumed (through the blank line).
 func ParseRequest(b []byte) (*Request, int, error) {
-	n, err := headEnd(b)
+	req := new(Request)
+	n, err := ParseRequestTo(b, req, newString)
 	if err != nil {
 		return nil, 0, err
+	}
+	return req, n, nil
+}
+
+// ParseRequestTo is ParseRequest into *req, for a caller parsing many heads:
+// str makes the strings that repeat from request to request (method, host,
+// user agent, content type), so the caller may share them; it must return
+// string(b) or an equal string. The URI is always a new string.
+func ParseRequestTo(b []byte, req *Request, str func([]byte) string) (int, error) {
+	n, err := headEnd(b)
+	if err != nil {
+		return 0, err
 	}
 	l := lines{b: b[:n]}
 	first, _ := l.next()
@@ -187,19 +245,19 @@ func ParseRequest(b []byte) (*Request, int, error) {
 	sp1 := bytes.IndexByte(first, ' ')
 	sp2 := bytes.LastIndexByte(first, ' ')
 	if sp1 <= 0 || sp2 <= sp1+1 {
-		return nil, 0, fmt.Errorf("request line %q: %w", clip(first), ErrMalformed)
+		return 0, fmt.Errorf("request line %q: %w", clip(first), ErrMalformed)
 	}
 	method := first[:sp1]
 	if !isToken(method) {
-		return nil, 0, fmt.Errorf("request method %q: %w", clip(method), ErrMalformed)
+		return 0, fmt.Errorf("request method %q: %w", clip(method), ErrMalformed)
 	}
 	version, ok := httpVersion(first[sp2+1:])
 	if !ok {
-		return nil, 0, fmt.Errorf("request version %q: %w", clip(first[sp2+1:]), ErrMalformed)
+		return 0, fmt.Errorf("request version %q: %w", clip(first[sp2+1:]), ErrMalformed)
 	}
-	f := headers(&l)
-	return &Request{
-		Method:        string(method),
+	f := headers(&l, str)
+	*req = Request{
+		Method:        str(method),
 		URI:           string(bytes.TrimSpace(first[sp1+1 : sp2])),
 		Version:       version,
 		Host:          f.host,
@@ -207,52 +265,67 @@ func ParseRequest(b []byte) (*Request, int, error) {
 		ContentType:   f.contentType,
 		ContentLength: f.contentLength,
 		Chunked:       f.chunked,
-	}, n, nil
+	}
+	return n, nil
 }
 
 // ParseResponse parses a response head at the start of b.
 func ParseResponse(b []byte) (*Response, int, error) {
-	if len(b) >= 5 && !bytes.HasPrefix(b, []byte("HTTP/")) {
-		return nil, 0, fmt.Errorf("status line %q: %w", clip(b[:5]), ErrMalformed)
+	resp := new(Response)
+	n, err := ParseResponseTo(b, resp, newString)
+	if err != nil {
+		return nil, 0, err
+	}
+	return resp, n, nil
+}
+
+// ParseResponseTo is ParseResponse into *resp; str makes the reason phrase
+// and content type, as for ParseRequestTo.
+func ParseResponseTo(b []byte, resp *Response, str func([]byte) string) (int, error) {
+	if len(b) >= 5 && !bytes.HasPrefix(b, httpSlash) {
+		return 0, fmt.Errorf("status line %q: %w", clip(b[:5]), ErrMalformed)
 	}
 	n, err := headEnd(b)
 	if err != nil {
-		return nil, 0, err
+		return 0, err
 	}
 	l := lines{b: b[:n]}
 	first, _ := l.next()
 	// status-line = HTTP-version SP status-code SP [ reason-phrase ]
 	sp := bytes.IndexByte(first, ' ')
 	if sp < 0 {
-		return nil, 0, fmt.Errorf("status line %q: %w", clip(first), ErrMalformed)
+		return 0, fmt.Errorf("status line %q: %w", clip(first), ErrMalformed)
 	}
 	version, ok := httpVersion(first[:sp])
 	if !ok {
-		return nil, 0, fmt.Errorf("status line %q: %w", clip(first), ErrMalformed)
+		return 0, fmt.Errorf("status line %q: %w", clip(first), ErrMalformed)
 	}
 	rest := first[sp+1:]
 	if len(rest) < 3 || !isDigits(rest[:3]) || (len(rest) > 3 && rest[3] != ' ') {
-		return nil, 0, fmt.Errorf("status code in %q: %w", clip(first), ErrMalformed)
+		return 0, fmt.Errorf("status code in %q: %w", clip(first), ErrMalformed)
 	}
 	status := int(rest[0]-'0')*100 + int(rest[1]-'0')*10 + int(rest[2]-'0')
 	reason := ""
 	if len(rest) > 4 {
-		reason = string(rest[4:])
+		reason = str(rest[4:])
 	}
-	f := headers(&l)
-	return &Response{
+	f := headers(&l, str)
+	*resp = Response{
 		Version:       version,
 		Status:        status,
 		Reason:        reason,
 		ContentType:   f.contentType,
 		ContentLength: f.contentLength,
 		Chunked:       f.chunked,
-	}, n, nil
+	}
+	return n, nil
 }
+
+var httpSlash = []byte("HTTP/")
 
 // httpVersion accepts "HTTP/d.d" and returns "d.d".
 func httpVersion(b []byte) (string, bool) {
-	if len(b) != 8 || !bytes.HasPrefix(b, []byte("HTTP/")) || b[6] != '.' ||
+	if len(b) != 8 || !bytes.HasPrefix(b, httpSlash) || b[6] != '.' ||
 		b[5] < '0' || b[5] > '9' || b[7] < '0' || b[7] > '9' {
 		return "", false
 	}

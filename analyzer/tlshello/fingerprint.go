@@ -15,7 +15,13 @@ import (
 // (RFC 8701) left out of the cipher, extension and curve lists.
 func JA3(ch *ClientHello) (full, hash string) {
 	var stack [1024]byte
-	b := stack[:0]
+	b := AppendJA3(stack[:0], ch)
+	var h [32]byte
+	return string(b), string(AppendJA3Hash(h[:0], b))
+}
+
+// AppendJA3 appends the JA3 string of ch to b.
+func AppendJA3(b []byte, ch *ClientHello) []byte {
 	b = strconv.AppendUint(b, uint64(ch.LegacyVersion), 10)
 	b = append(b, ',')
 	b = appendDecimals(b, ch.CipherSuites)
@@ -30,10 +36,13 @@ func JA3(ch *ClientHello) (full, hash string) {
 		}
 		b = strconv.AppendUint(b, uint64(f), 10)
 	}
-	sum := md5.Sum(b)
-	var h [32]byte
-	hex.Encode(h[:], sum[:])
-	return string(b), string(h[:])
+	return b
+}
+
+// AppendJA3Hash appends the JA3 hash of the JA3 string ja3 to b.
+func AppendJA3Hash(b, ja3 []byte) []byte {
+	sum := md5.Sum(ja3)
+	return hex.AppendEncode(b, sum[:])
 }
 
 func appendDecimals(b []byte, vs []uint16) []byte {
@@ -58,7 +67,12 @@ func appendDecimals(b []byte, vs []uint16) []byte {
 // signature algorithms.
 func JA4(ch *ClientHello, transport byte) string {
 	var out [36]byte
-	b := ja4a(out[:0], ch, transport)
+	return string(AppendJA4(out[:0], ch, transport))
+}
+
+// AppendJA4 appends the JA4 fingerprint of ch to b.
+func AppendJA4(b []byte, ch *ClientHello, transport byte) []byte {
+	b = ja4a(b, ch, transport)
 	b = append(b, '_')
 	var list [1024]byte
 	var tmp [128]uint16
@@ -70,8 +84,7 @@ func JA4(ch *ClientHello, transport byte) string {
 	exts := sortedNonGREASE(tmp[:0], ch.Extensions, true)
 	l := appendHexList(list[:0], exts)
 	l = appendSigAlgs(l, ch.SignatureAlgs)
-	b = appendTruncHash(b, l, len(exts) == 0)
-	return string(b)
+	return appendTruncHash(b, l, len(exts) == 0)
 }
 
 // JA4Raw returns JA4_r, the fingerprint with the sorted lists in clear

@@ -96,3 +96,18 @@ func FuzzParseServerHello(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFirstALPN: the ServerHello's shortcut for the first ALPN name agrees
+// with the full list parser.
+func FuzzFirstALPN(f *testing.F) {
+	f.Add([]byte{0, 3, 2, 'h', '2'})
+	f.Add([]byte{0, 9, 0, 8, 'h', 't', 't', 'p', '/', '1', '.', '1'})
+	f.Add([]byte{0, 5, 3, 'a'})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		names := parseALPN(nil, data, newString)
+		name, ok := firstALPN(data, newString)
+		if ok != (len(names) > 0) || ok && name != names[0] {
+			t.Fatalf("% x: firstALPN = %q, %v; parseALPN = %q", data, name, ok, names)
+		}
+	})
+}

@@ -215,7 +215,12 @@ func ParseClientHello(msg []byte) (*ClientHello, error) {
 // Parse parses a ClientHello handshake message into ch, reusing the capacity
 // of ch's slices so a long-lived ClientHello parses without allocating its
 // number lists. The result does not alias msg.
-func (ch *ClientHello) Parse(msg []byte) error {
+func (ch *ClientHello) Parse(msg []byte) error { return ch.ParseInterned(msg, newString) }
+
+// ParseInterned is Parse with the server name and the ALPN names made by
+// intern, which must return a string equal to string(b): a caller parsing
+// many hellos can share the strings that repeat.
+func (ch *ClientHello) ParseInterned(msg []byte, intern func(b []byte) string) error {
 	body, err := helloBody(msg, TypeClientHello)
 	if err != nil {
 		return err
@@ -288,10 +293,12 @@ func (ch *ClientHello) Parse(msg []byte) error {
 	ch.SignatureAlgs = appendU16s(ch.SignatureAlgs[:0], sigAlgs)
 	ch.SupportedVersions = appendU16s(ch.SupportedVersions[:0], versions)
 	ch.ECPointFormats = append(ch.ECPointFormats[:0], pointFormats...)
-	ch.ServerName = parseSNI(sni)
-	ch.ALPN = parseALPN(ch.ALPN[:0], alpn)
+	ch.ServerName = parseSNI(sni, intern)
+	ch.ALPN = parseALPN(ch.ALPN[:0], alpn, intern)
 	return nil
 }
+
+func newString(b []byte) string { return string(b) }
 
 // reserve makes sure the five number lists have room for the given counts,
 // carving them from one allocation when any is too small. The three-index
@@ -354,7 +361,7 @@ func appendU16s(dst []uint16, b []byte) []uint16 {
 }
 
 // parseSNI returns the first host_name entry of a server_name extension.
-func parseSNI(data []byte) string {
+func parseSNI(data []byte, intern func([]byte) string) string {
 	r := reader{b: data, ok: true}
 	list := r.vec16()
 	lr := reader{b: list, ok: true}
@@ -365,24 +372,20 @@ func parseSNI(data []byte) string {
 			return ""
 		}
 		if typ == 0 {
-			return string(name)
+			return intern(name)
 		}
 	}
 	return ""
 }
 
-// parseALPN appends the protocol names of an ALPN extension. One string holds
-// all names so the list costs two allocations however long it is.
-func parseALPN(dst []string, data []byte) []string {
+// parseALPN appends the protocol names of an ALPN extension. One string, made
+// by intern, holds all names, so the list costs at most two allocations
+// however long it is.
+func parseALPN(dst []string, data []byte, intern func([]byte) string) []string {
 	if len(data) < 2 {
 		return dst
 	}
-	r := reader{b: data, ok: true}
-	list := r.vec16()
-	if !r.ok {
-		list = data[2:]
-	}
-	all := string(list)
+	all := intern(alpnList(data))
 	for i := 0; i < len(all); {
 		n := int(all[i])
 		if i+1+n > len(all) {
@@ -394,6 +397,30 @@ func parseALPN(dst []string, data []byte) []string {
 	return dst
 }
 
+// alpnList returns the protocol name list of an ALPN extension, clipped to
+// the bytes present.
+func alpnList(data []byte) []byte {
+	r := reader{b: data, ok: true}
+	list := r.vec16()
+	if !r.ok {
+		list = data[2:]
+	}
+	return list
+}
+
+// firstALPN is parseALPN(nil, data, intern)[0]; ok is false when that list
+// is empty.
+func firstALPN(data []byte, intern func([]byte) string) (name string, ok bool) {
+	if len(data) < 2 {
+		return "", false
+	}
+	list := alpnList(data)
+	if len(list) == 0 || 1+int(list[0]) > len(list) {
+		return "", false
+	}
+	return intern(list[1 : 1+int(list[0])]), true
+}
+
 // helloRetryRandom is the ServerHello.random value that marks a
 // HelloRetryRequest (RFC 8446 4.1.3: SHA-256 of "HelloRetryRequest").
 var helloRetryRandom = [32]byte{
@@ -403,35 +430,45 @@ var helloRetryRandom = [32]byte{
 
 // ParseServerHello parses a handshake message (type byte, 3-byte length, body).
 func ParseServerHello(msg []byte) (*ServerHello, error) {
-	body, err := helloBody(msg, TypeServerHello)
-	if err != nil {
+	sh := new(ServerHello)
+	if err := sh.ParseInterned(msg, newString); err != nil {
 		return nil, err
 	}
+	return sh, nil
+}
+
+// ParseInterned is ParseServerHello into sh, with the ALPN name made by
+// intern as for ClientHello.ParseInterned.
+func (sh *ServerHello) ParseInterned(msg []byte, intern func(b []byte) string) error {
+	body, err := helloBody(msg, TypeServerHello)
+	if err != nil {
+		return err
+	}
 	r := reader{b: body, ok: true}
-	sh := &ServerHello{}
+	*sh = ServerHello{}
 	sh.LegacyVersion = r.u16()
 	random := r.bytes(32)
 	sid := r.vec8()
 	sh.CipherSuite = r.u16()
 	r.u8() // compression method
 	if !r.ok || len(sid) > 32 {
-		return nil, malformed("ServerHello fixed fields")
+		return malformed("ServerHello fixed fields")
 	}
 	sh.HelloRetryRequest = [32]byte(random) == helloRetryRandom
 	sh.SelectedVersion = sh.LegacyVersion
 	if len(r.b) == 0 {
-		return sh, nil
+		return nil
 	}
 	exts := r.vec16()
 	if !r.ok {
-		return nil, malformed("ServerHello extensions length")
+		return malformed("ServerHello extensions length")
 	}
 	er := reader{b: exts, ok: true}
 	for len(er.b) > 0 {
 		typ := er.u16()
 		data := er.vec16()
 		if !er.ok {
-			return nil, malformed("ServerHello extension framing")
+			return malformed("ServerHello extension framing")
 		}
 		switch typ {
 		case extSupportedVersions:
@@ -439,12 +476,12 @@ func ParseServerHello(msg []byte) (*ServerHello, error) {
 				sh.SelectedVersion = uint16(data[0])<<8 | uint16(data[1])
 			}
 		case extALPN:
-			if names := parseALPN(nil, data); len(names) > 0 {
-				sh.ALPN = names[0]
+			if name, ok := firstALPN(data, intern); ok {
+				sh.ALPN = name
 			}
 		}
 	}
-	return sh, nil
+	return nil
 }
 
 // IsGREASE reports whether v is one of the RFC 8701 GREASE values

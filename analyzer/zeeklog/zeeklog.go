@@ -13,6 +13,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,19 +35,20 @@ const (
 	kString
 	kCount
 	kInt
-	kDouble // printed with 6 decimals, like Zeek's time and interval
+	kTime   // printed as seconds with 6 decimals, from integer nanoseconds
+	kDouble // printed with 6 decimals, like Zeek's interval
 	kBool
 	kList
 	kFloatList
 )
 
-// Value is one field of a row.
+// Value is one field of a row. It is built for every field of every row:
+// it is kept small (one int64 holds a count, a time or a double's bits).
 type Value struct {
 	k  kind
+	b  bool
 	s  string
 	n  int64
-	f  float64
-	b  bool
 	ls []string
 	lf []float64
 }
@@ -75,14 +78,14 @@ func Time(t time.Time) Value {
 	if t.IsZero() {
 		return Unset()
 	}
-	return Value{k: kDouble, f: float64(t.UnixNano()) / 1e9, n: t.UnixNano(), b: true}
+	return Value{k: kTime, n: t.UnixNano()}
 }
 
 // Interval is a duration in seconds.
-func Interval(sec float64) Value { return Value{k: kDouble, f: sec} }
+func Interval(sec float64) Value { return Double(sec) }
 
 // Double is a floating point number.
-func Double(f float64) Value { return Value{k: kDouble, f: f} }
+func Double(f float64) Value { return Value{k: kDouble, n: int64(math.Float64bits(f))} }
 
 // Bool is T or F.
 func Bool(b bool) Value { return Value{k: kBool, b: b} }
@@ -93,13 +96,21 @@ func List(ls []string) Value { return Value{k: kList, ls: ls} }
 // Intervals is a vector of intervals.
 func Intervals(lf []float64) Value { return Value{k: kFloatList, lf: lf} }
 
+// appender is an in-memory buffer with bufio.Writer's AvailableBuffer: a row
+// appended to its free space is written without a copy.
+type appender interface {
+	io.Writer
+	AvailableBuffer() []byte
+}
+
 // Writer writes one log.
 type Writer struct {
-	w    *bufio.Writer
+	w    appender      // where rows go: bw, or the caller's in-memory buffer
+	bw   *bufio.Writer // nil when w is the caller's
 	json bool
 	cols []Column
-	buf  bytes.Buffer
-	line []byte // the row being built: no allocation per row
+	slow bytes.Buffer // JSON strings with escapes, encoded by enc
+	enc  *json.Encoder
 }
 
 // New starts a log at path (Zeek's #path, e.g. "conn") with the given columns.
@@ -115,8 +126,22 @@ func New(w io.Writer, path string, cols []Column, open time.Time, asJSON bool) (
 // NewRows returns a Writer of rows alone, with no header (see Header) and,
 // when flushed with Flush, no trailer (see Trailer): rows written before the
 // log's #open time is known are assembled into a log later.
+//
+// Rows are buffered, unless w is itself a buffer with an AvailableBuffer
+// method (bufio.Writer, bytes.Buffer): rows are then appended straight into it.
 func NewRows(w io.Writer, cols []Column, asJSON bool) *Writer {
-	return &Writer{w: bufio.NewWriterSize(w, 64<<10), json: asJSON, cols: cols}
+	lw := &Writer{json: asJSON, cols: cols}
+	if a, ok := w.(appender); ok {
+		lw.w = a
+	} else {
+		lw.bw = bufio.NewWriterSize(w, 64<<10)
+		lw.w = lw.bw
+	}
+	if asJSON {
+		lw.enc = json.NewEncoder(&lw.slow)
+		lw.enc.SetEscapeHTML(false)
+	}
+	return lw
 }
 
 // Header writes the header lines of a log (nothing for JSON lines).
@@ -150,13 +175,26 @@ func (lw *Writer) Row(vals []Value) error {
 	if len(vals) != len(lw.cols) {
 		return fmt.Errorf("zeeklog: row has %d values for %d columns", len(vals), len(lw.cols))
 	}
-	if lw.json {
-		return lw.jsonRow(vals)
+	// The row is appended to the free space of the buffer and written once.
+	if lw.bw != nil && lw.bw.Available() < 4<<10 {
+		// Room for a row: appending to little room would allocate.
+		if err := lw.bw.Flush(); err != nil {
+			return err
+		}
 	}
-	// The row is built in one buffer and written once: per-field writes into
-	// the bufio.Writer were most of the cost of a log.
-	b := lw.line[:0]
-	for i, v := range vals {
+	b := lw.w.AvailableBuffer()
+	if lw.json {
+		b = lw.appendJSONRow(b, vals)
+	} else {
+		b = appendRow(b, vals)
+	}
+	_, err := lw.w.Write(b)
+	return err
+}
+
+func appendRow(b []byte, vals []Value) []byte {
+	for i := range vals {
+		v := &vals[i] // not a copy: a Value is 80 bytes
 		if i > 0 {
 			b = append(b, '\t')
 		}
@@ -166,8 +204,8 @@ func (lw *Writer) Row(vals []Value) error {
 		case kString:
 			b = appendEscaped(b, v.s, false)
 		case kCount, kInt:
-			b = strconv.AppendInt(b, v.n, 10)
-		case kDouble:
+			b = AppendInt(b, v.n)
+		case kTime, kDouble:
 			b = appendFixed6(b, v)
 		case kBool:
 			if v.b {
@@ -193,101 +231,117 @@ func (lw *Writer) Row(vals []Value) error {
 				if j > 0 {
 					b = append(b, ',')
 				}
-				b = strconv.AppendFloat(b, f, 'f', 6, 64)
+				b = appendFloat6(b, f)
 			}
 		}
 	}
-	b = append(b, '\n')
-	lw.line = b
-	_, err := lw.w.Write(b)
-	return err
+	return append(b, '\n')
 }
 
-// fixed6 prints seconds with 6 decimals; times use their integer nanoseconds so
-// large epochs do not lose digits to float rounding.
-func fixed6(v Value) string { return string(appendFixed6(nil, v)) }
-
-func appendFixed6(b []byte, v Value) []byte {
-	if v.b && v.k == kDouble { // a Time
+// appendFixed6 prints seconds with 6 decimals; times use their integer
+// nanoseconds so large epochs do not lose digits to float rounding.
+func appendFixed6(b []byte, v *Value) []byte {
+	if v.k == kTime {
 		ns := v.n
 		sec, frac := ns/1e9, ns%1e9
 		if frac < 0 {
 			sec--
 			frac += 1e9
 		}
-		b = strconv.AppendInt(b, sec, 10)
+		b = AppendInt(b, sec)
 		us := frac / 1000
 		b = append(b, '.', byte('0'+us/100000), byte('0'+us/10000%10), byte('0'+us/1000%10),
 			byte('0'+us/100%10), byte('0'+us/10%10), byte('0'+us%10))
 		return b
 	}
-	return strconv.AppendFloat(b, v.f, 'f', 6, 64)
+	return appendFloat6(b, math.Float64frombits(uint64(v.n)))
 }
 
-func (lw *Writer) jsonRow(vals []Value) error {
-	b := &lw.buf
-	b.Reset()
-	b.WriteByte('{')
+// appendFloat6 appends f with 6 decimals, as strconv.AppendFloat(b, f, 'f',
+// 6, 64) does; whole numbers (TTLs, polls) are done without it.
+func appendFloat6(b []byte, f float64) []byte {
+	if f >= 0 && f < 1<<53 && f == math.Trunc(f) && !(f == 0 && math.Signbit(f)) {
+		return append(AppendInt(b, int64(f)), ".000000"...)
+	}
+	return strconv.AppendFloat(b, f, 'f', 6, 64)
+}
+
+func (lw *Writer) appendJSONRow(b []byte, vals []Value) []byte {
+	b = append(b, '{')
 	first := true
-	for i, v := range vals {
+	for i := range vals {
+		v := &vals[i]
 		if v.k == kUnset {
 			continue // Zeek's JSON writer leaves unset fields out
 		}
 		if !first {
-			b.WriteByte(',')
+			b = append(b, ',')
 		}
 		first = false
-		jsonString(b, lw.cols[i].Name)
-		b.WriteByte(':')
+		b = lw.jsonString(b, lw.cols[i].Name)
+		b = append(b, ':')
 		switch v.k {
 		case kString:
-			jsonString(b, v.s)
+			b = lw.jsonString(b, v.s)
 		case kCount, kInt:
-			b.WriteString(strconv.FormatInt(v.n, 10))
-		case kDouble:
-			b.WriteString(fixed6(v))
+			b = AppendInt(b, v.n)
+		case kTime, kDouble:
+			b = appendFixed6(b, v)
 		case kBool:
-			b.WriteString(strconv.FormatBool(v.b))
+			b = strconv.AppendBool(b, v.b)
 		case kList:
-			b.WriteByte('[')
+			b = append(b, '[')
 			for j, s := range v.ls {
 				if j > 0 {
-					b.WriteByte(',')
+					b = append(b, ',')
 				}
-				jsonString(b, s)
+				b = lw.jsonString(b, s)
 			}
-			b.WriteByte(']')
+			b = append(b, ']')
 		case kFloatList:
-			b.WriteByte('[')
+			b = append(b, '[')
 			for j, f := range v.lf {
 				if j > 0 {
-					b.WriteByte(',')
+					b = append(b, ',')
 				}
-				b.WriteString(strconv.FormatFloat(f, 'f', 6, 64))
+				b = appendFloat6(b, f)
 			}
-			b.WriteByte(']')
+			b = append(b, ']')
 		}
 	}
-	b.WriteString("}\n")
-	_, err := lw.w.Write(b.Bytes())
-	return err
+	return append(b, "}\n"...)
 }
 
-func jsonString(b *bytes.Buffer, s string) {
-	enc := json.NewEncoder(b)
-	enc.SetEscapeHTML(false)
-	enc.Encode(s)           // cannot fail for a string
-	b.Truncate(b.Len() - 1) // Encode adds a newline
+// jsonString appends s as encoding/json (SetEscapeHTML(false)) writes it:
+// printable ASCII without quotes or backslashes as it is, anything else
+// through encoding/json itself.
+func (lw *Writer) jsonString(b []byte, s string) []byte {
+	if !Plain(s, '"') {
+		lw.slow.Reset()
+		lw.enc.Encode(s) // cannot fail for a string
+		return append(b, bytes.TrimSuffix(lw.slow.Bytes(), []byte("\n"))...)
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // Close writes the #close trailer (TSV) and flushes.
 func (lw *Writer) Close(closeTS time.Time) error {
-	Trailer(lw.w, closeTS, lw.json) // a write error sticks in lw.w: Flush reports it
-	return lw.w.Flush()
+	err := Trailer(lw.w, closeTS, lw.json)
+	if ferr := lw.Flush(); ferr != nil {
+		return ferr
+	}
+	return err
 }
 
 // Flush writes out buffered rows.
-func (lw *Writer) Flush() error { return lw.w.Flush() }
+func (lw *Writer) Flush() error {
+	if lw.bw == nil {
+		return nil
+	}
+	return lw.bw.Flush()
+}
 
 // appendEscaped appends escape(s, inSet) to b.
 func appendEscaped(b []byte, s string, inSet bool) []byte {
@@ -295,13 +349,110 @@ func appendEscaped(b []byte, s string, inSet bool) []byte {
 	case "", "-", "(empty)":
 		return append(b, escape(s, inSet)...)
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= 0x7f || c == '\\' || (inSet && c == ',') {
-			return append(b, escape(s, inSet)...)
-		}
+	sep := byte('\\') // no further byte to escape outside sets
+	if inSet {
+		sep = ','
+	}
+	if !Plain(s, sep) {
+		return append(b, escape(s, inSet)...)
 	}
 	return append(b, s...)
+}
+
+// AppendInt appends n in decimal, as strconv.AppendInt(b, n, 10) does, with
+// the digits written in place: most fields of a record are numbers.
+func AppendInt(b []byte, n int64) []byte {
+	u := uint64(n)
+	if n < 0 {
+		b = append(b, '-')
+		u = -u
+	}
+	if u < 10 {
+		return append(b, byte('0'+u))
+	}
+	var w int // digits
+	switch {
+	case u < 100:
+		w = 2
+	case u < 1000:
+		w = 3
+	case u < 10000:
+		w = 4
+	case u < 100000:
+		w = 5
+	default:
+		w = 6
+		for x := u / 1000000; x != 0; x /= 10 {
+			w++
+		}
+	}
+	b = slices.Grow(b, w)
+	l := len(b)
+	b = b[:l+w]
+	d := b[l:]
+	const pairs = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
+	for i := w; u >= 100; {
+		q := u / 100
+		r := (u - q*100) * 2
+		i -= 2
+		d[i], d[i+1] = pairs[r], pairs[r+1]
+		u = q
+	}
+	if u >= 10 {
+		d[0], d[1] = pairs[2*u], pairs[2*u+1]
+	} else {
+		d[0] = byte('0' + u)
+	}
+	return b
+}
+
+// Plain reports whether s holds only printable ASCII (0x20–0x7e) other than
+// the backslash and c: the strings a log field (c '\\', or ',' in a set) or
+// a JSON string (c '"') holds as they are. Every field of every record is
+// checked, so it looks at 8 bytes at a time (some twice, overlapping).
+func Plain(s string, c byte) bool {
+	n := len(s)
+	switch {
+	case n >= 8:
+		for i := 0; i+8 < n; i += 8 {
+			if !plain8(load8(s[i:]), c) {
+				return false
+			}
+		}
+		return plain8(load8(s[n-8:]), c)
+	case n >= 4:
+		return plain8(load4(s)|load4(s[n-4:])<<32, c)
+	case n > 0:
+		const pad = 0x6161616161 << 24 // 'a' where no byte of s is
+		return plain8(uint64(s[0])|uint64(s[n/2])<<8|uint64(s[n-1])<<16|pad, c)
+	}
+	return true
+}
+
+func load8(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+func load4(s string) uint64 {
+	_ = s[3]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24
+}
+
+// plain8 is Plain for the 8 bytes of x. Per byte, the top bit of each term
+// is set for a byte below 0x20 ((x-0x20)&^x), one equal to the backslash or c
+// ((y-1)&^y, y = x^char: zero), and one above 0x7e ((x+1)|x); a borrow or
+// carry can set it in a neighbour only when the byte itself matched.
+func plain8(x uint64, c byte) bool {
+	const ones, tops = 0x0101010101010101, 0x8080808080808080
+	bs := x ^ (ones * '\\')
+	m := (x-ones*0x20)&^x | (bs-ones)&^bs | (x + ones) | x
+	if c != '\\' {
+		cc := x ^ (ones * uint64(c))
+		m |= (cc - ones) &^ cc
+	}
+	return m&tops == 0
 }
 
 // escape makes s safe for a TSV field as Zeek does: non-printable bytes, the
@@ -317,15 +468,11 @@ func escape(s string, inSet bool) string {
 	if s == "(empty)" {
 		return `\x28empty)`
 	}
-	clean := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= 0x7f || c == '\\' || (inSet && c == ',') {
-			clean = false
-			break
-		}
+	sep := byte('\\')
+	if inSet {
+		sep = ','
 	}
-	if clean {
+	if Plain(s, sep) {
 		return s
 	}
 	var b strings.Builder
