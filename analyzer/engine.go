@@ -136,7 +136,8 @@ func (e *engine) packet(cp *capfile.Packet) {
 	e.decoded(cp, &e.dec, decode.Decode(cp.LinkType, cp.Data, &e.dec))
 }
 
-// decoded processes a packet that Decode read into p, returning kind.
+// decoded processes a packet whose headers Decode read into p (kind is what
+// Decode returned).
 func (e *engine) decoded(cp *capfile.Packet, p *decode.Packet, kind decode.Kind) {
 	e.pktIndex++
 	ts := cp.TS
@@ -220,9 +221,6 @@ func (e *engine) maybeSweep() {
 		if e.clock-f.last > f.timeout() {
 			done = append(done, f)
 			delete(e.flows, k)
-			if f == e.lastFlow {
-				e.lastFlow = nil
-			}
 		} else if f.first < oldest {
 			oldest = f.first
 		}
@@ -274,12 +272,16 @@ func (e *engine) allocFlow() *flow {
 	return f
 }
 
-// recycleFlow takes back a finished flow: its records went to the sink as
-// copies or strings, nothing refers to it any more. Its history, record
-// lists and stream buffers are kept for reuse.
+// recycleFlow takes back a finished flow, out of flows: its records went to
+// the sink as copies or strings, nothing refers to it any more. Its history,
+// record lists and stream buffers are kept for reuse.
 func (e *engine) recycleFlow(f *flow) {
+	if f == e.lastFlow {
+		e.lastFlow = nil
+	}
 	e.putBuf(&f.d[0].stream)
 	e.putBuf(&f.d[1].stream)
+	clear(f.http) // the records' strings, for the collector
 	*f = flow{history: f.history[:0], http: f.http[:0], httpReqs: f.httpReqs[:0], dnsPend: f.dnsPend[:0]}
 	if len(e.freeFlows) < maxFreeFlows {
 		e.freeFlows = append(e.freeFlows, f)

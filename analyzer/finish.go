@@ -223,14 +223,9 @@ func (e *engine) finishFlow(f *flow) {
 	for i := range f.http {
 		e.out.http(&f.http[i])
 	}
-	// The sink has the records (or copies); the lists' storage stays with
-	// the flow for its reuse.
-	clear(f.http)
-	f.http, f.httpReqs = f.http[:0], f.httpReqs[:0]
 	for _, pq := range f.dnsPend {
 		e.emitDNS(pq.idx) // never answered
 	}
-	f.dnsPend = f.dnsPend[:0]
 }
 
 // aggregate adds a finished conn to the summaries, host detection and destinations.
@@ -262,7 +257,6 @@ func (e *engine) finish() *schema.Analysis {
 		rest = append(rest, f)
 	}
 	clear(e.flows)
-	e.lastFlow = nil
 	e.finishFlows(rest)
 	e.warn.FragmentsDropped += int64(e.defrag.Pending())
 
