@@ -115,7 +115,7 @@ func headers(l *lines, str func([]byte) string) fields {
 		switch {
 		case asciiEqualFold(name, "host"):
 			if f.host == "" {
-				f.host = normalizeHostBytes(value, str)
+				f.host = normalizeHost(value, str)
 			}
 		case asciiEqualFold(name, "user-agent"):
 			if f.userAgent == "" {
@@ -174,33 +174,15 @@ func asciiEqualFold(b []byte, lower string) bool {
 	return true
 }
 
-// normalizeHost lower-cases the host and removes a port and IPv6 brackets.
-func normalizeHost(h string) string {
-	h = strings.ToLower(h)
-	if strings.HasPrefix(h, "[") {
-		if i := strings.IndexByte(h, ']'); i > 0 {
-			return h[1:i]
-		}
-		return h
-	}
-	if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.Count(h, ":") == 1 {
-		return h[:i]
-	}
-	return strings.TrimSuffix(h, ".")
-}
-
-// normalizeHostBytes is str(normalizeHost(string(h))), without the
-// intermediate strings for ASCII hosts.
-func normalizeHostBytes(h []byte, str func([]byte) string) string {
-	upper := false
+// normalizeHost lower-cases the host and removes a port and IPv6 brackets;
+// str makes the string of the result. A host of lower-case ASCII, the usual
+// one, is not copied on the way.
+func normalizeHost(h []byte, str func([]byte) string) string {
 	for _, c := range h {
-		if c >= 0x80 {
-			return normalizeHost(string(h)) // strings.ToLower's Unicode rules
+		if c >= 'A' && c <= 'Z' || c >= 0x80 {
+			h = bytes.ToLower(h) // Unicode rules, as strings.ToLower
+			break
 		}
-		upper = upper || c >= 'A' && c <= 'Z'
-	}
-	if upper {
-		h = bytes.ToLower(h)
 	}
 	if len(h) > 0 && h[0] == '[' {
 		if i := bytes.IndexByte(h, ']'); i > 0 {
@@ -211,10 +193,7 @@ func normalizeHostBytes(h []byte, str func([]byte) string) string {
 	if i := bytes.LastIndexByte(h, ':'); i >= 0 && bytes.IndexByte(h[:i], ':') < 0 {
 		return str(h[:i])
 	}
-	if len(h) > 0 && h[len(h)-1] == '.' {
-		h = h[:len(h)-1]
-	}
-	return str(h)
+	return str(bytes.TrimSuffix(h, []byte(".")))
 }
 
 func newString(b []byte) string { return string(b) }

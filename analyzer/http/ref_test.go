@@ -11,6 +11,20 @@ import (
 // The parsers as they were before ParseRequestTo and ParseResponseTo: the
 // reference the fuzz targets below hold the new ones to.
 
+func refNormalizeHost(h string) string {
+	h = strings.ToLower(h)
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			return h[1:i]
+		}
+		return h
+	}
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.Count(h, ":") == 1 {
+		return h[:i]
+	}
+	return strings.TrimSuffix(h, ".")
+}
+
 func refHeaders(l *lines) fields {
 	f := fields{contentLength: -1}
 	clSeen := false
@@ -28,7 +42,7 @@ func refHeaders(l *lines) fields {
 		switch {
 		case asciiEqualFold(name, "host"):
 			if f.host == "" {
-				f.host = normalizeHost(value)
+				f.host = refNormalizeHost(value)
 			}
 		case asciiEqualFold(name, "user-agent"):
 			if f.userAgent == "" {
