@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -204,7 +203,7 @@ func appendRow(b []byte, vals []Value) []byte {
 		case kString:
 			b = appendEscaped(b, v.s, false)
 		case kCount, kInt:
-			b = AppendInt(b, v.n)
+			b = strconv.AppendInt(b, v.n, 10)
 		case kTime, kDouble:
 			b = appendFixed6(b, v)
 		case kBool:
@@ -248,7 +247,7 @@ func appendFixed6(b []byte, v *Value) []byte {
 			sec--
 			frac += 1e9
 		}
-		b = AppendInt(b, sec)
+		b = strconv.AppendInt(b, sec, 10)
 		us := frac / 1000
 		b = append(b, '.', byte('0'+us/100000), byte('0'+us/10000%10), byte('0'+us/1000%10),
 			byte('0'+us/100%10), byte('0'+us/10%10), byte('0'+us%10))
@@ -261,7 +260,7 @@ func appendFixed6(b []byte, v *Value) []byte {
 // 6, 64) does; whole numbers (TTLs, polls) are done without it.
 func appendFloat6(b []byte, f float64) []byte {
 	if f >= 0 && f < 1<<53 && f == math.Trunc(f) && !(f == 0 && math.Signbit(f)) {
-		return append(AppendInt(b, int64(f)), ".000000"...)
+		return append(strconv.AppendInt(b, int64(f), 10), ".000000"...)
 	}
 	return strconv.AppendFloat(b, f, 'f', 6, 64)
 }
@@ -284,7 +283,7 @@ func (lw *Writer) appendJSONRow(b []byte, vals []Value) []byte {
 		case kString:
 			b = lw.jsonString(b, v.s)
 		case kCount, kInt:
-			b = AppendInt(b, v.n)
+			b = strconv.AppendInt(b, v.n, 10)
 		case kTime, kDouble:
 			b = appendFixed6(b, v)
 		case kBool:
@@ -343,67 +342,10 @@ func (lw *Writer) Flush() error {
 	return lw.bw.Flush()
 }
 
-// appendEscaped appends escape(s, inSet) to b.
+// appendEscaped appends escape(s, inSet) to b (which, for a string that
+// needs no escape, is s itself: no allocation).
 func appendEscaped(b []byte, s string, inSet bool) []byte {
-	switch s {
-	case "", "-", "(empty)":
-		return append(b, escape(s, inSet)...)
-	}
-	sep := byte('\\') // no further byte to escape outside sets
-	if inSet {
-		sep = ','
-	}
-	if !Plain(s, sep) {
-		return append(b, escape(s, inSet)...)
-	}
-	return append(b, s...)
-}
-
-// AppendInt appends n in decimal, as strconv.AppendInt(b, n, 10) does, with
-// the digits written in place: most fields of a record are numbers.
-func AppendInt(b []byte, n int64) []byte {
-	u := uint64(n)
-	if n < 0 {
-		b = append(b, '-')
-		u = -u
-	}
-	if u < 10 {
-		return append(b, byte('0'+u))
-	}
-	var w int // digits
-	switch {
-	case u < 100:
-		w = 2
-	case u < 1000:
-		w = 3
-	case u < 10000:
-		w = 4
-	case u < 100000:
-		w = 5
-	default:
-		w = 6
-		for x := u / 1000000; x != 0; x /= 10 {
-			w++
-		}
-	}
-	b = slices.Grow(b, w)
-	l := len(b)
-	b = b[:l+w]
-	d := b[l:]
-	const pairs = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
-	for i := w; u >= 100; {
-		q := u / 100
-		r := (u - q*100) * 2
-		i -= 2
-		d[i], d[i+1] = pairs[r], pairs[r+1]
-		u = q
-	}
-	if u >= 10 {
-		d[0], d[1] = pairs[2*u], pairs[2*u+1]
-	} else {
-		d[0] = byte('0' + u)
-	}
-	return b
+	return append(b, escape(s, inSet)...)
 }
 
 // Plain reports whether s holds only printable ASCII (0x20–0x7e) other than

@@ -163,19 +163,6 @@ func TestPlain(t *testing.T) {
 	}
 }
 
-// TestAppendInt: strconv's digits, at every length and sign, and at the ends of int64.
-func TestAppendInt(t *testing.T) {
-	ns := []int64{0, 1, 9, 10, 11, 99, 100, 101, 999, 1000, 65535, -1, -9, -10, -100, 1<<63 - 1, -1 << 63}
-	for p := int64(1); p < 1e18; p *= 10 {
-		ns = append(ns, p-1, p, p+1, -p, 7*p+3)
-	}
-	for _, n := range ns {
-		if got, want := string(AppendInt([]byte("x"), n)), "x"+strconv.FormatInt(n, 10); got != want {
-			t.Errorf("AppendInt(%d) = %s, want %s", n, got, want)
-		}
-	}
-}
-
 // TestFloat6: strconv's 6 decimals, whole numbers (done without it) included.
 func TestFloat6(t *testing.T) {
 	for _, f := range []float64{0, math.Copysign(0, -1), 1, 300, 86400, 1<<53 - 1, 1 << 53, 1e300, -1, -300, 0.5, 1.0 / 3, 1e-7, 2.5e-6, math.NaN(), math.Inf(1)} {
