@@ -38,6 +38,8 @@ bench: build
 # bench capture (make bench creates it) or BENCH_PCAP.
 BENCH_PCAP ?= $(HOME)/.cache/firstboot-bench/trafficgen-100MB.pcap
 pgo:
+	@# Without the capture the benchmark skips and the profile would be empty.
+	@test -s "$(BENCH_PCAP)" || { echo "pgo: $(BENCH_PCAP) missing: run make bench (as root) or set BENCH_PCAP" >&2; exit 1; }
 	FIRSTBOOT_PROFILE_PCAP=$(BENCH_PCAP) $(GO) test -run '^$$' -bench CaptureWithOutputs \
 	  -benchtime 10x -cpu 1 -cpuprofile cmd/firstboot/default.pgo -o /dev/null ./analyzer
 
