@@ -58,6 +58,19 @@ func requireLab(t *testing.T) {
 	}
 }
 
+// logDaemonLogs logs the lab daemons' own logs from the state directory,
+// which the test's temporary directory takes with it: a run that could not
+// start or reach libvirtd is explained there (seen twice, not yet
+// reproduced).
+func (e *e2eEnv) logDaemonLogs(t *testing.T) {
+	t.Helper()
+	for _, name := range []string{"libvirtd.log", "virtlogd.log", "lab.json"} {
+		if b, err := os.ReadFile(filepath.Join(e.state, name)); err == nil {
+			t.Logf("%s:\n%s", name, b)
+		}
+	}
+}
+
 func (e *e2eEnv) run(t *testing.T, dir string, args ...string) (string, int) {
 	t.Helper()
 	return runBinary(t, e.bin, dir, append(args, "--state-dir", e.state, "--image-cache", e.cache, "--accel", "tcg")...)
@@ -112,6 +125,9 @@ func TestRunTestGuest(t *testing.T) {
 		if r.code != 0 {
 			t.Errorf("run %d: exit %d\n%s", i, r.code, r.out)
 		}
+	}
+	if t.Failed() {
+		e.logDaemonLogs(t)
 	}
 	dirs, _ := filepath.Glob(filepath.Join(runs, "*-testguest-*"))
 	vdirs, _ := filepath.Glob(filepath.Join(vruns, "*-testguest-variant-*"))
