@@ -99,20 +99,29 @@ func Up(ctx context.Context, cfg lab.Config) (_ *Lab, err error) {
 		return nil, fmt.Errorf("lab: state dir: %w", err)
 	}
 	l.socket = DefaultSocket
+	// The daemons serve one socket for the whole host: parallel Ups (several
+	// `firstboot run`s at once) must decide in turn whether to reuse, share
+	// or start them, or two would start daemons at once and fail each other.
+	unlock, err := lockFile(ctx, upLock)
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	defer unlock()
 	st, err := LoadState(cfg.StateDir)
 	if err != nil {
 		return nil, err
 	}
 	if processAlive(st.LibvirtdPID, "libvirtd") && socketAnswers(l.socket) {
 		l.netns = st.Netns
-		if err := l.connect(ctx); err == nil {
+		err := l.connectRetry(ctx)
+		if err == nil {
 			log.Info("lab: reusing running libvirtd", "pid", st.LibvirtdPID, "netns", st.Netns)
 			if err := l.adopt(st); err != nil {
 				return nil, errors.Join(err, l.Close())
 			}
 			return l, l.watchEvents()
 		}
-		log.Warn("lab: firstboot's libvirtd does not answer; restarting it", "pid", st.LibvirtdPID)
+		log.Warn("lab: firstboot's libvirtd does not answer; restarting it", "pid", st.LibvirtdPID, "err", err)
 	}
 	if st.LibvirtdPID != 0 && !processAlive(st.LibvirtdPID, "libvirtd") {
 		// Our libvirtd died; while its last threads exit its socket can
@@ -170,6 +179,29 @@ func Up(ctx context.Context, cfg lab.Config) (_ *Lab, err error) {
 		return nil, err
 	}
 	return l, l.watchEvents()
+}
+
+// upLock serialises Up's choice between reusing, sharing and starting the
+// daemons across firstboot processes.
+const upLock = "/run/lock/firstboot-lab.lock"
+
+// connectRetry connects to a daemon that is running and accepts on its
+// socket, trying three times: restarting it for one failed connection would
+// pull it from under every other run that uses it.
+func (l *Lab) connectRetry(ctx context.Context) error {
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		if err = l.connect(ctx); err == nil {
+			return nil
+		}
+		l.log.Warn("lab: connecting to firstboot's libvirtd failed", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(2 * time.Second):
+		}
+	}
+	return err
 }
 
 // socketFromURI accepts qemu:///system with an optional ?socket=.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ func requireLab(t *testing.T) {
 
 func TestUpDown(t *testing.T) {
 	requireLab(t)
+	stopSharedLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	stateDir := t.TempDir()
@@ -42,7 +44,7 @@ func TestUpDown(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = l.Down(context.Background()) })
 	if !l.StartedDaemons() {
-		t.Skip("a firstboot libvirtd is already running; the lifecycle test needs a host without one")
+		testenv.Missing(t, "a firstboot libvirtd that is not the tests' own is running; the lifecycle test needs a host without one")
 	}
 	t.Logf("Up took %s (first libvirt call %s)", time.Since(start).Round(time.Millisecond), l.FirstCall.Round(time.Millisecond))
 	st := l.State()
@@ -136,6 +138,70 @@ func TestUpDown(t *testing.T) {
 	}
 }
 
+// TestUpConcurrent: several Ups at once on a host without daemons (parallel
+// `firstboot run`s) start one set of daemons, which the others reuse; none
+// fails starting daemons of its own.
+func TestUpConcurrent(t *testing.T) {
+	requireLab(t)
+	stopSharedLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cfg := lab.Config{StateDir: t.TempDir(), Netns: "fbtest-concurrent", Logger: testLogger(t)}
+	t.Cleanup(func() { _ = Stop(context.Background(), cfg) })
+	labs := make([]*Lab, 3)
+	errs := make([]error, len(labs))
+	var wg sync.WaitGroup
+	for i := range labs {
+		wg.Go(func() { labs[i], errs[i] = Up(ctx, cfg) })
+	}
+	wg.Wait()
+	var owner *Lab
+	pids := map[int]bool{}
+	for i, l := range labs {
+		if errs[i] != nil {
+			t.Errorf("Up %d: %v", i, errs[i])
+			continue
+		}
+		if l.StartedDaemons() {
+			if owner != nil {
+				t.Errorf("Up %d started daemons too", i)
+			}
+			owner = l
+		}
+		pid, err := peerPID(l.socket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids[pid] = true
+	}
+	if t.Failed() {
+		return
+	}
+	if owner == nil {
+		testenv.Missing(t, "a firstboot libvirtd that is not the tests' own is running; this test needs a host without one")
+	}
+	if len(pids) != 1 {
+		t.Errorf("the Ups reached %d libvirtds (%v), want one", len(pids), pids)
+	}
+	st := owner.State()
+	for _, l := range labs {
+		if l != owner {
+			if err := l.Down(ctx); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	if !processAlive(st.LibvirtdPID, "libvirtd") {
+		t.Fatal("Down of a reusing lab stopped the daemons")
+	}
+	if err := owner.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if processAlive(st.LibvirtdPID, "libvirtd") || processAlive(st.VirtlogdPID, "virtlogd") {
+		t.Error("daemons still running after the owner's Down")
+	}
+}
+
 func nsOf(t *testing.T, pid int) string {
 	t.Helper()
 	s, err := os.Readlink("/proc/" + itoa(pid) + "/ns/net")
@@ -172,6 +238,7 @@ func dnsmasqFor(t *testing.T, network string) []int {
 
 func TestDownLeavesSharedDaemons(t *testing.T) {
 	requireLab(t)
+	stopSharedLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cfg := lab.Config{StateDir: t.TempDir(), Netns: "fbtest-share"}
@@ -182,7 +249,7 @@ func TestDownLeavesSharedDaemons(t *testing.T) {
 	t.Cleanup(func() { _ = Stop(context.Background(), cfg) })
 	if !owner.StartedDaemons() {
 		owner.Close()
-		t.Skip("a firstboot libvirtd is already running")
+		testenv.Missing(t, "a firstboot libvirtd that is not the tests' own is running; this test needs a host without one")
 	}
 	st := owner.State()
 	guest, err := Up(ctx, lab.Config{StateDir: t.TempDir()})

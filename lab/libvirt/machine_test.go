@@ -27,9 +27,9 @@ import (
 // sharedLab is one lab for the VM tests (starting libvirtd costs ~10 s);
 // TestMain brings it down.
 type sharedLabT struct {
-	once sync.Once
-	l    *Lab
-	err  error
+	mu  sync.Mutex
+	l   *Lab
+	err error
 }
 
 var shared sharedLabT
@@ -49,29 +49,57 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// getLab returns the lab the tests share, bringing it up on first use (and
+// again after stopSharedLab).
 func getLab(t *testing.T) *Lab {
 	t.Helper()
 	requireLab(t)
-	shared.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		// A fixed state dir, so a test run that died is cleaned up by the next.
-		cfg := lab.Config{StateDir: testStateDir, Netns: "fbtest", Accel: "tcg", Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
-		if err := Stop(ctx, cfg); err != nil {
-			shared.err = fmt.Errorf("cleaning up an earlier test lab: %w", err)
-			return
-		}
-		start := time.Now()
-		shared.l, shared.err = Up(ctx, cfg)
-		if shared.err == nil {
-			fmt.Fprintf(os.Stderr, "lab up: %s (first libvirt call %s, started daemons: %v)\n",
-				time.Since(start).Round(time.Millisecond), shared.l.FirstCall.Round(time.Millisecond), shared.l.StartedDaemons())
-		}
-	})
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.l == nil && shared.err == nil {
+		shared.l, shared.err = upSharedLab()
+	}
 	if shared.err != nil {
 		t.Fatal(shared.err)
 	}
 	return shared.l
+}
+
+func upSharedLab() (*Lab, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// A fixed state dir, so a test run that died is cleaned up by the next.
+	cfg := lab.Config{StateDir: testStateDir, Netns: "fbtest", Accel: "tcg", Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	if err := Stop(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("cleaning up an earlier test lab: %w", err)
+	}
+	start := time.Now()
+	l, err := Up(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(os.Stderr, "lab up: %s (first libvirt call %s, started daemons: %v)\n",
+		time.Since(start).Round(time.Millisecond), l.FirstCall.Round(time.Millisecond), l.StartedDaemons())
+	return l, nil
+}
+
+// stopSharedLab takes the shared lab down, for the lifecycle tests, which
+// need a host where no firstboot libvirtd runs (they would otherwise only
+// share it and skip). The next getLab brings it up again.
+func stopSharedLab(t *testing.T) {
+	t.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.l == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := shared.l.Down(ctx)
+	shared.l = nil
+	if err != nil {
+		t.Fatalf("taking the shared test lab down: %v", err)
+	}
 }
 
 // bootResult is what one boot-and-capture run produced.

@@ -308,7 +308,7 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("network lock: %w", err)
+		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	for {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
@@ -317,12 +317,12 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			f.Close()
-			return nil, fmt.Errorf("network lock %s: %w", path, err)
+			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}
 		select {
 		case <-ctx.Done():
 			f.Close()
-			return nil, fmt.Errorf("network lock %s: %w", path, ctx.Err())
+			return nil, fmt.Errorf("waiting for lock %s (held by another firstboot): %w", path, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
