@@ -14,6 +14,7 @@ import (
 	"io"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/firstboot/firstboot/analyzer/capfile"
@@ -44,7 +45,7 @@ type Options struct {
 
 // AnalyzeFile analyses the capture at path.
 func AnalyzeFile(ctx context.Context, path string, opts Options) (*schema.Analysis, error) {
-	r, err := capfile.Open(path)
+	r, err := capfile.OpenMapped(path)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +99,9 @@ func run(ctx context.Context, r *capfile.Reader, name string, opts Options, out 
 }
 
 // read feeds the engine every packet of r.
-func (e *engine) read(ctx context.Context, r *capfile.Reader, name string) error {
+func (e *engine) read(ctx context.Context, r *capfile.Reader, name string) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer recoverFault(name, &err)
 	var p capfile.Packet
 	for n := 0; ; n++ {
 		if n&0xffff == 0 {
@@ -131,6 +134,22 @@ func (e *engine) readAhead(ctx context.Context, r *capfile.Reader, name string) 
 			return e.endOfInput(name, err)
 		}
 	}
+}
+
+// recoverFault, deferred where packets of a mapped capture are read, turns
+// the fault of a file that shrank meanwhile (capfile.OpenMapped) into an
+// error; any other panic goes on.
+func recoverFault(name string, err *error) {
+	if v := recover(); v != nil {
+		if !capfile.IsFault(v) {
+			panic(v)
+		}
+		*err = faultError(name, v)
+	}
+}
+
+func faultError(name string, v any) error {
+	return fmt.Errorf("reading %s: the file shrank while it was read (%v): analyse a copy that nothing writes to", name, v)
 }
 
 // endOfInput turns the error that ended reading into the analysis' outcome:

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -853,5 +854,37 @@ func TestAnalyzeFileToFailure(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Errorf("left behind in the output directory: %v", left)
+	}
+}
+
+// TestFileShrinksWhileRead: a mapped capture cut short while it is read (a
+// capture rotated under the analysis) fails with an error that says so, on
+// both read paths, instead of crashing the process on the lost pages.
+func TestFileShrinksWhileRead(t *testing.T) {
+	src := tempFile(t, "full.pcap")
+	writePcap(t, src, layers.LinkTypeEthernet, benchPackets(t, 200))
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ahead := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ahead=%v", ahead), func(t *testing.T) {
+			p := tempFile(t, "shrinks.pcap")
+			if err := os.WriteFile(p, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r, err := capfile.OpenMapped(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if err := os.Truncate(p, 4096); err != nil {
+				t.Fatal(err)
+			}
+			_, err = run(context.Background(), r, "shrinks.pcap", Options{}, &memSink{}, ahead)
+			if err == nil || !strings.Contains(err.Error(), "shrinks.pcap") || !strings.Contains(err.Error(), "shrank while it was read") {
+				t.Fatalf("error %v, want one saying shrinks.pcap shrank while it was read", err)
+			}
+		})
 	}
 }

@@ -1,6 +1,8 @@
 package analyzer
 
 import (
+	"runtime/debug"
+
 	"github.com/firstboot/firstboot/analyzer/capfile"
 	"github.com/firstboot/firstboot/analyzer/decode"
 )
@@ -51,6 +53,8 @@ func startReadAhead(r *capfile.Reader) *readAhead {
 func (ra *readAhead) read(r *capfile.Reader) {
 	defer close(ra.done)
 	defer close(ra.full)
+	// A mapped capture that shrinks faults on the lost pages: fill recovers.
+	debug.SetPanicOnFault(true)
 	for {
 		var b *packetBatch
 		select {
@@ -73,6 +77,15 @@ func (ra *readAhead) read(r *capfile.Reader) {
 // fill reads up to aheadPackets packets from r into b and decodes them.
 func (b *packetBatch) fill(r *capfile.Reader) {
 	b.pkts, b.ends, b.data, b.err = b.pkts[:0], b.ends[:0], b.data[:0], nil
+	defer func() {
+		if v := recover(); v != nil {
+			if !capfile.IsFault(v) {
+				panic(v)
+			}
+			b.pkts, b.dec, b.kinds = b.pkts[:0], b.dec[:0], b.kinds[:0]
+			b.err = faultError(r.Name(), v)
+		}
+	}()
 	for len(b.pkts) < aheadPackets {
 		var p capfile.Packet
 		if err := r.Next(&p); err != nil {

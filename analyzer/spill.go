@@ -34,7 +34,7 @@ func analyzeFileTo(ctx context.Context, path string, opts Options, dir, logForma
 	if err != nil {
 		return nil, err
 	}
-	r, err := capfile.Open(path)
+	r, err := capfile.OpenMapped(path)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,8 @@ import (
 	"io"
 	"math/bits"
 	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // bufSize is the read buffer; records up to this size are returned without copying.
@@ -84,8 +86,11 @@ type Reader struct {
 	file    *os.File
 	gz      *gzip.Reader
 	br      *bufio.Reader
-	off     int64 // offset of the next unread byte
-	pending int   // bytes handed out by take, to discard before reading on
+	mem     []byte // the whole file when mapped (OpenMapped); br is nil then
+	pos     int    // in mem: bytes consumed
+	dropped int    // in mem: bytes whose pages were handed back
+	off     int64  // offset of the next unread byte
+	pending int    // bytes handed out by take, to discard before reading on
 	format  string
 	isGzip  bool
 
@@ -114,6 +119,63 @@ func Open(name string) (*Reader, error) {
 	return r, nil
 }
 
+// OpenMapped is Open, but an uncompressed file is mapped into memory instead
+// of read, so packets are not copied out of the page cache. Packet data then
+// stays valid until Close.
+//
+// A file that shrinks while it is mapped faults (SIGBUS) when the lost pages
+// are touched: callers must read with debug.SetPanicOnFault(true) and
+// recover (see IsFault). Compressed files, and anything that cannot be
+// mapped, are read as Open reads them.
+func OpenMapped(name string) (*Reader, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("opening capture: %w", err)
+	}
+	mem, ok := mapFile(f)
+	if !ok {
+		r, err := NewReader(f, name)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		r.file = f
+		return r, nil
+	}
+	r := &Reader{name: name, mem: mem, file: f}
+	if err := r.readHeader(); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// mapFile maps a regular, uncompressed file read-only; ok is false when it
+// is to be read instead.
+func mapFile(f *os.File) (mem []byte, ok bool) {
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() < 4 || int64(int(fi.Size())) != fi.Size() {
+		return nil, false
+	}
+	var head [2]byte
+	if _, err := f.ReadAt(head[:], 0); err != nil || head[0] == 0x1f && head[1] == 0x8b {
+		return nil, false
+	}
+	mem, err = unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, false
+	}
+	_ = unix.Madvise(mem, unix.MADV_SEQUENTIAL)
+	return mem, true
+}
+
+// IsFault reports whether v, a value recovered from a panic, is the memory
+// fault of a mapped file that shrank (under debug.SetPanicOnFault).
+func IsFault(v any) bool {
+	_, ok := v.(interface{ Addr() uintptr })
+	return ok
+}
+
 // NewReader reads a capture from rd; name is used in error messages.
 func NewReader(rd io.Reader, name string) (*Reader, error) {
 	r := &Reader{name: name, br: bufio.NewReaderSize(rd, bufSize)}
@@ -140,21 +202,27 @@ func NewReader(rd io.Reader, name string) (*Reader, error) {
 	if len(head) < 4 {
 		return nil, r.errf(0, err, "truncated file header (%d bytes)", len(head))
 	}
+	if err := r.readHeader(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// readHeader recognises the format by its magic and reads the file header.
+func (r *Reader) readHeader() error {
+	head, err := r.peek(4)
+	if len(head) < 4 {
+		return r.errf(0, err, "truncated file header (%d bytes)", len(head))
+	}
 	switch {
 	case isPcapMagic(head):
 		r.format = "pcap"
-		if err := r.readPcapHeader(); err != nil {
-			return nil, err
-		}
+		return r.readPcapHeader()
 	case binary.LittleEndian.Uint32(head) == blockSHB:
 		r.format = "pcapng"
-		if err := r.readFirstSHB(); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, r.errf(0, nil, "not a pcap or pcapng file (magic %x)", head)
+		return r.readFirstSHB()
 	}
-	return r, nil
+	return r.errf(0, nil, "not a pcap or pcapng file (magic %x)", head)
 }
 
 // Close releases the file.
@@ -162,6 +230,10 @@ func (r *Reader) Close() error {
 	var err error
 	if r.gz != nil {
 		err = r.gz.Close()
+	}
+	if r.mem != nil {
+		err = unix.Munmap(r.mem)
+		r.mem = nil
 	}
 	if r.file != nil {
 		if e := r.file.Close(); err == nil {
@@ -215,7 +287,7 @@ const (
 )
 
 func (r *Reader) readPcapHeader() error {
-	h, err := r.br.Peek(24)
+	h, err := r.peek(24)
 	if len(h) < 24 {
 		return r.errf(int64(len(h)), err, "truncated pcap file header")
 	}
@@ -234,7 +306,7 @@ func (r *Reader) readPcapHeader() error {
 	lt := r.order.Uint32(h[20:]) & 0xffff // upper bits carry FCS information
 	r.ifaces = []iface{{linkType: lt, snaplen: snap, mul: 1, div: 1}}
 	r.allLinks = []uint32{lt}
-	r.br.Discard(24)
+	r.discard(24)
 	r.off = 24
 	return nil
 }
@@ -246,7 +318,7 @@ func (r *Reader) Next(p *Packet) error {
 		return io.EOF
 	}
 	if r.pending > 0 {
-		r.br.Discard(r.pending) // already peeked: cannot fail
+		r.discard(r.pending) // already peeked: cannot fail
 		r.pending = 0
 	}
 	if r.format == "pcap" {
@@ -258,8 +330,8 @@ func (r *Reader) Next(p *Packet) error {
 // take returns the next n bytes and counts them as read. They stay valid until
 // the next call to Next: without a copy when they fit the buffer.
 func (r *Reader) take(n int) ([]byte, error) {
-	if n <= bufSize {
-		b, err := r.br.Peek(n)
+	if n <= bufSize || r.mem != nil {
+		b, err := r.peek(n)
 		if len(b) < n {
 			if err == nil || errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
@@ -284,7 +356,7 @@ func (r *Reader) take(n int) ([]byte, error) {
 
 func (r *Reader) nextPcap(p *Packet) error {
 	hl := 16 + r.extraHdr
-	h, err := r.br.Peek(hl)
+	h, err := r.peek(hl)
 	if len(h) == 0 && (err == nil || errors.Is(err, io.EOF)) {
 		r.done = true
 		return io.EOF
@@ -304,9 +376,9 @@ func (r *Reader) nextPcap(p *Packet) error {
 	}
 	start := r.off
 	var data []byte
-	if n := hl + int(incl); n <= bufSize {
+	if n := hl + int(incl); n <= bufSize || r.mem != nil {
 		// Header and data in one peek: the common case, one buffer call.
-		b, err := r.br.Peek(n)
+		b, err := r.peek(n)
 		if len(b) < n {
 			if err == nil || errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
@@ -317,7 +389,7 @@ func (r *Reader) nextPcap(p *Packet) error {
 		r.off += int64(n)
 		data = b[hl:]
 	} else {
-		r.br.Discard(hl)
+		r.discard(hl)
 		r.off += int64(hl)
 		if data, err = r.take(int(incl)); err != nil {
 			return r.damage(start, err, "truncated record (%d of %d bytes)", len(data), incl)
@@ -346,7 +418,7 @@ const (
 )
 
 func (r *Reader) readFirstSHB() error {
-	h, err := r.br.Peek(12)
+	h, err := r.peek(12)
 	if len(h) < 12 {
 		return r.errf(int64(len(h)), err, "truncated pcapng section header")
 	}
@@ -368,11 +440,11 @@ func (r *Reader) readFirstSHB() error {
 func (r *Reader) nextNg(p *Packet) error {
 	for {
 		if r.pending > 0 {
-			r.br.Discard(r.pending)
+			r.discard(r.pending)
 			r.pending = 0
 		}
 		start := r.off
-		h, err := r.br.Peek(12)
+		h, err := r.peek(12)
 		if len(h) == 0 && (err == nil || errors.Is(err, io.EOF)) {
 			r.done = true
 			return io.EOF
@@ -509,4 +581,36 @@ func (ifc *iface) ns(units uint64) int64 {
 		return int64(hi<<(64-ifc.shift)|lo>>ifc.shift) + ifc.offsetNS
 	}
 	return int64(units*ifc.mul/ifc.div) + ifc.offsetNS
+}
+
+// peek returns the next n bytes without consuming them (fewer, with the
+// error, at the end of the input).
+func (r *Reader) peek(n int) ([]byte, error) {
+	if r.mem == nil {
+		return r.br.Peek(n)
+	}
+	if rest := r.mem[r.pos:]; len(rest) < n {
+		return rest, io.EOF
+	}
+	return r.mem[r.pos : r.pos+n], nil
+}
+
+// dropEvery is how much of a mapped file is read between handing its pages
+// back: by the end the mapping would otherwise count the whole file as the
+// process's memory.
+const dropEvery = 16 << 20
+
+// discard consumes n peeked bytes.
+func (r *Reader) discard(n int) {
+	if r.mem == nil {
+		r.br.Discard(n)
+		return
+	}
+	r.pos += n
+	if r.pos-r.dropped >= dropEvery {
+		end := r.pos &^ (os.Getpagesize() - 1)
+		// The pages stay in the page cache; only this mapping lets go of them.
+		_ = unix.Madvise(r.mem[r.dropped:end], unix.MADV_DONTNEED)
+		r.dropped = end
+	}
 }

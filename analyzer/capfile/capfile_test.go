@@ -5,7 +5,10 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -114,37 +117,61 @@ func TestRead(t *testing.T) {
 		{"pcapng-gzip", "pcapng", gz(pcapngBytes(t, rs)), true, time.Nanosecond, 2},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			r, err := NewReader(bytes.NewReader(tc.data), tc.name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.Format() != tc.format || r.Gzip() != tc.gzip {
-				t.Errorf("format %s gzip %v", r.Format(), r.Gzip())
-			}
-			var p Packet
-			i := 0
-			for ; ; i++ {
-				err := r.Next(&p)
-				if err == io.EOF {
-					break
-				}
+		for _, how := range []string{"stream", "mapped"} {
+			t.Run(tc.name+"/"+how, func(t *testing.T) {
+				r, err := open(t, how, tc.data, tc.name)
 				if err != nil {
-					t.Fatalf("packet %d: %v", i, err)
+					t.Fatal(err)
 				}
-				want := rs[i]
-				res := tc.resolution
-				if got := time.Unix(0, p.TS); !got.Equal(want.ts.Truncate(res)) || !bytes.Equal(p.Data, want.data) || p.OrigLen != want.orig {
-					t.Fatalf("packet %d: ts %v (want %v), %d bytes (want %d), orig %d", i, got, want.ts, len(p.Data), len(want.data), p.OrigLen)
+				defer r.Close()
+				if mapped := r.mem != nil; mapped != (how == "mapped" && !tc.gzip) {
+					t.Errorf("mapped %v: a mapped uncompressed file is read from memory, anything else through a buffer", mapped)
 				}
-			}
-			if i != len(rs) {
-				t.Errorf("read %d packets, want %d", i, len(rs))
-			}
-			if len(r.LinkTypes()) != tc.links {
-				t.Errorf("link types %v", r.LinkTypes())
-			}
-		})
+				readAll(t, r, tc.format, tc.gzip, tc.resolution, tc.links, rs)
+			})
+		}
+	}
+}
+
+// open opens data streamed (NewReader) or, written to a file, mapped
+// (OpenMapped): both must read the same.
+func open(t testing.TB, how string, data []byte, name string) (*Reader, error) {
+	if how == "stream" {
+		return NewReader(bytes.NewReader(data), name)
+	}
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return OpenMapped(path)
+}
+
+// readAll reads every packet of r and checks it against rs.
+func readAll(t *testing.T, r *Reader, format string, gzip bool, res time.Duration, links int, rs []rec) {
+	t.Helper()
+	if r.Format() != format || r.Gzip() != gzip {
+		t.Errorf("format %s gzip %v", r.Format(), r.Gzip())
+	}
+	var p Packet
+	i := 0
+	for ; ; i++ {
+		err := r.Next(&p)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("packet %d: %v", i, err)
+		}
+		want := rs[i]
+		if got := time.Unix(0, p.TS); !got.Equal(want.ts.Truncate(res)) || !bytes.Equal(p.Data, want.data) || p.OrigLen != want.orig {
+			t.Fatalf("packet %d: ts %v (want %v), %d bytes (want %d), orig %d", i, got, want.ts, len(p.Data), len(want.data), p.OrigLen)
+		}
+	}
+	if i != len(rs) {
+		t.Errorf("read %d packets, want %d", i, len(rs))
+	}
+	if len(r.LinkTypes()) != links {
+		t.Errorf("link types %v", r.LinkTypes())
 	}
 }
 
@@ -230,51 +257,87 @@ func TestErrors(t *testing.T) {
 		{name: "cut gzip", data: gz(good)[:60], damage: "decompressed byte offset"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			r, err := NewReader(bytes.NewReader(tc.data), "f.pcap")
-			if tc.open != "" {
-				var e *Error
-				if err == nil || !strings.Contains(err.Error(), tc.open) || !strings.Contains(err.Error(), "f.pcap") || !errors.As(err, &e) {
-					t.Fatalf("open error %v, want %q", err, tc.open)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var p Packet
-			for {
-				err = r.Next(&p)
-				if err != nil {
-					break
-				}
-			}
-			if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), tc.damage) {
-				t.Fatalf("error %v, want damage %q", err, tc.damage)
-			}
-			if r.Next(&p) != io.EOF {
-				t.Error("reading goes on after damage")
-			}
-		})
+		for _, how := range []string{"stream", "mapped"} {
+			t.Run(tc.name+"/"+how, func(t *testing.T) { checkError(t, how, tc.data, tc.open, tc.damage) })
+		}
 	}
 }
 
+// checkError reads data to its end and checks the error: openErr is the
+// text of an error opening it, damage that of the error reading it.
+func checkError(t *testing.T, how string, data []byte, openErr, damage string) {
+	r, err := open(t, how, data, "f.pcap")
+	if openErr != "" {
+		var e *Error
+		if err == nil || !strings.Contains(err.Error(), openErr) || !strings.Contains(err.Error(), "f.pcap") || !errors.As(err, &e) {
+			t.Fatalf("open error %v, want %q", err, openErr)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var p Packet
+	for {
+		err = r.Next(&p)
+		if err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), damage) {
+		t.Fatalf("error %v, want damage %q", err, damage)
+	}
+	if r.Next(&p) != io.EOF {
+		t.Error("reading goes on after damage")
+	}
+}
+
+// FuzzReader reads any input streamed and mapped: neither panics, and both
+// give the same packets and the same error.
 func FuzzReader(f *testing.F) {
 	f.Add(pcapBytes(&testing.T{}, false, records()[:2]))
 	f.Add(pcapngBytes(&testing.T{}, records()[:2]))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := NewReader(bytes.NewReader(b), "fuzz")
-		if err != nil {
-			return
+		var got [2]string
+		for i, how := range []string{"stream", "mapped"} {
+			got[i] = readTrace(t, how, b)
 		}
-		var p Packet
-		for i := 0; i < 1<<16; i++ {
-			if r.Next(&p) != nil {
-				return
-			}
-			if len(p.Data) > p.OrigLen {
-				t.Fatalf("captured %d > original %d", len(p.Data), p.OrigLen)
-			}
+		if got[0] != got[1] {
+			t.Fatalf("streamed and mapped reads differ:\n%s\n%s", got[0], got[1])
 		}
 	})
+}
+
+// readTrace reads data and describes what it read: each packet and the
+// error that ended reading.
+func readTrace(t *testing.T, how string, data []byte) string {
+	r, err := open(t, how, data, "fuzz")
+	if err != nil {
+		return "open: " + describe(err)
+	}
+	defer r.Close()
+	var trace strings.Builder
+	var p Packet
+	for i := 0; i < 1<<16; i++ {
+		if err := r.Next(&p); err != nil {
+			trace.WriteString(describe(err))
+			break
+		}
+		if len(p.Data) > p.OrigLen {
+			t.Fatalf("captured %d > original %d", len(p.Data), p.OrigLen)
+		}
+		fmt.Fprintf(&trace, "%d %d %d %d %x\n", p.TS, p.Iface, p.LinkType, p.Offset, p.Data)
+	}
+	return trace.String()
+}
+
+// describe is an error without the file name, which differs between the ways
+// of opening.
+func describe(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return fmt.Sprintf("%s at %d (gzip %v, damaged %v)", e.Msg, e.Offset, e.Gzip, errors.Is(err, ErrDamaged))
+	}
+	return err.Error()
 }
