@@ -64,6 +64,7 @@ type engine struct {
 	steps       *stepper
 
 	flows     map[flowKey]*flow
+	conn      schema.Conn // the conn record finishFlow builds: the sinks copy it
 	lastFlow  *flow // the flow of the last packet, while it is in flows
 	clock     int64 // flow clock: max packet time, reset on large backwards jumps
 	lastTS    int64
@@ -235,17 +236,24 @@ func (e *engine) maybeSweep() {
 // finishFlows finishes flows that end together in a fixed order (start time,
 // then uid), not the map's, so records come out in the same order every run.
 func (e *engine) finishFlows(fs []*flow) {
-	// Sorting the keys beside the pointers, not through them: at the end of a
-	// capture this sorts every live flow, and each comparison through the
-	// pointers would miss the cache twice.
+	// At the end of a capture this sorts every live flow. The keys are sorted
+	// beside the flows, not through them (each comparison would miss the
+	// cache twice), and hold no pointers: moving those while the collector
+	// runs costs write barriers. Equal start times, which are rare, look up
+	// the uids.
 	order := make([]flowOrder, len(fs))
 	for i, f := range fs {
-		order[i] = flowOrder{f.first, f.uid, f}
+		order[i] = flowOrder{f.first, i}
 	}
-	slices.SortFunc(order, func(x, y flowOrder) int { return cmp.Or(cmp.Compare(x.first, y.first), cmp.Compare(x.uid, y.uid)) })
+	slices.SortFunc(order, func(x, y flowOrder) int {
+		if c := cmp.Compare(x.first, y.first); c != 0 {
+			return c
+		}
+		return cmp.Compare(fs[x.i].uid, fs[y.i].uid)
+	})
 	for _, o := range order {
-		e.finishFlow(o.f)
-		e.recycleFlow(o.f)
+		e.finishFlow(fs[o.i])
+		e.recycleFlow(fs[o.i])
 	}
 }
 
@@ -269,6 +277,7 @@ func (e *engine) allocFlow() *flow {
 	}
 	f := &e.flowBlock[0]
 	e.flowBlock = e.flowBlock[1:]
+	f.history = f.histBuf[:0]
 	return f
 }
 
@@ -290,8 +299,7 @@ func (e *engine) recycleFlow(f *flow) {
 
 type flowOrder struct {
 	first int64
-	uid   string
-	f     *flow
+	i     int // in the flows being finished
 }
 
 func addrOf(v uint8, b [16]byte) netip.Addr {

@@ -206,7 +206,8 @@ func (e *engine) finishFlow(f *flow) {
 		ob, rb = o.hi, r.hi
 	}
 	ra, _ := f.resp()
-	c := schema.Conn{
+	c := &e.conn // reused: the sinks copy what they keep
+	*c = schema.Conn{
 		ConnID: e.connID(f, f.first),
 		Proto:  protoName(f.key.proto), Service: f.service, Duration: float64(f.last-f.first) / 1e9,
 		OrigBytes: ob, RespBytes: rb, ConnState: f.connState(), MissedBytes: o.missed + r.missed,
@@ -214,8 +215,8 @@ func (e *engine) finishFlow(f *flow) {
 		OrigL2Addr: e.macString(o), RespL2Addr: e.macString(r), Step: e.steps.name(f.step),
 	}
 	c.Name, c.NameSource = e.attr.Name(f.sni, f.httpHost, addrOf(f.key.v, ra), f.first, c.Service)
-	e.aggregate(&c, f)
-	e.out.conn(&c)
+	e.aggregate(c, f)
+	e.out.conn(c)
 	if f.tls != nil {
 		e.out.tls(f.tls)
 		f.tls = nil
