@@ -65,8 +65,8 @@ type engine struct {
 
 	flows     map[flowKey]*flow
 	conn      schema.Conn // the conn record finishFlow builds: the sinks copy it
-	lastFlow  *flow // the flow of the last packet, while it is in flows
-	clock     int64 // flow clock: max packet time, reset on large backwards jumps
+	lastFlow  *flow       // the flow of the last packet, while it is in flows
+	clock     int64       // flow clock: max packet time, reset on large backwards jumps
 	lastTS    int64
 	now       int64 // time of the packet being processed
 	havePkt   bool

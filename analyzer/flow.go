@@ -68,7 +68,7 @@ type flow struct {
 	icmpType uint8
 	icmpCode uint8
 	d        [2]dir
-	history  []byte   // in histBuf while it fits: most flows' histories are short
+	history  []byte // in histBuf while it fits: most flows' histories are short
 	histBuf  [16]byte
 	service  string
 

@@ -38,6 +38,7 @@ func FuzzAnalyze(f *testing.F) {
 		if _, err := MarshalAnalysis(a); err != nil {
 			t.Fatal(err)
 		}
+		checkMadeFields(t, a)
 		if err := WriteOutputs(t.TempDir(), a, LogsJSON); err != nil {
 			t.Fatal(err)
 		}

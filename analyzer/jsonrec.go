@@ -22,10 +22,13 @@ type recordEncoder struct {
 	// ("2006-01-02T15:"): records come in time order, mostly in one hour.
 	hour     int64
 	hourText []byte
+	// made tells that the records come from the engine: their uids,
+	// addresses and enums skip the escape scan (see madeStr).
+	made bool
 }
 
-func newRecordEncoder() *recordEncoder {
-	r := &recordEncoder{}
+func newRecordEncoder(made bool) *recordEncoder {
+	r := &recordEncoder{made: made}
 	r.enc = json.NewEncoder(&r.slow)
 	r.enc.SetEscapeHTML(false)
 	return r
@@ -38,6 +41,15 @@ func (r *recordEncoder) generic(b []byte, v any) ([]byte, error) {
 		return b, err
 	}
 	return append(b, bytes.TrimSuffix(r.slow.Bytes(), []byte("\n"))...), nil
+}
+
+// madeStr appends a field the engine builds from a fixed alphabet (see
+// madeStr in outputs.go).
+func (r *recordEncoder) madeStr(b []byte, s string) []byte {
+	if r.made {
+		return append(append(append(b, '"'), s...), '"')
+	}
+	return r.str(b, s)
 }
 
 func (r *recordEncoder) str(b []byte, s string) []byte {
@@ -167,13 +179,13 @@ func (r *recordEncoder) head(b []byte, id *schema.ConnID) []byte {
 	b = append(b, `{"ts":"`...)
 	b = r.time(b, id.TS)
 	b = append(b, `","uid":`...)
-	b = r.str(b, id.UID)
+	b = r.madeStr(b, id.UID)
 	b = append(b, `,"id.orig_h":`...)
-	b = r.str(b, id.OrigH)
+	b = r.madeStr(b, id.OrigH)
 	b = append(b, `,"id.orig_p":`...)
 	b = strconv.AppendInt(b, int64(id.OrigP), 10)
 	b = append(b, `,"id.resp_h":`...)
-	b = r.str(b, id.RespH)
+	b = r.madeStr(b, id.RespH)
 	b = append(b, `,"id.resp_p":`...)
 	return strconv.AppendInt(b, int64(id.RespP), 10)
 }
@@ -199,7 +211,7 @@ func (r *recordEncoder) conn(b []byte, c *schema.Conn) ([]byte, error) {
 	}
 	b = r.head(b, &c.ConnID)
 	b = append(b, `,"proto":`...)
-	b = r.str(b, c.Proto)
+	b = r.madeStr(b, c.Proto)
 	b = append(b, `,"service":`...)
 	b = r.str(b, c.Service)
 	b = append(b, `,"duration":`...)
@@ -209,7 +221,7 @@ func (r *recordEncoder) conn(b []byte, c *schema.Conn) ([]byte, error) {
 	b = append(b, `,"resp_bytes":`...)
 	b = strconv.AppendInt(b, c.RespBytes, 10)
 	b = append(b, `,"conn_state":`...)
-	b = r.str(b, c.ConnState)
+	b = r.madeStr(b, c.ConnState)
 	b = append(b, `,"missed_bytes":`...)
 	b = strconv.AppendInt(b, c.MissedBytes, 10)
 	b = append(b, `,"history":`...)
@@ -249,9 +261,9 @@ func (r *recordEncoder) dns(b []byte, d *schema.DNS) ([]byte, error) {
 	}
 	b = r.head(b, &d.ConnID)
 	b = append(b, `,"proto":`...)
-	b = r.str(b, d.Proto)
+	b = r.madeStr(b, d.Proto)
 	b = append(b, `,"kind":`...)
-	b = r.str(b, d.Kind)
+	b = r.madeStr(b, d.Kind)
 	b = append(b, `,"trans_id":`...)
 	b = strconv.AppendInt(b, int64(d.TransID), 10)
 	if d.RTT != nil {

@@ -127,7 +127,7 @@ func newFileSink(outDir string, asJSON bool, memory int64) (*fileSink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating spill directory in %s (is it writable?): %w", outDir, err)
 	}
-	s := &fileSink{dir: tmp, asJSON: asJSON, re: newRecordEncoder(), budget: spillBudget{left: memory}}
+	s := &fileSink{dir: tmp, asJSON: asJSON, re: newRecordEncoder(true), budget: spillBudget{left: memory}}
 	for k := range numKinds {
 		s.js[k] = spillFile{buf: newSpillBuffer(tmp, spillKinds[k].field+".json", &s.budget)}
 		s.logBuf[k] = newSpillBuffer(tmp, spillKinds[k].log+".log", &s.budget)
@@ -190,31 +190,31 @@ const maxCols = 32
 func (s *fileSink) conn(c *schema.Conn) {
 	var row [maxCols]zeeklog.Value
 	raw, err := s.re.conn(s.start(kindConn), c)
-	s.put(kindConn, raw, err, connRow(row[:0], c))
+	s.put(kindConn, raw, err, connRow(row[:0], c, true))
 }
 
 func (s *fileSink) dns(d *schema.DNS) {
 	var row [maxCols]zeeklog.Value
 	raw, err := s.re.dns(s.start(kindDNS), d)
-	s.put(kindDNS, raw, err, dnsRow(row[:0], d))
+	s.put(kindDNS, raw, err, dnsRow(row[:0], d, true))
 }
 
 func (s *fileSink) tls(t *schema.TLS) {
 	var row [maxCols]zeeklog.Value
 	raw, err := s.re.tls(s.start(kindTLS), t)
-	s.put(kindTLS, raw, err, sslRow(row[:0], t))
+	s.put(kindTLS, raw, err, sslRow(row[:0], t, true))
 }
 
 func (s *fileSink) http(h *schema.HTTP) {
 	var row [maxCols]zeeklog.Value
 	raw, err := s.re.http(s.start(kindHTTP), h)
-	s.put(kindHTTP, raw, err, httpRow(row[:0], h))
+	s.put(kindHTTP, raw, err, httpRow(row[:0], h, true))
 }
 
 func (s *fileSink) ntp(n *schema.NTP) {
 	var row [maxCols]zeeklog.Value
 	raw, err := s.re.ntp(s.start(kindNTP), n)
-	s.put(kindNTP, raw, err, ntpRow(row[:0], n))
+	s.put(kindNTP, raw, err, ntpRow(row[:0], n, true))
 }
 
 // assemble writes analysis.json and the logs into dir from a and the spill files.

@@ -32,6 +32,7 @@ type kind uint8
 const (
 	kUnset kind = iota
 	kString
+	kSafe // a string that needs no escape scan (see Safe)
 	kCount
 	kInt
 	kTime   // printed as seconds with 6 decimals, from integer nanoseconds
@@ -57,6 +58,12 @@ func Unset() Value { return Value{} }
 
 // Str is a string (also addr and enum); "" is written as (empty).
 func Str(s string) Value { return Value{k: kString, s: s} }
+
+// Safe is a string the caller built from a fixed alphabet (a uid, an
+// address, an enum): printable ASCII without a backslash, comma or double
+// quote. It is written without the escape scan every other string gets;
+// the empty string is still written as (empty).
+func Safe(s string) Value { return Value{k: kSafe, s: s} }
 
 // OptStr is Str, or Unset for "".
 func OptStr(s string) Value {
@@ -202,6 +209,12 @@ func appendRow(b []byte, vals []Value) []byte {
 			b = append(b, '-')
 		case kString:
 			b = appendEscaped(b, v.s, false)
+		case kSafe:
+			if len(v.s) > 1 && v.s != "(empty)" {
+				b = append(b, v.s...)
+			} else {
+				b = appendEscaped(b, v.s, false) // the markers: "", "-"
+			}
 		case kCount, kInt:
 			b = strconv.AppendInt(b, v.n, 10)
 		case kTime, kDouble:
@@ -282,6 +295,8 @@ func (lw *Writer) appendJSONRow(b []byte, vals []Value) []byte {
 		switch v.k {
 		case kString:
 			b = lw.jsonString(b, v.s)
+		case kSafe:
+			b = append(append(append(b, '"'), v.s...), '"')
 		case kCount, kInt:
 			b = strconv.AppendInt(b, v.n, 10)
 		case kTime, kDouble:
