@@ -592,7 +592,8 @@ func (r *Reader) peek(n int) ([]byte, error) {
 	if rest := r.mem[r.pos:]; len(rest) < n {
 		return rest, io.EOF
 	}
-	return r.mem[r.pos : r.pos+n], nil
+	// Capped: an append must not write into the (read-only) mapping.
+	return r.mem[r.pos : r.pos+n : r.pos+n], nil
 }
 
 // dropEvery is how much of a mapped file is read between handing its pages
