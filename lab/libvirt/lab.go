@@ -189,19 +189,27 @@ const upLock = "/run/lock/firstboot-lab.lock"
 // socket, trying three times: restarting it for one failed connection would
 // pull it from under every other run that uses it.
 func (l *Lab) connectRetry(ctx context.Context) error {
+	const attempts = 3
 	var err error
-	for attempt := 1; attempt <= 3; attempt++ {
+	for attempt := 1; ; attempt++ {
 		if err = l.connect(ctx); err == nil {
 			return nil
 		}
 		l.log.Warn("lab: connecting to firstboot's libvirtd failed", "attempt", attempt, "err", err)
+		if l.conn != nil {
+			// Connected, but the daemon did not answer a call: drop it.
+			_ = l.conn.Disconnect()
+			l.conn = nil
+		}
+		if attempt == attempts {
+			return err
+		}
 		select {
 		case <-ctx.Done():
 			return errors.Join(err, ctx.Err())
 		case <-time.After(2 * time.Second):
 		}
 	}
-	return err
 }
 
 // socketFromURI accepts qemu:///system with an optional ?socket=.
