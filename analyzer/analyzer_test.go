@@ -888,3 +888,40 @@ func TestFileShrinksWhileRead(t *testing.T) {
 		})
 	}
 }
+
+// TestICMPErrorsAddNoProtocol: an ICMP port unreachable the guest sends for
+// a late datagram counts as a connection to the destination but adds no
+// protocol to it (whether it is sent depends on timing, so two runs of one
+// scenario would differ); an echo request is a protocol like any other.
+func TestICMPErrorsAddNoProtocol(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	reply := buildIP(t, ipPkt{src: ipWeb, dst: ipGuest, proto: "udp", sport: 443, dport: 50000, payload: make([]byte, 40)})
+	pkts := []capPkt{
+		{ts: t0, data: ether(macGuest, macRouter, buildIP(t, ipPkt{src: ipGuest, dst: ipWeb, proto: "udp", sport: 50000, dport: 443, payload: make([]byte, 40)}))},
+		{ts: t0.Add(10 * time.Millisecond), data: ether(macRouter, macGuest, reply)},
+		// The guest's socket is closed by now: the kernel answers a late datagram.
+		{ts: t0.Add(20 * time.Millisecond), data: ether(macGuest, macRouter, buildIP(t, ipPkt{src: ipGuest, dst: ipWeb, proto: "icmp",
+			icmp: layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodePort), payload: reply[:28]}))},
+		{ts: t0.Add(30 * time.Millisecond), data: ether(macGuest, macRouter, buildIP(t, ipPkt{src: ipGuest, dst: ipRouter, proto: "icmp", payload: []byte("ping")}))},
+	}
+	p := tempFile(t, "icmp.pcap")
+	writePcap(t, p, layers.LinkTypeEthernet, pkts)
+	a := analyze(t, p, Options{})
+	dests := map[string]schema.Destination{}
+	for _, d := range a.Destinations {
+		dests[d.Name] = d
+	}
+	web := dests[ipWeb.String()]
+	if web.Connections != 2 || !slices.Equal(web.Protocols, []string{"udp"}) {
+		t.Errorf("%s: %d connections, protocols %v; want 2 (the datagrams and the unreachable), [udp]", ipWeb, web.Connections, web.Protocols)
+	}
+	var local schema.Destination
+	for _, d := range a.Destinations {
+		if slices.Contains(d.Addresses, ipRouter.String()) {
+			local = d
+		}
+	}
+	if !slices.Contains(local.Protocols, "icmp") {
+		t.Errorf("the echo request to the router adds no icmp protocol: %+v", local)
+	}
+}

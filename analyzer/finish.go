@@ -246,8 +246,9 @@ func (e *engine) aggregate(c *schema.Conn, f *flow) {
 	g.pairs[addrPair{c.OrigH, c.RespH}] = struct{}{}
 	e.origs[origKey{c.OrigH, c.OrigL2Addr}]++
 	end := nsTime(f.last)
-	addDest(g.dests, c, end, f.step)
-	addDest(e.destAll, c, end, f.step)
+	proto := !f.icmpError()
+	addDest(g.dests, c, end, f.step, proto)
+	addDest(e.destAll, c, end, f.step, proto)
 }
 
 // finish flushes every live flow and builds the analysis, without the
@@ -513,8 +514,10 @@ type destAgg struct {
 }
 
 // addDest adds a finished conn (ending at end, in step si) to the
-// destination aggregates m, keyed by attributed name.
-func addDest(m map[string]*destAgg, c *schema.Conn, end time.Time, si int) {
+// addDest adds c to its destination's aggregate in m, keyed by attributed
+// name; with proto, its service or transport joins the destination's
+// protocols.
+func addDest(m map[string]*destAgg, c *schema.Conn, end time.Time, si int, proto bool) {
 	a := m[c.Name]
 	if a == nil {
 		a = &destAgg{d: schema.Destination{Name: c.Name, FirstSeen: c.TS, LastSeen: end},
@@ -525,7 +528,9 @@ func addDest(m map[string]*destAgg, c *schema.Conn, end time.Time, si int) {
 	a.sources[c.NameSource] = true
 	a.addrs[c.RespH] = true
 	a.ports[portKey{c.Proto, c.RespP}] = true
-	a.protos[cmp.Or(c.Service, c.Proto)] = true
+	if proto {
+		a.protos[cmp.Or(c.Service, c.Proto)] = true
+	}
 	a.steps[si] = true
 	d.Connections++
 	d.BytesUp += c.OrigIPBytes

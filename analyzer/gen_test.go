@@ -54,6 +54,7 @@ type ipPkt struct {
 	window     uint16
 	synOptions bool
 	ipID       uint16
+	icmp       layers.ICMPv4TypeCode // for proto "icmp"; zero: echo request
 }
 
 func mustSerialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
@@ -96,7 +97,11 @@ func buildIP(t testing.TB, p ipPkt) []byte {
 		u.SetNetworkLayerForChecksum(netl)
 		b = mustSerialize(t, ipl, u, gopacket.Payload(p.payload))
 	case "icmp":
-		ic := &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0), Id: 1, Seq: 1}
+		tc := p.icmp
+		if tc == 0 {
+			tc = layers.CreateICMPv4TypeCode(layers.ICMPv4TypeEchoRequest, 0)
+		}
+		ic := &layers.ICMPv4{TypeCode: tc, Id: 1, Seq: 1}
 		b = mustSerialize(t, ipl, ic, gopacket.Payload(p.payload))
 	default:
 		win := p.window

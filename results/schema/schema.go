@@ -195,6 +195,10 @@ type Destination struct {
 	Ports []string `json:"ports"`
 	// Protocols lists the services seen (Zeek names: "dns", "http", "ssl", "quic",
 	// "ntp", "dhcp") and the bare transport ("tcp", "udp", "icmp") for connections without one.
+	// ICMP error messages (unreachable, time exceeded, …) count as connections but add no
+	// protocol: they answer another flow's packet, and whether they are sent depends on its
+	// timing (a late datagram to a port already closed), so they would make two runs of one
+	// scenario differ.
 	Protocols []string `json:"protocols"`
 	// Connections counts conn records.
 	Connections int64 `json:"connections"`
