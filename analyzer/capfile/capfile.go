@@ -105,19 +105,7 @@ type Reader struct {
 }
 
 // Open opens a capture file. Close releases it.
-func Open(name string) (*Reader, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return nil, fmt.Errorf("opening capture: %w", err)
-	}
-	r, err := NewReader(f, name)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	r.file = f
-	return r, nil
-}
+func Open(name string) (*Reader, error) { return open(name, false) }
 
 // OpenMapped is Open, but an uncompressed file is mapped into memory instead
 // of read, so packets are not copied out of the page cache. Packet data then
@@ -127,32 +115,37 @@ func Open(name string) (*Reader, error) {
 // are touched: callers must read with debug.SetPanicOnFault(true) and
 // recover (see IsFault). Compressed files, and anything that cannot be
 // mapped, are read as Open reads them.
-func OpenMapped(name string) (*Reader, error) {
+func OpenMapped(name string) (*Reader, error) { return open(name, true) }
+
+func open(name string, mapped bool) (*Reader, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("opening capture: %w", err)
 	}
-	mem, ok := mapFile(f)
-	if !ok {
-		r, err := NewReader(f, name)
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		r.file = f
-		return r, nil
+	var r *Reader
+	if mem, ok := mapFile(f, mapped); ok {
+		r = &Reader{name: name, mem: mem}
+		err = r.readHeader()
+	} else {
+		r, err = NewReader(f, name)
 	}
-	r := &Reader{name: name, mem: mem, file: f}
-	if err := r.readHeader(); err != nil {
-		r.Close()
+	if err != nil {
+		if r != nil {
+			r.Close() // unmaps
+		}
+		f.Close()
 		return nil, err
 	}
+	r.file = f
 	return r, nil
 }
 
-// mapFile maps a regular, uncompressed file read-only; ok is false when it
-// is to be read instead.
-func mapFile(f *os.File) (mem []byte, ok bool) {
+// mapFile maps a regular, uncompressed file read-only when mapped is set;
+// ok is false when it is to be read instead.
+func mapFile(f *os.File, mapped bool) (mem []byte, ok bool) {
+	if !mapped {
+		return nil, false
+	}
 	fi, err := f.Stat()
 	if err != nil || !fi.Mode().IsRegular() || fi.Size() < 4 || int64(int(fi.Size())) != fi.Size() {
 		return nil, false

@@ -119,7 +119,7 @@ func TestRead(t *testing.T) {
 	for _, tc := range cases {
 		for _, how := range []string{"stream", "mapped"} {
 			t.Run(tc.name+"/"+how, func(t *testing.T) {
-				r, err := open(t, how, tc.data, tc.name)
+				r, err := openAs(t, how, tc.data, tc.name)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -133,9 +133,9 @@ func TestRead(t *testing.T) {
 	}
 }
 
-// open opens data streamed (NewReader) or, written to a file, mapped
+// openAs opens data streamed (NewReader) or, written to a file, mapped
 // (OpenMapped): both must read the same.
-func open(t testing.TB, how string, data []byte, name string) (*Reader, error) {
+func openAs(t testing.TB, how string, data []byte, name string) (*Reader, error) {
 	if how == "stream" {
 		return NewReader(bytes.NewReader(data), name)
 	}
@@ -266,7 +266,7 @@ func TestErrors(t *testing.T) {
 // checkError reads data to its end and checks the error: openErr is the
 // text of an error opening it, damage that of the error reading it.
 func checkError(t *testing.T, how string, data []byte, openErr, damage string) {
-	r, err := open(t, how, data, "f.pcap")
+	r, err := openAs(t, how, data, "f.pcap")
 	if openErr != "" {
 		var e *Error
 		if err == nil || !strings.Contains(err.Error(), openErr) || !strings.Contains(err.Error(), "f.pcap") || !errors.As(err, &e) {
@@ -312,7 +312,7 @@ func FuzzReader(f *testing.F) {
 // readTrace reads data and describes what it read: each packet and the
 // error that ended reading.
 func readTrace(t *testing.T, how string, data []byte) string {
-	r, err := open(t, how, data, "fuzz")
+	r, err := openAs(t, how, data, "fuzz")
 	if err != nil {
 		return "open: " + describe(err)
 	}
