@@ -246,7 +246,10 @@ func (e *engine) aggregate(c *schema.Conn, f *flow) {
 	g.pairs[addrPair{c.OrigH, c.RespH}] = struct{}{}
 	e.origs[origKey{c.OrigH, c.OrigL2Addr}]++
 	end := nsTime(f.last)
-	proto := !f.icmpError()
+	// An ICMP error answers another flow's packet, sent or not depending on
+	// that flow's timing (a late datagram to a closed port): not a protocol
+	// spoken with the destination.
+	proto := !decode.ICMPError(f.key.proto, f.icmpType)
 	addDest(g.dests, c, end, f.step, proto)
 	addDest(e.destAll, c, end, f.step, proto)
 }
@@ -513,10 +516,9 @@ type destAgg struct {
 	steps   map[int]bool
 }
 
-// addDest adds a finished conn (ending at end, in step si) to the
-// addDest adds c to its destination's aggregate in m, keyed by attributed
-// name; with proto, its service or transport joins the destination's
-// protocols.
+// addDest adds a finished conn (ending at end, in step si) to its
+// destination's aggregate in m, keyed by attributed name; with proto, its
+// service or transport joins the destination's protocols.
 func addDest(m map[string]*destAgg, c *schema.Conn, end time.Time, si int, proto bool) {
 	a := m[c.Name]
 	if a == nil {

@@ -91,24 +91,6 @@ type quicState struct {
 	done  bool
 }
 
-// icmpError reports whether the flow is an ICMP error message (destination
-// unreachable, time exceeded, parameter problem, redirect, source quench,
-// packet too big): a reply to another flow's packet, sent or not depending
-// on that flow's timing (a late datagram to a closed port), not a protocol
-// spoken with the destination.
-func (f *flow) icmpError() bool {
-	switch f.key.proto {
-	case decode.ProtoICMP:
-		switch f.icmpType {
-		case 3, 4, 5, 11, 12:
-			return true
-		}
-	case decode.ProtoICMPv6:
-		return f.icmpType < 128 // RFC 4443: 0–127 are the error messages
-	}
-	return false
-}
-
 func (f *flow) timeout() int64 {
 	switch f.key.proto {
 	case decode.ProtoTCP:

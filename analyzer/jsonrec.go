@@ -47,7 +47,7 @@ func (r *recordEncoder) generic(b []byte, v any) ([]byte, error) {
 // madeStr in outputs.go).
 func (r *recordEncoder) madeStr(b []byte, s string) []byte {
 	if r.made {
-		return append(append(append(b, '"'), s...), '"')
+		return zeeklog.AppendQuoted(b, s)
 	}
 	return r.str(b, s)
 }
@@ -57,9 +57,7 @@ func (r *recordEncoder) str(b []byte, s string) []byte {
 		out, _ := r.generic(b, s) // strings always encode
 		return out
 	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
+	return zeeklog.AppendQuoted(b, s)
 }
 
 // finite reports whether encoding/json accepts f (it refuses NaN and infinities).

@@ -226,9 +226,9 @@ func withIDs(head []string, rest ...string) []zeeklog.Column {
 	return cols(spec...)
 }
 
-// head appends the ts, uid and id columns most logs start with.
-// head is the id columns. made tells that the record comes from the engine,
-// whose uids, addresses and enums need no escape scan (see madeStr).
+// head appends the ts, uid and id columns most logs start with. made tells
+// that the record comes from the engine, whose uids and addresses need no
+// escape scan (see madeStr).
 func head(dst []zeeklog.Value, id *schema.ConnID, made bool) []zeeklog.Value {
 	return append(dst, zeeklog.Time(id.TS), madeStr(id.UID, made), madeStr(id.OrigH, made), zeeklog.Count(int64(id.OrigP)), madeStr(id.RespH, made), zeeklog.Count(int64(id.RespP)))
 }

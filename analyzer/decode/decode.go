@@ -482,6 +482,24 @@ func l4Checksum(p *Packet, seg []byte) uint16 {
 	return Checksum(seg, sum)
 }
 
+// ICMPError reports whether an ICMP (proto ProtoICMP) or ICMPv6 message of
+// type typ is an error message, which quotes the packet it answers:
+// destination unreachable, source quench, redirect, time exceeded,
+// parameter problem; for ICMPv6 (RFC 4443) types 0–127, packet too big
+// among them.
+func ICMPError(proto, typ uint8) bool {
+	switch proto {
+	case ProtoICMP:
+		switch typ {
+		case 3, 4, 5, 11, 12:
+			return true
+		}
+	case ProtoICMPv6:
+		return typ < 128
+	}
+	return false
+}
+
 // Checksum returns the Internet checksum of b with an initial partial sum; a
 // correct packet (checksum field included) gives 0.
 //

@@ -296,7 +296,7 @@ func (lw *Writer) appendJSONRow(b []byte, vals []Value) []byte {
 		case kString:
 			b = lw.jsonString(b, v.s)
 		case kSafe:
-			b = append(append(append(b, '"'), v.s...), '"')
+			b = AppendQuoted(b, v.s)
 		case kCount, kInt:
 			b = strconv.AppendInt(b, v.n, 10)
 		case kTime, kDouble:
@@ -335,6 +335,12 @@ func (lw *Writer) jsonString(b []byte, s string) []byte {
 		lw.enc.Encode(s) // cannot fail for a string
 		return append(b, bytes.TrimSuffix(lw.slow.Bytes(), []byte("\n"))...)
 	}
+	return AppendQuoted(b, s)
+}
+
+// AppendQuoted appends s in double quotes: a JSON string, for an s that
+// needs no escape (Plain(s, '"'), or built from a fixed alphabet).
+func AppendQuoted(b []byte, s string) []byte {
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')

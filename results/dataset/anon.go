@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+
+	"github.com/firstboot/firstboot/analyzer/decode"
 )
 
 // Anonymisation replaces the lab's own identifiers, consistently within a run:
@@ -452,9 +454,7 @@ func (an *anonymizer) icmp4(seg []byte) {
 	if len(seg) < 8+20 {
 		return
 	}
-	switch seg[0] {
-	case 3, 4, 5, 11, 12:
-	default:
+	if !decode.ICMPError(decode.ProtoICMP, seg[0]) {
 		return
 	}
 	in := seg[8:]
