@@ -216,7 +216,7 @@ func appendRow(b []byte, vals []Value) []byte {
 				b = appendEscaped(b, v.s, false) // the markers: "", "-"
 			}
 		case kCount, kInt:
-			b = strconv.AppendInt(b, v.n, 10)
+			b = AppendInt(b, v.n)
 		case kTime, kDouble:
 			b = appendFixed6(b, v)
 		case kBool:
@@ -260,7 +260,7 @@ func appendFixed6(b []byte, v *Value) []byte {
 			sec--
 			frac += 1e9
 		}
-		b = strconv.AppendInt(b, sec, 10)
+		b = AppendInt(b, sec)
 		us := frac / 1000
 		b = append(b, '.', byte('0'+us/100000), byte('0'+us/10000%10), byte('0'+us/1000%10),
 			byte('0'+us/100%10), byte('0'+us/10%10), byte('0'+us%10))
@@ -273,7 +273,7 @@ func appendFixed6(b []byte, v *Value) []byte {
 // 6, 64) does; whole numbers (TTLs, polls) are done without it.
 func appendFloat6(b []byte, f float64) []byte {
 	if f >= 0 && f < 1<<53 && f == math.Trunc(f) && !(f == 0 && math.Signbit(f)) {
-		return append(strconv.AppendInt(b, int64(f), 10), ".000000"...)
+		return append(AppendInt(b, int64(f)), ".000000"...)
 	}
 	return strconv.AppendFloat(b, f, 'f', 6, 64)
 }
@@ -298,7 +298,7 @@ func (lw *Writer) appendJSONRow(b []byte, vals []Value) []byte {
 		case kSafe:
 			b = AppendQuoted(b, v.s)
 		case kCount, kInt:
-			b = strconv.AppendInt(b, v.n, 10)
+			b = AppendInt(b, v.n)
 		case kTime, kDouble:
 			b = appendFixed6(b, v)
 		case kBool:
