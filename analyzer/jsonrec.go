@@ -69,6 +69,9 @@ func float(b []byte, f float64) []byte {
 		// A whole number below 2^53 is its shortest decimal (TTLs mostly).
 		return zeeklog.AppendInt(b, int64(f))
 	}
+	if out, ok := zeeklog.AppendShortSeconds(b, f); ok {
+		return out // durations and round trips
+	}
 	abs := math.Abs(f)
 	format := byte('f')
 	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {

@@ -1,6 +1,7 @@
 package zeeklog
 
 import (
+	"math"
 	"math/bits"
 	"slices"
 )
@@ -59,4 +60,63 @@ func decimalLen(u uint64) int {
 		t++
 	}
 	return t
+}
+
+// AppendShortSeconds appends f as strconv.AppendFloat(b, f, 'f', -1, 64)
+// does (the shortest decimal that reads back as f), for what durations and
+// round trips are: 1e-6 <= f < 1e6 and the float nearest a whole number of
+// nanoseconds. It reports false, appending nothing, for any other f.
+//
+// Such an f has a decimal of at most 15 significant digits (its
+// nanoseconds), and no two decimals that short read back as the same
+// float64, so none shorter can be f's shortest: the nanoseconds are it.
+func AppendShortSeconds(b []byte, f float64) ([]byte, bool) {
+	if !(f >= 1e-6 && f < 1e6) {
+		return b, false
+	}
+	ns := math.Round(f * 1e9)
+	if ns/1e9 != f { // ns is exact below 2^53: one correctly rounded division
+		return b, false
+	}
+	n := int64(ns)
+	b = AppendInt(b, n/1e9)
+	if frac := n % 1e9; frac != 0 {
+		var d [10]byte
+		d[0] = '.'
+		for i := 9; i >= 1; i-- {
+			d[i] = byte('0' + frac%10)
+			frac /= 10
+		}
+		end := len(d)
+		for d[end-1] == '0' {
+			end--
+		}
+		b = append(b, d[:end]...)
+	}
+	return b, true
+}
+
+// appendFixed6Fast appends f with 6 decimals, as strconv.AppendFloat(b, f,
+// 'f', 6, 64) does, for 0 < f < 1e6 whose microseconds are not within a
+// rounding error of a tie; it reports false, appending nothing, otherwise.
+// Below 1e6, f*1e6 is within 2^-14 of its exact value, so away from ties
+// rounding it rounds the exact value the same way.
+func appendFixed6Fast(b []byte, f float64) ([]byte, bool) {
+	if !(f > 0 && f < 1e6) {
+		return b, false
+	}
+	t := f * 1e6
+	whole := math.Floor(t)
+	tie := t - whole - 0.5
+	if tie > -1e-3 && tie < 1e-3 {
+		return b, false
+	}
+	us := int64(whole)
+	if tie > 0 {
+		us++
+	}
+	b = AppendInt(b, us/1e6)
+	frac := us % 1e6
+	return append(b, '.', byte('0'+frac/100000), byte('0'+frac/10000%10), byte('0'+frac/1000%10),
+		byte('0'+frac/100%10), byte('0'+frac/10%10), byte('0'+frac%10)), true
 }

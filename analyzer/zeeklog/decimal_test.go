@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"testing"
+	"time"
 )
 
 func TestAppendInt(t *testing.T) {
@@ -46,5 +47,62 @@ func BenchmarkStrconvAppendInt(b *testing.B) {
 	buf := make([]byte, 0, 64)
 	for i := range b.N {
 		buf = strconv.AppendInt(buf[:0], int64(i)*7919, 10)
+	}
+}
+
+// floatCases are the floats the seconds formatters see (durations and round
+// trips from nanoseconds, as time.Duration.Seconds makes them) and the ones
+// they must refuse or get right: ties, range edges, odd values.
+func floatCases() []float64 {
+	fs := []float64{0, 1e-6, math.Nextafter(1e-6, 0), 1e6, math.Nextafter(1e6, 0), 0.5, 1.5, 2.5e-6, 1.0 / 3,
+		0.0000005, 0.0000015, 0.1234565, 999999.9999995, 123456.789, 1e-7, -1, -0.5, 1e300, math.NaN(), math.Inf(1)}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 20000 {
+		ns := r.Int64N(1e15) >> r.IntN(50)
+		fs = append(fs, time.Duration(ns).Seconds(), float64(ns)/1e9)
+		us := r.Int64N(1e12) >> r.IntN(40)
+		fs = append(fs, (float64(us)+0.5)/1e6, math.Nextafter((float64(us)+0.5)/1e6, 0), float64(us)/1e6)
+		fs = append(fs, r.Float64()*math.Pow(10, float64(r.IntN(14)-7)))
+	}
+	return fs
+}
+
+func TestAppendShortSeconds(t *testing.T) {
+	fast := 0
+	for _, f := range floatCases() {
+		got, ok := AppendShortSeconds([]byte("x"), f)
+		if !ok {
+			if string(got) != "x" {
+				t.Fatalf("AppendShortSeconds(%v) refused but appended %q", f, got)
+			}
+			continue
+		}
+		fast++
+		if want := strconv.AppendFloat([]byte("x"), f, 'f', -1, 64); string(got) != string(want) {
+			t.Fatalf("AppendShortSeconds(%v) = %q, want %q", f, got, want)
+		}
+	}
+	if fast < 20000 {
+		t.Errorf("only %d values took the fast path; durations should", fast)
+	}
+}
+
+func TestAppendFixed6Fast(t *testing.T) {
+	fast := 0
+	for _, f := range floatCases() {
+		got, ok := appendFixed6Fast([]byte("x"), f)
+		if !ok {
+			if string(got) != "x" {
+				t.Fatalf("appendFixed6Fast(%v) refused but appended %q", f, got)
+			}
+			continue
+		}
+		fast++
+		if want := strconv.AppendFloat([]byte("x"), f, 'f', 6, 64); string(got) != string(want) {
+			t.Fatalf("appendFixed6Fast(%v) = %q, want %q", f, got, want)
+		}
+	}
+	if fast < 20000 {
+		t.Errorf("only %d values took the fast path; durations should", fast)
 	}
 }

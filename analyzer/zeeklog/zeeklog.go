@@ -275,6 +275,9 @@ func appendFloat6(b []byte, f float64) []byte {
 	if f >= 0 && f < 1<<53 && f == math.Trunc(f) && !(f == 0 && math.Signbit(f)) {
 		return append(AppendInt(b, int64(f)), ".000000"...)
 	}
+	if out, ok := appendFixed6Fast(b, f); ok {
+		return out
+	}
 	return strconv.AppendFloat(b, f, 'f', 6, 64)
 }
 
