@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
 	"net/netip"
 	"slices"
 
@@ -80,6 +81,8 @@ type engine struct {
 	addrStrs  map[addrKey]string
 	macStrs   map[[6]byte]string
 	strs      map[string]string
+	uidHash   hash.Hash // reset for each uid: sha256.Sum256 allocates a digest per call
+	uidSum    []byte
 
 	dec    decode.Packet
 	defrag *decode.Defragmenter
@@ -130,6 +133,7 @@ func newEngine(opts Options, steps *stepper, out recordSink) *engine {
 		macStrs:  map[[6]byte]string{},
 		strs:     map[string]string{},
 		fps:      map[fpKey]*fpAgg{},
+		uidHash:  sha256.New(),
 	}
 }
 
@@ -435,7 +439,10 @@ func (e *engine) newFlow(k flowKey, p *decode.Packet, ts int64, fromA bool, si i
 	buf[36] = k.proto
 	binary.BigEndian.PutUint64(buf[37:], uint64(ts))
 	binary.BigEndian.PutUint64(buf[45:], uint64(e.pktIndex))
-	sum := sha256.Sum256(buf[:])
+	e.uidHash.Reset()
+	e.uidHash.Write(buf[:])
+	sum := e.uidHash.Sum(e.uidSum[:0])
+	e.uidSum = sum
 	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 	var uid [18]byte
 	uid[0] = 'C'
