@@ -64,7 +64,8 @@ type engine struct {
 	streamBytes int
 	steps       *stepper
 
-	flows     map[flowKey]*flow
+	flows     *flowTable
+	sweepBuf  []*flow     // the live flows while a sweep looks at them
 	conn      schema.Conn // the conn record finishFlow builds: the sinks copy it
 	lastFlow  *flow       // the flow of the last packet, while it is in flows
 	clock     int64       // flow clock: max packet time, reset on large backwards jumps
@@ -114,7 +115,7 @@ func newEngine(opts Options, steps *stepper, out recordSink) *engine {
 		opts:        opts,
 		streamBytes: sb,
 		steps:       steps,
-		flows:       make(map[flowKey]*flow, 1024),
+		flows:       newFlowTable(1024),
 		defrag:      decode.NewDefragmenter(),
 		attr:        attribute.NewStore(),
 		cnt:         make([]counters, steps.count()),
@@ -222,10 +223,11 @@ func (e *engine) maybeSweep() {
 	e.nextSweep = e.clock + sweepEvery
 	var done []*flow
 	oldest := e.clock // the earliest start of a live flow
-	for k, f := range e.flows {
+	e.sweepBuf = e.flows.flows(e.sweepBuf[:0])
+	for _, f := range e.sweepBuf {
 		if e.clock-f.last > f.timeout() {
 			done = append(done, f)
-			delete(e.flows, k)
+			e.flows.remove(f)
 		} else if f.first < oldest {
 			oldest = f.first
 		}
@@ -329,17 +331,17 @@ func (e *engine) flowPacket(p *decode.Packet, ts int64, si int) {
 	// Packets come in runs of one flow: the last one is checked before the map.
 	f := e.lastFlow
 	if f == nil || f.key != k {
-		f = e.flows[k]
+		f = e.flows.get(&k)
 	}
 	if f != nil && f.isNewConnection(p) {
 		e.finishFlow(f)
-		delete(e.flows, k)
+		e.flows.remove(f)
 		e.recycleFlow(f)
 		f = nil
 	}
 	if f == nil {
 		f = e.newFlow(k, p, ts, fromA, si)
-		e.flows[k] = f
+		e.flows.add(f)
 	}
 	e.lastFlow = f
 	dir := 0

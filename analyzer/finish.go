@@ -257,11 +257,8 @@ func (e *engine) aggregate(c *schema.Conn, f *flow) {
 // finish flushes every live flow and builds the analysis, without the
 // records (they went to the sink).
 func (e *engine) finish() *schema.Analysis {
-	rest := make([]*flow, 0, len(e.flows))
-	for _, f := range e.flows {
-		rest = append(rest, f)
-	}
-	clear(e.flows)
+	rest := e.flows.flows(make([]*flow, 0, e.flows.n))
+	e.flows.reset()
 	e.finishFlows(rest)
 	e.warn.FragmentsDropped += int64(e.defrag.Pending())
 
