@@ -1,11 +1,14 @@
 package analyzer
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/firstboot/firstboot/analyzer/capfile"
 	"github.com/firstboot/firstboot/analyzer/zeeklog"
@@ -109,18 +112,24 @@ type spillFile struct {
 	n   int64 // records
 }
 
-// fileSink encodes each record into two spill files: its analysis.json
-// element and its log row.
+// fileSink encodes each record twice: its analysis.json element into a
+// spill buffer (analysis.json begins with what only the end of the capture
+// tells), and its log row straight into the log, in the temporary directory
+// until the end.
 type fileSink struct {
-	dir    string // temporary, inside the output directory, removed at the end
-	asJSON bool
-	re     *recordEncoder
-	budget spillBudget
-	js     [numKinds]spillFile
-	logBuf [numKinds]*spillBuffer // log rows, without header
-	logs   [numKinds]*zeeklog.Writer
-	err    error // the first write error; later records are dropped
+	dir     string // temporary, inside the output directory, removed at the end
+	asJSON  bool
+	re      *recordEncoder
+	budget  spillBudget
+	js      [numKinds]spillFile
+	logFile [numKinds]*os.File
+	logW    [numKinds]*bufio.Writer
+	logs    [numKinds]*zeeklog.Writer
+	err     error // the first write error; later records are dropped
 }
+
+// logBuffer is each log's write buffer.
+const logBuffer = 256 << 10
 
 func newFileSink(outDir string, asJSON bool, memory int64) (*fileSink, error) {
 	tmp, err := os.MkdirTemp(outDir, ".analysis-spill-")
@@ -129,24 +138,73 @@ func newFileSink(outDir string, asJSON bool, memory int64) (*fileSink, error) {
 	}
 	s := &fileSink{dir: tmp, asJSON: asJSON, re: newRecordEncoder(true), budget: spillBudget{left: memory}}
 	for k := range numKinds {
-		s.js[k] = spillFile{buf: newSpillBuffer(tmp, spillKinds[k].field+".json", &s.budget)}
-		s.logBuf[k] = newSpillBuffer(tmp, spillKinds[k].log+".log", &s.budget)
-		s.logs[k] = zeeklog.NewRows(s.logBuf[k], spillKinds[k].cols, asJSON)
+		kd := spillKinds[k]
+		s.js[k] = spillFile{buf: newSpillBuffer(tmp, kd.field+".json", &s.budget)}
+		f, err := os.Create(filepath.Join(tmp, kd.log+".log"))
+		if err != nil {
+			s.remove()
+			return nil, fmt.Errorf("creating %s in %s (is it writable?): %w", kd.log+".log", outDir, err)
+		}
+		s.logFile[k], s.logW[k] = f, bufio.NewWriterSize(f, logBuffer)
+		// The #open time is the capture's first, known at the end: a
+		// placeholder of the same width holds its place (see finishLog).
+		if err := zeeklog.Header(s.logW[k], kd.log, kd.cols, time.Time{}, asJSON); err != nil {
+			s.remove()
+			return nil, fmt.Errorf("writing %s: %w", f.Name(), err)
+		}
+		s.logs[k] = zeeklog.NewRows(s.logW[k], kd.cols, asJSON)
 	}
 	return s, nil
 }
 
-// remove closes and deletes the spill files.
+// remove closes and deletes the spill files and unfinished logs.
 func (s *fileSink) remove() {
 	for k := range numKinds {
 		if s.js[k].buf != nil {
 			s.js[k].buf.close()
 		}
-		if s.logBuf[k] != nil {
-			s.logBuf[k].close()
+		if s.logFile[k] != nil {
+			s.logFile[k].Close()
 		}
 	}
 	os.RemoveAll(s.dir)
+}
+
+// finishLog completes log k, its rows written, and moves it to dir: the
+// trailer, and over the header's placeholder the capture's #open time.
+func (s *fileSink) finishLog(k int, dir string, a *schema.Analysis) error {
+	kd := spillKinds[k]
+	f, path := s.logFile[k], filepath.Join(dir, kd.log+".log")
+	err := zeeklog.Trailer(s.logW[k], a.Summary.LastTS, s.asJSON)
+	if err == nil {
+		err = s.logW[k].Flush()
+	}
+	if err == nil && !s.asJSON {
+		var placeholder, head bytes.Buffer
+		zeeklog.Header(&placeholder, kd.log, kd.cols, time.Time{}, false)
+		zeeklog.Header(&head, kd.log, kd.cols, a.Summary.FirstTS, false)
+		if head.Len() == placeholder.Len() {
+			_, err = f.WriteAt(head.Bytes(), 0)
+		} else {
+			// Only a year outside 0–9999 is wider, and analysis.json,
+			// written before, cannot hold such a time either.
+			err = fmt.Errorf("#open time %v does not fit the header", a.Summary.FirstTS)
+		}
+	}
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	s.logFile[k] = nil
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w (is %s full?)", path, err, dir)
+	}
+	return nil
 }
 
 // start begins the analysis.json element of a record of kind k: the
@@ -178,7 +236,7 @@ func (s *fileSink) put(k int, raw []byte, err error, vals []zeeklog.Value) {
 	}
 	sf.n++
 	if err := s.logs[k].Row(vals); err != nil {
-		s.err = fmt.Errorf("writing spill file: %w", err)
+		s.err = fmt.Errorf("writing %s.log: %w", spillKinds[k].log, err)
 	}
 }
 
@@ -237,18 +295,7 @@ func (s *fileSink) assemble(dir string, a *schema.Analysis) error {
 		return err
 	}
 	for k := range numKinds {
-		kd := spillKinds[k]
-		rows := s.logBuf[k]
-		err := writeFileAtomic(filepath.Join(dir, kd.log+".log"), func(w io.Writer) error {
-			if err := zeeklog.Header(w, kd.log, kd.cols, a.Summary.FirstTS, s.asJSON); err != nil {
-				return err
-			}
-			if _, err := rows.WriteTo(w); err != nil {
-				return err
-			}
-			return zeeklog.Trailer(w, a.Summary.LastTS, s.asJSON)
-		})
-		if err != nil {
+		if err := s.finishLog(k, dir, a); err != nil {
 			return err
 		}
 	}

@@ -12,10 +12,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// spillMemory is how many bytes of encoded records all of a sink's buffers
-// keep in memory before they move to temporary files. Records of a 100 MB
-// capture (~45 MB) stay in memory and are written once, into their final
-// files; a 1 GB capture spills, and memory stays bounded (see make bench).
+// spillMemory is how many bytes of analysis.json records all of a sink's
+// buffers keep in memory before they move to temporary files. Those of a
+// 100 MB capture (~34 MB) stay in memory and are written once, into
+// analysis.json; a 1 GB capture spills, and memory stays bounded (see make
+// bench).
 const spillMemory = 64 << 20
 
 // spillChunk is the size of one memory chunk: fixed-size chunks never copy

@@ -4,7 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/firstboot/firstboot/results/schema"
 )
 
 // TestSpillBuffer: writes stay in memory while the shared budget lasts, move
@@ -104,4 +109,63 @@ func TestSpillBufferAppend(t *testing.T) {
 	if !bytes.Equal(got.Bytes(), want.Bytes()) {
 		t.Errorf("read back %d bytes, wrote %d (or they differ)", got.Len(), want.Len())
 	}
+}
+
+// TestStreamedLogHeader: a streamed log's #open time, known only at the
+// end, is written over its placeholder. The logs must match those
+// WriteOutputs writes in one go.
+func TestStreamedLogHeader(t *testing.T) {
+	for _, first := range []time.Time{
+		time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC),
+		time.Date(1999, 1, 2, 3, 4, 5, 0, time.UTC),
+	} {
+		c := schema.Conn{
+			ConnID: schema.ConnID{TS: first.Add(time.Second), UID: "CabcdefghijklmnopQ", OrigH: "10.0.0.2", OrigP: 5353, RespH: "10.0.0.1", RespP: 53},
+			Proto:  "udp", ConnState: "SF", History: "Dd",
+		}
+		a := &schema.Analysis{SchemaVersion: schema.Version, Conns: []schema.Conn{c}}
+		a.Summary.FirstTS, a.Summary.LastTS = first, first.Add(2*time.Second)
+
+		streamed, whole := t.TempDir(), t.TempDir()
+		s, err := newFileSink(streamed, false, spillMemory)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.conn(&a.Conns[0])
+		if err := s.assemble(streamed, a); err != nil {
+			t.Fatal(err)
+		}
+		s.remove()
+		if err := WriteOutputs(whole, a, LogsTSV); err != nil {
+			t.Fatal(err)
+		}
+		for _, log := range []string{"conn.log", "dns.log"} {
+			got, err := os.ReadFile(filepath.Join(streamed, log))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := os.ReadFile(filepath.Join(whole, log))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("first packet %v: streamed %s\n%s\nwant\n%s", first, log, got, want)
+			}
+		}
+		if !strings.Contains(mustRead(t, filepath.Join(streamed, "conn.log")), "#open\t"+first.Format("2006-01-02-15-04-05")+"\n") {
+			t.Errorf("first packet %v: conn.log lacks its #open time", first)
+		}
+		if left, _ := filepath.Glob(filepath.Join(streamed, ".analysis-spill-*")); len(left) != 0 {
+			t.Errorf("left behind: %v", left)
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
