@@ -33,11 +33,13 @@ type oooSeg struct {
 
 // dir is one direction of a flow: 0 orig → resp, 1 resp → orig.
 type dir struct {
+	// Every packet updates these: they share a cache line.
 	pkts    int64
 	ipBytes int64
 	payload int64 // UDP/ICMP payload; TCP uses hi
 	mac     [6]byte
 	hasMAC  bool
+	histSet uint32 // letters already in history, bit per letter
 
 	// TCP
 	state   uint8
@@ -47,7 +49,6 @@ type dir struct {
 	hi      int64  // highest relative end seen: Zeek's endpoint size
 	missed  int64
 	ooo     []oooSeg
-	histSet uint32 // letters already in history, bit per letter
 	// Zeek repeats S/H, F and R when the sequence number differs from the
 	// last packet with that flag, and C, T, W on a log scale (1, 10, 100 …).
 	lastSYN, lastFIN, lastRST uint32
@@ -57,30 +58,34 @@ type dir struct {
 }
 
 type flow struct {
+	// What every packet reads comes first: with the start of each
+	// direction's counters, a packet touches two or three cache lines of
+	// a flow, not five.
 	key      flowKey
 	origIsA  bool
-	uid      string
-	origH    string // address strings, once connID has made them
-	respH    string
+	icmpType uint8
+	icmpCode uint8
+	app      uint8 // application protocol state
 	first    int64
 	last     int64
 	step     int
-	icmpType uint8
-	icmpCode uint8
 	d        [2]dir
-	history  []byte // in histBuf while it fits: most flows' histories are short
-	histBuf  [16]byte
-	service  string
+	dnsPend  []dnsPending
+
+	uid     string
+	origH   string // address strings, once connID has made them
+	respH   string
+	history []byte // in histBuf while it fits: most flows' histories are short
+	histBuf [16]byte
+	service string
 
 	// application state
-	app      uint8
 	tls      *schema.TLS // the ssl.log record, written when the flow ends
 	sni      string
 	httpHost string
 	http     []schema.HTTP // http.log records, written when the flow ends
 	httpReqs []int         // indexes in http of requests waiting for a response
 	httpN    int
-	dnsPend  []dnsPending
 	quic     *quicState
 }
 
