@@ -3,8 +3,10 @@ package analyzer
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -178,13 +180,25 @@ func writeFileAtomic(path string, write func(io.Writer) error) error {
 		err = os.Chmod(tmp, 0o644)
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = replaceFile(tmp, path)
 	}
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
+}
+
+// replaceFile moves the finished file tmp to path, in place of the file of
+// an earlier analysis. It removes that file first: renaming over it makes
+// ext4 (auto_da_alloc) write the new file to disk before the rename returns,
+// 40 ms of waiting on the bench capture. Outputs can be made again, so
+// a crash in between losing them is an acceptable price.
+func replaceFile(tmp, path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // writeLog writes one log to w.

@@ -199,7 +199,7 @@ func (s *fileSink) finishLog(k int, dir string, a *schema.Analysis) error {
 	}
 	s.logFile[k] = nil
 	if err == nil {
-		err = os.Rename(f.Name(), path)
+		err = replaceFile(f.Name(), path)
 	}
 	if err != nil {
 		return fmt.Errorf("writing %s: %w (is %s full?)", path, err, dir)

@@ -169,3 +169,25 @@ func mustRead(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestReplaceFile: a finished output takes the place of an earlier one, or
+// of none.
+func TestReplaceFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "conn.log")
+	for _, content := range []string{"first run\n", "second run\n"} {
+		tmp := filepath.Join(dir, ".conn.log.tmp")
+		if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := replaceFile(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+		if got := mustRead(t, path); got != content {
+			t.Errorf("after replacing: %q, want %q", got, content)
+		}
+		if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+			t.Errorf("%s still there: %v", tmp, err)
+		}
+	}
+}
