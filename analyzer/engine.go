@@ -330,7 +330,7 @@ func (e *engine) flowPacket(p *decode.Packet, ts int64, si int) {
 	}
 	// Packets come in runs of one flow: the last one is checked before the map.
 	f := e.lastFlow
-	if f == nil || f.key != k {
+	if f == nil || !f.key.same(&k) {
 		f = e.flows.get(&k)
 	}
 	if f != nil && f.isNewConnection(p) {

@@ -1,6 +1,10 @@
 package analyzer
 
-import "hash/maphash"
+import (
+	"encoding/binary"
+	"math/bits"
+	"math/rand/v2"
+)
 
 // flowTable maps flow keys to live flows; every packet looks its flow up.
 //
@@ -13,8 +17,8 @@ import "hash/maphash"
 // Open addressing with linear probing; removal shifts the entries after the
 // removed one back, so no deleted markers lengthen the probes.
 type flowTable struct {
-	seed    maphash.Seed // random: a capture cannot be built to collide
-	entries []flowEntry  // a power of two long, at most 3/4 full
+	seed    [5]uint64   // random: a capture cannot be built to collide
+	entries []flowEntry // a power of two long, at most 3/4 full
 	n       int
 }
 
@@ -28,10 +32,37 @@ func newFlowTable(size int) *flowTable {
 	for n*3/4 < size {
 		n *= 2
 	}
-	return &flowTable{seed: maphash.MakeSeed(), entries: make([]flowEntry, n)}
+	t := &flowTable{entries: make([]flowEntry, n)}
+	for i := range t.seed {
+		t.seed[i] = rand.Uint64()
+	}
+	return t
 }
 
-func (t *flowTable) hash(k *flowKey) uint64 { return maphash.Comparable(t.seed, *k) }
+// hash mixes the key's five words with the seed as wyhash does (the high
+// and low halves of 128-bit products): inline, where a generic hash of the
+// 38 bytes was a call.
+func (t *flowTable) hash(k *flowKey) uint64 {
+	le := binary.LittleEndian
+	w := uint64(k.ap) | uint64(k.bp)<<16 | uint64(k.proto)<<32 | uint64(k.v)<<40
+	return mum(le.Uint64(k.a[:8])^t.seed[0], le.Uint64(k.a[8:])^t.seed[1]) ^
+		mum(le.Uint64(k.b[:8])^t.seed[2], le.Uint64(k.b[8:])^t.seed[3]) ^
+		mum(w^t.seed[4], t.seed[0]^t.seed[3])
+}
+
+func mum(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+// same reports whether two keys are equal, word by word: a struct compare
+// calls memequal for the address arrays.
+func (k *flowKey) same(o *flowKey) bool {
+	le := binary.LittleEndian
+	return le.Uint64(k.a[:8]) == le.Uint64(o.a[:8]) && le.Uint64(k.a[8:]) == le.Uint64(o.a[8:]) &&
+		le.Uint64(k.b[:8]) == le.Uint64(o.b[:8]) && le.Uint64(k.b[8:]) == le.Uint64(o.b[8:]) &&
+		k.ap == o.ap && k.bp == o.bp && k.proto == o.proto && k.v == o.v
+}
 
 // get returns the flow of k, or nil.
 func (t *flowTable) get(k *flowKey) *flow {
@@ -42,7 +73,7 @@ func (t *flowTable) get(k *flowKey) *flow {
 		if e.f == nil {
 			return nil
 		}
-		if e.hash == h && e.f.key == *k {
+		if e.hash == h && e.f.key.same(k) {
 			return e.f
 		}
 	}

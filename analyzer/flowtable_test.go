@@ -60,3 +60,28 @@ func TestFlowTable(t *testing.T) {
 		}
 	}
 }
+
+// TestFlowKeySame: same agrees with ==, whichever field differs.
+func TestFlowKeySame(t *testing.T) {
+	base := flowKey{ap: 1, bp: 2, proto: 6, v: 4}
+	for i := range 16 {
+		base.a[i], base.b[i] = byte(i), byte(100+i)
+	}
+	variants := []func(*flowKey){
+		func(k *flowKey) { k.ap++ }, func(k *flowKey) { k.bp++ },
+		func(k *flowKey) { k.proto++ }, func(k *flowKey) { k.v++ },
+	}
+	for i := range 16 {
+		variants = append(variants, func(k *flowKey) { k.a[i]++ }, func(k *flowKey) { k.b[i]++ })
+	}
+	if k := base; !k.same(&base) {
+		t.Fatal("a key differs from itself")
+	}
+	for n, change := range variants {
+		k := base
+		change(&k)
+		if k.same(&base) || base.same(&k) {
+			t.Errorf("variant %d: %+v is the same as %+v", n, k, base)
+		}
+	}
+}
