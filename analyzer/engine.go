@@ -75,9 +75,10 @@ type engine struct {
 	nextSweep int64
 	pktIndex  int64
 
-	bufPool   [][]byte // stream storage for reuse
-	freeFlows []*flow  // finished flows for reuse
-	flowBlock []flow   // new flows not yet handed out
+	bufPool   [][]byte    // stream storage for reuse
+	freeFlows []*flow     // finished flows for reuse
+	flowBlock []flow      // new flows not yet handed out
+	tcpBlock  [][2]tcpDir // TCP state for new TCP flows, not yet handed out
 	ciphers   map[uint16]string
 	addrStrs  map[addrKey]string
 	macStrs   map[[6]byte]string
@@ -294,10 +295,15 @@ func (e *engine) recycleFlow(f *flow) {
 	if f == e.lastFlow {
 		e.lastFlow = nil
 	}
-	e.putBuf(&f.d[0].stream)
-	e.putBuf(&f.d[1].stream)
+	t0, t1 := f.d[0].tcpDir, f.d[1].tcpDir
+	if t0 != nil {
+		e.putBuf(&t0.stream)
+		e.putBuf(&t1.stream)
+		*t0, *t1 = tcpDir{}, tcpDir{}
+	}
 	clear(f.http) // the records' strings, for the collector
 	*f = flow{history: f.history[:0], http: f.http[:0], httpReqs: f.httpReqs[:0], dnsPend: f.dnsPend[:0]}
+	f.d[0].tcpDir, f.d[1].tcpDir = t0, t1 // for the next TCP flow
 	if len(e.freeFlows) < maxFreeFlows {
 		e.freeFlows = append(e.freeFlows, f)
 	}
@@ -406,6 +412,14 @@ func servicePort(p uint16) bool {
 func (e *engine) newFlow(k flowKey, p *decode.Packet, ts int64, fromA bool, si int) *flow {
 	f := e.allocFlow()
 	f.key, f.first, f.last, f.step = k, ts, ts, si
+	if k.proto == decode.ProtoTCP && f.d[0].tcpDir == nil {
+		if len(e.tcpBlock) == 0 {
+			e.tcpBlock = make([][2]tcpDir, flowBlock)
+		}
+		t := &e.tcpBlock[0]
+		e.tcpBlock = e.tcpBlock[1:]
+		f.d[0].tcpDir, f.d[1].tcpDir = &t[0], &t[1]
+	}
 	// Orientation: the sender of the first packet is the originator unless the
 	// packet says otherwise.
 	senderOrig := true

@@ -199,18 +199,18 @@ func nonNil(s []string) []string {
 // answers before the connection started, resolvers seen up to now.
 func (e *engine) finishFlow(f *flow) {
 	o, r := &f.d[0], &f.d[1]
-	ob, rb := o.payload, r.payload
+	ob, rb, missed := o.payload, r.payload, int64(0)
 	if f.key.proto == decode.ProtoTCP {
 		e.closeGaps(f, 0)
 		e.closeGaps(f, 1)
-		ob, rb = o.hi, r.hi
+		ob, rb, missed = o.hi, r.hi, o.missed+r.missed
 	}
 	ra, _ := f.resp()
 	c := &e.conn // reused: the sinks copy what they keep
 	*c = schema.Conn{
 		ConnID: e.connID(f, f.first),
 		Proto:  protoName(f.key.proto), Service: f.service, Duration: float64(f.last-f.first) / 1e9,
-		OrigBytes: ob, RespBytes: rb, ConnState: f.connState(), MissedBytes: o.missed + r.missed,
+		OrigBytes: ob, RespBytes: rb, ConnState: f.connState(), MissedBytes: missed,
 		History: e.intern(f.history), OrigPkts: o.pkts, OrigIPBytes: o.ipBytes, RespPkts: r.pkts, RespIPBytes: r.ipBytes,
 		OrigL2Addr: e.macString(o), RespL2Addr: e.macString(r), Step: e.steps.name(f.step),
 	}

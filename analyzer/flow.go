@@ -40,8 +40,16 @@ type dir struct {
 	mac     [6]byte
 	hasMAC  bool
 	histSet uint32 // letters already in history, bit per letter
+	// C, T, W repeat in the history on a log scale (1, 10, 100 …).
+	scaled [3]struct{ n, next uint32 }
 
-	// TCP
+	// A TCP flow's state, nil in other flows: two thirds of the flows in
+	// a first boot's capture are UDP, and need none of it.
+	*tcpDir
+}
+
+// tcpDir is one direction of a TCP connection.
+type tcpDir struct {
 	state   uint8
 	seqInit bool
 	base    uint32 // sequence number of relative offset 0
@@ -50,10 +58,9 @@ type dir struct {
 	missed  int64
 	ooo     []oooSeg
 	// Zeek repeats S/H, F and R when the sequence number differs from the
-	// last packet with that flag, and C, T, W on a log scale (1, 10, 100 …).
+	// last packet with that flag.
 	lastSYN, lastFIN, lastRST uint32
-	scaled                    [3]struct{ n, next uint32 } // C, T, W
-	synMSS                    uint16                      // MSS option of this direction's SYN
+	synMSS                    uint16 // MSS option of this direction's SYN
 	stream                    stream
 }
 
@@ -377,7 +384,6 @@ func (e *engine) closeGaps(f *flow, di int) {
 
 // connState computes Zeek's conn_state.
 func (f *flow) connState() string {
-	os, rs := f.d[0].state, f.d[1].state
 	switch f.key.proto {
 	case decode.ProtoTCP:
 	case decode.ProtoUDP:
@@ -394,6 +400,7 @@ func (f *flow) connState() string {
 	default:
 		return "OTH"
 	}
+	os, rs := f.d[0].state, f.d[1].state
 	oInactive := os == tcpInactive || os == tcpPartial
 	rInactive := rs == tcpInactive || rs == tcpPartial
 	switch {
