@@ -51,6 +51,7 @@ func (m *memSink) fill(a *schema.Analysis) {
 type stepAgg struct {
 	tcp, udp, icmp int64
 	pairs          map[addrPair]struct{} // distinct (orig, resp) addresses
+	lastPair       addrPair              // the last one added (addresses are never "")
 	dests          map[string]*destAgg
 }
 
@@ -243,7 +244,9 @@ func (e *engine) aggregate(c *schema.Conn, f *flow) {
 	if g.pairs == nil {
 		g.pairs, g.dests = map[addrPair]struct{}{}, map[string]*destAgg{}
 	}
-	g.pairs[addrPair{c.OrigH, c.RespH}] = struct{}{}
+	if pair := (addrPair{c.OrigH, c.RespH}); pair != g.lastPair {
+		g.pairs[pair], g.lastPair = struct{}{}, pair
+	}
 	e.origs[origKey{c.OrigH, c.OrigL2Addr}]++
 	end := nsTime(f.last)
 	// An ICMP error answers another flow's packet, sent or not depending on
@@ -511,26 +514,44 @@ type destAgg struct {
 	ports   map[portKey]bool
 	protos  map[string]bool
 	steps   map[int]bool
+	// What the last conn added: a name's conns mostly repeat it, and
+	// comparing costs less than writing a map (several per conn).
+	lastSource, lastAddr, lastProto string
+	lastPort                        portKey
+	lastStep                        int
 }
 
 // addDest adds a finished conn (ending at end, in step si) to its
 // destination's aggregate in m, keyed by attributed name; with proto, its
 // service or transport joins the destination's protocols.
 func addDest(m map[string]*destAgg, c *schema.Conn, end time.Time, si int, proto bool) {
+	port, p := portKey{c.Proto, c.RespP}, cmp.Or(c.Service, c.Proto)
 	a := m[c.Name]
-	if a == nil {
+	switch {
+	case a == nil:
 		a = &destAgg{d: schema.Destination{Name: c.Name, FirstSeen: c.TS, LastSeen: end},
-			sources: map[string]bool{}, addrs: map[string]bool{}, ports: map[portKey]bool{}, protos: map[string]bool{}, steps: map[int]bool{}}
+			sources: map[string]bool{c.NameSource: true}, addrs: map[string]bool{c.RespH: true},
+			ports: map[portKey]bool{port: true}, protos: map[string]bool{}, steps: map[int]bool{si: true},
+			lastSource: c.NameSource, lastAddr: c.RespH, lastPort: port, lastStep: si}
 		m[c.Name] = a
+	default:
+		if c.NameSource != a.lastSource {
+			a.sources[c.NameSource], a.lastSource = true, c.NameSource
+		}
+		if c.RespH != a.lastAddr {
+			a.addrs[c.RespH], a.lastAddr = true, c.RespH
+		}
+		if port != a.lastPort {
+			a.ports[port], a.lastPort = true, port
+		}
+		if si != a.lastStep {
+			a.steps[si], a.lastStep = true, si
+		}
+	}
+	if proto && p != a.lastProto { // p is never "": the first one is always added
+		a.protos[p], a.lastProto = true, p
 	}
 	d := &a.d
-	a.sources[c.NameSource] = true
-	a.addrs[c.RespH] = true
-	a.ports[portKey{c.Proto, c.RespP}] = true
-	if proto {
-		a.protos[cmp.Or(c.Service, c.Proto)] = true
-	}
-	a.steps[si] = true
 	d.Connections++
 	d.BytesUp += c.OrigIPBytes
 	d.BytesDown += c.RespIPBytes
