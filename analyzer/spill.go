@@ -1,7 +1,6 @@
 package analyzer
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -123,7 +122,7 @@ type fileSink struct {
 	budget  spillBudget
 	js      [numKinds]spillFile
 	logFile [numKinds]*os.File
-	logW    [numKinds]*bufio.Writer
+	logW    [numKinds]*fileWriter
 	logs    [numKinds]*zeeklog.Writer
 	err     error // the first write error; later records are dropped
 }
@@ -145,7 +144,7 @@ func newFileSink(outDir string, asJSON bool, memory int64) (*fileSink, error) {
 			s.remove()
 			return nil, fmt.Errorf("creating %s in %s (is it writable?): %w", kd.log+".log", outDir, err)
 		}
-		s.logFile[k], s.logW[k] = f, bufio.NewWriterSize(f, logBuffer)
+		s.logFile[k], s.logW[k] = f, newFileWriter(f, logBuffer)
 		// The #open time is the capture's first, known at the end: a
 		// placeholder of the same width holds its place (see finishLog).
 		if err := zeeklog.Header(s.logW[k], kd.log, kd.cols, time.Time{}, asJSON); err != nil {

@@ -187,3 +187,54 @@ func (b *spillBuffer) close() {
 func newSpillBuffer(dir, name string, budget *spillBudget) *spillBuffer {
 	return &spillBuffer{path: filepath.Join(dir, name), budget: budget}
 }
+
+// fileWriter buffers writes to a file, as bufio.Writer does, for a writer
+// that appends to AvailableBuffer (zeeklog rows): a Write of bytes appended
+// in place only counts them, where bufio.Writer copies them onto themselves.
+type fileWriter struct {
+	f   *os.File
+	buf []byte
+	err error
+}
+
+func newFileWriter(f *os.File, size int) *fileWriter {
+	return &fileWriter{f: f, buf: make([]byte, 0, size)}
+}
+
+// AvailableBuffer returns an empty slice over the buffer's free space.
+func (w *fileWriter) AvailableBuffer() []byte { return w.buf[len(w.buf):] }
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	free := w.buf[len(w.buf):cap(w.buf)]
+	switch {
+	case len(p) == 0:
+	case len(p) <= len(free) && &free[0] == &p[0]:
+		w.buf = w.buf[:len(w.buf)+len(p)] // appended in place
+	case len(p) <= len(free):
+		w.buf = append(w.buf, p...)
+	default:
+		if err := w.Flush(); err != nil {
+			return 0, err
+		}
+		if len(p) >= cap(w.buf) {
+			if _, w.err = w.f.Write(p); w.err != nil {
+				return 0, w.err
+			}
+			return len(p), nil
+		}
+		w.buf = append(w.buf, p...)
+	}
+	return len(p), nil
+}
+
+// Flush writes what is buffered to the file.
+func (w *fileWriter) Flush() error {
+	if w.err == nil && len(w.buf) > 0 {
+		_, w.err = w.f.Write(w.buf)
+		w.buf = w.buf[:0]
+	}
+	return w.err
+}

@@ -191,3 +191,45 @@ func TestReplaceFile(t *testing.T) {
 		}
 	}
 }
+
+// TestFileWriter: rows appended in place, written from elsewhere, larger
+// than the buffer or crossing its end all reach the file in order.
+func TestFileWriter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := newFileWriter(f, 64)
+	var want bytes.Buffer
+	for i := range 200 {
+		row := fmt.Sprintf("row %d %s\n", i, strings.Repeat("x", i%90))
+		want.WriteString(row)
+		var err error
+		switch i % 3 {
+		case 0: // in place when it fits, else a grown copy
+			_, err = w.Write(append(w.AvailableBuffer(), row...))
+		case 1:
+			_, err = w.Write([]byte(row))
+		case 2:
+			_, err = fmt.Fprint(w, row)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, path); got != want.String() {
+		t.Errorf("file holds %d bytes, want %d:\n%q", len(got), want.Len(), got)
+	}
+	f.Close()
+	if _, err := w.Write(make([]byte, 100)); err == nil {
+		t.Error("a write to a closed file reported no error")
+	}
+	if err := w.Flush(); err == nil {
+		t.Error("the error did not stick")
+	}
+}

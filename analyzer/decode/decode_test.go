@@ -245,3 +245,30 @@ func TestChecksumWords(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaderSumOK: the 20-byte fast path agrees with Checksum, on right
+// checksums (set the usual way) and wrong ones.
+func TestHeaderSumOK(t *testing.T) {
+	r := rand.New(rand.NewSource(7))
+	for i := range 100000 {
+		h := make([]byte, 20)
+		for j := range h {
+			h[j] = byte(r.Uint32())
+		}
+		switch i % 4 {
+		case 0, 1: // a right checksum
+			h[10], h[11] = 0, 0
+			binary.BigEndian.PutUint16(h[10:], Checksum(h, 0))
+		case 2: // all ones and all zeros words, the ones' complement edge cases
+			for j := range h {
+				h[j] = byte(0xff * (r.Uint32() & 1))
+			}
+		}
+		if got, want := headerSumOK(h), Checksum(h, 0) == 0; got != want {
+			t.Fatalf("header % x: headerSumOK %v, Checksum says %v", h, got, want)
+		}
+	}
+	if headerSumOK(make([]byte, 20)) {
+		t.Error("an all-zero header passes")
+	}
+}
