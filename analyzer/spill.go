@@ -15,11 +15,12 @@ import (
 )
 
 // AnalyzeFileTo analyses the capture at path and writes the same files as
-// WriteOutputs into dir, but writes each record out as soon as it is final
-// (in its final encoding, in memory up to spillMemory bytes, then in spill
-// files in a temporary directory inside dir), so memory follows the live
-// flows, not the size of the capture. At the end analysis.json and the logs
-// are assembled from the buffered records.
+// WriteOutputs into dir, but writes each record out as soon as it is final,
+// so memory follows the live flows, not the size of the capture: log rows
+// into their logs, analysis.json elements into memory up to spillMemory
+// bytes, then into spill files (both in a temporary directory inside dir).
+// At the end analysis.json is assembled from the buffered records, and the
+// logs get their header times and move into dir.
 //
 // The returned analysis holds everything except the record lists Conns,
 // DNS, TLS, HTTP and NTP, which are only in the files (DHCP is there: it is
