@@ -67,42 +67,34 @@ func floatCases() []float64 {
 	return fs
 }
 
-func TestAppendShortSeconds(t *testing.T) {
-	fast := 0
-	for _, f := range floatCases() {
-		got, ok := AppendShortSeconds([]byte("x"), f)
-		if !ok {
-			if string(got) != "x" {
-				t.Fatalf("AppendShortSeconds(%v) refused but appended %q", f, got)
+// TestSecondsFastPaths: each fast path gives strconv's bytes for every
+// value it takes, appends nothing for a value it refuses, and takes the
+// durations.
+func TestSecondsFastPaths(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		fast func([]byte, float64) ([]byte, bool)
+		prec int // strconv's precision
+	}{
+		{"AppendShortSeconds", AppendShortSeconds, -1},
+		{"appendFixed6Fast", appendFixed6Fast, 6},
+	} {
+		fast := 0
+		for _, f := range floatCases() {
+			got, ok := c.fast([]byte("x"), f)
+			if !ok {
+				if string(got) != "x" {
+					t.Fatalf("%s(%v) refused but appended %q", c.name, f, got)
+				}
+				continue
 			}
-			continue
-		}
-		fast++
-		if want := strconv.AppendFloat([]byte("x"), f, 'f', -1, 64); string(got) != string(want) {
-			t.Fatalf("AppendShortSeconds(%v) = %q, want %q", f, got, want)
-		}
-	}
-	if fast < 20000 {
-		t.Errorf("only %d values took the fast path; durations should", fast)
-	}
-}
-
-func TestAppendFixed6Fast(t *testing.T) {
-	fast := 0
-	for _, f := range floatCases() {
-		got, ok := appendFixed6Fast([]byte("x"), f)
-		if !ok {
-			if string(got) != "x" {
-				t.Fatalf("appendFixed6Fast(%v) refused but appended %q", f, got)
+			fast++
+			if want := strconv.AppendFloat([]byte("x"), f, 'f', c.prec, 64); string(got) != string(want) {
+				t.Fatalf("%s(%v) = %q, want %q", c.name, f, got, want)
 			}
-			continue
 		}
-		fast++
-		if want := strconv.AppendFloat([]byte("x"), f, 'f', 6, 64); string(got) != string(want) {
-			t.Fatalf("appendFixed6Fast(%v) = %q, want %q", f, got, want)
+		if fast < 20000 {
+			t.Errorf("%s: only %d values took the fast path; durations should", c.name, fast)
 		}
-	}
-	if fast < 20000 {
-		t.Errorf("only %d values took the fast path; durations should", fast)
 	}
 }
