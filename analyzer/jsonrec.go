@@ -157,21 +157,7 @@ func (r *recordEncoder) time(b []byte, t time.Time) []byte {
 
 // appendFraction appends the fraction of a second and the Z of a UTC time in RFC 3339 with nanoseconds.
 func appendFraction(b []byte, t time.Time) []byte {
-	if ns := t.Nanosecond(); ns != 0 {
-		// Nine digits, trailing zeros dropped.
-		var d [10]byte
-		d[0] = '.'
-		for i := 9; i >= 1; i-- {
-			d[i] = byte('0' + ns%10)
-			ns /= 10
-		}
-		n := 10
-		for d[n-1] == '0' {
-			n--
-		}
-		b = append(b, d[:n]...)
-	}
-	return append(b, 'Z')
+	return append(zeeklog.AppendNanos(b, int64(t.Nanosecond())), 'Z')
 }
 
 // head appends the opening brace and the ConnID fields every record starts

@@ -192,9 +192,6 @@ func NewReader(rd io.Reader, name string) (*Reader, error) {
 			return nil, r.errf(0, err, "empty file inside gzip")
 		}
 	}
-	if len(head) < 4 {
-		return nil, r.errf(0, err, "truncated file header (%d bytes)", len(head))
-	}
 	if err := r.readHeader(); err != nil {
 		return nil, err
 	}

@@ -79,21 +79,33 @@ func AppendShortSeconds(b []byte, f float64) ([]byte, bool) {
 		return b, false
 	}
 	n := int64(ns)
-	b = AppendInt(b, n/1e9)
-	if frac := n % 1e9; frac != 0 {
-		var d [10]byte
-		d[0] = '.'
-		for i := 9; i >= 1; i-- {
-			d[i] = byte('0' + frac%10)
-			frac /= 10
-		}
-		end := len(d)
-		for d[end-1] == '0' {
-			end--
-		}
-		b = append(b, d[:end]...)
+	return AppendNanos(AppendInt(b, n/1e9), n%1e9), true
+}
+
+// AppendNanos appends the fraction of a second ns (0 <= ns < 1e9) as a
+// point and nine digits, trailing zeros dropped; nothing for 0.
+func AppendNanos(b []byte, ns int64) []byte {
+	if ns == 0 {
+		return b
 	}
-	return b, true
+	var d [10]byte
+	d[0] = '.'
+	for i := 9; i >= 1; i-- {
+		d[i] = byte('0' + ns%10)
+		ns /= 10
+	}
+	end := len(d)
+	for d[end-1] == '0' {
+		end--
+	}
+	return append(b, d[:end]...)
+}
+
+// appendMicros appends the fraction of a second us (0 <= us < 1e6) as a
+// point and six digits.
+func appendMicros(b []byte, us int64) []byte {
+	return append(b, '.', byte('0'+us/100000), byte('0'+us/10000%10), byte('0'+us/1000%10),
+		byte('0'+us/100%10), byte('0'+us/10%10), byte('0'+us%10))
 }
 
 // appendFixed6Fast appends f with 6 decimals, as strconv.AppendFloat(b, f,
@@ -115,8 +127,5 @@ func appendFixed6Fast(b []byte, f float64) ([]byte, bool) {
 	if tie > 0 {
 		us++
 	}
-	b = AppendInt(b, us/1e6)
-	frac := us % 1e6
-	return append(b, '.', byte('0'+frac/100000), byte('0'+frac/10000%10), byte('0'+frac/1000%10),
-		byte('0'+frac/100%10), byte('0'+frac/10%10), byte('0'+frac%10)), true
+	return appendMicros(AppendInt(b, us/1e6), us%1e6), true
 }

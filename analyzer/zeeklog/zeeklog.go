@@ -260,11 +260,7 @@ func appendFixed6(b []byte, v *Value) []byte {
 			sec--
 			frac += 1e9
 		}
-		b = AppendInt(b, sec)
-		us := frac / 1000
-		b = append(b, '.', byte('0'+us/100000), byte('0'+us/10000%10), byte('0'+us/1000%10),
-			byte('0'+us/100%10), byte('0'+us/10%10), byte('0'+us%10))
-		return b
+		return appendMicros(AppendInt(b, sec), frac/1000)
 	}
 	return appendFloat6(b, math.Float64frombits(uint64(v.n)))
 }
