@@ -44,7 +44,7 @@ type dir struct {
 	scaled [3]struct{ n, next uint32 }
 
 	// A TCP flow's state, nil in other flows: two thirds of the flows in
-	// a first boot's capture are UDP, and need none of it.
+	// the bench capture are UDP, and need none of it.
 	*tcpDir
 }
 

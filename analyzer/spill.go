@@ -129,9 +129,6 @@ type fileSink struct {
 	err     error // the first write error; later records are dropped
 }
 
-// logBuffer is each log's write buffer.
-const logBuffer = 256 << 10
-
 func newFileSink(outDir string, asJSON bool, memory int64) (*fileSink, error) {
 	tmp, err := os.MkdirTemp(outDir, ".analysis-spill-")
 	if err != nil {
@@ -146,7 +143,7 @@ func newFileSink(outDir string, asJSON bool, memory int64) (*fileSink, error) {
 			s.remove()
 			return nil, fmt.Errorf("creating %s in %s (is it writable?): %w", kd.log+".log", outDir, err)
 		}
-		s.logFile[k], s.logW[k] = f, newFileWriter(f, logBuffer)
+		s.logFile[k], s.logW[k] = f, newFileWriter(f, fileBuffer)
 		// The #open time is the capture's first, known at the end: a
 		// placeholder of the same width holds its place (see finishLog).
 		if err := zeeklog.Header(s.logW[k], kd.log, kd.cols, time.Time{}, asJSON); err != nil {

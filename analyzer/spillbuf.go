@@ -1,7 +1,6 @@
 package analyzer
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -19,9 +18,13 @@ import (
 // bench).
 const spillMemory = 64 << 20
 
-// spillChunk is the size of one memory chunk: fixed-size chunks never copy
-// what was written before, and waste at most one chunk per buffer.
+// spillChunk is the size of a buffer's first memory chunk (later ones are
+// hugeChunk): chunks never copy what was written before, and waste at most
+// one chunk per buffer.
 const spillChunk = 1 << 20
+
+// fileBuffer is the write buffer in front of a spill file or a log.
+const fileBuffer = 256 << 10
 
 // spillBudget is what is left of a sink's spillMemory, shared by its buffers.
 type spillBudget struct{ left int64 }
@@ -33,14 +36,14 @@ type spillBuffer struct {
 	budget *spillBudget
 	chunks [][]byte
 	f      *os.File
-	w      *bufio.Writer
+	w      *fileWriter
 }
 
 // AvailableBuffer returns an empty slice whose capacity is the free space
 // after what was written, for bufio.Writer's idiom: a caller appends to it
 // and passes the result to Write, which then finds the bytes in place and
-// does not copy them. An append that outgrows it moves to the heap, and
-// Write copies as usual.
+// does not copy them (appendedInPlace). An append that outgrows it moves to
+// the heap, and Write copies as usual.
 func (b *spillBuffer) AvailableBuffer() []byte {
 	if b.f != nil {
 		return b.w.AvailableBuffer()
@@ -66,12 +69,9 @@ func (b *spillBuffer) Write(p []byte) (int, error) {
 	}
 	b.budget.left -= int64(len(p))
 	n := len(p)
-	if last := len(b.chunks) - 1; last >= 0 && len(p) > 0 {
-		c := b.chunks[last]
-		if free := c[len(c):cap(c)]; len(p) <= len(free) && &free[0] == &p[0] {
-			b.chunks[last] = c[:len(c)+len(p)] // appended in place to AvailableBuffer
-			return n, nil
-		}
+	if last := len(b.chunks) - 1; last >= 0 && appendedInPlace(b.chunks[last], p) {
+		b.chunks[last] = b.chunks[last][:len(b.chunks[last])+len(p)]
+		return n, nil
 	}
 	for len(p) > 0 {
 		last := len(b.chunks) - 1
@@ -97,7 +97,7 @@ func (b *spillBuffer) spill() error {
 	if err != nil {
 		return fmt.Errorf("creating spill file: %w", err)
 	}
-	b.f, b.w = f, bufio.NewWriterSize(f, 256<<10)
+	b.f, b.w = f, newFileWriter(f, fileBuffer)
 	for i, c := range b.chunks {
 		if _, err := b.w.Write(c); err != nil {
 			return err
@@ -188,9 +188,17 @@ func newSpillBuffer(dir, name string, budget *spillBudget) *spillBuffer {
 	return &spillBuffer{path: filepath.Join(dir, name), budget: budget}
 }
 
+// appendedInPlace reports whether p was appended to buf's free space
+// (AvailableBuffer), so that writing it only extends buf over it.
+func appendedInPlace(buf, p []byte) bool {
+	free := buf[len(buf):cap(buf)]
+	return len(p) > 0 && len(p) <= len(free) && &free[0] == &p[0]
+}
+
 // fileWriter buffers writes to a file, as bufio.Writer does, for a writer
-// that appends to AvailableBuffer (zeeklog rows): a Write of bytes appended
-// in place only counts them, where bufio.Writer copies them onto themselves.
+// that appends to AvailableBuffer (records, zeeklog rows): a Write of bytes
+// appended in place only counts them, where bufio.Writer copies them onto
+// themselves.
 type fileWriter struct {
 	f   *os.File
 	buf []byte
@@ -208,12 +216,10 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
 	}
-	free := w.buf[len(w.buf):cap(w.buf)]
 	switch {
-	case len(p) == 0:
-	case len(p) <= len(free) && &free[0] == &p[0]:
-		w.buf = w.buf[:len(w.buf)+len(p)] // appended in place
-	case len(p) <= len(free):
+	case appendedInPlace(w.buf, p):
+		w.buf = w.buf[:len(w.buf)+len(p)]
+	case len(p) <= cap(w.buf)-len(w.buf):
 		w.buf = append(w.buf, p...)
 	default:
 		if err := w.Flush(); err != nil {
