@@ -50,6 +50,8 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@# go.mod says which modules the code imports directly: keep it tidy.
+	@$(GO) mod tidy -diff || { echo "lint: go.mod/go.sum are not tidy (diff above): run go mod tidy" >&2; exit 1; }
 
 provision:
 	sudo scripts/provision.sh
