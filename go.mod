@@ -3,6 +3,7 @@ module github.com/firstboot/firstboot
 go 1.26.0
 
 require (
+	github.com/creack/pty v1.1.24
 	github.com/digitalocean/go-libvirt v0.0.0-20261013170128-efbbdf578ac8
 	github.com/gopacket/gopacket v1.7.7
 	github.com/hashicorp/go-retryablehttp v0.7.8
