@@ -56,16 +56,17 @@ the time left in the capture window; elsewhere the same goes to the log once a m
 			}
 			// The live status shares the terminal with the log: log lines go
 			// through it so they scroll above it.
-			line := newStatusLine(os.Stderr)
+			line, every := newStatusLine(os.Stderr), statusLogged
 			if line != nil {
 				cfg.Logger = slog.New(slog.NewTextHandler(line, &slog.HandlerOptions{Level: a.logLevel}))
+				every = statusRedraw
 			}
 			ctx := cmd.Context()
 			sctx, stopStatus := context.WithCancel(ctx)
 			shown := make(chan struct{})
 			go func() {
 				defer close(shown)
-				showProgress(sctx, cfg.Progress, line, cfg.Logger)
+				showProgress(sctx, cfg.Progress, line, cfg.Logger, every)
 			}()
 			run, runErr := scenarios.Execute(ctx, cfg)
 			stopStatus()

@@ -84,12 +84,10 @@ func (s *statusLine) clear() {
 	}
 }
 
-// showProgress keeps showing p until ctx ends: redrawn in place on a
-// terminal (line non-nil), else as a plain log line every statusLogged.
-func showProgress(ctx context.Context, p *scenarios.Progress, line *statusLine, log *slog.Logger) {
-	every := statusLogged
+// showProgress keeps showing p until ctx ends, every so often: redrawn in
+// place on a terminal (line non-nil), else as a plain log line.
+func showProgress(ctx context.Context, p *scenarios.Progress, line *statusLine, log *slog.Logger, every time.Duration) {
 	if line != nil {
-		every = statusRedraw
 		defer line.clear()
 	}
 	t := time.NewTicker(every)

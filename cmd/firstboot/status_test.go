@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,6 +92,46 @@ func TestStatusLine(t *testing.T) {
 	if newStatusLine(f) != nil {
 		t.Error("a plain file is taken for a terminal")
 	}
+}
+
+// TestProgressLogged: without a terminal the status goes to the log as
+// plain lines.
+func TestProgressLogged(t *testing.T) {
+	var log syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		showProgress(ctx, &scenarios.Progress{}, nil, slog.New(slog.NewTextHandler(&log, nil)), 10*time.Millisecond)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(log.String(), "\n") < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	if len(lines) < 2 || !strings.Contains(lines[0], `level=INFO msg=progress status="starting · 0 packets, 0 B"`) || strings.ContainsAny(log.String(), "\r\x1b") {
+		t.Errorf("progress log:\n%s", log.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestRunLiveStatus runs the test guest the way a user at a terminal does
