@@ -87,7 +87,7 @@ func fixtureAnalysis() *schema.Analysis {
 	rtt := 0.004
 	whole := sum(0, 75, 412, 83200, 77600, 6, 4, 4, 2)
 	// What a clean lab capture has: checksums left to the tap's offload, ARP.
-	whole.Warnings = &schema.Warnings{OffloadTCPChecksums: 240, OffloadUDPChecksums: 160, DecodeErrors: map[string]int64{schema.NonIPFrames: 2}}
+	whole.Warnings = &schema.Warnings{OffloadTCPChecksums: 240, OffloadUDPChecksums: 160, DecodeErrors: map[string]int64{schema.DecodeErrorNonIP: 2}}
 	return &schema.Analysis{
 		SchemaVersion: schema.Version,
 		Input:         schema.Input{File: "capture.pcapng", Format: "pcapng", LinkTypes: []string{"ETHERNET"}, Interfaces: 1},

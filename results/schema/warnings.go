@@ -28,7 +28,7 @@ func (w *Warnings) Problems() []string {
 	if n, by := total(w.UnknownLinkTypes, ""); n > 0 {
 		out = append(out, fmt.Sprintf("%d packets of link types not decoded (%s)", n, by))
 	}
-	if n, by := total(w.DecodeErrors, NonIPFrames); n > 0 {
+	if n, by := total(w.DecodeErrors, DecodeErrorNonIP); n > 0 {
 		out = append(out, fmt.Sprintf("%d packets with undecodable headers (%s)", n, by))
 	}
 	if n, by := total(w.ParserErrors, ""); n > 0 {
@@ -52,15 +52,15 @@ func (w *Warnings) Notes() []string {
 		out = append(out, fmt.Sprintf("%d checksums left to the sender's NIC (offload; TCP %d, UDP %d): captured before the NIC fills them in, no damage",
 			n, w.OffloadTCPChecksums, w.OffloadUDPChecksums))
 	}
-	if n := w.DecodeErrors[NonIPFrames]; n > 0 {
+	if n := w.DecodeErrors[DecodeErrorNonIP]; n > 0 {
 		out = append(out, fmt.Sprintf("%d non-IP frames (ARP and the like), not analysed", n))
 	}
 	return out
 }
 
-// NonIPFrames is the DecodeErrors key of frames that carry something other
+// DecodeErrorNonIP is the DecodeErrors key of frames that carry something other
 // than IP: counted, but no damage.
-const NonIPFrames = "non_ip"
+const DecodeErrorNonIP = "non_ip"
 
 // total sums m without the key skip and lists its entries ("ipv4 2, tcp 1").
 func total(m map[string]int64, skip string) (int64, string) {

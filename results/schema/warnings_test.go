@@ -13,10 +13,10 @@ func TestWarningWords(t *testing.T) {
 		w               Warnings
 		problems, notes []string
 	}{
-		{"clean lab capture", Warnings{OffloadTCPChecksums: 52, OffloadUDPChecksums: 53, DecodeErrors: map[string]int64{NonIPFrames: 2}}, nil,
+		{"clean lab capture", Warnings{OffloadTCPChecksums: 52, OffloadUDPChecksums: 53, DecodeErrors: map[string]int64{DecodeErrorNonIP: 2}}, nil,
 			[]string{"105 checksums left to the sender's NIC (offload; TCP 52, UDP 53): captured before the NIC fills them in, no damage",
 				"2 non-IP frames (ARP and the like), not analysed"}},
-		{"damage", Warnings{BadTCPChecksums: 1, DecodeErrors: map[string]int64{NonIPFrames: 2, "ipv4": 1, "tcp": 3}, ParserErrors: map[string]int64{"dns": 1},
+		{"damage", Warnings{BadTCPChecksums: 1, DecodeErrors: map[string]int64{DecodeErrorNonIP: 2, "ipv4": 1, "tcp": 3}, ParserErrors: map[string]int64{"dns": 1},
 			CaptureDamage: []string{"truncated record at byte offset 1234"}},
 			[]string{"1 bad TCP checksums", "4 packets with undecodable headers (ipv4 1, tcp 3)", "1 payloads a parser rejected (dns 1)",
 				"capture damaged: truncated record at byte offset 1234"},
