@@ -207,6 +207,10 @@ func nonEmpty(list []string) []string {
 	return out
 }
 
+// Suggest returns ` (did you mean "x"?)` for the closest candidate within a
+// small edit distance, or "": the same hint for every file firstboot reads.
+func Suggest(got string, candidates []string) string { return suggest(got, candidates) }
+
 // suggest returns ` (did you mean "x"?)` for the closest candidate within a
 // small edit distance, or "".
 func suggest(got string, candidates []string) string {

@@ -41,6 +41,37 @@ var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 // Parse checks a scenario given as bytes; name is used in error messages and to
 // resolve relative image paths.
 func Parse(name string, data []byte) (*Scenario, error) {
+	return ParseIn(name, "", data)
+}
+
+// ParseIn is Parse for a scenario whose relative paths are relative to dir
+// rather than to name's folder (a scenario made from another, such as a
+// campaign's variant, has no file of its own there).
+func ParseIn(name, dir string, data []byte) (*Scenario, error) {
+	s := &Scenario{}
+	top, err := DecodeYAML(name, data, s)
+	if err != nil {
+		return nil, err
+	}
+	d := &decoder{file: name}
+	d.check(s, top)
+	if len(d.errs) > 0 {
+		return nil, errors.Join(d.errs...)
+	}
+	sum := sha256.Sum256(data)
+	s.File, s.SHA256, s.Source, s.Dir = name, hex.EncodeToString(sum[:]), data, dir
+	s.applyDefaults()
+	return s, nil
+}
+
+// DecodeYAML decodes one YAML document strictly into v, a pointer to a struct
+// whose fields carry yaml, required and enum tags as Scenario's do: unknown
+// keys, wrong types, duplicate keys and bad values are all reported, each as
+// name:line:column with what was expected and a suggestion (errors.Join of
+// *PosError). Other files firstboot reads (campaigns) use it so their mistakes
+// read the same. It returns the document's top node for checks that span
+// several fields.
+func DecodeYAML(name string, data []byte, v any) (*yaml.Node, error) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
@@ -57,18 +88,11 @@ func Parse(name string, data []byte) (*Scenario, error) {
 		return nil, &PosError{File: name, Line: 1, Col: 1, Msg: errNoDocument.Error()}
 	}
 	d := &decoder{file: name}
-	s := &Scenario{}
-	d.decode(root.Content[0], reflect.ValueOf(s).Elem(), "")
-	if len(d.errs) == 0 {
-		d.check(s, root.Content[0])
-	}
+	d.decode(root.Content[0], reflect.ValueOf(v).Elem(), "")
 	if len(d.errs) > 0 {
 		return nil, errors.Join(d.errs...)
 	}
-	sum := sha256.Sum256(data)
-	s.File, s.SHA256 = name, hex.EncodeToString(sum[:])
-	s.applyDefaults()
-	return s, nil
+	return root.Content[0], nil
 }
 
 // check finds mistakes that span several fields.
@@ -289,10 +313,15 @@ func (s *Scenario) applyDefaults() {
 	}
 }
 
-// ResolvePath makes a path in the scenario relative to the scenario file's folder.
+// ResolvePath makes a path in the scenario relative to the scenario file's
+// folder (or the folder ParseIn was given).
 func (s *Scenario) ResolvePath(p string) string {
 	if p == "" || filepath.IsAbs(p) || strings.Contains(p, "://") {
 		return p
 	}
-	return filepath.Join(filepath.Dir(s.File), p)
+	dir := s.Dir
+	if dir == "" {
+		dir = filepath.Dir(s.File)
+	}
+	return filepath.Join(dir, p)
 }

@@ -41,6 +41,8 @@ type RunConfig struct {
 	Logger  *slog.Logger
 	// Progress, when set, follows the run for a live display.
 	Progress *Progress
+	// Campaign, when set, is recorded in the manifest: the run is a job of a campaign.
+	Campaign *manifest.Campaign
 }
 
 // Run is one finished (or interrupted) run.
@@ -103,10 +105,11 @@ func Execute(ctx context.Context, cfg RunConfig) (*Run, error) {
 		Status: manifest.StatusRunning,
 		Scenario: manifest.Scenario{Name: s.Name, File: s.File, SHA256: s.SHA256, FirstParty: s.FirstParty,
 			OS: manifest.OS{Family: s.OS.Family, Product: s.OS.Product, Release: s.OS.Release, Build: s.OS.Build}},
-		Tools:   manifest.Tools{Firstboot: cfg.Version},
-		Host:    hostFacts(),
-		Network: manifest.Network{Mode: s.Network.Mode},
-		Machine: manifest.Machine{CPUs: s.Machine.CPUs, MemoryMiB: s.Machine.Memory.MiB(), Firmware: s.Machine.Firmware},
+		Tools:    manifest.Tools{Firstboot: cfg.Version},
+		Host:     hostFacts(),
+		Network:  manifest.Network{Mode: s.Network.Mode},
+		Machine:  manifest.Machine{CPUs: s.Machine.CPUs, MemoryMiB: s.Machine.Memory.MiB(), Firmware: s.Machine.Firmware},
+		Campaign: cfg.Campaign,
 	}
 	r.tl = &Timeline{Now: now, OnChange: func(entries []manifest.Entry) {
 		r.mu.Lock()
@@ -114,7 +117,7 @@ func Execute(ctx context.Context, cfg RunConfig) (*Run, error) {
 		r.mu.Unlock()
 		r.save()
 	}}
-	if err := copyFile(s.File, filepath.Join(dir, "scenario.yaml")); err != nil {
+	if err := writeScenarioCopy(s, filepath.Join(dir, "scenario.yaml")); err != nil {
 		return nil, fmt.Errorf("copying the scenario into the run directory: %w", err)
 	}
 	r.save()
@@ -579,10 +582,15 @@ func listFiles(dir string) []string {
 	return out
 }
 
-func copyFile(src, dst string) error {
-	data, err := os.ReadFile(src)
-	if err != nil {
-		return err
+// writeScenarioCopy keeps the scenario as it was run: its bytes when it was
+// parsed from bytes (a campaign's variant has no file of its own), else its file.
+func writeScenarioCopy(s *Scenario, dst string) error {
+	data := s.Source
+	if data == nil {
+		var err error
+		if data, err = os.ReadFile(s.File); err != nil {
+			return err
+		}
 	}
 	return os.WriteFile(dst, data, 0o644)
 }

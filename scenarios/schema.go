@@ -21,6 +21,10 @@ type Scenario struct {
 	// File is the path the scenario was loaded from; SHA256 is the file's hash.
 	File   string `yaml:"-"`
 	SHA256 string `yaml:"-"`
+	// Source is the file's bytes (a run keeps them as scenario.yaml); Dir,
+	// when set, is where relative paths start instead of File's folder.
+	Source []byte `yaml:"-"`
+	Dir    string `yaml:"-"`
 }
 
 // OS names the system under study.

@@ -49,6 +49,22 @@ type Manifest struct {
 	Timeline []Entry `json:"timeline"`
 	// Files lists the artifacts in the run directory, relative to it.
 	Files []string `json:"files,omitempty"`
+	// Campaign places the run in a campaign's matrix; absent for a lone run.
+	Campaign *Campaign `json:"campaign,omitempty"`
+}
+
+// Campaign says which job of which campaign a run is.
+type Campaign struct {
+	Name     string `json:"name"`
+	Instance string `json:"instance"` // one execution of the campaign (a scheduled campaign has many)
+	Job      string `json:"job"`      // the matrix cell: scenario, host label, repetition
+	// Repetition counts from 1; Label is the host label (vantage point) the job had to run on.
+	Repetition int    `json:"repetition"`
+	Label      string `json:"label,omitempty"`
+	// Attempt is the queue's attempt at the job (a retry after an
+	// infrastructure failure has attempt 2, …); Worker is who ran it.
+	Attempt int    `json:"attempt"`
+	Worker  string `json:"worker,omitempty"`
 }
 
 // Scenario identifies the scenario file.
