@@ -1,0 +1,196 @@
+package campaign
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	rcampaign "github.com/firstboot/firstboot/results/campaign"
+	"github.com/firstboot/firstboot/results/manifest"
+	"github.com/firstboot/firstboot/results/schema"
+	"github.com/firstboot/firstboot/scenarios"
+)
+
+// testCampaign writes a campaign of the test guest scenario (2 repetitions)
+// and a variant, and returns its path.
+func testCampaign(t *testing.T, extra string) string {
+	t.Helper()
+	scen, err := filepath.Abs("../testguest.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	text := fmt.Sprintf(`name: unit
+scenarios:
+  - path: %s
+  - path: %s
+    variants:
+      - name: testguest-big
+        machine: { memory: 384MiB }
+        os: { release: "2" }
+repetitions: 2
+limits: { retries: 1, run_timeout: 1m }
+%s`, scen, scen, extra)
+	p := filepath.Join(dir, "unit.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// fakeRunner writes what a real run writes (a manifest and an analysis) and
+// fails as told: infra[key] infrastructure failures first, then a result.
+type fakeRunner struct {
+	mu       sync.Mutex
+	infra    map[string]int
+	expect   map[string]bool // job key -> an expectation fails
+	dests    func(key string, rep int) []string
+	attempts map[string]int
+}
+
+func (f *fakeRunner) run(_ context.Context, req RunRequest) *RunResult {
+	f.mu.Lock()
+	key := req.Campaign.Job
+	f.attempts[key]++
+	fail := f.attempts[key] <= f.infra[key]
+	f.mu.Unlock()
+	id := scenarios.NewRunID(req.Scenario.Name, time.Now())
+	dir := filepath.Join(req.RunsDir, id)
+	os.MkdirAll(dir, 0o755)
+	m := &manifest.Manifest{RunID: id, Status: manifest.StatusComplete, Campaign: req.Campaign,
+		Scenario: manifest.Scenario{Name: req.Scenario.Name}, Capture: manifest.Capture{StoppedBy: "machine-stopped"}}
+	res := &RunResult{Run: &scenarios.Run{Dir: dir, Manifest: m}, Met: 2}
+	if fail {
+		m.Status, m.Reason, m.Capture.StoppedBy = manifest.StatusIncomplete, "lab: libvirtd went away", "libvirtd-lost"
+		res.RunErr = errors.New("lab: libvirtd went away")
+	} else {
+		a := schema.Analysis{Steps: []schema.StepView{{Name: "first-boot"}}}
+		for i, d := range f.dests(key, req.Campaign.Repetition) {
+			dst := schema.Destination{Name: d, Party: "third", Connections: int64(1 + i), BytesUp: 100 * int64(req.Campaign.Repetition)}
+			a.Destinations = append(a.Destinations, dst)
+			a.Steps[0].Destinations = append(a.Steps[0].Destinations, dst)
+		}
+		data, _ := json.Marshal(a)
+		os.WriteFile(filepath.Join(dir, "analysis.json"), data, 0o644)
+		if f.expect[key] {
+			res.Met, res.Failed = 1, 1
+		}
+	}
+	manifest.Write(dir, m)
+	return res
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// runLocal works one execution of the campaign on a SQLite queue to its end.
+func runLocal(t *testing.T, file, home string, f *fakeRunner) *rcampaign.State {
+	t.Helper()
+	c, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rw := NewRunWorker("local-test", filepath.Dir(home), Capacity{CPUs: 2, MemoryMiB: 4096}, f.run, quiet())
+	rw.RetryDelay = 100 * time.Millisecond
+	coord := &Coordinator{Poll: 200 * time.Millisecond, Logger: quiet()}
+	q, err := OpenQueue(ctx, QueueConfig{URL: filepath.Join(home, "queue.sqlite"), ID: "local-test",
+		Runs: []string{RunQueue("", false)}, RunWorkers: 2, Campaigns: true, Work: NewWorkers(rw, coord), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	coord.Queue = q
+	args := CampaignArgs{Name: c.Name, Instance: NewInstance(time.Now()), File: file, Source: c.Source, Home: home}
+	id, err := q.Enqueue(ctx, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer q.Stop(context.Background(), true)
+	for {
+		row, err := q.Job(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.FinalizedAt != nil {
+			if row.State != "completed" {
+				t.Fatalf("campaign job %s: %v", row.State, row.Errors)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the campaign did not finish")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	st, err := rcampaign.ReadState(args.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// TestCampaignOnSQLite runs a campaign on River's SQLite queue with a
+// runner that writes real run directories: an infrastructure failure is
+// retried and its run kept, a failed expectation is a result (not retried),
+// campaign.json and the report say what happened, and a fail_on condition
+// makes the verdict fail.
+func TestCampaignOnSQLite(t *testing.T) {
+	file := testCampaign(t, "fail_on: [expectation-failed, run-failed]\n")
+	home := filepath.Join(t.TempDir(), "unit")
+	f := &fakeRunner{
+		infra:    map[string]int{"testguest/r2": 1},
+		expect:   map[string]bool{"testguest-big/r1": true},
+		attempts: map[string]int{},
+		dests: func(key string, rep int) []string {
+			if rep == 2 && strings.HasPrefix(key, "testguest/") {
+				return []string{"a.example.com", "b.example.com"}
+			}
+			return []string{"a.example.com"}
+		},
+	}
+	st := runLocal(t, file, home, f)
+	if len(st.Jobs) != 4 || st.Counts[rcampaign.JobDone] != 4 {
+		t.Fatalf("jobs: %+v", st.Counts)
+	}
+	for _, j := range st.Jobs {
+		want := 1
+		if j.Key == "testguest/r2" {
+			want = 2
+		}
+		if f.attempts[j.Key] != want || len(j.Runs) != want {
+			t.Errorf("%s: %d attempts, %d runs listed; want %d", j.Key, f.attempts[j.Key], len(j.Runs), want)
+		}
+		if j.RunDir == "" {
+			t.Errorf("%s: no run", j.Key)
+		}
+	}
+	if st.Verdict == nil || !st.Verdict.Failed || len(st.Verdict.Held) != 1 || st.Verdict.Held[0].Condition != "expectation-failed" {
+		t.Errorf("verdict: %+v", st.Verdict)
+	}
+	md, err := os.ReadFile(filepath.Join(home, st.Instance, rcampaign.MarkdownFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| a.example.com | third | 2/2 |", "| b.example.com | third | 1/2 unstable |", "testguest-big"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(home, st.Instance, rcampaign.HTMLFile)); err != nil {
+		t.Error(err)
+	}
+}
