@@ -65,7 +65,7 @@ func TestDatasetDiffCommands(t *testing.T) {
 	if err := analyzeRunDir(context.Background(), r1, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeRunReport(r1, nil, io.Discard); err != nil {
+	if _, _, err := writeRunReport(r1, nil, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(r1, "report.md")); !bytes.Contains(b, []byte("10.77.0.57")) {

@@ -69,15 +69,19 @@ with their evidence. The exit code is 3 when one is not met.`,
 }
 
 // writeRunReport writes dir's reports after an analysis, checking s's
-// expectations (s nil: none), and returns an error wrapping
-// errExpectationFailed when one is not met. `firstboot run` can call it once
-// analysis.json is written.
-func writeRunReport(dir string, s *scenarios.Scenario, out io.Writer) error {
+// expectations (s nil: none), and counts them met and not met. A run
+// calls it once analysis.json is written.
+func writeRunReport(dir string, s *scenarios.Scenario, out io.Writer) (met, failed int, err error) {
 	in, err := report.Load(dir)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
-	return writeReport(dir, in, s, out)
+	err = writeReport(dir, in, s, out)
+	met, failed = expect.Count(in.Expectations)
+	if errors.Is(err, errExpectationFailed) {
+		err = nil
+	}
+	return met, failed, err
 }
 
 func writeReport(dir string, in *report.Input, s *scenarios.Scenario, out io.Writer) error {

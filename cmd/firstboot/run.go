@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -40,20 +41,9 @@ the time left in the capture window; elsewhere the same goes to the log once a m
 			if err != nil {
 				return usageError{err}
 			}
-			cfg := scenarios.RunConfig{
-				Scenario:   s,
-				RunsDir:    a.cfg.RunsDir,
-				ImageCache: a.cfg.ImageCache,
-				Lab: lab.Config{
-					StateDir:   a.cfg.StateDir,
-					LibvirtURI: a.cfg.LibvirtURI,
-					Accel:      a.cfg.Accel,
-				},
-				Window:   time.Duration(minutes * float64(time.Minute)),
-				Version:  version,
-				Logger:   a.logger,
-				Progress: &scenarios.Progress{},
-			}
+			cfg := a.runConfig(s)
+			cfg.Window = time.Duration(minutes * float64(time.Minute))
+			cfg.Progress = &scenarios.Progress{}
 			// The live status shares the terminal with the log: log lines go
 			// through it so they scroll above it.
 			line, every := newStatusLine(os.Stderr), statusLogged
@@ -68,45 +58,84 @@ the time left in the capture window; elsewhere the same goes to the log once a m
 				defer close(shown)
 				showProgress(sctx, cfg.Progress, line, cfg.Logger, every)
 			}()
-			run, runErr := scenarios.Execute(ctx, cfg)
+			o := a.runScenario(ctx, cfg, !noAnalyze, cmd.OutOrStdout())
 			stopStatus()
 			<-shown
-			if run == nil {
-				return runErr
+			if o.run == nil {
+				return o.runErr
 			}
+			runErr := o.runErr
 			var imgErr *scenarios.ImageError
 			if errors.As(runErr, &imgErr) {
 				runErr = usageError{runErr}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "run directory: %s\n", run.Dir)
-			fmt.Fprintf(cmd.OutOrStdout(), "status: %s", run.Manifest.Status)
-			if run.Manifest.Reason != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), " (%s)", run.Manifest.Reason)
+			if o.failed > 0 {
+				// A failed expectation makes the run exit 3 so a scheduler can act on it.
+				runErr = errors.Join(runErr, fmt.Errorf("%w: %d of %d not met", errExpectationFailed, o.failed, o.met+o.failed))
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "\ncapture: %d packets, %d dropped\n", run.Manifest.Capture.Packets, run.Manifest.Capture.Drops)
-			if noAnalyze || run.Manifest.Capture.File == "" {
-				return runErr
-			}
-			// Analyse what was captured even when the run is incomplete: the
-			// capture so far is data too. A fresh context: Ctrl-C during the run
-			// must not cost the analysis of what was captured.
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Minute)
-			defer cancel()
-			if err := analyzeRunDir(actx, run.Dir, mergeFirstParty(a.cfg.FirstParty, s.FirstParty)); err != nil {
-				return errors.Join(runErr, fmt.Errorf("analysing %s: %w", run.Dir, err))
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "analysis: %s\n", filepath.Join(run.Dir, "analysis.json"))
-			// The report also evaluates the scenario's expectations; a failed
-			// one makes the run exit 3 so a scheduler can act on it.
-			if err := writeRunReport(run.Dir, s, cmd.OutOrStdout()); err != nil {
-				return errors.Join(runErr, err)
-			}
-			return runErr
+			return errors.Join(runErr, o.analysisErr)
 		},
 	}
 	cmd.Flags().Float64Var(&minutes, "minutes", 0, "capture window in minutes (overrides the scenario's)")
 	cmd.Flags().BoolVar(&noAnalyze, "no-analyze", false, "do not analyse the capture after the run")
 	return cmd
+}
+
+// runConfig is a run of s as this invocation's configuration says.
+func (a *app) runConfig(s *scenarios.Scenario) scenarios.RunConfig {
+	return scenarios.RunConfig{
+		Scenario:   s,
+		RunsDir:    a.cfg.RunsDir,
+		ImageCache: a.cfg.ImageCache,
+		Lab: lab.Config{
+			StateDir:   a.cfg.StateDir,
+			LibvirtURI: a.cfg.LibvirtURI,
+			Accel:      a.cfg.Accel,
+		},
+		Version: version,
+		Logger:  a.logger,
+	}
+}
+
+// runOutcome is what a run and its analysis gave.
+type runOutcome struct {
+	run         *scenarios.Run // nil when no run directory could be made
+	runErr      error          // the run's own (scenarios.Execute)
+	analysisErr error          // analysing the capture or writing the report
+	met, failed int            // the scenario's expectations
+}
+
+// runScenario is `firstboot run`'s path, which campaign workers take too:
+// the run, then (with analyze) the analysis of what was captured, even when
+// the run is incomplete (the capture so far is data too), and the report,
+// which checks the scenario's expectations. What it did goes to out.
+func (a *app) runScenario(ctx context.Context, cfg scenarios.RunConfig, analyze bool, out io.Writer) runOutcome {
+	run, runErr := scenarios.Execute(ctx, cfg)
+	o := runOutcome{run: run, runErr: runErr}
+	if run == nil {
+		return o
+	}
+	fmt.Fprintf(out, "run directory: %s\n", run.Dir)
+	fmt.Fprintf(out, "status: %s", run.Manifest.Status)
+	if run.Manifest.Reason != "" {
+		fmt.Fprintf(out, " (%s)", run.Manifest.Reason)
+	}
+	fmt.Fprintf(out, "\ncapture: %d packets, %d dropped\n", run.Manifest.Capture.Packets, run.Manifest.Capture.Drops)
+	if !analyze || run.Manifest.Capture.File == "" {
+		return o
+	}
+	// A fresh context: Ctrl-C during the run must not cost the analysis of
+	// what was captured.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Minute)
+	defer cancel()
+	s := cfg.Scenario
+	if err := analyzeRunDir(actx, run.Dir, mergeFirstParty(a.cfg.FirstParty, s.FirstParty)); err != nil {
+		o.analysisErr = fmt.Errorf("analysing %s: %w", run.Dir, err)
+		return o
+	}
+	fmt.Fprintf(out, "analysis: %s\n", filepath.Join(run.Dir, "analysis.json"))
+	o.met, o.failed, o.analysisErr = writeRunReport(run.Dir, s, out)
+	return o
 }
 
 // analyzeRunDir analyses a run directory's capture, segmented by the steps in
