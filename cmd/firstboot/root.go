@@ -68,6 +68,8 @@ func newRootCmd() *cobra.Command {
 		newPublishCmd(a),
 		newRunsCmd(a),
 		newShowCmd(a),
+		newCampaignCmd(a),
+		newWorkerCmd(a),
 	)
 	return root
 }

@@ -75,7 +75,7 @@ func (c Capacity) Fits(j Job) error {
 func (c Capacity) AtOnce(jobs []Job) int {
 	s := newSlots(c)
 	n := 0
-	for _, j := range jobs {
+	for _, j := range bySize(jobs) {
 		if _, ok := s.take(j); ok {
 			n++
 		}

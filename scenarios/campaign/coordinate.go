@@ -110,7 +110,7 @@ func (c *Coordinator) Work(ctx context.Context, job *river.Job[CampaignArgs]) er
 	}
 	st := State(camp, a, rows, c.Queue.Where, job.CreatedAt)
 	if st.Ended() {
-		if err := c.finish(camp, a, st); err != nil {
+		if err := Finish(camp, a, st); err != nil {
 			return err
 		}
 	}
@@ -154,10 +154,7 @@ func (q *Queue) InsertRuns(ctx context.Context, camp *Campaign, a CampaignArgs) 
 
 // Enqueue queues an execution of a campaign (idempotent for one instance).
 func (q *Queue) Enqueue(ctx context.Context, a CampaignArgs) (int64, error) {
-	res, err := q.client.Insert(ctx, a, &river.InsertOpts{
-		Queue: campaignQueue, MaxAttempts: 25, Tags: []string{a.Tag(), "campaign-" + a.Name},
-		UniqueOpts: river.UniqueOpts{ByArgs: true},
-	})
+	res, err := q.client.Insert(ctx, a, campaignInsertOpts(a))
 	if err != nil {
 		return 0, fmt.Errorf("queue %s: %w", q.Where, err)
 	}
@@ -261,8 +258,9 @@ func attemptRuns(runsDir string) map[string][]rcampaign.RunRef {
 	return out
 }
 
-// finish writes the report, compares with the baseline and records the verdict.
-func (c *Coordinator) finish(camp *Campaign, a CampaignArgs, st *rcampaign.State) error {
+// Finish writes an ended execution's report, compared with the baseline,
+// and records the verdict in st and in the campaign's verdicts.jsonl.
+func Finish(camp *Campaign, a CampaignArgs, st *rcampaign.State) error {
 	opts := rcampaign.Options{FailOn: camp.FailOn}
 	base := camp.BaselinePath()
 	if base == "" && a.Scheduled {

@@ -215,6 +215,9 @@ func (p *checker) check(c *Campaign) {
 	p.loadScenarios(c)
 }
 
+// ValidLabel says whether a host label is usable (in queue names and flags).
+func ValidLabel(l string) bool { return labelRE.MatchString(l) }
+
 // labelRE keeps host labels usable in queue names and flags.
 var labelRE = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 
