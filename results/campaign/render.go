@@ -41,9 +41,9 @@ func (r *Report) Summary() string {
 	}
 	hosts := ""
 	if len(st.Hosts) > 0 {
-		hosts = fmt.Sprintf(" × %d host labels", len(st.Hosts))
+		hosts = fmt.Sprintf(" on %d host labels", len(st.Hosts))
 	}
-	return fmt.Sprintf("%d scenarios%s × %d repetitions = %d jobs: %s", len(st.Scenarios), hosts, st.Repetitions, len(st.Jobs), strings.Join(parts, ", "))
+	return fmt.Sprintf("%d scenarios%s, %d jobs: %s", len(st.Scenarios), hosts, len(st.Jobs), strings.Join(parts, ", "))
 }
 
 // VerdictLine says PASS or FAIL and why.
@@ -72,11 +72,54 @@ func (r *Report) VerdictLine() string {
 // Name names a group: scenario, and @label when it has one.
 func (g *Group) Name() string { return groupName(g.Scenario, g.Label) }
 
-// Stability says "n/N" and whether that is every run.
+// Stability says "k/n", and "stable" when that is every run.
 func (d Dest) Stability(n int) string {
 	s := fmt.Sprintf("%d/%d", d.Seen, n)
-	if d.Seen < n {
+	switch {
+	case d.Seen < n:
 		s += " unstable"
+	case n > 1:
+		s += " stable"
+	}
+	return s
+}
+
+// Stable says which destinations of the whole run every run contacted and
+// which only some did ("name k/n").
+func (g *Group) Stable() (all, some []string) {
+	if len(g.Scopes) == 0 {
+		return nil, nil
+	}
+	s := g.Scopes[0]
+	for _, d := range s.Destinations {
+		if d.Seen == s.N {
+			all = append(all, d.Name)
+		} else {
+			some = append(some, fmt.Sprintf("%s %d/%d", d.Name, d.Seen, s.N))
+		}
+	}
+	return all, some
+}
+
+// StableLine says it in a sentence.
+func (g *Group) StableLine() string {
+	if g.N == 0 {
+		return "No analysed run."
+	}
+	all, some := g.Stable()
+	line := fmt.Sprintf("In all %d runs: %s.", g.N, orNone(strings.Join(all, ", ")))
+	if g.N == 1 {
+		line = fmt.Sprintf("In its only run: %s.", orNone(strings.Join(all, ", ")))
+	}
+	if len(some) > 0 {
+		line += " In some runs only: " + strings.Join(some, ", ") + "."
+	}
+	return line
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
 	}
 	return s
 }
@@ -132,7 +175,7 @@ func Markdown(r *Report) []byte {
 		if g.OS != "" {
 			fmt.Fprintf(&b, " (%s)", g.OS)
 		}
-		fmt.Fprintf(&b, ": %d of %d runs analysed\n", g.N, len(g.Jobs))
+		fmt.Fprintf(&b, ": %d of %d runs analysed\n\n%s\n", g.N, len(g.Jobs), g.StableLine())
 		for _, s := range g.Scopes {
 			fmt.Fprintf(&b, "\n### %s (%d runs)\n\n", s.Title(), s.N)
 			if len(s.Destinations) == 0 {

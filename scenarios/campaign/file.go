@@ -52,6 +52,8 @@ type Spec struct {
 type Entry struct {
 	Path     string    `yaml:"path" required:"true" doc:"scenario file, relative to the campaign file"`
 	Variants []Variant `yaml:"variants" doc:"the scenario once per variant, each with its own name and substituted keys"`
+	// Repetitions, when set, replaces the campaign's for this entry.
+	Repetitions int `yaml:"repetitions"`
 }
 
 // Variant substitutes parts of a scenario: another image or release. The os,
@@ -112,6 +114,16 @@ type Campaign struct {
 	Scenarios []*scenarios.Scenario
 	// Cron is the parsed schedule; nil without one.
 	Cron cron.Schedule
+	// reps is each scenario's repetitions (its entry's, else the campaign's).
+	reps map[string]int
+}
+
+// RepetitionsOf is how often the scenario called name runs.
+func (c *Campaign) RepetitionsOf(name string) int {
+	if n := c.reps[name]; n > 0 {
+		return n
+	}
+	return c.Repetitions
 }
 
 // Load reads and checks a campaign file and the scenarios it names.
@@ -171,6 +183,11 @@ func (p *checker) check(c *Campaign) {
 	if c.Repetitions < 0 || c.Repetitions > 1000 {
 		p.fail(p.at("repetitions"), "repetitions: %d; want 1 to 1000", c.Repetitions)
 	}
+	for i, e := range c.Spec.Scenarios {
+		if e.Repetitions < 0 || e.Repetitions > 1000 {
+			p.fail(valueOr(item(p.at("scenarios"), i), "repetitions"), "repetitions: %d; want 1 to 1000", e.Repetitions)
+		}
+	}
 	seenHost := map[string]bool{}
 	for i, h := range c.Hosts {
 		n := item(p.at("hosts"), i)
@@ -226,16 +243,20 @@ var labelRE = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 func (p *checker) loadScenarios(c *Campaign) {
 	list := p.at("scenarios")
 	names := map[string]bool{}
+	c.reps = map[string]int{}
+	var reps int
 	add := func(n *yaml.Node, s *scenarios.Scenario) {
 		if names[s.Name] {
 			p.fail(n, "scenario name %q is used twice: runs would mix; give each entry (or variant) its own name", s.Name)
 			return
 		}
 		names[s.Name] = true
+		c.reps[s.Name] = reps
 		c.Scenarios = append(c.Scenarios, s)
 	}
 	for i, e := range c.Spec.Scenarios {
 		n := item(list, i)
+		reps = e.Repetitions
 		path := c.resolve(e.Path)
 		data, err := os.ReadFile(path)
 		if err != nil {

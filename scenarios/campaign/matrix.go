@@ -33,16 +33,23 @@ func JobKey(scenario, label string, rep int) string {
 }
 
 // Matrix lists the campaign's jobs: each scenario, on each host label, each
-// repetition, in that order (repetition 1 of every cell before repetition 2,
-// so a campaign stopped early has every scenario at least once).
+// repetition, repetition 1 of every cell before repetition 2 (so a
+// campaign stopped early has every scenario at least once).
 func (c *Campaign) Matrix() []Job {
 	labels := c.Hosts
 	if len(labels) == 0 {
 		labels = []string{""}
 	}
+	most := c.Repetitions
+	for _, s := range c.Scenarios {
+		most = max(most, c.RepetitionsOf(s.Name))
+	}
 	var out []Job
-	for rep := 1; rep <= c.Repetitions; rep++ {
+	for rep := 1; rep <= most; rep++ {
 		for _, s := range c.Scenarios {
+			if rep > c.RepetitionsOf(s.Name) {
+				continue
+			}
 			for _, l := range labels {
 				out = append(out, Job{
 					Key: JobKey(s.Name, l, rep), Scenario: s.Name, Label: l, Repetition: rep,

@@ -22,7 +22,13 @@ func WritePlan(w io.Writer, c *Campaign, here Capacity, now time.Time) error {
 	if len(c.Hosts) > 0 {
 		hosts = fmt.Sprintf("%d host labels (%s)", len(c.Hosts), strings.Join(c.Hosts, ", "))
 	}
-	fmt.Fprintf(w, "matrix: %d scenarios × %s × %d repetitions = %d jobs\n\n", len(c.Scenarios), hosts, c.Repetitions, len(jobs))
+	reps := fmt.Sprintf("%d repetitions", c.Repetitions)
+	for _, s := range c.Scenarios {
+		if c.RepetitionsOf(s.Name) != c.Repetitions {
+			reps = "repetitions (per scenario)"
+		}
+	}
+	fmt.Fprintf(w, "matrix: %d scenarios × %s × %s = %d jobs\n\n", len(c.Scenarios), hosts, reps, len(jobs))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "job\tscenario\timage\tOS\tmachine\tqueue\ttimeout")
 	for _, j := range jobs {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firstboot/firstboot/internal/testpg"
 	rcampaign "github.com/firstboot/firstboot/results/campaign"
 	"github.com/firstboot/firstboot/results/manifest"
 	"github.com/firstboot/firstboot/results/schema"
@@ -185,12 +186,86 @@ func TestCampaignOnSQLite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| a.example.com | third | 2/2 |", "| b.example.com | third | 1/2 unstable |", "testguest-big"} {
+	for _, want := range []string{"| a.example.com | third | 2/2 stable |", "| b.example.com | third | 1/2 unstable |", "testguest-big"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(home, st.Instance, rcampaign.HTMLFile)); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestCampaignOnPostgres runs a campaign with two host labels on a real
+// PostgreSQL: two workers, each with one label, take only their label's
+// jobs; a coordinator (working no run queue) follows and finishes it.
+func TestCampaignOnPostgres(t *testing.T) {
+	pg := testpg.Start(t)
+	file := testCampaign(t, "hosts: [eu-1, us-1]\n")
+	c, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	results := t.TempDir()
+	f := &fakeRunner{attempts: map[string]int{}, dests: func(string, int) []string { return []string{"a.example.com"} }}
+	var workers []*Queue
+	for _, label := range []string{"eu-1", "us-1"} {
+		rw := NewRunWorker("w-"+label, results, Capacity{CPUs: 2, MemoryMiB: 4096}, f.run, quiet())
+		q, err := OpenQueue(ctx, QueueConfig{URL: pg.URL, ID: "w-" + label, Runs: []string{RunQueue("", false), RunQueue(label, false)},
+			RunWorkers: 2, Work: NewWorkers(rw, nil), Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer q.Close()
+		if err := q.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer q.Stop(context.Background(), true)
+		workers = append(workers, q)
+	}
+	coord := &Coordinator{Poll: 200 * time.Millisecond, Logger: quiet()}
+	q, err := OpenQueue(ctx, QueueConfig{URL: pg.URL, ID: "coordinator", Campaigns: true, Work: NewWorkers(nil, coord), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	coord.Queue = q
+	home := filepath.Join(results, c.Name)
+	args := CampaignArgs{Name: c.Name, Instance: NewInstance(time.Now()), File: file, Source: c.Source, Home: home}
+	id, err := q.Enqueue(ctx, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer q.Stop(context.Background(), true)
+	for {
+		row, err := q.Job(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.FinalizedAt != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the campaign did not finish\n%s", pg.Log())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	st, err := rcampaign.ReadState(args.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Jobs) != 8 || st.Counts[rcampaign.JobDone] != 8 {
+		t.Fatalf("jobs: %+v", st.Counts)
+	}
+	for _, j := range st.Jobs {
+		if j.Worker != "w-"+j.Label {
+			t.Errorf("%s ran on %s, want the worker labelled %s", j.Key, j.Worker, j.Label)
+		}
 	}
 }
