@@ -26,6 +26,8 @@ pkgs=(
   # test guest and Debian images (binutils: readelf, the image tests' independent
   # reader of module dependencies and of qemu-ga's shared libraries)
   busybox-static cpio xz-utils zstd debootstrap binutils
+  # campaigns on many hosts: the tests start their own PostgreSQL server
+  postgresql
 )
 
 qemu_conf=/etc/libvirt/qemu.conf
@@ -104,6 +106,24 @@ fi
 if ! (cd "$repo" && go mod download); then
   echo "provision.sh: could not download the Go modules with $(go version) (go.mod wants Go $want or newer and the Go module proxy)" >&2
   exit 1
+fi
+
+# Node and DuckDB (from the npm registry, pinned in scripts/parquet-reader):
+# the export tests' independent Parquet reader. A machine whose Node comes
+# with its own npm keeps it (Debian's npm package would conflict with it).
+reader="$repo/scripts/parquet-reader"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1 || [ ! -d "$reader/node_modules/@duckdb/node-api" ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "provision.sh: Node, npm or DuckDB for the export tests is missing: run the same command as root" >&2
+    exit 1
+  fi
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    echo "provision.sh: installing nodejs npm"
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends nodejs npm
+  fi
+  echo "provision.sh: installing DuckDB for node in $reader"
+  (cd "$reader" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 echo "provision.sh: machine ready"

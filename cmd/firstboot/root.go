@@ -70,6 +70,7 @@ func newRootCmd() *cobra.Command {
 		newShowCmd(a),
 		newCampaignCmd(a),
 		newWorkerCmd(a),
+		newExportCmd(a),
 	)
 	return root
 }
