@@ -206,7 +206,9 @@ func FindRuns(args []string) ([]string, error) {
 	if len(runs) == 0 {
 		return nil, fmt.Errorf("%w: no analysed runs in %s", ErrInput, strings.Join(args, " "))
 	}
-	sort.Slice(runs, func(i, j int) bool { return runID(runs[i]) < runID(runs[j]) || (runID(runs[i]) == runID(runs[j]) && runs[i] < runs[j]) })
+	sort.Slice(runs, func(i, j int) bool {
+		return runID(runs[i]) < runID(runs[j]) || (runID(runs[i]) == runID(runs[j]) && runs[i] < runs[j])
+	})
 	return runs, nil
 }
 
