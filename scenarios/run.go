@@ -538,22 +538,9 @@ func (r *runner) finish(ctx context.Context, err error) {
 			r.m.FailedStep = se.Step
 		}
 	}
-	r.m.Files = listFiles(r.dir)
+	r.m.Files = manifest.ListFiles(r.dir)
 	r.mu.Unlock()
 	r.save()
-}
-
-func listFiles(dir string) []string {
-	var out []string
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && !strings.HasPrefix(d.Name(), ".") {
-			if rel, err := filepath.Rel(dir, p); err == nil {
-				out = append(out, rel)
-			}
-		}
-		return nil
-	})
-	return out
 }
 
 func copyFile(src, dst string) error {
