@@ -153,7 +153,7 @@ func TestRepairCapture(t *testing.T) {
 	for _, c := range []struct {
 		name    string
 		write   func(t *testing.T) (string, []int64)
-		res     time.Duration                  // timestamp resolution of the file
+		res     time.Duration                   // timestamp resolution of the file
 		damage  func(path string, ends []int64) // what the killed writer left
 		packets int
 		cut     bool
