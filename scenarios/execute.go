@@ -48,7 +48,7 @@ func (e *StepError) Unwrap() error { return e.Err }
 func RunSteps(ctx context.Context, s *Scenario, env *Env) error {
 	defer env.closeConsole()
 	for _, st := range s.Steps {
-		start := env.Timeline.now()
+		start := env.Timeline.begin("step " + st.Name)
 		env.mark(fmt.Sprintf("firstboot step %q start %s", st.Name, start.Format(time.RFC3339Nano)))
 		env.log().Info("step", "name", st.Name)
 		err := env.runStep(ctx, st)

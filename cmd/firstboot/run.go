@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/firstboot/firstboot/analyzer"
+	"github.com/firstboot/firstboot/internal/testhook"
 	"github.com/firstboot/firstboot/lab"
 	"github.com/firstboot/firstboot/results/manifest"
 	"github.com/firstboot/firstboot/scenarios"
@@ -47,11 +48,21 @@ manifest says why the run is incomplete; everything the run brought up is torn d
 				Version: version,
 				Logger:  a.logger,
 			}
+			if !noAnalyze {
+				cfg.Pending = "analysis"
+			}
 			ctx := cmd.Context()
 			run, runErr := scenarios.Execute(ctx, cfg)
 			if run == nil {
 				return runErr
 			}
+			// The manifest says what is still to do until it is done, so a
+			// firstboot killed meanwhile is noticed (results/rundir).
+			defer func() {
+				if err := setPending(run.Dir, ""); err != nil {
+					a.logger.Warn("updating the manifest", "err", err)
+				}
+			}()
 			var imgErr *scenarios.ImageError
 			if errors.As(runErr, &imgErr) {
 				runErr = usageError{runErr}
@@ -70,10 +81,15 @@ manifest says why the run is incomplete; everything the run brought up is torn d
 			// must not cost the analysis of what was captured.
 			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Minute)
 			defer cancel()
+			testhook.Pause(ctx, a.logger, "analysis")
 			if err := analyzeRunDir(actx, run.Dir, mergeFirstParty(a.cfg.FirstParty, s.FirstParty)); err != nil {
 				return errors.Join(runErr, fmt.Errorf("analysing %s: %w", run.Dir, err))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "analysis: %s\n", filepath.Join(run.Dir, "analysis.json"))
+			if err := setPending(run.Dir, "report"); err != nil {
+				return errors.Join(runErr, err)
+			}
+			testhook.Pause(ctx, a.logger, "report")
 			// The report also evaluates the scenario's expectations; a failed
 			// one makes the run exit 3 so a scheduler can act on it.
 			if err := writeRunReport(run.Dir, s, cmd.OutOrStdout()); err != nil {
@@ -85,6 +101,20 @@ manifest says why the run is incomplete; everything the run brought up is torn d
 	cmd.Flags().Float64Var(&minutes, "minutes", 0, "capture window in minutes (overrides the scenario's)")
 	cmd.Flags().BoolVar(&noAnalyze, "no-analyze", false, "do not analyse the capture after the run")
 	return cmd
+}
+
+// setPending records in the run's manifest what this process now does with
+// the directory ("" when nothing).
+func setPending(dir, what string) error {
+	m, err := manifest.Read(dir)
+	if err != nil || m.Doing == nil && what == "" {
+		return err
+	}
+	m.Doing = nil
+	if what != "" {
+		m.Doing = &manifest.Activity{What: what, Since: time.Now().UTC()}
+	}
+	return manifest.Write(dir, m)
 }
 
 // analyzeRunDir analyses a run directory's capture, segmented by the steps in

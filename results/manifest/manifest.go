@@ -39,12 +39,12 @@ type Manifest struct {
 	Reason     string `json:"reason,omitempty"`
 	FailedStep string `json:"failed_step,omitempty"`
 	// Owner is the firstboot process that made the run directory. While it
-	// works on it (Status running, or Pending set) nothing else may; if it
+	// works on it (Status running, or Doing set) nothing else may; if it
 	// has ended meanwhile, it was killed (see results/rundir).
 	Owner *owner.Owner `json:"owner,omitempty"`
-	// Pending is what the owner still does with the directory after the run
-	// ended ("analysis", "report"); empty when it is done.
-	Pending string `json:"pending,omitempty"`
+	// Doing is what the owner is doing with the directory; nil once it is
+	// done (after the run, its analysis and report).
+	Doing *Activity `json:"doing,omitempty"`
 
 	Scenario Scenario `json:"scenario"`
 	Image    Image    `json:"image"`
@@ -58,6 +58,15 @@ type Manifest struct {
 	Timeline []Entry `json:"timeline"`
 	// Files lists the artifacts in the run directory, relative to it.
 	Files []string `json:"files,omitempty"`
+}
+
+// Activity is a phase of the owner's work on a run directory.
+type Activity struct {
+	// What is "setup NAME", "cleanup NAME" (a setup phase), "step NAME" (a
+	// scenario step), "capture" (waiting for the machine to stop),
+	// "analysis" or "report".
+	What  string    `json:"what"`
+	Since time.Time `json:"since"`
 }
 
 // Scenario identifies the scenario file.

@@ -41,7 +41,7 @@ type Marked struct {
 // directory and has ended. Manifests of firstboot versions that recorded no
 // owner cannot be judged and are left alone.
 func abandoned(m *manifest.Manifest) bool {
-	return (m.Status == manifest.StatusRunning || m.Pending != "") && m.Owner != nil && m.Owner.Gone()
+	return (m.Status == manifest.StatusRunning || m.Doing != nil) && m.Owner != nil && m.Owner.Gone()
 }
 
 // Abandoned lists the run directories in runsDir that MarkAbandoned would
@@ -58,12 +58,13 @@ func Abandoned(runsDir string) ([]string, error) {
 }
 
 // MarkAbandoned marks every run directory in runsDir (each holding a
-// manifest.json) whose owner ended while it still worked on it:
+// manifest.json) whose owner ended while it still worked on it (status
+// running, or Doing set):
 //
 //   - the manifest says incomplete, with a reason that starts with Killed
-//     and says when ("during step idle", "during the analysis"); an open
-//     scenario step becomes the failed step, and open timeline entries get
-//     the error (their end stays unknown);
+//     and says when ("during step idle", "during the analysis"); the phase
+//     it was killed in joins the timeline with the error and no end (a
+//     scenario step also becomes the failed step);
 //   - a capture still being written is made whole (RepairCapture): a torn
 //     last block cut off, interface statistics appended; the manifest then
 //     counts the packets the file holds, ends the capture at the last
@@ -154,7 +155,7 @@ func mark(ctx context.Context, dir string) (Marked, bool, error) {
 	} else {
 		m.Reason = mk.Reason
 	}
-	m.Status, m.Pending = manifest.StatusIncomplete, ""
+	m.Status, m.Doing = manifest.StatusIncomplete, nil
 	m.Files = manifest.ListFiles(dir)
 	if err := manifest.Write(dir, m); err != nil {
 		return mk, false, err
@@ -166,46 +167,44 @@ func mark(ctx context.Context, dir string) (Marked, bool, error) {
 // reason says when the owner was killed, from the manifest.
 func reason(m *manifest.Manifest, dir string) string {
 	who := fmt.Sprintf("process %d ended without finishing", m.Owner.PID)
-	switch m.Pending {
-	case "":
-	case "analysis", "report":
-		what := "the " + m.Pending
-		done := "the run itself had ended (" + m.Status + ")"
-		return fmt.Sprintf("%s during %s (%s); %s: run `firstboot analyze %s` and `firstboot report %s`", Killed, what, who, done, dir, dir)
+	if m.Doing == nil {
+		return fmt.Sprintf("%s (%s)", Killed, who)
+	}
+	switch what := m.Doing.What; {
+	case what == "analysis" || what == "report":
+		return fmt.Sprintf("%s during the %s (%s); the run itself had ended (%s): run `firstboot analyze %s` and `firstboot report %s`", Killed, what, who, m.Status, dir, dir)
+	case m.Capture.File != "":
+		return fmt.Sprintf("%s during %s (%s); the capture so far is kept", Killed, what, who)
 	default:
-		return fmt.Sprintf("%s with %s pending (%s)", Killed, m.Pending, who)
+		return fmt.Sprintf("%s during %s (%s)", Killed, what, who)
 	}
-	if e := openEntry(m, manifest.KindStep); e != nil {
-		return fmt.Sprintf("%s during step %s (%s); the capture so far is kept", Killed, e.Name, who)
-	}
-	if e := openEntry(m, manifest.KindSetup); e != nil {
-		return fmt.Sprintf("%s while setting up (%s) (%s)", Killed, e.Name, who)
-	}
-	return fmt.Sprintf("%s (%s)", Killed, who)
 }
 
-// openEntry is the last timeline entry of kind that began and never ended.
-func openEntry(m *manifest.Manifest, kind string) *manifest.Entry {
-	for i := len(m.Timeline) - 1; i >= 0; i-- {
-		if e := &m.Timeline[i]; e.Kind == kind && e.End.IsZero() {
-			return e
-		}
-	}
-	return nil
-}
-
-// closeTimeline gives every entry the process left open the error; its end
-// stays unknown (the analysis runs an open last step to the end of the
-// capture). An open scenario step becomes the run's failed step.
+// closeTimeline records the phase the owner was killed in as a timeline
+// entry with the error and no end (the analysis runs an open last step to
+// the end of the capture); a scenario step becomes the run's failed step.
 func closeTimeline(m *manifest.Manifest) {
-	if e := openEntry(m, manifest.KindStep); e != nil && m.FailedStep == "" {
-		m.FailedStep = e.Name
+	if m.Doing == nil {
+		return
 	}
-	for i := range m.Timeline {
-		if e := &m.Timeline[i]; e.End.IsZero() && e.Error == "" {
-			e.Error = Killed
+	kind, name, ok := strings.Cut(m.Doing.What, " ")
+	switch {
+	case !ok:
+		return
+	case kind == "step":
+		kind = manifest.KindStep
+		if m.FailedStep == "" {
+			m.FailedStep = name
 		}
+	case kind == "setup" || kind == "cleanup":
+		if kind == "cleanup" {
+			name += " cleanup"
+		}
+		kind = manifest.KindSetup
+	default:
+		return
 	}
+	m.Timeline = append(m.Timeline, manifest.Entry{Name: name, Kind: kind, Start: m.Doing.Since, Error: Killed})
 }
 
 // lockDir takes an exclusive flock on the directory itself (no lock file

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -60,18 +61,19 @@ func TestMarkAbandoned(t *testing.T) {
 	start := t0.Add(-time.Second)
 	timeline := []manifest.Entry{
 		{Name: "lab", Kind: manifest.KindSetup, Start: start, End: start.Add(time.Millisecond)},
-		{Name: "capture", Kind: manifest.KindSetup, Start: start.Add(time.Millisecond)},
+		{Name: "capture", Kind: manifest.KindSetup, Start: start.Add(time.Millisecond), End: start.Add(2 * time.Millisecond)},
 		{Name: "boot", Kind: manifest.KindStep, Start: t0, End: t0.Add(20 * time.Millisecond)},
-		{Name: "idle", Kind: manifest.KindStep, Start: t0.Add(20 * time.Millisecond)},
-		{Name: "wait", Kind: manifest.KindAction, Step: "idle", Start: t0.Add(20 * time.Millisecond)},
 	}
-	running := manifest.Manifest{Status: manifest.StatusRunning, Owner: &dead, Timeline: timeline, Capture: manifest.Capture{Start: start}}
+	idleSince := t0.Add(20 * time.Millisecond)
+	running := manifest.Manifest{Status: manifest.StatusRunning, Owner: &dead, Timeline: timeline, Capture: manifest.Capture{Start: start},
+		Doing: &manifest.Activity{What: "step idle", Since: idleSince}}
 
 	killed := runDir(t, runs, "killed-while-capturing", running, five, torn)
 	inSetup := running
-	inSetup.Timeline = timeline[:2]
+	inSetup.Timeline = timeline[:1]
+	inSetup.Doing = &manifest.Activity{What: "setup network", Since: start.Add(time.Millisecond)}
 	killedInSetup := runDir(t, runs, "killed-in-setup", inSetup, nil, nil)
-	analysis := manifest.Manifest{Status: manifest.StatusComplete, Pending: "analysis", Owner: &dead,
+	analysis := manifest.Manifest{Status: manifest.StatusComplete, Doing: &manifest.Activity{What: "analysis", Since: t0}, Owner: &dead,
 		Capture: manifest.Capture{Start: start, Packets: 5, Drops: 0, StoppedBy: "machine-stopped"}}
 	killedInAnalysis := runDir(t, runs, "killed-in-analysis", analysis, five, nil)
 	// The capture of a finished run already has its statistics.
@@ -135,17 +137,19 @@ func TestMarkAbandoned(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Status != manifest.StatusIncomplete || !strings.HasPrefix(m.Reason, Killed+" during step idle") || m.FailedStep != "idle" || m.Pending != "" {
-			t.Errorf("status %q reason %q failed step %q pending %q", m.Status, m.Reason, m.FailedStep, m.Pending)
+		if m.Status != manifest.StatusIncomplete || !strings.HasPrefix(m.Reason, Killed+" during step idle") || m.FailedStep != "idle" || m.Doing != nil {
+			t.Errorf("status %q reason %q failed step %q doing %+v", m.Status, m.Reason, m.FailedStep, m.Doing)
 		}
 		c := m.Capture
 		if c.Packets != 4 || !c.DropsUnknown || c.StoppedBy != "killed" || !c.End.Equal(packetTime(3)) {
 			t.Errorf("capture record %+v; want the 4 whole packets, drops unknown, stopped by the kill at the last packet", c)
 		}
-		for _, e := range m.Timeline {
-			if open := e.End.IsZero(); open != (e.Error == Killed) {
-				t.Errorf("timeline entry %s: end %v error %q", e.Name, e.End, e.Error)
-			}
+		want := append(timeline, manifest.Entry{Name: "idle", Kind: manifest.KindStep, Start: idleSince, Error: Killed})
+		if len(m.Timeline) != len(want) || !reflect.DeepEqual(m.Timeline[len(want)-1], want[len(want)-1]) {
+			t.Errorf("timeline %+v, want the killed step last: %+v", m.Timeline, want[len(want)-1])
+		}
+		if steps := m.Steps(); len(steps) != 2 || steps[1].Name != "idle" || !steps[1].End.IsZero() {
+			t.Errorf("steps for the analysis: %+v; want boot, then idle open-ended", steps)
 		}
 		if n, ok := tsharkReads(t, filepath.Join(killed, "capture.pcapng")); !ok || n != 4 {
 			t.Errorf("tshark reads %d packets (ok %v), want 4", n, ok)
@@ -159,14 +163,17 @@ func TestMarkAbandoned(t *testing.T) {
 	})
 	t.Run("killed while setting up", func(t *testing.T) {
 		m, _ := manifest.Read(killedInSetup)
-		if m.Status != manifest.StatusIncomplete || !strings.HasPrefix(m.Reason, Killed+" while setting up (capture)") || m.FailedStep != "" {
+		if m.Status != manifest.StatusIncomplete || !strings.HasPrefix(m.Reason, Killed+" during setup network") || m.FailedStep != "" {
 			t.Errorf("status %q reason %q failed step %q", m.Status, m.Reason, m.FailedStep)
+		}
+		if last := m.Timeline[len(m.Timeline)-1]; last.Name != "network" || last.Kind != manifest.KindSetup || last.Error != Killed {
+			t.Errorf("last timeline entry %+v, want the setup phase it was killed in", last)
 		}
 	})
 	t.Run("killed during the analysis", func(t *testing.T) {
 		m, _ := manifest.Read(killedInAnalysis)
-		if m.Status != manifest.StatusIncomplete || !strings.HasPrefix(m.Reason, Killed+" during the analysis") || !strings.Contains(m.Reason, "firstboot analyze "+killedInAnalysis) || m.Pending != "" {
-			t.Errorf("status %q reason %q pending %q", m.Status, m.Reason, m.Pending)
+		if m.Status != manifest.StatusIncomplete || !strings.HasPrefix(m.Reason, Killed+" during the analysis") || !strings.Contains(m.Reason, "firstboot analyze "+killedInAnalysis) || m.Doing != nil || len(m.Timeline) != 0 {
+			t.Errorf("status %q reason %q doing %+v timeline %+v", m.Status, m.Reason, m.Doing, m.Timeline)
 		}
 		if m.Capture.Packets != 5 || m.Capture.DropsUnknown || m.Capture.StoppedBy != "machine-stopped" {
 			t.Errorf("the finished capture's record changed: %+v", m.Capture)
