@@ -300,6 +300,14 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 		k := e.killAt(t, short, runs, "machine-defined", "machine-defined", "tcg", nil)
 		checkPrevious()
 		killed = append(killed, k)
+		// Until the next run, `lab status` shows what the killed run left.
+		out, _ := e.run(t, "", "lab", "status", "--runs-dir", runs)
+		name := "firstboot-" + filepath.Base(k.dir)
+		for _, want := range []string{"machine " + name + " of pid=" + fmt.Sprint(k.pid), "network " + name, "runs a killed firstboot left running", k.dir} {
+			if !strings.Contains(out, want) {
+				t.Errorf("lab status lacks %q:\n%s", want, out)
+			}
+		}
 	})
 	// A run beside the one killed while capturing; it idles until well after
 	// the next run has reaped the killed one.
@@ -315,6 +323,12 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 	t.Run("capturing", func(t *testing.T) {
 		k := e.killAt(t, short, runs, "capturing", "", "tcg", nil)
 		checkPrevious()
+		// This run reaped the one killed before: `lab status` says so.
+		prev := killed[len(killed)-1]
+		out, _ := e.run(t, "", "lab", "status", "--runs-dir", runs)
+		if !strings.Contains(out, "reaped lately") || !strings.Contains(out, "machine firstboot-"+filepath.Base(prev.dir)) || strings.Contains(out, prev.dir+"\n") {
+			t.Errorf("lab status after the reap:\n%s", out)
+		}
 		killed = append(killed, k)
 	})
 	t.Run("analysis", func(t *testing.T) {
