@@ -87,17 +87,24 @@ func liveOwner(t *testing.T) owner.Owner {
 	return o
 }
 
+// blankDisk makes an empty 16 MiB disk in a fresh directory.
+func blankDisk(t *testing.T) (dir, path string) {
+	t.Helper()
+	dir = t.TempDir()
+	path = filepath.Join(dir, "blank.qcow2")
+	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", path, "16M").CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img: %v: %s", err, out)
+	}
+	return dir, path
+}
+
 // defineOwned defines and starts a machine on a blank disk (SeaBIOS finds
 // nothing to boot and waits: QEMU runs) on the network, recording o as its
 // owner the way DefineMachine does; description overrides the metadata.
 func defineOwned(t *testing.T, l *Lab, name string, o owner.Owner, description string, network string) (golibvirt.Domain, string) {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-	base := filepath.Join(dir, "blank.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", base, "16M").CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img: %v: %s", err, out)
-	}
+	dir, base := blankDisk(t)
 	spec, err := normalize(lab.MachineSpec{Name: name, Disk: base, RunDir: dir, MemoryMiB: 64, Video: "none"})
 	if err != nil {
 		t.Fatal(err)
@@ -264,11 +271,7 @@ func TestMachineDiesWithConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	base := filepath.Join(dir, "blank.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", base, "16M").CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img: %v: %s", err, out)
-	}
+	dir, base := blankDisk(t)
 	m, err := l2.DefineMachine(ctx, lab.MachineSpec{Name: fmt.Sprintf("t-autodestroy-%d", os.Getpid()), Disk: base, RunDir: dir, MemoryMiB: 64, Accel: "tcg", Video: "none"}, nil)
 	if err != nil {
 		l2.Close()

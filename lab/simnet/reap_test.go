@@ -2,10 +2,7 @@ package simnet
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/netip"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -29,16 +26,7 @@ func TestSplitRule(t *testing.T) {
 // A killed firstboot's redirect rules are removed; a live one's, and an older
 // version's whose bridge still exists, are left exactly as they are.
 func TestReapRedirects(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root (network namespaces, iptables)")
-	}
-	var b [4]byte
-	rand.Read(b[:])
-	ns := "fbt-reap-" + hex.EncodeToString(b[:])
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	ns := scratchNetns(t, "fbt-reap-")
 	ctx := context.Background()
 	ports := DefaultPorts()
 	// The old version's bridge that still exists.
