@@ -296,8 +296,11 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 		// A fresh state directory: the probe's result is not cached yet.
 		killed = append(killed, e.killAt(t, short, runs, "kvm-probe", "kvm-probe", "auto", nil))
 	})
+	// Whether the first run started the daemons (no other lab was up).
+	var started *lablibvirt.State
 	t.Run("machine-defined", func(t *testing.T) {
 		k := e.killAt(t, short, runs, "machine-defined", "machine-defined", "tcg", nil)
+		started = labState(t, e)
 		checkPrevious()
 		killed = append(killed, k)
 		// Until the next run, `lab status` shows what the killed run left.
@@ -401,28 +404,44 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 			t.Errorf("the run beside: status %q (%s), capture %+v", m.Status, m.Reason, m.Capture)
 		}
 	})
-	checkDaemons(t, e)
+	checkDaemons(t, e, started)
 }
 
-// checkDaemons: the daemons this test's runs started (recorded in its state
-// directory) are stopped once its last run ended, unless machines of other
-// firstboot processes still use them.
-func checkDaemons(t *testing.T, e *e2eEnv) {
+// labState reads the lab state in the test's state directory: set when one
+// of its runs started the daemons (otherwise another lab was shared).
+func labState(t *testing.T, e *e2eEnv) *lablibvirt.State {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(e.state, "lab.json"))
 	if os.IsNotExist(err) {
-		return // stopped, or never ours (another lab was shared)
+		return nil
 	}
 	var st lablibvirt.State
 	if err := json.Unmarshal(b, &st); err != nil {
 		t.Fatal(err)
 	}
-	alive := exec.Command("kill", "-0", fmt.Sprint(st.LibvirtdPID)).Run() == nil
-	if !alive {
-		t.Errorf("lab.json left behind for daemons that are gone: %s", b)
+	return &st
+}
+
+// checkDaemons: the daemons the test's first run started, which killed
+// runs then owned in turn, are stopped once the last run ended, with the
+// namespace they made, unless machines of other firstboot processes still
+// use them.
+func checkDaemons(t *testing.T, e *e2eEnv, started *lablibvirt.State) {
+	t.Helper()
+	if started == nil {
+		return // the test's runs shared another lab's daemons
+	}
+	alive := func(pid int) bool { return exec.Command("kill", "-0", fmt.Sprint(pid)).Run() == nil }
+	if !alive(started.LibvirtdPID) && !alive(started.VirtlogdPID) {
+		if st := labState(t, e); st != nil {
+			t.Errorf("lab.json left behind for daemons that are gone: %+v", st)
+		}
+		if out, err := exec.Command("ip", "netns", "pids", started.Netns).Output(); started.CreatedNetns && err == nil && len(bytes.TrimSpace(out)) == 0 {
+			t.Errorf("the namespace %s the daemons were started in is left, empty", started.Netns)
+		}
 		return
 	}
 	if names, _ := virsh("list", "--name"); !strings.Contains(names, "firstboot-") {
-		t.Errorf("the daemons this test started still run, with no firstboot machine left to use them: %s", b)
+		t.Errorf("the daemons the test's runs started still run, with no firstboot machine left to use them: %+v", started)
 	}
 }
