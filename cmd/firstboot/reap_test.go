@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -51,24 +50,6 @@ func writeScenario(t *testing.T, name, idle string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// syncBuffer is a process's output, read while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // killedRun is a `firstboot run` killed with SIGKILL at a phase.
@@ -358,7 +339,18 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 	t.Run("lab-up", func(t *testing.T) {
 		// Before the lab is up: nothing in the lab yet, a run directory
 		// marked running.
-		killed = append(killed, e.killAt(t, short, runs, "lab-up", "lab-up", "tcg", nil))
+		k := e.killAt(t, short, runs, "lab-up", "lab-up", "tcg", nil)
+		killed = append(killed, k)
+		// `firstboot runs` marks it before it lists it.
+		out, code := e.run(t, "", "runs", "--runs-dir", runs)
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, filepath.Base(k.dir)) && (code != 0 || !strings.Contains(l, manifest.StatusIncomplete)) {
+				t.Errorf("firstboot runs: exit %d, the run killed before the lab was up: %q", code, l)
+			}
+		}
+		if !strings.Contains(out, filepath.Base(k.dir)) {
+			t.Errorf("firstboot runs does not list the killed run:\n%s", out)
+		}
 	})
 
 	// A normal run afterwards completes and leaves the lab clean.
