@@ -51,7 +51,7 @@ func RunSteps(ctx context.Context, s *Scenario, env *Env) error {
 	defer env.closeConsole()
 	for i, st := range s.Steps {
 		env.Progress.step(st.Name, i+1, len(s.Steps))
-		start := env.Timeline.now()
+		start := env.Timeline.begin("step " + st.Name)
 		env.mark(fmt.Sprintf("firstboot step %q start %s", st.Name, start.Format(time.RFC3339Nano)))
 		env.log().Info("step", "name", st.Name)
 		err := env.runStep(ctx, st)

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/firstboot/firstboot/analyzer"
+	"github.com/firstboot/firstboot/internal/testhook"
 	"github.com/firstboot/firstboot/lab"
 	"github.com/firstboot/firstboot/results/manifest"
 	"github.com/firstboot/firstboot/scenarios"
@@ -50,6 +51,9 @@ the time left in the capture window; elsewhere the same goes to the log once a m
 			if line != nil {
 				cfg.Logger = slog.New(slog.NewTextHandler(line, &slog.HandlerOptions{Level: a.logLevel}))
 				every = statusRedraw
+			}
+			if !noAnalyze {
+				cfg.Pending = "analysis"
 			}
 			ctx := cmd.Context()
 			sctx, stopStatus := context.WithCancel(ctx)
@@ -110,11 +114,21 @@ type runOutcome struct {
 // the run is incomplete (the capture so far is data too), and the report,
 // which checks the scenario's expectations. What it did goes to out.
 func (a *app) runScenario(ctx context.Context, cfg scenarios.RunConfig, analyze bool, out io.Writer) runOutcome {
+	if analyze {
+		cfg.Pending = "analysis"
+	}
 	run, runErr := scenarios.Execute(ctx, cfg)
 	o := runOutcome{run: run, runErr: runErr}
 	if run == nil {
 		return o
 	}
+	// The manifest says what is still to do until it is done, so a
+	// firstboot killed meanwhile is noticed (results/rundir).
+	defer func() {
+		if err := setPending(run.Dir, ""); err != nil {
+			a.logger.Warn("updating the manifest", "err", err)
+		}
+	}()
 	fmt.Fprintf(out, "run directory: %s\n", run.Dir)
 	fmt.Fprintf(out, "status: %s", run.Manifest.Status)
 	if run.Manifest.Reason != "" {
@@ -129,13 +143,34 @@ func (a *app) runScenario(ctx context.Context, cfg scenarios.RunConfig, analyze 
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Minute)
 	defer cancel()
 	s := cfg.Scenario
+	testhook.Pause(ctx, a.logger, "analysis")
 	if err := analyzeRunDir(actx, run.Dir, mergeFirstParty(a.cfg.FirstParty, s.FirstParty)); err != nil {
 		o.analysisErr = fmt.Errorf("analysing %s: %w", run.Dir, err)
 		return o
 	}
 	fmt.Fprintf(out, "analysis: %s\n", filepath.Join(run.Dir, "analysis.json"))
+	if err := setPending(run.Dir, "report"); err != nil {
+		o.analysisErr = err
+		return o
+	}
+	testhook.Pause(ctx, a.logger, "report")
+	// The report also evaluates the scenario's expectations.
 	o.met, o.failed, o.analysisErr = writeRunReport(run.Dir, s, out)
 	return o
+}
+
+// setPending records in the run's manifest what this process now does with
+// the directory ("" when nothing).
+func setPending(dir, what string) error {
+	m, err := manifest.Read(dir)
+	if err != nil || m.Doing == nil && what == "" {
+		return err
+	}
+	m.Doing = nil
+	if what != "" {
+		m.Doing = &manifest.Activity{What: what, Since: time.Now().UTC()}
+	}
+	return manifest.Write(dir, m)
 }
 
 // analyzeRunDir analyses a run directory's capture, segmented by the steps in

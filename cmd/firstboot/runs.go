@@ -18,6 +18,7 @@ import (
 	"github.com/firstboot/firstboot/results/expect"
 	"github.com/firstboot/firstboot/results/manifest"
 	"github.com/firstboot/firstboot/results/report"
+	"github.com/firstboot/firstboot/results/rundir"
 	"github.com/firstboot/firstboot/results/schema"
 	"github.com/firstboot/firstboot/scenarios"
 )
@@ -28,11 +29,21 @@ func newRunsCmd(a *app) *cobra.Command {
 		Use:   "runs",
 		Short: "List the run directories: id, scenario, OS release, status, start, duration, packets, expectations met",
 		Long: `runs lists the run directories in the runs directory (--runs-dir), oldest first,
-one line each. Expectations are checked as firstboot report does, from each run's
+one line each; runs a killed firstboot left marked running are marked incomplete
+first. Expectations are checked as firstboot report does, from each run's
 scenario.yaml and analysis.json ("-" when the run was not analysed). Show one run
 with firstboot show RUN.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Runs a killed firstboot left "running" are marked incomplete
+			// first, so the list never shows a dead run as alive.
+			marked, err := rundir.MarkAbandoned(cmd.Context(), a.cfg.RunsDir)
+			for _, m := range marked {
+				a.logger.Info("marked a run a killed firstboot left running as incomplete", "run", m.Dir)
+			}
+			if err != nil {
+				a.logger.Warn("marking runs a killed firstboot left running", "err", err)
+			}
 			rows, err := listRuns(a.cfg.RunsDir)
 			if err != nil {
 				return err

@@ -11,7 +11,10 @@ import (
 	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
+	"libvirt.org/go/libvirtxml"
 
+	"github.com/firstboot/firstboot/internal/owner"
+	"github.com/firstboot/firstboot/internal/testhook"
 	"github.com/firstboot/firstboot/lab"
 )
 
@@ -118,13 +121,14 @@ type startError struct{ error }
 
 // bootsBanner boots kernel briefly on accel ("kvm" or "tcg"), without disk
 // or network, and reports whether it printed its "Linux version" banner on
-// the serial console within window.
+// the serial console within window. Like a run's machine, the probe lives
+// only as long as this process's connection and records its owner and
+// directory for the reaper.
 func (l *Lab) bootsBanner(ctx context.Context, kernel, accel string, window time.Duration) (bool, error) {
-	dir, err := os.MkdirTemp("", "firstboot-kvmprobe-")
+	dir, err := os.MkdirTemp("", Prefix+"kvmprobe-")
 	if err != nil {
 		return false, err
 	}
-	defer os.RemoveAll(dir)
 	spec := lab.MachineSpec{
 		Name:       fmt.Sprintf("%s%sprobe-%d", Prefix, accel, os.Getpid()),
 		CPUs:       1,
@@ -136,24 +140,35 @@ func (l *Lab) bootsBanner(ctx context.Context, kernel, accel string, window time
 		RunDir:     dir,
 		MAC:        "52:54:00:00:00:01",
 	}
-	x, err := DomainXML(spec, "", accel, "")
+	def, err := domainDef(spec, "", accel, "")
 	if err != nil {
+		os.RemoveAll(dir)
+		return false, err
+	}
+	def.Metadata = &libvirtxml.DomainMetadata{XML: metadataXML(owner.Self(), []string{dir})}
+	x, err := def.Marshal()
+	if err != nil {
+		os.RemoveAll(dir)
 		return false, err
 	}
 	l.own(spec.Name)
 	dom, err := call(ctx, "define probe", func() (golibvirt.Domain, error) { return l.conn.DomainDefineXML(x) })
 	if err != nil {
+		os.RemoveAll(dir)
 		// libvirt refuses a domain type its QEMU probe found unusable.
 		return false, startError{err}
 	}
 	defer func() {
 		tctx, cancel := teardownContext(ctx)
 		defer cancel()
-		_ = l.removeDomain(tctx, dom)
+		_ = l.removeDomain(tctx, dom, func() { os.RemoveAll(dir) })
 	}()
-	if _, err := call(ctx, "start probe", func() (golibvirt.Domain, error) { return l.conn.DomainCreateWithFlags(dom, 0) }); err != nil {
+	if _, err := call(ctx, "start probe", func() (golibvirt.Domain, error) {
+		return l.conn.DomainCreateWithFlags(dom, uint32(golibvirt.DomainStartAutodestroy))
+	}); err != nil {
 		return false, startError{err}
 	}
+	testhook.Pause(ctx, l.log, "kvm-probe")
 	deadline := time.Now().Add(window)
 	for time.Now().Before(deadline) {
 		if b, _ := os.ReadFile(spec.ConsoleLog); bytes.Contains(b, []byte("Linux version")) {
