@@ -12,11 +12,12 @@ import (
 // "running" (its worker was killed or its host rebooted) incomplete, with the
 // reason, and returns their directories. Their capture so far is kept.
 //
-// It changes only the manifest. The lab-wide reaper (issue 19: marking dead
-// runs when a firstboot brings the lab up, and repairing a torn last pcapng
-// block) does the same for any run on its own host; this one also reaches
-// runs a worker on another host left in a shared results directory.
+// Runs whose owner was on this host are results/rundir's (every run marks
+// those its killed owner left, repairing the capture too): this one reaches
+// what rundir cannot judge, runs a worker on another host left in a shared
+// results directory, knowing from the queue that their job ran again.
 func MarkAbandoned(runsDir, key string, attempt int) []string {
+	host, _ := os.Hostname()
 	ents, _ := os.ReadDir(runsDir)
 	var out []string
 	for _, e := range ents {
@@ -24,6 +25,9 @@ func MarkAbandoned(runsDir, key string, attempt int) []string {
 		m, err := manifest.Read(dir)
 		if err != nil || m.Status != manifest.StatusRunning || m.Campaign == nil || m.Campaign.Job != key || m.Campaign.Attempt >= attempt {
 			continue
+		}
+		if m.Owner != nil && (m.Owner.Host == "" || m.Owner.Host == host) {
+			continue // rundir.MarkAbandoned judges it
 		}
 		m.Status = manifest.StatusIncomplete
 		m.Reason = fmt.Sprintf("abandoned: the worker running it (%s, attempt %d) stopped before the run ended; the job ran again", m.Campaign.Worker, m.Campaign.Attempt)
