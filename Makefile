@@ -38,6 +38,7 @@ fuzz:
 
 bench: build
 	scripts/bench.sh
+	scripts/bench-campaign.sh
 
 # Profile-guided optimisation: `go build` uses cmd/firstboot/default.pgo (about
 # 5% faster analysis). Regenerate it after large analyzer changes, from the

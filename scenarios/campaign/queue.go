@@ -162,6 +162,19 @@ func openPostgres(ctx context.Context, u string, rc *river.Config) (*Queue, erro
 		pool.Close()
 		return nil, fmt.Errorf("queue %s: cannot reach PostgreSQL: %w (is the server running, and the URL right?)", where, err)
 	}
+	// Workers and coordinators start together: one at a time creates or
+	// updates River's tables (rivermigrate takes no lock of its own).
+	lock, err := pool.Acquire(ctx)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("queue %s: %w", where, err)
+	}
+	defer lock.Release()
+	if _, err := lock.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLock); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("queue %s: %w", where, err)
+	}
+	defer lock.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrateLock)
 	c, err := newClient(ctx, riverpgxv5.New(pool), rc)
 	if err != nil {
 		pool.Close()
@@ -169,6 +182,10 @@ func openPostgres(ctx context.Context, u string, rc *river.Config) (*Queue, erro
 	}
 	return &Queue{Where: where, client: c, close: pool.Close}, nil
 }
+
+// migrateLock is the advisory lock key firstboot holds while it migrates
+// ("fbmigrat" in ASCII).
+const migrateLock int64 = 0x66626d6967726174
 
 func openSQLite(ctx context.Context, path string, rc *river.Config) (*Queue, error) {
 	path = strings.TrimPrefix(path, "sqlite://")

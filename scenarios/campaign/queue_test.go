@@ -269,3 +269,26 @@ func TestCampaignOnPostgres(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenQueueConcurrently: workers and a coordinator starting at once on a
+// fresh database each bring River's tables up, one at a time.
+func TestOpenQueueConcurrently(t *testing.T) {
+	pg := testpg.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	errs := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func() {
+			q, err := OpenQueue(ctx, QueueConfig{URL: pg.URL, Logger: quiet()})
+			if err == nil {
+				q.Close()
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < 4; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
