@@ -19,7 +19,6 @@ import (
 	"github.com/firstboot/firstboot/lab"
 	"github.com/firstboot/firstboot/lab/libvirt"
 	rcampaign "github.com/firstboot/firstboot/results/campaign"
-	"github.com/firstboot/firstboot/results/publish"
 	"github.com/firstboot/firstboot/scenarios/campaign"
 )
 
@@ -372,9 +371,8 @@ func (a *app) campaignRunner(log *slog.Logger) campaign.Runner {
 }
 
 // publishRun uploads a finished run to base/rel (firstboot publish).
-func publishRun(ctx context.Context, dir, base, rel string) error {
-	_, err := publish.Publish(ctx, dir, publish.Options{To: strings.TrimRight(base, "/") + "/" + filepath.ToSlash(rel)})
-	return err
+func publishRun(ctx context.Context, dir, base, rel string) (map[string]string, error) {
+	return campaign.PublishRun(ctx, dir, base, rel)
 }
 
 // holdLab keeps the lab up while this process runs jobs: every run brings it
@@ -437,6 +435,9 @@ func reportCampaign(ctx context.Context, a *app, f *campaignFlags, arg string, o
 		defer q.Close()
 		rows, err := q.Jobs(ctx, campaign.RunKind, args.Tag())
 		if err != nil {
+			return err
+		}
+		if err := campaign.Gather(ctx, args, rows); err != nil {
 			return err
 		}
 		if len(rows) > 0 {

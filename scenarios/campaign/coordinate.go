@@ -110,6 +110,9 @@ func (c *Coordinator) Work(ctx context.Context, job *river.Job[CampaignArgs]) er
 	}
 	st := State(camp, a, rows, c.Queue.Where, job.CreatedAt)
 	if st.Ended() {
+		if err := Gather(ctx, a, rows); err != nil {
+			return err
+		}
 		if err := Finish(camp, a, st); err != nil {
 			return err
 		}

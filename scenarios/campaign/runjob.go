@@ -82,12 +82,16 @@ type Outcome struct {
 	Met    int    `json:"met"`
 	Failed int    `json:"failed"`
 	Worker string `json:"worker"`
-	// Published is where the run was uploaded, when it was.
-	Published string `json:"published,omitempty"`
+	// Published is where the run was uploaded, when it was, and Files the
+	// sha256 of each file uploaded (by path in the run directory), so the
+	// coordinator can fetch and verify what its report needs.
+	Published string            `json:"published,omitempty"`
+	Files     map[string]string `json:"files,omitempty"`
 }
 
-// Publisher uploads a finished run directory to base/rel.
-type Publisher func(ctx context.Context, dir, base, rel string) error
+// Publisher uploads a finished run directory to base/rel and returns each
+// file's sha256 by its path in the directory.
+type Publisher func(ctx context.Context, dir, base, rel string) (map[string]string, error)
 
 // RunWorker works run jobs on this host.
 type RunWorker struct {
@@ -186,10 +190,11 @@ func (w *RunWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 		if a.Publish != "" && w.Publish != nil && err == nil {
 			// Published or not, the run is in the results directory; a
 			// failed upload is retried as an infrastructure failure.
-			if perr := w.Publish(ctx, res.Run.Dir, a.Publish, out.Dir); perr != nil {
+			files, perr := w.Publish(ctx, res.Run.Dir, a.Publish, out.Dir)
+			if perr != nil {
 				return fmt.Errorf("run %s: publishing to %s: %w", out.RunID, a.Publish, perr)
 			}
-			out.Published = a.Publish
+			out.Published, out.Files = a.Publish, files
 		}
 	}
 	var perm *permanentError
