@@ -253,6 +253,10 @@ func mediaNames(ms []Media) string {
 	return " (it has: " + strings.Join(names, ", ") + ")"
 }
 
+// ValueOf is the value node of key in mapping m, or nil (for checks that
+// point at a key's value, in scenarios and campaign files).
+func ValueOf(m *yaml.Node, key string) *yaml.Node { return valueOf(m, key) }
+
 // valueOf is the value node of key in mapping m, or nil.
 func valueOf(m *yaml.Node, key string) *yaml.Node {
 	if m == nil || m.Kind != yaml.MappingNode {

@@ -314,6 +314,10 @@ func readOSK(path string) (string, error) {
 	return osk, nil
 }
 
+// UnwrapPathError says what went wrong with a file without repeating its
+// path (the message names it already): "file not found", or the error.
+func UnwrapPathError(err error) error { return unwrapPathError(err) }
+
 func unwrapPathError(err error) error {
 	var pe *os.PathError
 	if errors.As(err, &pe) {

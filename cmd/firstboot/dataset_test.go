@@ -11,9 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 
 	"github.com/firstboot/firstboot/results/dataset/testcapture"
 	"github.com/firstboot/firstboot/results/diff"
+	"github.com/firstboot/firstboot/results/publish/publishtest"
 )
 
 func testApp(t *testing.T) *app {
@@ -161,39 +160,11 @@ func TestImageFetch(t *testing.T) {
 
 var testModTime = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// memStore is a minimal store following publish's convention.
-type memStore struct {
-	mu    sync.Mutex
-	files map[string][]byte
-}
-
-func (m *memStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	switch r.Method {
-	case http.MethodPut:
-		b, _ := io.ReadAll(r.Body)
-		m.files[r.URL.Path] = b
-		w.WriteHeader(http.StatusCreated)
-	case http.MethodGet:
-		w.Write(m.files[r.URL.Path])
-	case http.MethodHead:
-		b, ok := m.files[r.URL.Path]
-		if !ok {
-			w.WriteHeader(http.StatusNotFound)
-			return
-		}
-		s := sha256.Sum256(b)
-		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-		w.Header().Set("X-Checksum-Sha256", hex.EncodeToString(s[:]))
-	}
-}
-
 func TestPublishCommand(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "MANIFEST"), []byte("m\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "README.md"), []byte("r\n"), 0o644)
-	st := &memStore{files: map[string][]byte{}}
+	st := publishtest.NewStore()
 	srv := httptest.NewServer(st)
 	t.Cleanup(srv.Close)
 	a := testApp(t)
@@ -201,8 +172,8 @@ func TestPublishCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "uploaded README.md") || !strings.Contains(out, "2 uploaded, 0 already there") {
 		t.Fatalf("publish: %d %s", code, out)
 	}
-	if string(st.files["/x/MANIFEST"]) != "m\n" {
-		t.Errorf("store: %q", st.files)
+	if b, _ := st.File("/x/MANIFEST"); string(b) != "m\n" {
+		t.Errorf("store: MANIFEST is %q", b)
 	}
 	out, code = runCmd(t, newPublishCmd(a), dir, "--to", srv.URL+"/x")
 	if code != 0 || !strings.Contains(out, "0 uploaded, 2 already there") {

@@ -170,7 +170,7 @@ func (p *checker) fail(n *yaml.Node, format string, args ...any) {
 
 // at is the value node of a top-level key, or the top node.
 func (p *checker) at(key string) *yaml.Node {
-	if v := valueOf(p.top, key); v != nil {
+	if v := scenarios.ValueOf(p.top, key); v != nil {
 		return v
 	}
 	return p.top
@@ -226,7 +226,7 @@ func (p *checker) check(c *Campaign) {
 	}
 	if c.Baseline != "" && c.Baseline != BaselinePrevious && !strings.ContainsAny(c.Baseline, "*?[") {
 		if _, err := os.Stat(c.resolve(c.Baseline)); err != nil {
-			p.fail(p.at("baseline"), "baseline %q: %v (give an earlier campaign's directory, a dataset, run directories, or previous)", c.Baseline, unwrapPath(err))
+			p.fail(p.at("baseline"), "baseline %q: %v (give an earlier campaign's directory, a dataset, run directories, or previous)", c.Baseline, scenarios.UnwrapPathError(err))
 		}
 	}
 	p.loadScenarios(c)
@@ -260,7 +260,7 @@ func (p *checker) loadScenarios(c *Campaign) {
 		path := c.resolve(e.Path)
 		data, err := os.ReadFile(path)
 		if err != nil {
-			p.fail(valueOr(n, "path"), "scenario %s: %v", e.Path, unwrapPath(err))
+			p.fail(valueOr(n, "path"), "scenario %s: %v", e.Path, scenarios.UnwrapPathError(err))
 			continue
 		}
 		if len(e.Variants) == 0 {
@@ -273,7 +273,7 @@ func (p *checker) loadScenarios(c *Campaign) {
 			add(n, s)
 			continue
 		}
-		vlist := valueOf(n, "variants")
+		vlist := scenarios.ValueOf(n, "variants")
 		for j := range e.Variants {
 			vn := item(vlist, j)
 			s, err := c.variant(path, data, vn)
@@ -304,7 +304,7 @@ func (c *Campaign) variant(path string, base []byte, vn *yaml.Node) (*scenarios.
 		case "name", "image":
 			setKey(top, key, val)
 		default: // os, machine, capture: key by key
-			dst := valueOf(top, key)
+			dst := scenarios.ValueOf(top, key)
 			if dst == nil || dst.Kind != yaml.MappingNode {
 				setKey(top, key, val)
 				continue
@@ -318,7 +318,7 @@ func (c *Campaign) variant(path string, base []byte, vn *yaml.Node) (*scenarios.
 	if err != nil {
 		return nil, err
 	}
-	name := c.File + "#" + valueOf(vn, "name").Value
+	name := c.File + "#" + scenarios.ValueOf(vn, "name").Value
 	s, err := scenarios.ParseIn(name, filepath.Dir(path), out)
 	if err != nil {
 		return nil, fmt.Errorf("the scenario it makes is not valid: %w", err)
@@ -330,7 +330,7 @@ func (c *Campaign) variant(path string, base []byte, vn *yaml.Node) (*scenarios.
 func (c *Campaign) absPaths(key string, n *yaml.Node) *yaml.Node {
 	abs := func(m *yaml.Node, keys ...string) {
 		for _, k := range keys {
-			if v := valueOf(m, k); v != nil && v.Kind == yaml.ScalarNode && v.Value != "" && !strings.Contains(v.Value, "://") {
+			if v := scenarios.ValueOf(m, k); v != nil && v.Kind == yaml.ScalarNode && v.Value != "" && !strings.Contains(v.Value, "://") {
 				v.Value = c.resolve(v.Value)
 			}
 		}
@@ -338,7 +338,7 @@ func (c *Campaign) absPaths(key string, n *yaml.Node) *yaml.Node {
 	switch key {
 	case "image":
 		abs(n, "path", "kernel", "initrd")
-		if media := valueOf(n, "media"); media != nil {
+		if media := scenarios.ValueOf(n, "media"); media != nil {
 			for _, m := range media.Content {
 				abs(m, "path")
 			}
@@ -397,21 +397,9 @@ func (c *Campaign) Next(t time.Time, n int) []time.Time {
 	return out
 }
 
-func valueOf(m *yaml.Node, key string) *yaml.Node {
-	if m == nil || m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return m.Content[i+1]
-		}
-	}
-	return nil
-}
-
 // valueOr is key's value node in m, or m itself (for a position).
 func valueOr(m *yaml.Node, key string) *yaml.Node {
-	if v := valueOf(m, key); v != nil {
+	if v := scenarios.ValueOf(m, key); v != nil {
 		return v
 	}
 	return m
@@ -442,15 +430,4 @@ func clone(n *yaml.Node) *yaml.Node {
 		c.Content[i] = clone(x)
 	}
 	return &c
-}
-
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		if errors.Is(pe.Err, os.ErrNotExist) {
-			return errors.New("file not found")
-		}
-		return pe.Err
-	}
-	return err
 }

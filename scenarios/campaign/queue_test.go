@@ -2,18 +2,14 @@ package campaign
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,7 +18,7 @@ import (
 	"github.com/firstboot/firstboot/internal/testpg"
 	rcampaign "github.com/firstboot/firstboot/results/campaign"
 	"github.com/firstboot/firstboot/results/manifest"
-	"github.com/firstboot/firstboot/results/publish"
+	"github.com/firstboot/firstboot/results/publish/publishtest"
 	"github.com/firstboot/firstboot/results/schema"
 	"github.com/firstboot/firstboot/scenarios"
 )
@@ -98,8 +94,18 @@ func (f *fakeRunner) run(_ context.Context, req RunRequest) *RunResult {
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// runLocal works one execution of the campaign on a SQLite queue to its end.
+// runLocal works one execution of the campaign on a SQLite queue to its
+// end, its runs in the campaign's directory.
 func runLocal(t *testing.T, file, home string, f *fakeRunner) *rcampaign.State {
+	t.Helper()
+	rw := NewRunWorker("local-test", filepath.Dir(home), Capacity{CPUs: 2, MemoryMiB: 4096}, f.run, quiet())
+	rw.RetryDelay = 100 * time.Millisecond
+	return execute(t, file, home, rw)
+}
+
+// execute works one execution of the campaign with rw on a SQLite queue
+// in home, to its end, and returns its campaign.json.
+func execute(t *testing.T, file, home string, rw *RunWorker) *rcampaign.State {
 	t.Helper()
 	c, err := Load(file)
 	if err != nil {
@@ -107,8 +113,6 @@ func runLocal(t *testing.T, file, home string, f *fakeRunner) *rcampaign.State {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	rw := NewRunWorker("local-test", filepath.Dir(home), Capacity{CPUs: 2, MemoryMiB: 4096}, f.run, quiet())
-	rw.RetryDelay = 100 * time.Millisecond
 	coord := &Coordinator{Poll: 200 * time.Millisecond, Logger: quiet()}
 	q, err := OpenQueue(ctx, QueueConfig{URL: filepath.Join(home, "queue.sqlite"), ID: "local-test",
 		Runs: []string{RunQueue("", false)}, RunWorkers: 2, Campaigns: true, Work: NewWorkers(rw, coord), Logger: quiet()})
@@ -299,90 +303,33 @@ func TestOpenQueueConcurrently(t *testing.T) {
 	}
 }
 
-// memStore is an HTTP store for publish: PUT, HEAD with the sha256, GET.
-type memStore struct {
-	mu    sync.Mutex
-	files map[string][]byte
-}
-
-func (s *memStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch r.Method {
-	case http.MethodPut:
-		b, _ := io.ReadAll(r.Body)
-		s.files[r.URL.Path] = b
-		w.WriteHeader(http.StatusCreated)
-	case http.MethodHead, http.MethodGet:
-		b, ok := s.files[r.URL.Path]
-		if !ok {
-			w.WriteHeader(http.StatusNotFound)
-			return
-		}
-		sum := sha256.Sum256(b)
-		w.Header().Set(publish.ChecksumHeader, hex.EncodeToString(sum[:]))
-		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-		if r.Method == http.MethodGet {
-			w.Write(b)
-		}
-	}
-}
-
 // TestCampaignPublishedResults: a worker whose results the coordinator
 // cannot see publishes each run to the campaign's store; the coordinator
 // gathers what the report needs from there, verified.
 func TestCampaignPublishedResults(t *testing.T) {
-	store := &memStore{files: map[string][]byte{}}
+	store := publishtest.NewStore()
 	srv := httptest.NewServer(store)
 	defer srv.Close()
 	file := testCampaign(t, "publish: "+srv.URL+"/study\n")
-	c, err := Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	f := &fakeRunner{attempts: map[string]int{}, dests: func(string, int) []string { return []string{"a.example.com"} }}
-	workerResults := t.TempDir() // the worker's disk, not the coordinator's
-	rw := NewRunWorker("remote", workerResults, Capacity{CPUs: 2, MemoryMiB: 4096}, f.run, quiet())
+	// The worker's disk, not the coordinator's.
+	rw := NewRunWorker("remote", t.TempDir(), Capacity{CPUs: 2, MemoryMiB: 4096}, f.run, quiet())
 	rw.Publish = PublishRun
-	coord := &Coordinator{Poll: 200 * time.Millisecond, Logger: quiet()}
-	home := filepath.Join(t.TempDir(), c.Name)
-	q, err := OpenQueue(ctx, QueueConfig{URL: filepath.Join(t.TempDir(), "q.sqlite"), Runs: []string{RunQueue("", false)}, RunWorkers: 2,
-		Campaigns: true, Work: NewWorkers(rw, coord), Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
+	home := filepath.Join(t.TempDir(), "unit")
+	st := execute(t, file, home, rw)
+	dir := filepath.Join(home, st.Instance)
+	if st.Counts[rcampaign.JobDone] != 4 {
+		t.Fatalf("state %+v", st)
 	}
-	defer q.Close()
-	coord.Queue = q
-	args := CampaignArgs{Name: c.Name, Instance: NewInstance(time.Now()), File: file, Source: c.Source, Home: home}
-	id, err := q.Enqueue(ctx, args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer q.Stop(context.Background(), true)
-	for {
-		if row, err := q.Job(ctx, id); err != nil || row.FinalizedAt != nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	st, err := rcampaign.ReadState(args.Dir())
-	if err != nil || st.Counts[rcampaign.JobDone] != 4 {
-		t.Fatalf("state %+v, %v", st, err)
-	}
-	md, _ := os.ReadFile(filepath.Join(args.Dir(), rcampaign.MarkdownFile))
+	md, _ := os.ReadFile(filepath.Join(dir, rcampaign.MarkdownFile))
 	if !strings.Contains(string(md), "| a.example.com | third | 2/2 stable |") {
 		t.Errorf("the report was not made from the gathered runs:\n%s", md)
 	}
 	for _, j := range st.Jobs {
-		if _, err := os.Stat(filepath.Join(args.Dir(), j.RunDir, "analysis.json")); err != nil {
+		if _, err := os.Stat(filepath.Join(dir, j.RunDir, "analysis.json")); err != nil {
 			t.Errorf("%s: %v", j.Key, err)
 		}
-		if _, ok := store.files["/study/"+c.Name+"/"+args.Instance+"/runs/"+filepath.Base(j.RunDir)+"/manifest.json"]; !ok {
+		if _, ok := store.File("/study/unit/" + st.Instance + "/runs/" + filepath.Base(j.RunDir) + "/manifest.json"); !ok {
 			t.Errorf("%s: not published", j.Key)
 		}
 	}
