@@ -1,6 +1,7 @@
 package campaign
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -336,17 +337,27 @@ type VerdictRecord struct {
 	Verdict  rcampaign.Verdict `json:"verdict"`
 }
 
+// appendVerdict records an execution's verdict in verdicts.jsonl, in place
+// of an earlier line of the same execution (campaign report writes it again).
 func appendVerdict(home, instance string, at time.Time, v rcampaign.Verdict) error {
 	line, err := json.Marshal(VerdictRecord{Instance: instance, Finished: at, Verdict: v})
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(home, VerdictFile), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-	if err != nil {
+	path := filepath.Join(home, VerdictFile)
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	_, err = f.Write(append(line, '\n'))
-	return errors.Join(err, f.Close())
+	var out []byte
+	for _, l := range bytes.SplitAfter(old, []byte("\n")) {
+		var r VerdictRecord
+		if len(bytes.TrimSpace(l)) == 0 || (json.Unmarshal(l, &r) == nil && r.Instance == instance) {
+			continue
+		}
+		out = append(out, l...)
+	}
+	return fsutil.WriteFileAtomic(path, append(append(out, line...), '\n'), 0o644)
 }
 
 func writeOnce(path string, data []byte) error {
