@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -292,7 +294,26 @@ func TestCampaignSchedule(t *testing.T) {
 		t.Fatal(err)
 	}
 	home := filepath.Join(runs, "campaigns", "e2e-sched")
-	serve := e.start(t, "campaign", "serve", file, "--runs-dir", runs)
+	serve := e.start(t, "campaign", "serve", file, "--runs-dir", runs, "--ui", "127.0.0.1:0")
+	t.Run("River UI", func(t *testing.T) {
+		var url string
+		waitFor(t, "the River UI's address", time.Minute, func() bool {
+			_, rest, ok := strings.Cut(serve.out.String(), "River UI: ")
+			url, _, _ = strings.Cut(rest, "\n")
+			return ok && strings.HasSuffix(url, "/")
+		}, serve.out)
+		for _, path := range []string{"", "api/jobs?state=available"} {
+			resp, err := http.Get(url + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || len(body) == 0 {
+				t.Errorf("GET %s%s: %s\n%.300s", url, path, resp.Status, body)
+			}
+		}
+	})
 	waitFor(t, "two executions' verdicts", 5*time.Minute, func() bool {
 		b, _ := os.ReadFile(filepath.Join(home, campaign.VerdictFile))
 		return bytes.Count(b, []byte("\n")) >= 2

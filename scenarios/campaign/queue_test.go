@@ -334,3 +334,112 @@ func TestCampaignPublishedResults(t *testing.T) {
 		}
 	}
 }
+
+// TestStopPutsJobsBack: a process told to stop (Ctrl-C) interrupts its runs,
+// and their jobs go back to the queue without counting an attempt; the next
+// process runs them.
+func TestStopPutsJobsBack(t *testing.T) {
+	file := testCampaign(t, "")
+	c, err := Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(t.TempDir(), "unit")
+	url := filepath.Join(home, "queue.sqlite")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	started := make(chan struct{}, 8)
+	// As a real run stopped by Ctrl-C: its directory kept, incomplete.
+	blocking := func(ctx context.Context, req RunRequest) *RunResult {
+		started <- struct{}{}
+		<-ctx.Done()
+		dir := filepath.Join(req.RunsDir, "interrupted")
+		os.MkdirAll(dir, 0o755)
+		m := &manifest.Manifest{RunID: "interrupted", Status: manifest.StatusIncomplete, Reason: "interrupted: a signal", Campaign: req.Campaign,
+			Capture: manifest.Capture{StoppedBy: "interrupted"}}
+		manifest.Write(dir, m)
+		return &RunResult{Run: &scenarios.Run{Dir: dir, Manifest: m}, RunErr: errors.New("interrupted: a signal")}
+	}
+	rw := NewRunWorker("first", filepath.Dir(home), Capacity{CPUs: 1, MemoryMiB: 4096}, blocking, quiet())
+	q, err := OpenQueue(ctx, QueueConfig{URL: url, ID: "first", Runs: []string{RunQueue("", false)}, RunWorkers: 1, Work: NewWorkers(rw, nil), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := CampaignArgs{Name: c.Name, Instance: NewInstance(time.Now()), File: file, Source: c.Source, Home: home}
+	if err := q.InsertRuns(ctx, c, args); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	rw.Stopping()
+	if err := q.Stop(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := q.Jobs(ctx, RunKind, args.Tag())
+	q.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r.State == "running" || r.State == "retryable" || len(r.Errors) > 0 || r.FinalizedAt != nil {
+			t.Errorf("job %d after the stop: %s, errors %v", r.ID, r.State, r.Errors)
+		}
+	}
+	// The next process runs every job, the interrupted one too.
+	f := &fakeRunner{attempts: map[string]int{}, dests: func(string, int) []string { return []string{"a.example.com"} }}
+	rw2 := NewRunWorker("second", filepath.Dir(home), Capacity{CPUs: 2, MemoryMiB: 4096}, f.run, quiet())
+	q2, err := OpenQueue(ctx, QueueConfig{URL: url, ID: "second", Runs: []string{RunQueue("", false)}, RunWorkers: 2, Work: NewWorkers(rw2, nil), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Close()
+	if err := q2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer q2.Stop(context.Background(), true)
+	for done := 0; done < len(rows); time.Sleep(100 * time.Millisecond) {
+		rows, err := q2.Jobs(ctx, RunKind, args.Tag())
+		if err != nil || ctx.Err() != nil {
+			t.Fatalf("jobs: %v %v", err, ctx.Err())
+		}
+		done = 0
+		for _, r := range rows {
+			if r.State == "completed" {
+				done++
+			}
+		}
+	}
+}
+
+// TestCapacity: runs fit a host by CPUs and memory (with the overhead per
+// run), within limits; a job that never fits says why.
+func TestCapacity(t *testing.T) {
+	c := Capacity{CPUs: 2, MemoryMiB: 2048}
+	small := Job{Key: "s", CPUs: 1, MemoryMiB: 512}
+	big := Job{Key: "b", CPUs: 1, MemoryMiB: 2048}
+	if err := c.Fits(big); err == nil || !strings.Contains(err.Error(), "needs 2304 MiB") {
+		t.Errorf("big: %v", err)
+	}
+	if err := c.Fits(Job{Key: "w", CPUs: 4}); err == nil || !strings.Contains(err.Error(), "needs 4 CPUs") {
+		t.Errorf("wide: %v", err)
+	}
+	if n := c.AtOnce([]Job{small, small, small}); n != 2 {
+		t.Errorf("two 1-CPU runs fit 2 CPUs, got %d", n)
+	}
+	c.MemoryMiB = 1000
+	if n := c.AtOnce([]Job{small, small}); n != 1 {
+		t.Errorf("768 MiB each in 1000 MiB: %d at once", n)
+	}
+	s := newSlots(Capacity{CPUs: 2, MemoryMiB: 8192, Parallel: 1})
+	release, ok := s.take(small)
+	if _, ok2 := s.take(small); !ok || ok2 {
+		t.Errorf("parallel 1: %v %v", ok, ok2)
+	}
+	release()
+	release() // twice is once
+	if _, ok := s.take(small); !ok {
+		t.Error("the slot was not given back")
+	}
+}
