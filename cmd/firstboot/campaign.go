@@ -201,7 +201,7 @@ func runCampaign(ctx context.Context, a *app, f *campaignFlags, c *campaign.Camp
 	}
 	disp := newCampaignDisplay(out, a)
 	defer disp.close()
-	pq, err := openCampaignQueue(ctx, a, f, c.Name, here, disp, local, nil)
+	pq, err := openCampaignQueue(ctx, a, f, []string{c.Name}, here, disp, local, nil)
 	if err != nil {
 		return err
 	}
@@ -333,10 +333,11 @@ func (p *processQueue) stop(ctx context.Context) {
 // openCampaignQueue opens a campaign's queue for this process: it
 // coordinates executions (and queues them on their schedules) and, with
 // work, runs jobs of any label here.
-func openCampaignQueue(ctx context.Context, a *app, f *campaignFlags, name string, here campaign.Capacity, disp *campaignDisplay, work bool, periodic []*river.PeriodicJob) (*processQueue, error) {
+func openCampaignQueue(ctx context.Context, a *app, f *campaignFlags, names []string, here campaign.Capacity, disp *campaignDisplay, work bool, periodic []*river.PeriodicJob) (*processQueue, error) {
+	name := names[0]
 	coord := &campaign.Coordinator{Poll: 3 * time.Second, Logger: a.logger, OnState: disp.update}
 	p := &processQueue{}
-	cfg := campaign.QueueConfig{URL: f.queueURL(a, name), Campaigns: true, Logger: warnLogger(a), Periodic: periodic}
+	cfg := campaign.QueueConfig{URL: f.queueURL(a, name), Campaigns: names, Logger: warnLogger(a), Periodic: periodic}
 	if work {
 		host, _ := os.Hostname()
 		cfg.ID = "local-" + host
@@ -563,12 +564,14 @@ systemd units for serve and worker.`,
 			defer disp.close()
 			here := hostCapacity(first, parallel, 0)
 			var periodic []*river.PeriodicJob
+			var names []string
 			for i, c := range camps {
+				names = append(names, c.Name)
 				path := args[i]
 				home := ensureDir(f.home(a, c.Name))
 				periodic = append(periodic, campaign.Schedule(c, home, func() (*campaign.Campaign, error) { return campaign.Load(path) }, disp.logger))
 			}
-			pq, err := openCampaignQueue(ctx, a, f, first.Name, here, disp, work, periodic)
+			pq, err := openCampaignQueue(ctx, a, f, names, here, disp, work, periodic)
 			if err != nil {
 				return err
 			}

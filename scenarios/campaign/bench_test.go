@@ -29,7 +29,7 @@ func BenchmarkSchedulingOverhead(b *testing.B) {
 	rw := NewRunWorker("bench", dir, Capacity{CPUs: 2, MemoryMiB: 8192}, f.run, quiet())
 	coord := &Coordinator{Poll: 100 * time.Millisecond, Logger: quiet()}
 	q, err := OpenQueue(ctx, QueueConfig{URL: filepath.Join(home, "queue.sqlite"), ID: "bench", Runs: []string{RunQueue("", false)},
-		RunWorkers: 2, Campaigns: true, Work: NewWorkers(rw, coord), Logger: quiet()})
+		RunWorkers: 2, Campaigns: []string{c.Name}, Work: NewWorkers(rw, coord), Logger: quiet()})
 	if err != nil {
 		b.Fatal(err)
 	}

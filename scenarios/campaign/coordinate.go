@@ -72,8 +72,10 @@ type Coordinator struct {
 	OnState func(*rcampaign.State)
 }
 
-// Timeout bounds one look (the report of thousands of runs takes a while).
-func (c *Coordinator) Timeout(*river.Job[CampaignArgs]) time.Duration { return 30 * time.Minute }
+// Timeout bounds one look (the report of thousands of runs takes a
+// while). A coordinator killed during a look on PostgreSQL leaves its job
+// to River's rescuer for this long; on SQLite the next process takes it at once.
+func (c *Coordinator) Timeout(*river.Job[CampaignArgs]) time.Duration { return 10 * time.Minute }
 
 // NextRetry: a look that failed (a full disk, the database away) is tried
 // again soon.

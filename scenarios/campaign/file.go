@@ -135,7 +135,8 @@ func Load(path string) (*Campaign, error) {
 	return Parse(path, data)
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+// nameRE keeps a campaign name usable in directory, queue and tag names.
+var nameRE = regexp.MustCompile(`^[a-z0-9]+([_-][a-z0-9]+)*$`)
 
 // Parse checks a campaign given as bytes; name is used in messages and to
 // resolve relative paths.
@@ -177,8 +178,8 @@ func (p *checker) at(key string) *yaml.Node {
 }
 
 func (p *checker) check(c *Campaign) {
-	if !nameRE.MatchString(c.Name) {
-		p.fail(p.at("name"), "name %q: use lower-case letters, digits, '_' and '-' (it names the campaign's directory)", c.Name)
+	if !nameRE.MatchString(c.Name) || len(c.Name) > 50 {
+		p.fail(p.at("name"), "name %q: use up to 50 lower-case letters and digits, '_' or '-' between them (it names the campaign's directory and queue)", c.Name)
 	}
 	if c.Repetitions < 0 || c.Repetitions > 1000 {
 		p.fail(p.at("repetitions"), "repetitions: %d; want 1 to 1000", c.Repetitions)

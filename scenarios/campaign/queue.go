@@ -24,13 +24,15 @@ import (
 
 // Queue names. Run jobs go to a queue per host label and KVM need, so a
 // worker fetches only jobs it can run: runs, runs_kvm, runs_eu-1,
-// runs_eu-1_kvm. Campaign jobs (which create an execution's run jobs and
-// write its report) go to their own queue, worked by `campaign run` and
-// `campaign serve`, never by a lab worker.
-const (
-	campaignQueue = "campaigns"
-	runQueue      = "runs"
-)
+// runs_eu-1_kvm. A campaign's coordinating jobs (which create an
+// execution's run jobs and write its report in the campaign's directory)
+// go to a queue of the campaign's own, campaign_<name>, worked by the
+// `campaign run` or `campaign serve` that has that directory, never by a
+// lab worker nor by another campaign's coordinator.
+const runQueue = "runs"
+
+// CampaignQueue is the queue of a campaign's coordinating jobs.
+func CampaignQueue(name string) string { return "campaign_" + name }
 
 // RunQueue is the queue of run jobs for a host label ("" any host) and KVM need.
 func RunQueue(label string, kvm bool) string {
@@ -62,8 +64,8 @@ type QueueConfig struct {
 	// runs no VM.
 	Runs       []string
 	RunWorkers int
-	// Campaigns makes this process coordinate campaign executions.
-	Campaigns bool
+	// Campaigns are the campaigns whose executions this process coordinates.
+	Campaigns []string
 	// Other queues to work (none of firstboot's jobs go there).
 	Other []string
 	// Periodic are the schedules this process enqueues (campaign serve).
@@ -136,8 +138,8 @@ func OpenQueue(ctx context.Context, cfg QueueConfig) (*Queue, error) {
 		for _, q := range cfg.Runs {
 			rc.Queues[q] = river.QueueConfig{MaxWorkers: max(cfg.RunWorkers, 1)}
 		}
-		if cfg.Campaigns {
-			rc.Queues[campaignQueue] = river.QueueConfig{MaxWorkers: 8}
+		for _, name := range cfg.Campaigns {
+			rc.Queues[CampaignQueue(name)] = river.QueueConfig{MaxWorkers: 4}
 		}
 		for _, q := range cfg.Other {
 			rc.Queues[q] = river.QueueConfig{MaxWorkers: 1}

@@ -115,7 +115,7 @@ func execute(t *testing.T, file, home string, rw *RunWorker) *rcampaign.State {
 	defer cancel()
 	coord := &Coordinator{Poll: 200 * time.Millisecond, Logger: quiet()}
 	q, err := OpenQueue(ctx, QueueConfig{URL: filepath.Join(home, "queue.sqlite"), ID: "local-test",
-		Runs: []string{RunQueue("", false)}, RunWorkers: 2, Campaigns: true, Work: NewWorkers(rw, coord), Logger: quiet()})
+		Runs: []string{RunQueue("", false)}, RunWorkers: 2, Campaigns: []string{c.Name}, Work: NewWorkers(rw, coord), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,7 @@ func TestCampaignOnPostgres(t *testing.T) {
 		workers = append(workers, q)
 	}
 	coord := &Coordinator{Poll: 200 * time.Millisecond, Logger: quiet()}
-	q, err := OpenQueue(ctx, QueueConfig{URL: pg.URL, ID: "coordinator", Campaigns: true, Work: NewWorkers(nil, coord), Logger: quiet()})
+	q, err := OpenQueue(ctx, QueueConfig{URL: pg.URL, ID: "coordinator", Campaigns: []string{c.Name}, Work: NewWorkers(nil, coord), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func Schedule(c *Campaign, home string, load func() (*Campaign, error), log *slo
 // campaignInsertOpts queue an execution's coordinating job, once.
 func campaignInsertOpts(a CampaignArgs) *river.InsertOpts {
 	return &river.InsertOpts{
-		Queue: campaignQueue, MaxAttempts: 25, Tags: []string{a.Tag(), "campaign-" + a.Name},
+		Queue: CampaignQueue(a.Name), MaxAttempts: 25, Tags: []string{a.Tag(), "campaign-" + a.Name},
 		UniqueOpts: river.UniqueOpts{ByArgs: true},
 	}
 }
