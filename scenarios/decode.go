@@ -152,7 +152,11 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, what string) {
 			}
 		}
 		if fi == nil {
-			d.fail(k, "unknown key %q in %s%s (expected one of: %s)", k.Value, what, suggest(k.Value, names(fields)), strings.Join(names(fields), ", "))
+			where := what
+			if where == "" {
+				where = "the top level"
+			}
+			d.fail(k, "unknown key %q in %s%s (expected one of: %s)", k.Value, where, suggest(k.Value, names(fields)), strings.Join(names(fields), ", "))
 			continue
 		}
 		if seen[k.Value] {

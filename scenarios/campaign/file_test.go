@@ -18,7 +18,7 @@ func TestParseMistakes(t *testing.T) {
 		want       []string
 	}{
 		{"typo in a key", "name: x\nscenarios:\n  - path: " + scen + "\nrepetitons: 3\n",
-			[]string{`c.yaml:4:1: unknown key "repetitons" in  (did you mean "repetitions"?)`}},
+			[]string{`c.yaml:4:1: unknown key "repetitons" in the top level (did you mean "repetitions"?)`}},
 		{"bad schedule and fail_on", "name: x\nscenarios:\n  - path: " + scen + "\nschedule: \"every day\"\nfail_on: [new-destinaton]\n",
 			[]string{`c.yaml:4:11: schedule "every day"`, `c.yaml:5:11: fail_on: unknown condition "new-destinaton" (did you mean "new-destination"?)`}},
 		{"missing scenario file", "name: x\nscenarios:\n  - path: nowhere.yaml\n",
