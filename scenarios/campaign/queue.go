@@ -137,6 +137,11 @@ func OpenQueue(ctx context.Context, cfg QueueConfig) (*Queue, error) {
 		rc.Queues = map[string]river.QueueConfig{}
 		for _, q := range cfg.Runs {
 			rc.Queues[q] = river.QueueConfig{MaxWorkers: max(cfg.RunWorkers, 1)}
+			if !IsPostgres(cfg.URL) {
+				// SQLite has no LISTEN/NOTIFY: River polls, by default every
+				// second, which a free slot would wait for after each run.
+				rc.Queues[q] = river.QueueConfig{MaxWorkers: max(cfg.RunWorkers, 1), FetchPollInterval: 200 * time.Millisecond}
+			}
 		}
 		for _, name := range cfg.Campaigns {
 			rc.Queues[CampaignQueue(name)] = river.QueueConfig{MaxWorkers: 4}
