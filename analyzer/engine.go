@@ -35,6 +35,7 @@ type counters struct {
 	ipBytes       int64
 	ipv6          int64
 	dnsQueries    int64
+	nonIP         map[string]int64 // frames without IP, by what they carry
 }
 
 func (c *counters) add(ts int64, frame, captured int) {
@@ -105,6 +106,9 @@ type engine struct {
 	dhcp     map[dhcpKey]*dhcpTx
 	fps      map[fpKey]*fpAgg
 	fpParser fingerprint.Parser
+
+	tun tunnels // tunnels followed (tunnel.go)
+	lan lanAgg  // local-network announcements (lan.go)
 }
 
 func newEngine(opts Options, steps *stepper, out recordSink) *engine {
@@ -176,9 +180,12 @@ func (e *engine) decoded(cp *capfile.Packet, p *decode.Packet, kind decode.Kind)
 	}
 
 	if kind != decode.OK {
-		if kind == decode.KindUnknown {
+		switch kind {
+		case decode.KindUnknown:
 			e.warn.UnknownLinkTypes[decode.LinkName(cp.LinkType)]++
-		} else {
+		case decode.KindNonIP:
+			e.nonIP(p, ts, si)
+		default:
 			e.warn.DecodeErrors[string(kind)]++
 		}
 		e.maybeSweep()
@@ -190,6 +197,12 @@ func (e *engine) decoded(cp *capfile.Packet, p *decode.Packet, kind decode.Kind)
 		e.all.ipv6++
 		c.ipv6++
 	}
+	e.ipPacket(p, ts, si)
+	e.maybeSweep()
+}
+
+// ipPacket analyses a decoded IP packet: a captured one, or one a tunnel carried.
+func (e *engine) ipPacket(p *decode.Packet, ts int64, si int) {
 	if p.BadIPChecksum {
 		e.warn.BadIPChecksums++
 	}
@@ -197,7 +210,6 @@ func (e *engine) decoded(cp *capfile.Packet, p *decode.Packet, kind decode.Kind)
 		complete, dropped := e.defrag.Add(p, e.clock)
 		e.warn.FragmentsDropped += int64(dropped)
 		if !complete {
-			e.maybeSweep()
 			return
 		}
 		e.warn.FragmentsReassembled++
@@ -211,10 +223,16 @@ func (e *engine) decoded(cp *capfile.Packet, p *decode.Packet, kind decode.Kind)
 		}
 	}
 	switch p.Proto {
-	case decode.ProtoTCP, decode.ProtoUDP, decode.ProtoICMP, decode.ProtoICMPv6:
+	case decode.ProtoTCP, decode.ProtoUDP, decode.ProtoICMP:
 		e.flowPacket(p, ts, si)
+	case decode.ProtoICMPv6:
+		e.flowPacket(p, ts, si)
+		e.icmpv6LAN(p, ts, si)
+	case decode.ProtoIPIP, decode.ProtoIPv6, decode.ProtoGRE:
+		e.ipTunnel(p, ts, si)
+	case protoIGMP:
+		e.igmp(p, ts, si)
 	}
-	e.maybeSweep()
 }
 
 func (e *engine) maybeSweep() {
@@ -350,6 +368,9 @@ func (e *engine) flowPacket(p *decode.Packet, ts int64, si int) {
 		e.flows.add(f)
 	}
 	e.lastFlow = f
+	if len(e.tun.stack) != 0 {
+		f.addTunnelParents(e.tun.stack)
+	}
 	dir := 0
 	if fromA != f.origIsA {
 		dir = 1
@@ -455,8 +476,14 @@ func (e *engine) newFlow(k flowKey, p *decode.Packet, ts int64, fromA bool, si i
 	buf[36] = k.proto
 	binary.BigEndian.PutUint64(buf[37:], uint64(ts))
 	binary.BigEndian.PutUint64(buf[45:], uint64(e.pktIndex))
+	f.uid = e.uid(buf[:])
+	return f
+}
+
+// uid returns Zeek-style uid ("C" and 17 letters) made from a hash of key.
+func (e *engine) uid(key []byte) string {
 	e.uidHash.Reset()
-	e.uidHash.Write(buf[:])
+	e.uidHash.Write(key)
 	sum := e.uidHash.Sum(e.uidSum[:0])
 	e.uidSum = sum
 	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -465,6 +492,5 @@ func (e *engine) newFlow(k flowKey, p *decode.Packet, ts int64, fromA bool, si i
 	for i := 1; i < len(uid); i++ {
 		uid[i] = alphabet[int(sum[i])%62]
 	}
-	f.uid = string(uid[:])
-	return f
+	return string(uid[:])
 }

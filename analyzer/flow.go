@@ -94,6 +94,7 @@ type flow struct {
 	httpReqs []int         // indexes in http of requests waiting for a response
 	httpN    int
 	quic     *quicState
+	x        *flowExtra // what few flows need: tunnels, proxies, STARTTLS, a retried hello
 }
 
 type quicState struct {

@@ -47,6 +47,9 @@ func WriteAnalysisJSON(w io.Writer, a *schema.Analysis) error {
 // isRecordList says whether the analysis.json list is written one compact
 // record per line.
 func isRecordList(field string) bool {
+	if field == "lan" || field == "tunnels" {
+		return true
+	}
 	for _, k := range spillKinds {
 		if k.field == field {
 			return true
@@ -93,7 +96,10 @@ func writeAnalysisJSON(w io.Writer, a *schema.Analysis, spilled map[string]*spil
 	t := v.Type()
 	bw.WriteString("{\n")
 	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		name, opts, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if opts == "omitempty" && v.Field(i).Len() == 0 && (spilled[name] == nil || spilled[name].n == 0) {
+			continue // a list added since 1.0, left out when empty as encoding/json would
+		}
 		if i > 0 {
 			bw.WriteString(",\n")
 		}
@@ -156,14 +162,26 @@ func WriteOutputs(dir string, a *schema.Analysis, logFormat string) error {
 		return err
 	}
 	for _, l := range logs(a) {
-		err := writeFileAtomic(filepath.Join(dir, l.path+".log"), func(w io.Writer) error {
-			return writeLog(w, l, a, asJSON)
-		})
-		if err != nil {
+		if err := writeLogFile(dir, l, a, asJSON); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeLogFile writes log l into dir; an optional log without rows is not
+// written, and one an earlier analysis left there is removed.
+func writeLogFile(dir string, l logDef, a *schema.Analysis, asJSON bool) error {
+	path := filepath.Join(dir, l.path+".log")
+	if l.optional && l.n == 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing %s: %w", path, err)
+		}
+		return nil
+	}
+	return writeFileAtomic(path, func(w io.Writer) error {
+		return writeLog(w, l, a, asJSON)
+	})
 }
 
 func writeFileAtomic(path string, write func(io.Writer) error) error {
@@ -219,10 +237,11 @@ func writeLog(w io.Writer, l logDef, a *schema.Analysis, asJSON bool) error {
 }
 
 type logDef struct {
-	path string
-	cols []zeeklog.Column
-	n    int
-	row  func(dst []zeeklog.Value, i int) []zeeklog.Value
+	path     string
+	cols     []zeeklog.Column
+	n        int
+	optional bool // written only when it has rows
+	row      func(dst []zeeklog.Value, i int) []zeeklog.Value
 }
 
 func cols(spec ...string) []zeeklog.Column {
@@ -276,7 +295,32 @@ func logs(a *schema.Analysis) []logDef {
 		{path: "ntp", cols: ntpCols, n: len(a.NTP), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return ntpRow(dst, &a.NTP[i], false) }},
 		{path: "dhcp", cols: dhcpCols, n: len(a.DHCP), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return dhcpRow(dst, &a.DHCP[i]) }},
 		{path: "fingerprint", cols: fingerprintCols, n: len(a.Fingerprints), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return fingerprintRow(dst, &a.Fingerprints[i]) }},
+		// Written only when they have rows, as Zeek does.
+		{path: "lan", cols: lanCols, n: len(a.LAN), optional: true, row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return lanRow(dst, &a.LAN[i]) }},
+		{path: "tunnel", cols: tunnelCols, n: len(a.Tunnels), optional: true, row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return tunnelRow(dst, &a.Tunnels[i]) }},
 	}
+}
+
+// lanCols are lan.log's columns (firstboot's own log: Zeek has none for
+// these messages).
+var lanCols = withIDs([]string{"ts", "time", "uid", "string"},
+	"mac", "string", "proto", "string", "msg", "string", "identifiers", "vector[string]", "step", "string")
+
+func lanRow(dst []zeeklog.Value, l *schema.LAN) []zeeklog.Value {
+	// ARP and IGMP messages have no flow: no uid.
+	id := &l.ConnID
+	dst = append(dst, zeeklog.Time(id.TS), zeeklog.OptStr(id.UID), zeeklog.Str(id.OrigH), zeeklog.Count(int64(id.OrigP)),
+		zeeklog.Str(id.RespH), zeeklog.Count(int64(id.RespP)))
+	return append(dst, zeeklog.OptStr(l.MAC), zeeklog.Str(l.Proto), zeeklog.OptStr(l.Msg),
+		zeeklog.List(l.Identifiers), step(l.Step))
+}
+
+// tunnelCols are tunnel.log's columns, as Zeek's (and the step).
+var tunnelCols = withIDs([]string{"ts", "time", "uid", "string"},
+	"tunnel_type", "enum", "action", "enum", "step", "string")
+
+func tunnelRow(dst []zeeklog.Value, t *schema.Tunnel) []zeeklog.Value {
+	return append(head(dst, &t.ConnID, false), zeeklog.Str(t.TunnelType), zeeklog.Str(t.Action), step(t.Step))
 }
 
 // connCols are conn.log's columns.
@@ -297,8 +341,15 @@ func connRow(dst []zeeklog.Value, c *schema.Conn, made bool) []zeeklog.Value {
 		madeStr(c.Proto, made), zeeklog.OptStr(c.Service), dur, ob, rb,
 		madeStr(c.ConnState, made), zeeklog.Unset(), zeeklog.Unset(), zeeklog.Count(c.MissedBytes), zeeklog.OptStr(c.History),
 		zeeklog.Count(c.OrigPkts), zeeklog.Count(c.OrigIPBytes), zeeklog.Count(c.RespPkts), zeeklog.Count(c.RespIPBytes),
-		zeeklog.Unset(), zeeklog.OptStr(c.OrigL2Addr), zeeklog.OptStr(c.RespL2Addr),
+		tunnelParents(c.TunnelParents), zeeklog.OptStr(c.OrigL2Addr), zeeklog.OptStr(c.RespL2Addr),
 		zeeklog.Str(c.Name), zeeklog.Str(c.NameSource), step(c.Step))
+}
+
+func tunnelParents(uids []string) zeeklog.Value {
+	if len(uids) == 0 {
+		return zeeklog.Unset()
+	}
+	return zeeklog.List(uids)
 }
 
 // dnsCols are dns.log's columns.

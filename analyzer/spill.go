@@ -298,14 +298,11 @@ func (s *fileSink) assemble(dir string, a *schema.Analysis) error {
 	}
 	// The small logs come from the analysis itself.
 	for _, l := range logs(a) {
-		if l.path != "dhcp" && l.path != "fingerprint" {
-			continue
-		}
-		err := writeFileAtomic(filepath.Join(dir, l.path+".log"), func(w io.Writer) error {
-			return writeLog(w, l, a, s.asJSON)
-		})
-		if err != nil {
-			return err
+		switch l.path {
+		case "dhcp", "fingerprint", "lan", "tunnel":
+			if err := writeLogFile(dir, l, a, s.asJSON); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 
 	"github.com/firstboot/firstboot/analyzer/dns"
 	"github.com/firstboot/firstboot/analyzer/http"
+	"github.com/firstboot/firstboot/analyzer/socks"
 	"github.com/firstboot/firstboot/analyzer/tlshello"
 	"github.com/firstboot/firstboot/results/schema"
 )
@@ -17,6 +18,8 @@ const (
 	appHTTP
 	appDNS
 	appNone
+	appSTARTTLS // a protocol that may upgrade to TLS (upgrade.go)
+	appSOCKS    // a SOCKS proxy handshake (upgrade.go)
 )
 
 // stream buffers one direction of a TCP flow, in sequence order, for parsing.
@@ -148,14 +151,21 @@ func (e *engine) parseStream(f *flow, di int) {
 		e.parseHTTP(f, di)
 	case appDNS:
 		e.parseDNSTCP(f, di)
+	case appSTARTTLS:
+		e.parseSTARTTLS(f, di)
+	case appSOCKS:
+		e.parseSOCKS(f, di)
 	}
 }
 
 func (e *engine) classifyTCP(f *flow, di int) {
 	b := f.d[0].stream.buf
 	if di == 1 && len(b) == 0 {
-		// The server spoke first: not a protocol parsed here.
-		f.app = appNone
+		// The server spoke first: a greeting of a protocol that can upgrade
+		// to TLS, or a protocol not parsed here.
+		if !e.startSTARTTLS(f, f.d[1].stream.buf, nil) {
+			f.app = appNone
+		}
 		return
 	}
 	if len(b) == 0 {
@@ -169,6 +179,9 @@ func (e *engine) classifyTCP(f *flow, di int) {
 		f.app = appDNS
 	case http.LooksLikeRequest(b):
 		f.app = appHTTP
+	case socks.Looks(b):
+		f.app = appSOCKS
+	case e.startSTARTTLS(f, nil, b):
 	case len(b) >= 16:
 		f.app = appNone
 	}
@@ -176,14 +189,23 @@ func (e *engine) classifyTCP(f *flow, di int) {
 
 func (e *engine) parserError(name string) { e.warn.ParserErrors[name]++ }
 
+// parseTLS reads the ClientHello and the server's answer to it; after a
+// HelloRetryRequest, the second ClientHello and its ServerHello too, each
+// ClientHello getting its own ssl.log record.
 func (e *engine) parseTLS(f *flow, di int) {
 	s := &f.d[di].stream
+	retry := f.x != nil && f.x.helloRetry
 	if di == 0 {
-		if f.tls != nil {
+		switch {
+		case f.tls == nil:
+			// The first ClientHello, or the second after a HelloRetryRequest.
+		case f.tls.Cipher == "" && !retry:
+			return // keep what follows until the server says whether a second hello comes
+		default:
 			e.stopStream(s)
 			return
 		}
-		msg, err := tlshello.ReadHandshake(s.buf, 1)
+		msg, n, err := tlshello.NextHandshake(s.buf, 1)
 		if errors.Is(err, tlshello.ErrIncomplete) {
 			return
 		}
@@ -202,30 +224,49 @@ func (e *engine) parseTLS(f *flow, di int) {
 			return
 		}
 		e.addClientHello(f, &ch, "tcp", 't')
-		e.stopStream(s)
+		if retry {
+			f.tls.HelloRetry = true
+			e.stopStream(s) // no third ClientHello
+		} else {
+			s.consume(n)
+		}
 		if len(f.d[1].stream.buf) > 0 {
 			e.parseTLS(f, 1)
 		}
 		return
 	}
-	if f.tls == nil {
+	if f.tls == nil || f.tls.Cipher != "" {
 		return // wait for the ClientHello
 	}
-	msg, err := tlshello.ReadHandshake(s.buf, 2)
+	msg, n, err := tlshello.NextHandshake(s.buf, 2)
 	if errors.Is(err, tlshello.ErrIncomplete) {
 		return
 	}
-	e.stopStream(s)
 	if err != nil {
+		e.stopStream(s)
 		e.parserError("tls")
 		return
 	}
 	var sh tlshello.ServerHello
 	if err := sh.ParseInterned(msg, e.intern); err != nil {
+		e.stopStream(s)
 		e.parserError("tls")
 		return
 	}
 	e.addServerHello(f, &sh)
+	if !sh.HelloRetryRequest || retry {
+		e.stopStream(s)
+		e.stopStream(&f.d[0].stream)
+		return
+	}
+	// A HelloRetryRequest: the first hello's record is complete, the
+	// client's second ClientHello follows.
+	x := f.extra()
+	x.helloRetry, x.retried, f.tls = true, f.tls, nil
+	s.consume(n)
+	if len(f.d[0].stream.buf) > 0 {
+		e.parseTLS(f, 0)
+	}
 }
 
 func (e *engine) addClientHello(f *flow, ch *tlshello.ClientHello, transport string, ja4t byte) {
@@ -247,10 +288,9 @@ func (e *engine) addClientHello(f *flow, ch *tlshello.ClientHello, transport str
 	if ch.ServerName != "" {
 		f.sni = ch.ServerName
 	}
-	if transport == "quic" {
-		f.service = "quic"
-	} else {
-		f.service = "ssl"
+	f.service = "ssl"
+	if transport != "tcp" {
+		f.service = transport // quic, dtls
 	}
 }
 
@@ -264,12 +304,15 @@ func (e *engine) addServerHello(f *flow, sh *tlshello.ServerHello) {
 
 func (e *engine) parseHTTP(f *flow, di int) {
 	s := &f.d[di].stream
-	for !s.done && len(s.buf) > 0 {
+	for !s.done && len(s.buf) > 0 && f.app == appHTTP {
 		if s.skip != 0 {
 			skipBuffered(f, s)
 			continue
 		}
 		if di == 0 {
+			if f.x != nil && f.x.connectWait {
+				return // after a CONNECT: the tunnel, or HTTP again if refused
+			}
 			var req http.Request
 			n, err := http.ParseRequestTo(s.buf, &req, e.intern)
 			if errors.Is(err, http.ErrIncomplete) {
@@ -300,6 +343,8 @@ func (e *engine) parseHTTP(f *flow, di int) {
 			f.http = append(f.http, rec)
 			f.httpReqs = append(f.httpReqs, idx)
 			switch {
+			case req.Method == "CONNECT":
+				e.connectRequest(f, &req)
 			case req.Chunked:
 				e.stopStream(s) // bodies are skipped by length only
 			case req.ContentLength > 0:
@@ -337,6 +382,13 @@ func (e *engine) parseHTTP(f *flow, di int) {
 		}
 		rec := &f.http[idx]
 		rec.StatusCode, rec.StatusMsg, rec.ResponseContentType = resp.Status, resp.Reason, resp.ContentType
+		if method == "CONNECT" && f.x != nil && f.x.connectWait {
+			e.connectResponse(f, resp.Status)
+			if f.app != appHTTP {
+				return // a tunnel now
+			}
+			continue
+		}
 		switch {
 		case method == "HEAD" || resp.Status == 204 || resp.Status == 304:
 		case resp.Chunked:

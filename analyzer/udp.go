@@ -39,6 +39,12 @@ func (e *engine) udpPayload(f *flow, di int, p *decode.Packet, ts int64) {
 		}
 		f.service = "dns"
 		e.dnsMessage(f, di, &msg, ts, "udp")
+		switch {
+		case op == 5353 || rp == 5353:
+			e.mdnsLAN(f, p, b, ts, "mdns")
+		case op == 5355 || rp == 5355:
+			e.mdnsLAN(f, p, b, ts, "llmnr")
+		}
 	case op == 123 || rp == 123:
 		pk, err := ntp.Parse(b)
 		if err != nil {
@@ -58,8 +64,11 @@ func (e *engine) udpPayload(f *flow, di int, p *decode.Packet, ts int64) {
 		}
 		f.service = "dhcp"
 		e.dhcpMessage(f, di, p, m, ts)
+	case (lanPort(op) || lanPort(rp)) && e.udpLAN(f, di, p, ts):
 	case di == 0 && (rp == 443 || looksLikeQUICInitial(b)):
 		e.quicDatagram(f, b)
+	case di == 0 && looksLikeDTLSHello(b):
+		e.dtlsDatagram(f, b)
 	}
 }
 
@@ -127,6 +136,27 @@ func (e *engine) quicDatagram(f *flow, b []byte) {
 	}
 	e.addClientHello(f, ch, "quic", 'q')
 	f.quic = &quicState{done: true} // release the crypto stream
+}
+
+// looksLikeDTLSHello recognises a datagram starting with a DTLS
+// handshake record holding a ClientHello.
+func looksLikeDTLSHello(b []byte) bool {
+	return len(b) >= 25 && b[0] == 22 && b[1] == 0xfe && b[13] == tlshello.TypeClientHello
+}
+
+// dtlsDatagram reads a DTLS ClientHello; the flow's first one counts.
+func (e *engine) dtlsDatagram(f *flow, b []byte) {
+	if f.tls != nil {
+		return
+	}
+	ch, err := tlshello.ParseDTLSClientHello(b)
+	if err != nil {
+		if !errors.Is(err, tlshello.ErrIncomplete) {
+			e.parserError("tls")
+		}
+		return
+	}
+	e.addClientHello(f, ch, "dtls", 'd')
 }
 
 type dnsPending struct {
@@ -326,19 +356,8 @@ type dhcpTx struct {
 
 func (e *engine) dhcpMessage(f *flow, di int, p *decode.Packet, m *dhcp.Message, ts int64) {
 	k := dhcpKey{mac: m.ClientMAC.String(), xid: m.XID}
-	tx := e.dhcp[k]
-	if tx == nil {
-		tx = &dhcpTx{first: ts, last: ts, uids: map[string]bool{}, seq: len(e.dhcp)}
-		tx.rec = schema.DHCP{MAC: k.mac, MsgTypes: []string{}, Step: e.steps.name(e.steps.index(ts))}
-		e.dhcp[k] = tx
-	}
-	if ts < tx.first {
-		tx.first = ts
-	}
-	if ts > tx.last {
-		tx.last = ts
-	}
-	tx.uids[f.uid] = true
+	tx := e.dhcpTransaction(k, f, ts)
+	tx.rec.MAC = k.mac
 	r := &tx.rec
 	if m.MessageType != 0 {
 		r.MsgTypes = append(r.MsgTypes, dhcp.MessageTypeName(m.MessageType))
@@ -364,6 +383,7 @@ func (e *engine) dhcpMessage(f *flow, di int, p *decode.Packet, m *dhcp.Message,
 		if m.ClientIP.IsValid() && !m.ClientIP.IsUnspecified() {
 			r.ClientAddr = m.ClientIP.String()
 		}
+		e.dhcpLAN(f, p, ts, dhcp.MessageTypeName(m.MessageType), m.Hostname, m.VendorClass, r.ParamList, m.ClientID)
 		return
 	}
 	if m.ServerID.IsValid() {
@@ -380,6 +400,20 @@ func (e *engine) dhcpMessage(f *flow, di int, p *decode.Packet, m *dhcp.Message,
 	if m.YourIP.IsValid() && !m.YourIP.IsUnspecified() && (m.MessageType == 5 || r.AssignedAddr == "") {
 		r.AssignedAddr = m.YourIP.String()
 	}
+}
+
+// dhcpTransaction returns the transaction k (made on first sight) with
+// flow f's message at ts added.
+func (e *engine) dhcpTransaction(k dhcpKey, f *flow, ts int64) *dhcpTx {
+	tx := e.dhcp[k]
+	if tx == nil {
+		tx = &dhcpTx{first: ts, last: ts, uids: map[string]bool{}, seq: len(e.dhcp)}
+		tx.rec = schema.DHCP{MsgTypes: []string{}, Step: e.steps.name(e.steps.index(ts))}
+		e.dhcp[k] = tx
+	}
+	tx.first, tx.last = min(tx.first, ts), max(tx.last, ts)
+	tx.uids[f.uid] = true
+	return tx
 }
 
 type fpKey struct {

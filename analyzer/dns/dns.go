@@ -167,14 +167,23 @@ func Decode(b []byte, qs []Question, as []RR, shared map[string]string) (Message
 			m.Answers = make([]RR, 0, n)
 		}
 	}
-	for i := 0; i < an; i++ {
+	var err error
+	m.Answers, _, err = p.records(off, an, m.Answers, "answer")
+	return m, err
+}
+
+// records decodes n resource records from off, appending them to rrs; it
+// returns them and the offset after the last. section names them in errors.
+func (p *parser) records(off, n int, rrs []RR, section string) ([]RR, int, error) {
+	b := p.msg
+	for i := 0; i < n; i++ {
 		name, n, err := p.name(off)
 		if err != nil {
-			return m, fmt.Errorf("answer %d: %w", i, err)
+			return rrs, off, fmt.Errorf("%s %d: %w", section, i, err)
 		}
 		off = n
 		if off+10 > len(b) {
-			return m, fmt.Errorf("answer %d fixed fields at offset %d: %w", i, off, ErrShort)
+			return rrs, off, fmt.Errorf("%s %d fixed fields at offset %d: %w", section, i, off, ErrShort)
 		}
 		rr := RR{
 			Name: name,
@@ -184,7 +193,7 @@ func Decode(b []byte, qs []Question, as []RR, shared map[string]string) (Message
 		rdlen := int(binary.BigEndian.Uint16(b[off+8:]))
 		off += 10
 		if off+rdlen > len(b) {
-			return m, fmt.Errorf("answer %d rdata of %d bytes at offset %d: %w", i, rdlen, off, ErrShort)
+			return rrs, off, fmt.Errorf("%s %d rdata of %d bytes at offset %d: %w", section, i, rdlen, off, ErrShort)
 		}
 		switch d := b[off : off+rdlen]; {
 		case rr.Type == TypeA && rdlen == 4:
@@ -198,14 +207,57 @@ func Decode(b []byte, qs []Question, as []RR, shared map[string]string) (Message
 		} else {
 			data, err := p.rdata(rr.Type, off, rdlen)
 			if err != nil {
-				return m, fmt.Errorf("answer %d (%s) rdata: %w", i, TypeName(rr.Type), err)
+				return rrs, off, fmt.Errorf("%s %d (%s) rdata: %w", section, i, TypeName(rr.Type), err)
 			}
 			rr.Data = data
 		}
-		m.Answers = append(m.Answers, rr)
+		rrs = append(rrs, rr)
 		off += rdlen
 	}
-	return m, nil
+	return rrs, off, nil
+}
+
+// Full is a message with every section: mDNS puts a probe's proposed
+// records in the authority section and an announcement's extra records in
+// the additional one.
+type Full struct {
+	Message
+	Authority, Additional []RR
+}
+
+// ParseFull decodes a message with all four sections. As Parse, it returns
+// what decoded before an error together with the error.
+func ParseFull(b []byte) (*Full, error) {
+	f := &Full{}
+	if len(b) < headerLen {
+		return f, headerError(b)
+	}
+	p := parser{msg: b}
+	qd := int(binary.BigEndian.Uint16(b[4:]))
+	counts := [3]int{int(binary.BigEndian.Uint16(b[6:])), int(binary.BigEndian.Uint16(b[8:])), int(binary.BigEndian.Uint16(b[10:]))}
+	var err error
+	f.Message, err = Decode(b, make([]Question, 0, min(qd, len(b)/minQuestion)), nil, nil)
+	if err != nil {
+		return f, err
+	}
+	// Find where the answers end: decode them again from there (Decode
+	// does not say), which costs little for the few messages read here.
+	off := headerLen
+	for i := 0; i < qd; i++ {
+		_, n, err := p.name(off)
+		if err != nil {
+			return f, err
+		}
+		off = n + 4
+	}
+	if _, off, err = p.records(off, counts[0], nil, "answer"); err != nil {
+		return f, err
+	}
+	if f.Authority, off, err = p.records(off, counts[1], nil, "authority"); err != nil {
+		return f, err
+	}
+	f.Additional, _, err = p.records(off, counts[2], nil, "additional")
+	return f, err
 }
 
 // parser holds the whole message (compression pointers are message offsets)
@@ -349,6 +401,7 @@ const (
 	TypeCNAME uint16 = 5
 	TypeSOA   uint16 = 6
 	TypePTR   uint16 = 12
+	TypeHINFO uint16 = 13
 	TypeMX    uint16 = 15
 	TypeTXT   uint16 = 16
 	TypeAAAA  uint16 = 28
@@ -399,8 +452,9 @@ func (p *parser) rdata(t uint16, off, n int) (string, error) {
 		}
 	case TypeSOA:
 		return p.soa(off, n)
-	case TypeTXT:
-		return txt(d)
+	case TypeTXT, TypeHINFO:
+		return txt(d) // HINFO is two character-strings: "cpu" "os"
+
 	case TypeSVCB, TypeHTTPS:
 		if n >= 3 {
 			return p.svcb(off, n)
@@ -483,6 +537,32 @@ func txt(d []byte) (string, error) {
 		i += l
 	}
 	return string(out), nil
+}
+
+// Strings returns the character-strings of TXT or HINFO record data in the
+// presentation form Data holds ("a=1" "b=2"), unquoted and unescaped.
+func Strings(data string) []string {
+	var out []string
+	for i := 0; i < len(data); i++ {
+		if data[i] != '"' {
+			continue
+		}
+		var cur []byte
+		for i++; i < len(data) && data[i] != '"'; i++ {
+			c := data[i]
+			if c == '\\' && i+1 < len(data) {
+				i++
+				c = data[i]
+				if c >= '0' && c <= '9' && i+2 < len(data) {
+					c = (c-'0')*100 + (data[i+1]-'0')*10 + (data[i+2] - '0')
+					i += 2
+				}
+			}
+			cur = append(cur, c)
+		}
+		out = append(out, string(cur))
+	}
+	return out
 }
 
 // svcb renders SVCB/HTTPS minimally, the way dig prints them: priority,

@@ -33,7 +33,9 @@ import "time"
 
 // Version is the schema_version this package describes. It changes when a field
 // is renamed, removed or changes meaning; adding a field does not change it.
-const Version = "1.0"
+// 1.1: frames without IP are counted in summary.non_ip_frames, by what they
+// carry, instead of as decode_errors["non_ip"].
+const Version = "1.1"
 
 // Analysis is the whole content of analysis.json.
 type Analysis struct {
@@ -63,8 +65,23 @@ type Analysis struct {
 	HTTP []HTTP `json:"http"`
 	// NTP is ntp.log: one record per NTP packet.
 	NTP []NTP `json:"ntp"`
-	// DHCP is dhcp.log: one record per DHCP transaction (client MAC + xid).
+	// DHCP is dhcp.log: one record per DHCP transaction (client MAC + xid),
+	// DHCPv6 transactions (client DUID + transaction id) among them.
 	DHCP []DHCP `json:"dhcp"`
+	// LANAnnouncements lists the identifiers machines revealed on the local
+	// network (host names, service names, DUIDs, model strings, user
+	// agents…), for the whole capture; absent when there were none.
+	LANAnnouncements []LANIdentifier `json:"lan_announcements,omitempty"`
+	// LAN is lan.log: one record per local-network announcement or
+	// discovery message (mDNS, LLMNR, NBNS, SSDP, WS-Discovery, DHCP,
+	// DHCPv6, ARP, neighbour discovery, MLD, IGMP), in capture order; at
+	// most MaxLANRecords (Warnings.LANRecordsDropped counts the rest,
+	// whose identifiers still count in LANAnnouncements).
+	LAN []LAN `json:"lan,omitempty"`
+	// Tunnels is tunnel.log: one record per tunnel whose inner packets were
+	// analysed (GRE, ERSPAN, VXLAN, Geneve, GTP-U, IP-in-IP, 6in4) or
+	// proxy tunnel (HTTP CONNECT, SOCKS), in order of discovery.
+	Tunnels []Tunnel `json:"tunnels,omitempty"`
 }
 
 // Input describes the capture file.
@@ -101,6 +118,9 @@ type Summary struct {
 	// IPv6Packets counts IPv6 packets; IPv6Seen is IPv6Packets > 0.
 	IPv6Packets int64 `json:"ipv6_packets"`
 	IPv6Seen    bool  `json:"ipv6_seen"`
+	// NonIPFrames counts frames that carry no IP, by what they carry
+	// ("arp", "lldp", "stp", "pppoe_discovery", "ethertype_0x88b5", …).
+	NonIPFrames map[string]int64 `json:"non_ip_frames,omitempty"`
 	// DNSQueries counts DNS, mDNS and LLMNR queries (dns records with a query sent by a client).
 	DNSQueries int64 `json:"dns_queries"`
 	// TCPConnections, UDPFlows and ICMPFlows count conn records by proto.
@@ -135,13 +155,16 @@ type Warnings struct {
 	// UnknownLinkTypes counts packets of interfaces whose link type is not decoded, by "LINKTYPE_<n>".
 	UnknownLinkTypes map[string]int64 `json:"unknown_link_types,omitempty"`
 	// DecodeErrors counts packets whose headers could not be decoded, by layer:
-	// "link" (Ethernet, SLL, NULL, … header), "vlan", "ipv4", "ipv6", "tcp",
-	// "udp", "icmp"; and "non_ip" for frames carrying something other than IP
-	// (ARP, LLDP, …), which are counted but are no damage.
+	// "link" (Ethernet, SLL, NULL, … header, or a tunnel's), "vlan", "ipv4",
+	// "ipv6", "tcp", "udp", "icmp". Frames carrying something other than IP
+	// (ARP, LLDP, …) are no damage: Summary.NonIPFrames counts them.
 	DecodeErrors map[string]int64 `json:"decode_errors,omitempty"`
 	// ParserErrors counts application payloads a protocol parser rejected, by
 	// parser ("dns", "tls", "http", "ntp", "dhcp", "quic", "fingerprint").
 	ParserErrors map[string]int64 `json:"parser_errors,omitempty"`
+	// LANRecordsDropped counts LAN messages past MaxLANRecords: their
+	// identifiers count, their lan.log records are not kept.
+	LANRecordsDropped int64 `json:"lan_records_dropped,omitempty"`
 	// CaptureDamage describes damage in the file itself (e.g. "truncated record
 	// at byte offset 1234"); reading stops at the first damaged record.
 	CaptureDamage []string `json:"capture_damage,omitempty"`
@@ -227,6 +250,9 @@ type StepView struct {
 	Summary      Summary       `json:"summary"`
 	Destinations []Destination `json:"destinations"`
 	Fingerprints []Fingerprint `json:"fingerprints"`
+	// LANAnnouncements lists the identifiers revealed on the local network
+	// by messages sent during the step; absent when there were none.
+	LANAnnouncements []LANIdentifier `json:"lan_announcements,omitempty"`
 }
 
 // ConnID starts every record of a connection, as in Zeek: the record's time,
@@ -246,7 +272,12 @@ type Conn struct {
 	ConnID
 	// Proto is "tcp", "udp" or "icmp" (ICMPv6 included).
 	Proto string `json:"proto"`
-	// Service is the protocol recognised in the payload: "dns", "http", "ssl", "quic", "ntp", "dhcp" or "".
+	// Service is the protocol recognised in the payload: "dns", "http", "ssl",
+	// "quic", "ntp", "dhcp", "dhcpv6", the LAN discovery protocols ("mdns",
+	// "llmnr", "nbns", "ssdp", "wsd"), a tunnel ("vxlan", "geneve", "gtpv1")
+	// or "". A connection that changed protocol lists both, as Zeek does:
+	// "imap,ssl" after STARTTLS, "http,ssl" for TLS through an HTTP CONNECT
+	// proxy, "socks,ssl" through SOCKS.
 	Service string `json:"service"`
 	// Duration is last packet time - first packet time, seconds.
 	Duration float64 `json:"duration"`
@@ -269,14 +300,25 @@ type Conn struct {
 	OrigIPBytes int64 `json:"orig_ip_bytes"`
 	RespPkts    int64 `json:"resp_pkts"`
 	RespIPBytes int64 `json:"resp_ip_bytes"`
+	// TunnelParents lists the uids of the tunnels the connection's packets
+	// came through, outermost first, as Zeek's tunnel_parents: the outer UDP
+	// flow's uid for VXLAN, Geneve and GTP-U, a tunnel uid of tunnel.log for
+	// GRE and IP-in-IP. Absent for a connection that was not tunnelled.
+	TunnelParents []string `json:"tunnel_parents,omitempty"`
 	// OrigL2Addr and RespL2Addr are the MAC addresses seen, "" without a link layer address.
 	OrigL2Addr string `json:"orig_l2_addr"`
 	RespL2Addr string `json:"resp_l2_addr"`
 	// Name is the attributed destination name of the responder and NameSource how
-	// it was found ("sni", "http_host", "dns", "ip"); see Destination.
+	// it was found ("sni", "http_host", "dns", "ip"); see Destination. Through
+	// an HTTP CONNECT or SOCKS proxy, the name is the tunnelled destination's.
 	Name       string `json:"name"`
 	NameSource string `json:"name_source"`
-	Step       string `json:"step"`
+	// Proxy is "http_connect", "socks4", "socks4a" or "socks5" when the
+	// connection went to a proxy that opened a tunnel; ProxiedTo is the
+	// destination the client asked for ("host:port"). Absent otherwise.
+	Proxy     string `json:"proxy,omitempty"`
+	ProxiedTo string `json:"proxied_to,omitempty"`
+	Step      string `json:"step"`
 }
 
 // DNS is one dns.log record.
@@ -306,7 +348,7 @@ type DNS struct {
 // TLS is one ssl.log record (with the JA3/JA4 packages' columns).
 type TLS struct {
 	ConnID
-	// Transport is "tcp" or "quic".
+	// Transport is "tcp", "quic" or "dtls".
 	Transport string `json:"transport"`
 	// Version is the negotiated version ("TLSv12", "TLSv13") from the ServerHello; "" without one.
 	Version string `json:"version"`
@@ -324,6 +366,10 @@ type TLS struct {
 	ClientVersions []string `json:"client_supported_versions"`
 	// ECH is true when the ClientHello carried encrypted_client_hello.
 	ECH bool `json:"ech"`
+	// HelloRetry is true for the second ClientHello of a connection, sent
+	// after the server's HelloRetryRequest; each ClientHello has its own
+	// record (the first one's server answer is the HelloRetryRequest).
+	HelloRetry bool `json:"hello_retry,omitempty"`
 	// JA3 is the MD5 of JA3String (the Zeek JA3 package's ja3 column).
 	JA3       string `json:"ja3"`
 	JA3String string `json:"ja3_string"`
@@ -373,7 +419,11 @@ type NTP struct {
 	Step    string     `json:"step"`
 }
 
-// DHCP is one dhcp.log record: one transaction (client MAC + xid).
+// DHCP is one dhcp.log record: one transaction (client MAC + xid; for
+// DHCPv6, client DUID + transaction id). DHCPv6 fills the same fields where
+// they mean the same: host_name from the client FQDN option, requested and
+// assigned addresses from IA_NA, lease_time the valid lifetime, param_list
+// the option request option.
 type DHCP struct {
 	TS time.Time `json:"ts"`
 	// UIDs are the conn uids of the transaction's packets.
@@ -396,6 +446,84 @@ type DHCP struct {
 	// Duration is seconds from the first to the last message.
 	Duration float64 `json:"duration"`
 	Step     string  `json:"step"`
+	// DHCPv6 is true for a DHCPv6 transaction; ClientID is then the client's
+	// DUID in hex (colon-separated, as tshark prints it).
+	DHCPv6   bool   `json:"dhcpv6,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+}
+
+// MaxLANRecords bounds the lan.log records one analysis keeps.
+const MaxLANRecords = 1 << 16
+
+// LAN is one lan.log record: a message by which a machine announced itself
+// or looked for something on the local network.
+type LAN struct {
+	// ConnID holds the message's flow (ARP and IGMP messages have no uid;
+	// for ARP, orig_h and resp_h are the sender and target protocol addresses).
+	ConnID
+	// Proto is "mdns", "llmnr", "nbns", "nbds", "ssdp", "wsd", "dhcp",
+	// "dhcpv6", "arp", "ndp" (ICMPv6 router and neighbour discovery), "mld"
+	// or "igmp".
+	Proto string `json:"proto"`
+	// Msg is the message: "query", "response", "probe", "announcement"
+	// (mDNS, LLMNR), "registration", "refresh", "release", "query",
+	// "response" (NBNS), "M-SEARCH", "NOTIFY", "response" (SSDP), "Probe",
+	// "Hello", "Bye", "ProbeMatches", "Resolve", "ResolveMatches" (WS-
+	// Discovery), the DHCP message type ("DISCOVER", "SOLICIT", …),
+	// "probe", "announcement", "gratuitous", "request", "reply" (ARP),
+	// "router_solicitation", "neighbor_solicitation", "dad" (a duplicate
+	// address detection probe), "neighbor_advertisement",
+	// "router_advertisement" (NDP), "report", "leave" (MLD, IGMP).
+	Msg string `json:"msg"`
+	// MAC is the sender's link-layer address, "" when the capture has none.
+	MAC string `json:"mac"`
+	// Identifiers are what the message revealed, as "kind=value" (kinds as
+	// in LANIdentifier), in message order, without repeats.
+	Identifiers []string `json:"identifiers"`
+	Step        string   `json:"step"`
+}
+
+// LANIdentifier is one identifier revealed on the local network, with where
+// it was seen.
+type LANIdentifier struct {
+	// Kind is what the value is: "hostname" (an announced or claimed name),
+	// "query" (a name looked for), "service_type" ("_ipp._tcp.local"),
+	// "service_instance", "txt" (a DNS-SD TXT key=value), "hinfo" (DNS HINFO
+	// "cpu os"), "netbios_name" and "netbios_group" ("NAME<20>"),
+	// "fqdn", "duid", "vendor_class", "user_class", "param_list", "client_id",
+	// "user_agent", "server" (SSDP SERVER), "usn", "device_type" (SSDP
+	// ST/NT, WS-Discovery types), "location" (SSDP LOCATION, WS-Discovery
+	// XAddrs), "endpoint" (WS-Discovery endpoint reference), "address" (an
+	// address claimed or announced), "mac", "group" (a multicast group joined).
+	Kind  string `json:"kind"`
+	Value string `json:"value"`
+	// Protocols lists the protocols that carried it (LAN.Proto values).
+	Protocols []string `json:"protocols"`
+	// Senders lists the addresses that sent it (the MAC for ARP probes and
+	// other messages from no address).
+	Senders []string `json:"senders"`
+	// Host is true when the studied machine (Host) sent it.
+	Host bool `json:"host"`
+	// Count is the number of messages; FirstTS the first one's time and
+	// Step the step it fell in.
+	Count   int64     `json:"count"`
+	FirstTS time.Time `json:"first_ts"`
+	Step    string    `json:"step"`
+}
+
+// Tunnel is one tunnel.log record, as Zeek writes it: a tunnel seen for the
+// first time.
+type Tunnel struct {
+	// ConnID is the tunnel's outer endpoints and uid (the uid inner
+	// connections list in tunnel_parents; ports 0 for GRE and IP-in-IP).
+	ConnID
+	// TunnelType is Zeek's: "Tunnel::IP" (IP-in-IP, 6in4), "Tunnel::GRE"
+	// (with ERSPAN), "Tunnel::VXLAN", "Tunnel::GENEVE", "Tunnel::GTPv1",
+	// "Tunnel::HTTP" (CONNECT), "Tunnel::SOCKS".
+	TunnelType string `json:"tunnel_type"`
+	// Action is "Tunnel::DISCOVER".
+	Action string `json:"action"`
+	Step   string `json:"step"`
 }
 
 // Fingerprint is one distinct TCP SYN (or SYN-ACK) fingerprint of one sender.
