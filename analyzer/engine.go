@@ -225,6 +225,14 @@ func (e *engine) ipPacket(p *decode.Packet, ts int64, si int) {
 	switch p.Proto {
 	case decode.ProtoTCP, decode.ProtoUDP, decode.ProtoICMP:
 		e.flowPacket(p, ts, si)
+	default:
+		e.otherIP(p, ts, si)
+	}
+}
+
+// otherIP analyses IP packets of protocols other than TCP, UDP and ICMP.
+func (e *engine) otherIP(p *decode.Packet, ts int64, si int) {
+	switch p.Proto {
 	case decode.ProtoICMPv6:
 		e.flowPacket(p, ts, si)
 		e.icmpv6LAN(p, ts, si)
@@ -368,9 +376,6 @@ func (e *engine) flowPacket(p *decode.Packet, ts int64, si int) {
 		e.flows.add(f)
 	}
 	e.lastFlow = f
-	if len(e.tun.stack) != 0 {
-		f.addTunnelParents(e.tun.stack)
-	}
 	dir := 0
 	if fromA != f.origIsA {
 		dir = 1

@@ -358,6 +358,9 @@ func (e *engine) udpLAN(f *flow, di int, p *decode.Packet, ts int64) bool {
 // mdnsLAN reads what an mDNS or LLMNR message reveals (dnsMessage made its
 // dns.log record).
 func (e *engine) mdnsLAN(f *flow, p *decode.Packet, b []byte, ts int64, proto string) {
+	if proto == "dns" {
+		return
+	}
 	m, err := dns.ParseFull(b)
 	if err != nil && len(m.Questions) == 0 && len(m.Answers) == 0 {
 		return // dnsMessage counted the error

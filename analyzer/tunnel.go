@@ -70,7 +70,7 @@ func (e *engine) ipTunnel(p *decode.Packet, ts int64, si int) {
 				OrigH: e.addrString(p.IPVersion, p.Src), RespH: e.addrString(p.IPVersion, p.Dst)}, typ, ts)
 		}
 	}
-	e.decapsulate(kind, b, uid, ts, si)
+	e.decapsulate(kind, b, uid, nil, ts, si)
 }
 
 // udpTunnel follows a VXLAN, Geneve or GTP-U datagram of flow f into the
@@ -104,7 +104,7 @@ func (e *engine) udpTunnel(f *flow, b []byte, ts int64, si int) bool {
 		e.tun.flows[f.uid] = true
 		e.addTunnel(e.connID(f, f.first), typ, f.first)
 	}
-	e.decapsulate(kind, inner, f.uid, ts, si)
+	e.decapsulate(kind, inner, f.uid, f, ts, si)
 	return true
 }
 
@@ -114,11 +114,16 @@ func (e *engine) addTunnel(id schema.ConnID, typ string, ts int64) {
 }
 
 // decapsulate analyses the frame a tunnel with the given uid carries, as a
-// packet of its own (its flow lists the tunnel in tunnel_parents). Frames
-// without IP inside a tunnel are not counted: they are no captured frames.
-func (e *engine) decapsulate(kind decode.Inner, b []byte, uid string, ts int64, si int) {
+// packet of its own (its flow lists the tunnel in tunnel_parents). carrier
+// is the flow of the packet that carried it (a UDP tunnel's), nil for an IP
+// tunnel. Frames without IP inside a tunnel are not counted: they are no
+// captured frames.
+func (e *engine) decapsulate(kind decode.Inner, b []byte, uid string, carrier *flow, ts int64, si int) {
 	t := &e.tun
 	depth := len(t.stack)
+	if carrier != nil && depth > 0 {
+		carrier.addTunnelParents(t.stack) // a tunnel inside a tunnel
+	}
 	if depth == maxTunnelDepth {
 		e.warn.DecodeErrors["tunnel"]++
 		return
@@ -135,8 +140,13 @@ func (e *engine) decapsulate(kind decode.Inner, b []byte, uid string, ts int64, 
 		e.warn.DecodeErrors[string(k)]++
 		return
 	}
-	t.stack = append(t.stack, uid) // flowPacket adds it to the inner packet's flow
+	t.stack = append(t.stack, uid)
+	e.lastFlow = nil // set again if the inner packet has a flow
 	e.ipPacket(p, ts, si)
+	// The inner packet's flow (one deeper down got its longer list already).
+	if f := e.lastFlow; f != nil {
+		f.addTunnelParents(t.stack)
+	}
 	t.stack = t.stack[:depth]
 }
 

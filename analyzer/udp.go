@@ -39,11 +39,8 @@ func (e *engine) udpPayload(f *flow, di int, p *decode.Packet, ts int64) {
 		}
 		f.service = "dns"
 		e.dnsMessage(f, di, &msg, ts, "udp")
-		switch {
-		case op == 5353 || rp == 5353:
-			e.mdnsLAN(f, p, b, ts, "mdns")
-		case op == 5355 || rp == 5355:
-			e.mdnsLAN(f, p, b, ts, "llmnr")
+		if op != 53 && rp != 53 {
+			e.mdnsLAN(f, p, b, ts, dnsKind(op, rp))
 		}
 	case op == 123 || rp == 123:
 		pk, err := ntp.Parse(b)
@@ -64,9 +61,9 @@ func (e *engine) udpPayload(f *flow, di int, p *decode.Packet, ts int64) {
 		}
 		f.service = "dhcp"
 		e.dhcpMessage(f, di, p, m, ts)
-	case (lanPort(op) || lanPort(rp)) && e.udpLAN(f, di, p, ts):
 	case di == 0 && (rp == 443 || looksLikeQUICInitial(b)):
 		e.quicDatagram(f, b)
+	case (lanPort(op) || lanPort(rp)) && e.udpLAN(f, di, p, ts):
 	case di == 0 && looksLikeDTLSHello(b):
 		e.dtlsDatagram(f, b)
 	}

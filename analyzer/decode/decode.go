@@ -214,6 +214,9 @@ func Decode(lt uint32, b []byte, p *Packet) Kind {
 	default:
 		return KindUnknown
 	}
+	if etype == 0x0800 || etype == 0x86dd {
+		return DecodeIP(b, p) // the usual frame, without decodeEther's loop
+	}
 	return decodeEther(etype, b, p)
 }
 

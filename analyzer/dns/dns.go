@@ -167,23 +167,14 @@ func Decode(b []byte, qs []Question, as []RR, shared map[string]string) (Message
 			m.Answers = make([]RR, 0, n)
 		}
 	}
-	var err error
-	m.Answers, _, err = p.records(off, an, m.Answers, "answer")
-	return m, err
-}
-
-// records decodes n resource records from off, appending them to rrs; it
-// returns them and the offset after the last. section names them in errors.
-func (p *parser) records(off, n int, rrs []RR, section string) ([]RR, int, error) {
-	b := p.msg
-	for i := 0; i < n; i++ {
+	for i := 0; i < an; i++ {
 		name, n, err := p.name(off)
 		if err != nil {
-			return rrs, off, fmt.Errorf("%s %d: %w", section, i, err)
+			return m, fmt.Errorf("answer %d: %w", i, err)
 		}
 		off = n
 		if off+10 > len(b) {
-			return rrs, off, fmt.Errorf("%s %d fixed fields at offset %d: %w", section, i, off, ErrShort)
+			return m, fmt.Errorf("answer %d fixed fields at offset %d: %w", i, off, ErrShort)
 		}
 		rr := RR{
 			Name: name,
@@ -193,7 +184,7 @@ func (p *parser) records(off, n int, rrs []RR, section string) ([]RR, int, error
 		rdlen := int(binary.BigEndian.Uint16(b[off+8:]))
 		off += 10
 		if off+rdlen > len(b) {
-			return rrs, off, fmt.Errorf("%s %d rdata of %d bytes at offset %d: %w", section, i, rdlen, off, ErrShort)
+			return m, fmt.Errorf("answer %d rdata of %d bytes at offset %d: %w", i, rdlen, off, ErrShort)
 		}
 		switch d := b[off : off+rdlen]; {
 		case rr.Type == TypeA && rdlen == 4:
@@ -207,14 +198,14 @@ func (p *parser) records(off, n int, rrs []RR, section string) ([]RR, int, error
 		} else {
 			data, err := p.rdata(rr.Type, off, rdlen)
 			if err != nil {
-				return rrs, off, fmt.Errorf("%s %d (%s) rdata: %w", section, i, TypeName(rr.Type), err)
+				return m, fmt.Errorf("answer %d (%s) rdata: %w", i, TypeName(rr.Type), err)
 			}
 			rr.Data = data
 		}
-		rrs = append(rrs, rr)
+		m.Answers = append(m.Answers, rr)
 		off += rdlen
 	}
-	return rrs, off, nil
+	return m, nil
 }
 
 // Full is a message with every section: mDNS puts a probe's proposed
@@ -226,37 +217,26 @@ type Full struct {
 }
 
 // ParseFull decodes a message with all four sections. As Parse, it returns
-// what decoded before an error together with the error.
+// what decoded before an error together with the error. It is for the few
+// messages that need the authority and additional records (mDNS, LLMNR):
+// Decode reads them as answers from a copy whose header counts them so.
 func ParseFull(b []byte) (*Full, error) {
 	f := &Full{}
 	if len(b) < headerLen {
 		return f, headerError(b)
 	}
-	p := parser{msg: b}
-	qd := int(binary.BigEndian.Uint16(b[4:]))
-	counts := [3]int{int(binary.BigEndian.Uint16(b[6:])), int(binary.BigEndian.Uint16(b[8:])), int(binary.BigEndian.Uint16(b[10:]))}
-	var err error
-	f.Message, err = Decode(b, make([]Question, 0, min(qd, len(b)/minQuestion)), nil, nil)
-	if err != nil {
-		return f, err
+	an, ns, ar := int(binary.BigEndian.Uint16(b[6:])), int(binary.BigEndian.Uint16(b[8:])), int(binary.BigEndian.Uint16(b[10:]))
+	c := append([]byte(nil), b...)
+	binary.BigEndian.PutUint16(c[6:], uint16(min(an+ns+ar, 0xffff)))
+	m, err := Decode(c, nil, nil, nil)
+	rrs := m.Answers
+	f.Message, f.Answers = m, rrs[:min(an, len(rrs))]
+	if len(rrs) > an {
+		f.Authority = rrs[an:min(an+ns, len(rrs))]
 	}
-	// Find where the answers end: decode them again from there (Decode
-	// does not say), which costs little for the few messages read here.
-	off := headerLen
-	for i := 0; i < qd; i++ {
-		_, n, err := p.name(off)
-		if err != nil {
-			return f, err
-		}
-		off = n + 4
+	if len(rrs) > an+ns {
+		f.Additional = rrs[an+ns:]
 	}
-	if _, off, err = p.records(off, counts[0], nil, "answer"); err != nil {
-		return f, err
-	}
-	if f.Authority, off, err = p.records(off, counts[1], nil, "authority"); err != nil {
-		return f, err
-	}
-	f.Additional, _, err = p.records(off, counts[2], nil, "additional")
 	return f, err
 }
 
@@ -454,7 +434,6 @@ func (p *parser) rdata(t uint16, off, n int) (string, error) {
 		return p.soa(off, n)
 	case TypeTXT, TypeHINFO:
 		return txt(d) // HINFO is two character-strings: "cpu" "os"
-
 	case TypeSVCB, TypeHTTPS:
 		if n >= 3 {
 			return p.svcb(off, n)
