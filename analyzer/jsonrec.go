@@ -265,6 +265,10 @@ func (r *recordEncoder) dns(b []byte, d *schema.DNS) ([]byte, error) {
 	b = r.madeStr(b, d.Kind)
 	b = append(b, `,"trans_id":`...)
 	b = zeeklog.AppendInt(b, int64(d.TransID))
+	if len(d.Questions) > 0 {
+		b = append(b, `,"questions":`...)
+		b = r.strs(b, d.Questions)
+	}
 	if d.RTT != nil {
 		b = append(b, `,"rtt":`...)
 		b = float(b, *d.RTT)

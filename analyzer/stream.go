@@ -177,7 +177,7 @@ func (e *engine) classifyTCP(f *flow, di int) {
 		f.app = appTLS
 	case rp == 53 || op == 53:
 		f.app = appDNS
-	case http.LooksLikeRequest(b):
+	case http.LooksLikeRequest(b) || (rp == 80 || rp == 8080) && http.LooksLikeAnyRequest(b):
 		f.app = appHTTP
 	case socks.Looks(b):
 		f.app = appSOCKS

@@ -308,9 +308,16 @@ func (s nameSet) add(n string) nameSet {
 }
 
 func (e *engine) baseDNS(f *flow, ts int64, proto, kind string, m *dns.Message, q dns.Question) schema.DNS {
-	return schema.DNS{ConnID: e.connID(f, ts),
+	d := schema.DNS{ConnID: e.connID(f, ts),
 		Proto: proto, Kind: kind, TransID: m.ID, Query: q.Name, QClass: q.Class, QType: q.Type,
 		QTypeName: dns.TypeName(q.Type), Answers: []string{}, TTLs: []float64{}, Step: e.steps.name(e.steps.index(ts))}
+	if len(m.Questions) > 1 {
+		d.Questions = make([]string, len(m.Questions))
+		for i, q := range m.Questions {
+			d.Questions[i] = q.Name
+		}
+	}
+	return d
 }
 
 func (e *engine) ntpPacket(f *flow, di int, pk *ntp.Packet, ts int64) {

@@ -329,6 +329,9 @@ type DNS struct {
 	// Kind is "dns", "mdns" (port 5353) or "llmnr" (port 5355).
 	Kind    string `json:"kind"`
 	TransID uint16 `json:"trans_id"`
+	// Questions lists every question's name when the message asked more
+	// than one (mDNS queries often do); Query is the first. Absent for one.
+	Questions []string `json:"questions,omitempty"`
 	// RTT is seconds from query to response; absent without both.
 	RTT       *float64 `json:"rtt,omitempty"`
 	Query     string   `json:"query"`
