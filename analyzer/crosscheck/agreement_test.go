@@ -176,11 +176,11 @@ func (r *refValues) hello(h *pdmlField, proto, outer string) {
 
 // refHello is a ClientHello as tshark dissected it.
 type refHello struct {
-	transport                      byte
-	legacy                         uint16
+	transport                        byte
+	legacy                           uint16
 	ciphers, exts, versions, sigalgs []uint16
-	alpn                           []byte
-	hasALPN                        bool
+	alpn                             []byte
+	hasALPN                          bool
 }
 
 func grease(v uint16) bool { return v&0x0f0f == 0x0a0a && v>>8 == v&0xff }
