@@ -229,7 +229,7 @@ func (e *engine) icmpv6LAN(p *decode.Packet, ts int64, si int) {
 	if len(nd.LinkAddr) == 6 {
 		m.add("mac", e.macStr([6]byte(nd.LinkAddr)))
 	}
-	for _, g := range nd.Joined {
+	for _, g := range slices.Concat(nd.Joined, nd.Left) {
 		m.add("group", g.String())
 	}
 	e.lanRecord(&m, ts, si)
@@ -255,7 +255,7 @@ func (e *engine) igmp(p *decode.Packet, ts int64, si int) {
 	}
 	m := lanMsg{id: schema.ConnID{OrigH: e.addrString(p.IPVersion, p.Src), RespH: e.addrString(p.IPVersion, p.Dst)},
 		proto: "igmp", msg: msg, mac: e.packetMAC(p), sender: e.lanSender(p.IPVersion, p.Src, mac)}
-	for _, a := range g.Joined {
+	for _, a := range slices.Concat(g.Joined, g.Left) {
 		m.add("group", a.String())
 	}
 	e.lanRecord(&m, ts, si)

@@ -42,6 +42,29 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Real LAN announcers, tunnels' and proxies' clients for the analyzer's tests
+# (analyzer/crosscheck): mDNS (avahi-daemon), NetBIOS (samba's nmbd),
+# WS-Discovery (wsdd), SSDP (miniupnpc's upnpc), ARP probes (arping), CONNECT and
+# SOCKS proxies (tinyproxy, dante). The tests run them in network namespaces of
+# their own. Their packages would start them on the host, on its real network
+# (mDNS, NetBIOS and WS-Discovery announce themselves): a policy-rc.d forbids
+# starting services while they are installed (Debian's maintainer scripts ask it).
+lan_pkgs=(avahi-daemon samba wsdd miniupnpc iputils-arping tinyproxy dante-server)
+missing=()
+for p in "${lan_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi
+fi
+
 # What libvirt-daemon-system would have done (we avoid it: it drags in systemd
 # upgrades and the NAT 'default' network).
 mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/run/libvirt

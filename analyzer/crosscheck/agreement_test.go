@@ -264,6 +264,32 @@ func (h *refHello) ja4() string {
 		hash(ciphers, strings.Join(ciphers, ",")) + "_" + hash(exts, extStr)
 }
 
+// unescapeName turns a name's presentation form ("my\\032printer", as dig
+// writes it) into the bytes tshark shows ("my printer").
+func unescapeName(n string) string {
+	if !strings.Contains(n, `\`) {
+		return n
+	}
+	var b strings.Builder
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if c == '\\' && i+1 < len(n) {
+			if i+3 < len(n) && n[i+1] >= '0' && n[i+1] <= '9' {
+				v, err := strconv.Atoi(n[i+1 : i+4])
+				if err == nil && v < 256 {
+					b.WriteByte(byte(v))
+					i += 3
+					continue
+				}
+			}
+			i++
+			c = n[i]
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
 // hostOnly is an HTTP Host as firstboot reports it: lower case, without
 // the port (tshark shows the header as sent).
 func hostOnly(h string) string {
@@ -333,10 +359,12 @@ func firstbootValues(a *schema.Analysis) refValues {
 		if d.RTT == nil && d.Rcode != nil {
 			continue // a response without its query
 		}
-		if len(d.Questions) > 0 {
-			r.dns = append(r.dns, d.Questions...)
-		} else {
-			r.dns = append(r.dns, d.Query)
+		qs := d.Questions
+		if len(qs) == 0 {
+			qs = []string{d.Query}
+		}
+		for _, q := range qs {
+			r.dns = append(r.dns, unescapeName(q))
 		}
 	}
 	for _, h := range a.HTTP {

@@ -240,8 +240,8 @@ func printable(b []byte) string {
 	return string(out)
 }
 
-// DUIDString renders a DUID as tshark's dhcpv6.duid.bytes: hex bytes
-// joined by ':'.
+// DUIDString renders a DUID as dnsmasq and dhclient log it: hex bytes
+// joined by ':' (tshark's dhcpv6.duid.bytes is the same hex without them).
 func DUIDString(d []byte) string {
 	const digits = "0123456789abcdef"
 	out := make([]byte, 0, 3*len(d))

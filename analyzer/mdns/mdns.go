@@ -51,6 +51,9 @@ func Items(m *dns.Full) []Item {
 		if v == "" || v == "." {
 			return
 		}
+		if kind == "service_instance" {
+			v = unescapeInstance(v)
+		}
 		for _, it := range out {
 			if it.Kind == kind && it.Value == v {
 				return
@@ -62,7 +65,11 @@ func Items(m *dns.Full) []Item {
 	for _, q := range m.Questions {
 		switch {
 		case kind == Probe:
-			// A probe asks for the names it is about to claim.
+			// A probe asks for the names it is about to claim (the
+			// reverse names' records say which host they point to).
+			if isReverse(q.Name) {
+				continue
+			}
 			if isService(q.Name) {
 				add("service_instance", q.Name)
 			} else {
@@ -139,3 +146,33 @@ func isService(name string) bool {
 func isReverse(name string) bool {
 	return strings.HasSuffix(name, ".in-addr.arpa") || strings.HasSuffix(name, ".ip6.arpa")
 }
+
+// unescapeInstance makes a service instance name readable: its first label
+// is free text (RFC 6763 4.3), which the presentation form escapes
+// ("My\032Printer"); spaces and other printable bytes come back, a dot
+// stays escaped.
+func unescapeInstance(name string) string {
+	if !strings.Contains(name, "\\") {
+		return name
+	}
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c != '\\' || i+1 == len(name) {
+			b.WriteByte(c)
+			continue
+		}
+		if i+3 < len(name) && isDigit(name[i+1]) && isDigit(name[i+2]) && isDigit(name[i+3]) {
+			v := int(name[i+1]-'0')*100 + int(name[i+2]-'0')*10 + int(name[i+3]-'0')
+			if v >= 0x20 && v < 0x7f && v != '.' && v != '\\' {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

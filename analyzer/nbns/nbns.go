@@ -184,14 +184,18 @@ func name(b []byte, off int) (Name, int, error) {
 }
 
 // printable keeps a name readable in logs: bytes outside printable ASCII
-// become '.'.
+// become "<xx>", as tshark and nmblookup write them
+// ("<01><02>__MSBROWSE__<02>").
 func printable(s string) string {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] >= 0x7f {
-			b := []byte(s)
-			for j := range b {
-				if b[j] < 0x20 || b[j] >= 0x7f {
-					b[j] = '.'
+			const digits = "0123456789abcdef"
+			b := make([]byte, 0, len(s)+8)
+			for j := 0; j < len(s); j++ {
+				if c := s[j]; c < 0x20 || c >= 0x7f {
+					b = append(b, '<', digits[c>>4], digits[c&0xf], '>')
+				} else {
+					b = append(b, c)
 				}
 			}
 			return string(b)

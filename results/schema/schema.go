@@ -450,7 +450,7 @@ type DHCP struct {
 	Duration float64 `json:"duration"`
 	Step     string  `json:"step"`
 	// DHCPv6 is true for a DHCPv6 transaction; ClientID is then the client's
-	// DUID in hex (colon-separated, as tshark prints it).
+	// DUID in hex (colon-separated, as dnsmasq and dhclient print it).
 	DHCPv6   bool   `json:"dhcpv6,omitempty"`
 	ClientID string `json:"client_id,omitempty"`
 }
