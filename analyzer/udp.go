@@ -141,9 +141,12 @@ func looksLikeDTLSHello(b []byte) bool {
 	return len(b) >= 25 && b[0] == 22 && b[1] == 0xfe && b[13] == tlshello.TypeClientHello
 }
 
-// dtlsDatagram reads a DTLS ClientHello; the flow's first one counts.
+// dtlsDatagram reads a DTLS ClientHello: the flow's first, and the one
+// with the cookie of the server's HelloVerifyRequest, which gets a record
+// of its own as a ClientHello after a HelloRetryRequest does. Retransmitted
+// hellos add nothing.
 func (e *engine) dtlsDatagram(f *flow, b []byte) {
-	if f.tls != nil {
+	if f.x != nil && f.x.helloRetry {
 		return
 	}
 	ch, err := tlshello.ParseDTLSClientHello(b)
@@ -151,6 +154,16 @@ func (e *engine) dtlsDatagram(f *flow, b []byte) {
 		if !errors.Is(err, tlshello.ErrIncomplete) {
 			e.parserError("tls")
 		}
+		return
+	}
+	if f.tls != nil {
+		if !ch.HasCookie {
+			return
+		}
+		x := f.extra()
+		x.helloRetry, x.retried, f.tls = true, f.tls, nil
+		e.addClientHello(f, ch, "dtls", 'd')
+		f.tls.HelloRetry = true
 		return
 	}
 	e.addClientHello(f, ch, "dtls", 'd')

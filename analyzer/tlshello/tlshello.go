@@ -59,6 +59,9 @@ type ClientHello struct {
 	ALPN              []string // extension 16, wire order
 	ServerName        string   // extension 0, host_name; "" when absent
 	HasECH            bool     // encrypted_client_hello (0xfe0d) present: ServerName is the outer SNI
+	// HasCookie is set for a DTLS ClientHello with a cookie: the second
+	// one, answering the server's HelloVerifyRequest.
+	HasCookie bool
 }
 
 // ServerHello holds what ssl.log reports of the server's answer.
@@ -250,8 +253,9 @@ func (ch *ClientHello) parseBody(body []byte, intern func(b []byte) string, dtls
 	legacy := r.u16()
 	r.bytes(32) // random
 	sid := r.vec8()
+	ch.HasCookie = false
 	if dtls {
-		r.vec8() // cookie
+		ch.HasCookie = len(r.vec8()) > 0
 	}
 	ciphers := r.vec16()
 	r.vec8() // compression methods

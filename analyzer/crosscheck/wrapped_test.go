@@ -1,0 +1,5 @@
+package crosscheck
+
+import "testing"
+
+func testWrappedTunnels(t *testing.T, path string) {}
