@@ -191,7 +191,7 @@ func proxyCapture(t *testing.T) (string, *schema.Analysis) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	curl := func(args ...string) {
-		if out, err := cli.Run(ctx, "curl", append([]string{"-sS", "-k", "--max-time", "10"}, args...)...); err != nil {
+		if out, err := cli.Run(ctx, "curl", append([]string{"-sS", "-k", "--http1.1", "--max-time", "10"}, args...)...); err != nil {
 			t.Errorf("curl: %v\n%s", err, out)
 		}
 	}
@@ -200,6 +200,7 @@ func proxyCapture(t *testing.T) (string, *schema.Analysis) {
 	curl("--socks5", "10.80.0.1:1080", "--resolve", "socks5.test:443:10.80.0.1", "https://socks5.test/")
 	curl("--socks4", "10.80.0.1:1080", "--resolve", "socks4.test:443:10.80.0.1", "https://socks4.test/")
 	curl("-H", "Host: vxlan.test", "http://10.81.0.1/")
+	curl("--resolve", "v6.test:443:[fd80::1]", "https://v6.test/")
 	for _, p := range []struct{ proto, port string }{{"smtp", "25"}, {"imap", "143"}, {"pop3", "110"}, {"ftp", "21"}, {"xmpp", "5222"}} {
 		args := []string{"s_client", "-starttls", p.proto, "-connect", "10.80.0.1:" + p.port, "-servername", p.proto + ".test", "-brief"}
 		if p.proto == "xmpp" {
