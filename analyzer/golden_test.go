@@ -78,3 +78,54 @@ func TestGolden(t *testing.T) {
 		}
 	}
 }
+
+// TestGoldenLAN compares the outputs for the LAN, tunnel and proxy capture
+// (scripts/lan-seed.sh: real announcers, proxies and STARTTLS clients, and
+// Zeek's tunnel captures) against testdata/golden-lan: lan.log, tunnel.log,
+// tunnel_parents, proxies, hello_retry, the lan_announcements sections.
+func TestGoldenLAN(t *testing.T) {
+	a := analyze(t, "testdata/seed-lan.pcap", Options{FirstParty: []string{"example.com"}})
+	if len(a.LAN) == 0 || len(a.Tunnels) == 0 || len(a.LANAnnouncements) == 0 {
+		t.Fatalf("lan %d tunnels %d identifiers %d: the capture holds all three", len(a.LAN), len(a.Tunnels), len(a.LANAnnouncements))
+	}
+	for _, lf := range []string{LogsTSV, LogsJSON} {
+		dir := t.TempDir()
+		if err := WriteOutputs(dir, a, lf); err != nil {
+			t.Fatal(err)
+		}
+		files, err := filepath.Glob(filepath.Join(dir, "*"))
+		if err != nil || len(files) != 10 {
+			t.Fatalf("outputs %v (want lan.log and tunnel.log too): %v", files, err)
+		}
+		for _, f := range files {
+			name := filepath.Base(f)
+			if lf == LogsJSON {
+				if name == "analysis.json" {
+					continue
+				}
+				name = "json-" + name
+			}
+			got, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden := filepath.Join("testdata", "golden-lan", name+".golden")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs from %s; run go test -run TestGoldenLAN -update and review the diff", name, golden)
+			}
+		}
+	}
+}

@@ -194,7 +194,7 @@ type Host struct {
 // chains followed back to the query name) most recently before the connection
 // mapped the responder address, else the bare responder IP. The DNS-answer
 // step is skipped for infrastructure connections, which keep their address
-// unless SNI or Host names them: connections with service "dns" or "dhcp", and
+// unless SNI or Host names them: connections with service "dns", "dhcp" or "dhcpv6", and
 // connections to an address seen answering DNS queries on port 53 before the
 // connection ended (a resolver; e.g. NTP to the lab resolver). Clients reach these
 // through configuration, not a lookup, so a DNS answer that contained the
