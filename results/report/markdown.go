@@ -93,6 +93,22 @@ func Markdown(in *Input) ([]byte, error) {
 			w("\n")
 		}
 
+		w("### LAN announcements (%d)\n\n", len(s.LAN))
+		if len(s.LAN) == 0 {
+			w("None.\n\n")
+		} else {
+			w("What machines revealed to the local network (mDNS, LLMNR, NetBIOS, SSDP, WS-Discovery, DHCP, ARP, neighbour discovery, multicast groups); the studied machine's first.\n\n")
+			w("| Machine | Kind | Value | Protocols | Senders | Messages | First seen |\n|---|---|---|---|---|---:|---:|\n")
+			for _, l := range s.LAN {
+				mark := ""
+				if l.Machine {
+					mark = "yes"
+				}
+				w("| %s | %s | %s | %s | %s | %s | %s |\n", mark, mdText(l.Kind), mdCell(l.Value), mdText(l.Protocols), mdCell(l.Senders), l.Count, l.First)
+			}
+			w("\n")
+		}
+
 		w("### TCP SYN fingerprint (%d)\n\n", len(s.SYN))
 		if len(s.SYN) == 0 {
 			w("None.\n\n")

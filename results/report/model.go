@@ -48,6 +48,7 @@ type section struct {
 	NTP     []serverRow
 	TLS     []tlsRow
 	SYN     []synRow
+	LAN     []lanRow
 	Expects []expectRow
 	Shots   []shotView
 }
@@ -69,6 +70,12 @@ type serverRow struct {
 
 type tlsRow struct {
 	JA4, JA3, Transport, Conns, SNI string
+}
+
+// lanRow is one identifier announced on the local network.
+type lanRow struct {
+	Kind, Value, Protocols, Senders, Count, First string
+	Machine                                       bool // the studied machine sent it
 }
 
 type synRow struct {
@@ -149,6 +156,7 @@ func build(in *Input) (*page, error) {
 	whole.NTP = ntpRows(a.NTP, "", false, conns)
 	whole.TLS = tlsRows(a, "", false)
 	whole.SYN = synRows(a, a.Fingerprints, p.Origin)
+	whole.LAN = lanRows(a.LANAnnouncements, p.Origin)
 	whole.Shots = shotsByStep[""]
 	for _, r := range p.Expects {
 		if r.Step == "" {
@@ -181,6 +189,7 @@ func build(in *Input) (*page, error) {
 		s.NTP = ntpRows(a.NTP, v.Name, true, conns)
 		s.TLS = tlsRows(a, v.Name, true)
 		s.SYN = synRows(a, v.Fingerprints, p.Origin)
+		s.LAN = lanRows(v.LANAnnouncements, p.Origin)
 		s.Shots = shotsByStep[v.Name]
 		for _, r := range p.Expects {
 			if r.Step == v.Name {
@@ -191,6 +200,27 @@ func build(in *Input) (*page, error) {
 	}
 	p.Timeline = buildTimeline(a, p.Origin)
 	return p, nil
+}
+
+// lanRows lists LAN identifiers, the machine's first, then by kind and value.
+func lanRows(ids []schema.LANIdentifier, origin time.Time) []lanRow {
+	sorted := append([]schema.LANIdentifier(nil), ids...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		a, b := sorted[i], sorted[j]
+		if a.Host != b.Host {
+			return a.Host
+		}
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		return a.Value < b.Value
+	})
+	out := make([]lanRow, 0, len(sorted))
+	for _, id := range sorted {
+		out = append(out, lanRow{Kind: id.Kind, Value: id.Value, Protocols: strings.Join(id.Protocols, ", "),
+			Senders: strings.Join(id.Senders, ", "), Count: commas(id.Count), First: offset(id.FirstTS, origin), Machine: id.Host})
+	}
+	return out
 }
 
 func runFacts(in *Input) []kv {
