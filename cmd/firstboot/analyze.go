@@ -22,10 +22,14 @@ func newAnalyzeCmd(a *app) *cobra.Command {
 		Use:   "analyze PATH|RUN_DIR",
 		Short: "Analyse a pcap or pcapng capture (also gzip-compressed) into analysis.json and Zeek-style logs",
 		Long: `Analyse a capture: connections (conn.log), DNS, TLS (SNI, JA3, JA4), HTTP, NTP,
-DHCP and TCP SYN fingerprints, attributed to destination names, with per-step views.
+DHCP and TCP SYN fingerprints, attributed to destination names, with per-step views;
+what machines announce on the LAN (mDNS, LLMNR, NetBIOS, SSDP, WS-Discovery,
+DHCPv6, ARP, neighbour discovery, IGMP/MLD); traffic inside tunnels (VLAN, PPPoE,
+MPLS, GRE, ERSPAN, VXLAN, Geneve, GTP-U, IP-in-IP), STARTTLS and proxies.
 
 Outputs go to --out (default: the capture's directory): analysis.json and
-conn.log, dns.log, ssl.log, http.log, ntp.log, dhcp.log, fingerprint.log
+conn.log, dns.log, ssl.log, http.log, ntp.log, dhcp.log, fingerprint.log, and
+lan.log and tunnel.log when the capture has LAN announcements or tunnels
 (Zeek TSV, or JSON lines with --logs json). --format table or json also prints
 to stdout. The same capture always gives the same bytes.
 
