@@ -321,16 +321,26 @@ func (s nameSet) add(n string) nameSet {
 }
 
 func (e *engine) baseDNS(f *flow, ts int64, proto, kind string, m *dns.Message, q dns.Question) schema.DNS {
-	d := schema.DNS{ConnID: e.connID(f, ts),
-		Proto: proto, Kind: kind, TransID: m.ID, Query: q.Name, QClass: q.Class, QType: q.Type,
+	return schema.DNS{ConnID: e.connID(f, ts),
+		Proto: proto, Kind: kind, TransID: m.ID, Query: q.Name, Questions: questionNames(m.Questions), QClass: q.Class, QType: q.Type,
 		QTypeName: dns.TypeName(q.Type), Answers: []string{}, TTLs: []float64{}, Step: e.steps.name(e.steps.index(ts))}
-	if len(m.Questions) > 1 {
-		d.Questions = make([]string, len(m.Questions))
-		for i, q := range m.Questions {
-			d.Questions[i] = q.Name
-		}
+}
+
+// questionNames lists the questions' names when there is more than one
+// (mDNS asks several at once), else nil: the record's Query names the one.
+func questionNames(qs []dns.Question) []string {
+	if len(qs) < 2 {
+		return nil
 	}
-	return d
+	return allNames(qs)
+}
+
+func allNames(qs []dns.Question) []string {
+	out := make([]string, len(qs))
+	for i, q := range qs {
+		out[i] = q.Name
+	}
+	return out
 }
 
 func (e *engine) ntpPacket(f *flow, di int, pk *ntp.Packet, ts int64) {
