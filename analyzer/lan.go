@@ -69,8 +69,13 @@ type lanMsg struct {
 	items       []lanItem
 }
 
+// maxLANItems bounds the identifiers kept of one message: real ones
+// reveal a few dozen; a crafted one listing thousands must not make the
+// repeat check quadratic.
+const maxLANItems = 64
+
 func (m *lanMsg) add(kind, value string) {
-	if value == "" {
+	if value == "" || len(m.items) >= maxLANItems {
 		return
 	}
 	for _, it := range m.items {

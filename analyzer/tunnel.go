@@ -150,11 +150,15 @@ func (e *engine) decapsulate(kind decode.Inner, b []byte, uid string, carrier *f
 	t.stack = t.stack[:depth]
 }
 
+// maxTunnelParents bounds a conn's tunnel_parents: a flow seen through
+// more tunnels than this lists the first ones.
+const maxTunnelParents = 16
+
 // addTunnelParents adds the uids of tunnels a packet came through.
 func (f *flow) addTunnelParents(uids []string) {
 	x := f.extra()
 	for _, u := range uids {
-		if !slices.Contains(x.tunnels, u) {
+		if len(x.tunnels) < maxTunnelParents && !slices.Contains(x.tunnels, u) {
 			x.tunnels = append(x.tunnels, u)
 		}
 	}

@@ -41,6 +41,10 @@ func Kind(m *dns.Full) string {
 	return Response
 }
 
+// maxItems bounds what Items returns: a real message reveals a few dozen
+// things; a crafted one must not make the repeat check quadratic.
+const maxItems = 64
+
 // servicesName is the DNS-SD service type enumeration name.
 const servicesName = "_services._dns-sd._udp.local"
 
@@ -48,7 +52,7 @@ const servicesName = "_services._dns-sd._udp.local"
 func Items(m *dns.Full) []Item {
 	var out []Item
 	add := func(kind, v string) {
-		if v == "" || v == "." {
+		if v == "" || v == "." || len(out) >= maxItems {
 			return
 		}
 		if kind == "service_instance" {

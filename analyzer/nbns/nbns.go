@@ -120,7 +120,13 @@ func Parse(b []byte) (*Message, error) {
 	return m, nil
 }
 
+// maxNames bounds the names kept of one message (real ones have a few).
+const maxNames = 64
+
 func (m *Message) add(n Name) {
+	if len(m.Names) >= maxNames {
+		return
+	}
 	for i, o := range m.Names {
 		if o.Name == n.Name && o.Suffix == n.Suffix {
 			m.Names[i].Group = o.Group || n.Group
