@@ -470,7 +470,8 @@ type LAN struct {
 	Proto string `json:"proto"`
 	// Msg is the message: "query", "response", "probe", "announcement"
 	// (mDNS, LLMNR), "registration", "refresh", "release", "query",
-	// "response" (NBNS), "M-SEARCH", "NOTIFY", "response" (SSDP), "Probe",
+	// "response" (NBNS), "host_announcement" (NetBIOS browser, "nbds"),
+	// "M-SEARCH", "NOTIFY", "response" (SSDP), "Probe",
 	// "Hello", "Bye", "ProbeMatches", "Resolve", "ResolveMatches" (WS-
 	// Discovery), the DHCP message type ("DISCOVER", "SOLICIT", …),
 	// "probe", "announcement", "gratuitous", "request", "reply" (ARP),
@@ -489,15 +490,21 @@ type LAN struct {
 // LANIdentifier is one identifier revealed on the local network, with where
 // it was seen.
 type LANIdentifier struct {
-	// Kind is what the value is: "hostname" (an announced or claimed name),
-	// "query" (a name looked for), "service_type" ("_ipp._tcp.local"),
-	// "service_instance", "txt" (a DNS-SD TXT key=value), "hinfo" (DNS HINFO
-	// "cpu os"), "netbios_name" and "netbios_group" ("NAME<20>"),
-	// "fqdn", "duid", "vendor_class", "user_class", "param_list", "client_id",
-	// "user_agent", "server" (SSDP SERVER), "usn", "device_type" (SSDP
-	// ST/NT, WS-Discovery types), "location" (SSDP LOCATION, WS-Discovery
-	// XAddrs), "endpoint" (WS-Discovery endpoint reference), "address" (an
-	// address claimed or announced), "mac", "group" (a multicast group joined).
+	// Kind is what the value is: "hostname" (an announced or claimed name:
+	// mDNS, LLMNR, DHCP option 12), "query" (a name or type looked for:
+	// mDNS, LLMNR, NBNS, SSDP ST, WS-Discovery Probe types),
+	// "service_type" ("_ipp._tcp.local"), "service_instance", "txt" (a
+	// DNS-SD TXT key=value, such as a device's model), "hinfo" (DNS HINFO
+	// "cpu os"), "netbios_name" and "netbios_group" ("NAME<20>"), "os_version"
+	// and "comment" (NetBIOS browser announcements), "fqdn", "duid",
+	// "vendor_class", "user_class", "param_list" (the options a DHCP or
+	// DHCPv6 client asks for), "client_id" (DHCP option 61, hex),
+	// "user_agent", "server" (SSDP SERVER), "usn", "device_type" (SSDP NT,
+	// WS-Discovery types), "friendly_name" and "header" (other SSDP headers
+	// naming a device), "location" (SSDP LOCATION, WS-Discovery XAddrs),
+	// "endpoint" (WS-Discovery endpoint reference), "scope" (WS-Discovery),
+	// "address" (an address claimed, probed or announced), "mac", "group" (a
+	// multicast group joined or left).
 	Kind  string `json:"kind"`
 	Value string `json:"value"`
 	// Protocols lists the protocols that carried it (LAN.Proto values).
