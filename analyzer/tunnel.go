@@ -12,9 +12,9 @@ import (
 // PPPoE is two): deeper nesting is counted as a "tunnel" decode error.
 const maxTunnelDepth = 4
 
-// maxTunnels bounds the tunnels remembered for tunnel.log; past it, inner
-// packets are still analysed, with their tunnel uids, but new tunnels get
-// no tunnel.log record.
+// maxTunnels bounds the tunnels remembered for tunnel.log (and its
+// records); past it, inner packets are still analysed, with their tunnel
+// uids, but new tunnels get no tunnel.log record.
 const maxTunnels = 1 << 14
 
 // tunnelKey identifies an IP tunnel (GRE or IP-in-IP) by its outer
@@ -108,7 +108,11 @@ func (e *engine) udpTunnel(f *flow, b []byte, ts int64, si int) bool {
 	return true
 }
 
+// addTunnel adds a tunnel.log record, up to maxTunnels of them.
 func (e *engine) addTunnel(id schema.ConnID, typ string, ts int64) {
+	if len(e.tun.recs) >= maxTunnels {
+		return
+	}
 	e.tun.recs = append(e.tun.recs, schema.Tunnel{ConnID: id, TunnelType: typ, Action: "Tunnel::DISCOVER",
 		Step: e.steps.name(e.steps.index(ts))})
 }
