@@ -214,13 +214,15 @@ func (e *engine) ipPacket(p *decode.Packet, ts int64, si int) {
 		}
 		e.warn.FragmentsReassembled++
 	}
-	if p.BadL4Checksum {
-		switch p.Proto {
-		case decode.ProtoTCP:
-			e.warn.BadTCPChecksums++
-		case decode.ProtoUDP:
-			e.warn.BadUDPChecksums++
-		}
+	switch {
+	case p.BadL4Checksum && p.Proto == decode.ProtoTCP:
+		e.warn.BadTCPChecksums++
+	case p.BadL4Checksum && p.Proto == decode.ProtoUDP:
+		e.warn.BadUDPChecksums++
+	case p.OffloadL4Checksum && p.Proto == decode.ProtoTCP:
+		e.warn.OffloadTCPChecksums++
+	case p.OffloadL4Checksum && p.Proto == decode.ProtoUDP:
+		e.warn.OffloadUDPChecksums++
 	}
 	switch p.Proto {
 	case decode.ProtoTCP, decode.ProtoUDP, decode.ProtoICMP:

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/firstboot/firstboot/analyzer"
+	"github.com/firstboot/firstboot/internal/testhook"
 	"github.com/firstboot/firstboot/lab"
 	"github.com/firstboot/firstboot/results/manifest"
 	"github.com/firstboot/firstboot/scenarios"
@@ -27,7 +30,11 @@ runs the scenario's steps. Everything goes to runs/<run-id>/: manifest.json, cap
 console.log, responders.jsonl, firstboot.log, then analysis.json and the logs.
 
 Whatever happens (a failed step, Ctrl-C, a crashed guest) the capture so far is kept and the
-manifest says why the run is incomplete; everything the run brought up is torn down.`,
+manifest says why the run is incomplete; everything the run brought up is torn down.
+
+On a terminal, a status line under the log shows the current step and action, the time
+since the start, the packets and bytes captured, the last new name the machine used and
+the time left in the capture window; elsewhere the same goes to the log once a minute.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := scenarios.Load(args[0])
@@ -43,15 +50,41 @@ manifest says why the run is incomplete; everything the run brought up is torn d
 					LibvirtURI: a.cfg.LibvirtURI,
 					Accel:      a.cfg.Accel,
 				},
-				Window:  time.Duration(minutes * float64(time.Minute)),
-				Version: version,
-				Logger:  a.logger,
+				Window:   time.Duration(minutes * float64(time.Minute)),
+				Version:  version,
+				Logger:   a.logger,
+				Progress: &scenarios.Progress{},
+			}
+			// The live status shares the terminal with the log: log lines go
+			// through it so they scroll above it.
+			line, every := newStatusLine(os.Stderr), statusLogged
+			if line != nil {
+				cfg.Logger = slog.New(slog.NewTextHandler(line, &slog.HandlerOptions{Level: a.logLevel}))
+				every = statusRedraw
+			}
+			if !noAnalyze {
+				cfg.Pending = "analysis"
 			}
 			ctx := cmd.Context()
+			sctx, stopStatus := context.WithCancel(ctx)
+			shown := make(chan struct{})
+			go func() {
+				defer close(shown)
+				showProgress(sctx, cfg.Progress, line, cfg.Logger, every)
+			}()
 			run, runErr := scenarios.Execute(ctx, cfg)
+			stopStatus()
+			<-shown
 			if run == nil {
 				return runErr
 			}
+			// The manifest says what is still to do until it is done, so a
+			// firstboot killed meanwhile is noticed (results/rundir).
+			defer func() {
+				if err := setPending(run.Dir, ""); err != nil {
+					a.logger.Warn("updating the manifest", "err", err)
+				}
+			}()
 			var imgErr *scenarios.ImageError
 			if errors.As(runErr, &imgErr) {
 				runErr = usageError{runErr}
@@ -70,10 +103,15 @@ manifest says why the run is incomplete; everything the run brought up is torn d
 			// must not cost the analysis of what was captured.
 			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Minute)
 			defer cancel()
+			testhook.Pause(ctx, a.logger, "analysis")
 			if err := analyzeRunDir(actx, run.Dir, mergeFirstParty(a.cfg.FirstParty, s.FirstParty)); err != nil {
 				return errors.Join(runErr, fmt.Errorf("analysing %s: %w", run.Dir, err))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "analysis: %s\n", filepath.Join(run.Dir, "analysis.json"))
+			if err := setPending(run.Dir, "report"); err != nil {
+				return errors.Join(runErr, err)
+			}
+			testhook.Pause(ctx, a.logger, "report")
 			// The report also evaluates the scenario's expectations; a failed
 			// one makes the run exit 3 so a scheduler can act on it.
 			if err := writeRunReport(run.Dir, s, cmd.OutOrStdout()); err != nil {
@@ -85,6 +123,20 @@ manifest says why the run is incomplete; everything the run brought up is torn d
 	cmd.Flags().Float64Var(&minutes, "minutes", 0, "capture window in minutes (overrides the scenario's)")
 	cmd.Flags().BoolVar(&noAnalyze, "no-analyze", false, "do not analyse the capture after the run")
 	return cmd
+}
+
+// setPending records in the run's manifest what this process now does with
+// the directory ("" when nothing).
+func setPending(dir, what string) error {
+	m, err := manifest.Read(dir)
+	if err != nil || m.Doing == nil && what == "" {
+		return err
+	}
+	m.Doing = nil
+	if what != "" {
+		m.Doing = &manifest.Activity{What: what, Since: time.Now().UTC()}
+	}
+	return manifest.Write(dir, m)
 }
 
 // analyzeRunDir analyses a run directory's capture, segmented by the steps in

@@ -69,19 +69,27 @@ func LockDir(ctx context.Context, dir string) (unlock func(), err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := Flock(ctx, f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("waiting for another build in %s: %w", dir, err)
+	}
+	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}
+
+// Flock takes an exclusive flock on the open file or directory f, waiting
+// until ctx ends; closing f releases it.
+func Flock(ctx context.Context, f *os.File) error {
 	for {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
-			return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+			return nil
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", dir, err)
+			return fmt.Errorf("locking %s: %w", f.Name(), err)
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("waiting for another build in %s: %w", dir, ctx.Err())
+			return ctx.Err()
 		case <-time.After(lockPoll):
 		}
 	}

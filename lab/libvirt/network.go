@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 	"libvirt.org/go/libvirtxml"
 
+	"github.com/firstboot/firstboot/internal/owner"
 	"github.com/firstboot/firstboot/lab"
 )
 
@@ -65,28 +66,36 @@ func withPrefix(name string) string {
 // DNS off, DHCP handing out the bridge address as router and DNS server, each
 // port isolated so machines do not see each other's broadcasts.
 func NetworkXML(spec lab.NetworkSpec) (string, error) {
+	n, err := networkDef(spec)
+	if err != nil {
+		return "", err
+	}
+	return n.Marshal()
+}
+
+// networkDef is NetworkXML before marshalling, for callers that add to it.
+func networkDef(spec lab.NetworkSpec) (*libvirtxml.Network, error) {
 	if spec.Name == "" {
-		return "", errors.New("network: name is required")
+		return nil, errors.New("network: name is required")
 	}
 	name := withPrefix(spec.Name)
 	switch spec.Mode {
 	case lab.Bridged:
 		if spec.Bridge == "" {
-			return "", fmt.Errorf("network %s: bridged mode needs a host bridge", name)
+			return nil, fmt.Errorf("network %s: bridged mode needs a host bridge", name)
 		}
-		n := libvirtxml.Network{
+		return &libvirtxml.Network{
 			Name:    name,
 			Forward: &libvirtxml.NetworkForward{Mode: "bridge"},
 			Bridge:  &libvirtxml.NetworkBridge{Name: spec.Bridge},
-		}
-		return n.Marshal()
+		}, nil
 	case lab.Simulated, "":
 	default:
-		return "", fmt.Errorf("network %s: mode %q: want simulated or bridged", name, spec.Mode)
+		return nil, fmt.Errorf("network %s: mode %q: want simulated or bridged", name, spec.Mode)
 	}
 	gw, lo, hi, err := addressPlan(spec.Subnet)
 	if err != nil {
-		return "", fmt.Errorf("network %s: %w", name, err)
+		return nil, fmt.Errorf("network %s: %w", name, err)
 	}
 	n := libvirtxml.Network{
 		Name:        name,
@@ -105,7 +114,7 @@ func NetworkXML(spec lab.NetworkSpec) (string, error) {
 			{Value: "no-ping"},
 		}},
 	}
-	return n.Marshal()
+	return &n, nil
 }
 
 // addressPlan gives the gateway (first host) and the DHCP range (.100–.199
@@ -254,7 +263,14 @@ func (l *Lab) ValidateBridged(spec lab.NetworkSpec) error {
 }
 
 func (l *Lab) startNetwork(ctx context.Context, spec lab.NetworkSpec) (_ *Network, err error) {
-	x, err := NetworkXML(spec)
+	def, err := networkDef(spec)
+	if err != nil {
+		return nil, err
+	}
+	// The owner, so the next firstboot removes the network if this process
+	// is killed before it does.
+	def.Metadata = &libvirtxml.NetworkMetadata{XML: metadataXML(owner.Self(), nil)}
+	x, err := def.Marshal()
 	if err != nil {
 		return nil, err
 	}
@@ -283,12 +299,12 @@ func (l *Lab) startNetwork(ctx context.Context, spec lab.NetworkSpec) (_ *Networ
 	if err != nil {
 		return nil, err
 	}
-	var def libvirtxml.Network
-	if err := def.Unmarshal(live); err != nil {
+	var liveDef libvirtxml.Network
+	if err := liveDef.Unmarshal(live); err != nil {
 		return nil, fmt.Errorf("network %s: live XML: %w", name, err)
 	}
-	if def.Bridge != nil {
-		n.bridge = def.Bridge.Name
+	if liveDef.Bridge != nil {
+		n.bridge = liveDef.Bridge.Name
 	}
 	if spec.Mode != lab.Bridged {
 		n.subnet = spec.Subnet.Masked()
