@@ -81,10 +81,10 @@ func TestBridgedValidation(t *testing.T) {
 	}
 	// Validation only: a missing host bridge is refused, nothing is started.
 	l := &Lab{}
-	if err := l.ValidateBridged(spec); err == nil || !strings.Contains(err.Error(), "not found") {
+	if err := l.ValidateBridged(context.Background(), spec); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("missing bridge: %v", err)
 	}
-	if err := l.ValidateBridged(lab.NetworkSpec{Name: "br", Mode: lab.Bridged, Bridge: "lo"}); err == nil {
+	if err := l.ValidateBridged(context.Background(), lab.NetworkSpec{Name: "br", Mode: lab.Bridged, Bridge: "lo"}); err == nil {
 		t.Error("lo accepted as a bridge")
 	}
 }
