@@ -70,8 +70,8 @@ type Link struct {
 	bridgeNetns string // where HostBridge is ("" = firstboot's namespace)
 	log         *slog.Logger
 	closeOnce   sync.Once
-	closeErr  error
-	undo      []func(context.Context) error // run in reverse by Close
+	closeErr    error
+	undo        []func(context.Context) error // run in reverse by Close
 }
 
 // Egress is where a routed run's traffic leaves firstboot's namespace.
