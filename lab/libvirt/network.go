@@ -81,7 +81,8 @@ func withPrefix(name string) string {
 // not see each other's broadcasts. Routed: the same, but the router handed out
 // is the subnet's second address, which lab/uplink puts on the far end of a
 // veth joined to the bridge; the lab namespace itself forwards nothing.
-// Bridged: the machines' taps join the existing host bridge spec.Bridge.
+// Bridged: the machines' taps join the existing host bridge spec.Bridge, as
+// isolated ports (they reach the uplink, not each other).
 func NetworkXML(spec lab.NetworkSpec) (string, error) {
 	if spec.Name == "" {
 		return "", errors.New("network: name is required")
@@ -93,9 +94,10 @@ func NetworkXML(spec lab.NetworkSpec) (string, error) {
 			return "", fmt.Errorf("network %s: bridged mode needs a host bridge", name)
 		}
 		n := libvirtxml.Network{
-			Name:    name,
-			Forward: &libvirtxml.NetworkForward{Mode: "bridge"},
-			Bridge:  &libvirtxml.NetworkBridge{Name: spec.Bridge},
+			Name:        name,
+			Forward:     &libvirtxml.NetworkForward{Mode: "bridge"},
+			Bridge:      &libvirtxml.NetworkBridge{Name: spec.Bridge},
+			PortOptions: &libvirtxml.NetworkPortOptions{Isolated: "yes"},
 		}
 		return n.Marshal()
 	case lab.Simulated, lab.Routed, "":
@@ -237,6 +239,13 @@ func (l *Lab) CreateNetwork(ctx context.Context, spec lab.NetworkSpec) (*Network
 		if err != nil {
 			return nil, err
 		}
+		// libvirt names the bridge (virbrN) as it starts the network, and
+		// two starting at once can pick the same name: one at a time.
+		unlock, err := lockFile(ctx, subnetLock)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
 		return l.startNetwork(ctx, spec, x)
 	}
 	if spec.Subnet.IsValid() {
@@ -390,7 +399,8 @@ func (l *Lab) startNetwork(ctx context.Context, spec lab.NetworkSpec, x string) 
 	return n, nil
 }
 
-// subnetLock serialises subnet choice across firstboot processes.
+// subnetLock serialises subnet (and bridge name) choice across firstboot
+// processes.
 const subnetLock = "/run/lock/firstboot-subnet.lock"
 
 // lockFile takes an exclusive flock on path, waiting until ctx ends.

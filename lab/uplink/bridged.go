@@ -27,8 +27,10 @@ type BridgedConfig struct {
 // Bridged joins the lab-side bridge to the host bridge with a veth, so the
 // machines are on the host bridge's network at layer 2 and take their
 // addresses from its DHCP. The host's end has no IPv6 and no address, so
-// nothing of the host speaks through it. It fails with ErrDown before
-// changing anything when the host bridge has no working uplink port.
+// nothing of the host speaks through it, and is an isolated port: it talks
+// to the uplink, never to another run's machines, so runs side by side keep
+// each other out of their captures. It fails with ErrDown before changing
+// anything when the host bridge has no working uplink port.
 func Bridged(ctx context.Context, cfg BridgedConfig) (_ *Link, err error) {
 	if cfg.ID == "" || cfg.LabBridge == "" || cfg.HostBridge == "" {
 		return nil, fmt.Errorf("uplink: bridged link needs an id, a lab bridge and a host bridge (got %+v)", cfg)
@@ -67,6 +69,7 @@ func Bridged(ctx context.Context, cfg BridgedConfig) (_ *Link, err error) {
 	}
 	for _, argv := range [][]string{
 		{"ip", "link", "set", host, "master", cfg.HostBridge},
+		{"bridge", "link", "set", "dev", host, "isolated", "on"},
 		{"ip", "link", "set", host, "up"},
 	} {
 		if err := run(ctx, argv...); err != nil {
