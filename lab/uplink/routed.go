@@ -45,6 +45,13 @@ func Routed(ctx context.Context, cfg RoutedConfig) (_ *Link, err error) {
 	if cfg.ID == "" || cfg.LabBridge == "" || !cfg.Subnet.IsValid() || !cfg.Subnet.Contains(cfg.Router) {
 		return nil, fmt.Errorf("uplink: routed link needs an id, a lab bridge, a subnet and a router in it (got %+v)", cfg)
 	}
+	if same, err := netns.Same(cfg.LabNetns, ""); err != nil {
+		return nil, err
+	} else if same {
+		// The lab bridge would then carry the subnet beside the veth, in one
+		// namespace whose libvirt rules reject forwarding through it.
+		return nil, errors.New("routed mode joins the lab namespace to the one firstboot runs in, and here they are one (the host's libvirtd?): use firstboot's own libvirtd (no --libvirt-uri), or bridged mode")
+	}
 	egress, err := FindEgress(cfg.Egress)
 	if err != nil {
 		return nil, fmt.Errorf("routed mode: %w", err)
