@@ -602,50 +602,44 @@ func tsharkCount(t *testing.T, dir, filter string) int {
 	return len(tsharkFields(t, dir, filter, "-e", "frame.number"))
 }
 
-// lostScenario boots the test guest, idles while the test pulls the uplink's
-// cable and puts it back, then fetches a page.
-const lostScenario = `name: uplink-lost
+// guestScenario is a test-guest scenario: boot to the agent's ready marker,
+// then the steps given (YAML list items), then shut down.
+func guestScenario(name, window, steps string) string {
+	return `name: ` + name + `
 image: {builtin: testguest}
 machine: {memory: 256MiB}
-capture: {window: 6m}
+capture: {window: ` + window + `}
 steps:
   - name: first-boot
     actions:
       - start
       - console_expect: {pattern: "FIRSTBOOT-GUEST ready", timeout: 3m}
-  - name: offline
+` + steps + `  - name: shutdown
+    actions:
+      - shutdown: {timeout: 30s}
+`
+}
+
+// lostScenario idles while the test pulls the uplink's cable and puts it
+// back, then fetches a page.
+var lostScenario = guestScenario("uplink-lost", "6m", `  - name: offline
     actions:
       - wait: 15s
   - name: back
     actions:
       - console_send: "fbguest run back http http://connectivity.firstboot.test/back"
       - console_expect: {pattern: "FIRSTBOOT-GUEST done back", timeout: 90s}
-  - name: shutdown
-    actions:
-      - shutdown: {timeout: 30s}
-`
+`)
 
 // downloadBytes is what the line-rate run fetches at full speed.
 const downloadBytes = 200 << 20
 
-// downloadScenario boots the test guest and has it fetch a large file from
-// the simulated uplink as fast as the link and the guest go.
-var downloadScenario = `name: uplink-download
-image: {builtin: testguest}
-machine: {memory: 256MiB}
-capture: {window: 10m}
-steps:
-  - name: first-boot
+// downloadScenario fetches a large file from the simulated uplink as fast as
+// the link and the guest go.
+var downloadScenario = guestScenario("uplink-download", "10m", `  - name: download
     actions:
-      - start
-      - console_expect: {pattern: "FIRSTBOOT-GUEST ready", timeout: 3m}
-  - name: download
-    actions:
-      - guest_exec: {path: /bin/sh, args: [-c, "busybox wget -q -O /dev/null 'http://` + simuplink.WWW.String() + simuplink.LargePath + `?bytes=` + strconv.Itoa(downloadBytes) + `' && echo downloaded"], timeout: 8m}
-  - name: shutdown
-    actions:
-      - shutdown: {timeout: 30s}
-`
+      - guest_exec: {path: /bin/sh, args: [-c, "busybox wget -q -O /dev/null 'http://`+simuplink.WWW.String()+simuplink.LargePath+`?bytes=`+strconv.Itoa(downloadBytes)+`' && echo downloaded"], timeout: 8m}
+`)
 
 // TestUplinkFailures: an uplink that is down at the start stops a run with a
 // clear error before any machine starts; one lost mid-run is noted in the
@@ -749,7 +743,7 @@ func TestUplinkFailures(t *testing.T) {
 			switch r.label {
 			case "interrupted":
 				// Ctrl-C once the guest is up.
-				if waitRunDir(r.runs, "console.log", "FIRSTBOOT-GUEST ready", 5*time.Minute) != "" {
+				if waitRunDir(r.runs, "console.log", "FIRSTBOOT-GUEST ready", 5*time.Minute) {
 					r.cmd.Process.Signal(os.Interrupt)
 				}
 			case "lost-routed", "lost-bridged":
@@ -807,28 +801,33 @@ func TestUplinkFailures(t *testing.T) {
 	}
 }
 
-// waitRunDir waits until the run directory's file contains want; it
-// returns the run directory ("" on timeout).
-func waitRunDir(runs, file, want string, timeout time.Duration) string {
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+// waitRunDir waits until the run directory's file contains want.
+func waitRunDir(runs, file, want string, timeout time.Duration) bool {
+	return waitFor(timeout, func() bool {
 		files, _ := filepath.Glob(filepath.Join(runs, "*", file))
-		for _, f := range files {
-			if b, _ := os.ReadFile(f); bytes.Contains(b, []byte(want)) {
-				return filepath.Dir(f)
-			}
-		}
-	}
-	return ""
+		return slices.ContainsFunc(files, func(f string) bool {
+			b, _ := os.ReadFile(f)
+			return bytes.Contains(b, []byte(want))
+		})
+	})
 }
 
 // waitStepDone waits until the run's manifest shows step done.
 func waitStepDone(runs, step string, timeout time.Duration) bool {
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+	return waitFor(timeout, func() bool {
 		dirs, _ := filepath.Glob(filepath.Join(runs, "*"))
-		for _, d := range dirs {
-			if m, err := manifest.Read(d); err == nil && slices.ContainsFunc(m.Steps(), func(s manifest.Step) bool { return s.Name == step }) {
-				return true
-			}
+		return slices.ContainsFunc(dirs, func(d string) bool {
+			m, err := manifest.Read(d)
+			return err == nil && slices.ContainsFunc(m.Steps(), func(s manifest.Step) bool { return s.Name == step })
+		})
+	})
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
+		if cond() {
+			return true
 		}
 	}
 	return false

@@ -277,42 +277,65 @@ func (u *Uplink) Queries() []Query {
 
 func (u *Uplink) serveDNS(t *testing.T) {
 	names := Names()
-	answer := func(q []byte, remote string) []byte {
-		var p dnsmessage.Parser
-		h, err := p.Start(q)
-		if err != nil {
-			return nil
-		}
-		question, err := p.Question()
-		if err != nil {
-			return nil
-		}
-		name := strings.ToLower(strings.TrimSuffix(question.Name.String(), "."))
-		a, known := names[name]
-		rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired, RecursionAvailable: true}
-		if !known {
-			rh.RCode = dnsmessage.RCodeNameError
-		}
-		b := dnsmessage.NewBuilder(nil, rh)
-		b.EnableCompression()
-		_ = b.StartQuestions()
-		_ = b.Question(question)
-		_ = b.StartAnswers()
-		if known && question.Type == dnsmessage.TypeA {
-			_ = b.AResource(dnsmessage.ResourceHeader{Name: question.Name, Class: dnsmessage.ClassINET, TTL: 300}, dnsmessage.AResource{A: a.As4()})
-		}
-		out, _ := b.Finish()
-		u.mu.Lock()
-		u.queries = append(u.queries, Query{Name: name, Type: strings.TrimPrefix(question.Type.String(), "Type"), Remote: remote, RCode: rh.RCode.String()})
-		u.mu.Unlock()
-		return out
-	}
 	at := netip.AddrPortFrom(DNS, 53).String()
 	pc, err := u.ISP.ListenPacket("udp", at)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
+	ln, err := u.ISP.Listen("tcp", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	ServeDNS(pc, ln, func(q []byte, remote string) []byte {
+		resp, question, rcode := Answer(q, func(name string) (netip.Addr, bool) { a, ok := names[name]; return a, ok })
+		if resp != nil {
+			u.mu.Lock()
+			u.queries = append(u.queries, Query{Name: question.Name, Type: question.Type, Remote: remote, RCode: rcode})
+			u.mu.Unlock()
+		}
+		return resp
+	})
+}
+
+// Question is what Answer was asked.
+type Question struct{ Name, Type string }
+
+// Answer answers a DNS query from lookup: an A record for a known name, no
+// record (NOERROR) for its other types, NXDOMAIN for an unknown name; nil
+// for what is not a query.
+func Answer(q []byte, lookup func(name string) (netip.Addr, bool)) (resp []byte, question Question, rcode string) {
+	var p dnsmessage.Parser
+	h, err := p.Start(q)
+	if err != nil || h.Response {
+		return nil, question, ""
+	}
+	dq, err := p.Question()
+	if err != nil {
+		return nil, question, ""
+	}
+	question = Question{Name: strings.ToLower(strings.TrimSuffix(dq.Name.String(), ".")), Type: strings.TrimPrefix(dq.Type.String(), "Type")}
+	a, known := lookup(question.Name)
+	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired, RecursionAvailable: true}
+	if !known {
+		rh.RCode = dnsmessage.RCodeNameError
+	}
+	b := dnsmessage.NewBuilder(nil, rh)
+	b.EnableCompression()
+	_ = b.StartQuestions()
+	_ = b.Question(dq)
+	_ = b.StartAnswers()
+	if known && dq.Type == dnsmessage.TypeA {
+		_ = b.AResource(dnsmessage.ResourceHeader{Name: dq.Name, Class: dnsmessage.ClassINET, TTL: 300}, dnsmessage.AResource{A: a.As4()})
+	}
+	resp, _ = b.Finish()
+	return resp, question, rh.RCode.String()
+}
+
+// ServeDNS answers queries on pc (UDP) and ln (TCP, length-prefixed) with
+// answer until they are closed.
+func ServeDNS(pc net.PacketConn, ln net.Listener, answer func(q []byte, remote string) []byte) {
 	go func() {
 		buf := make([]byte, 4096)
 		for {
@@ -325,11 +348,6 @@ func (u *Uplink) serveDNS(t *testing.T) {
 			}
 		}
 	}()
-	ln, err := u.ISP.Listen("tcp", at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()

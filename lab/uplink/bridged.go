@@ -38,35 +38,18 @@ func Bridged(ctx context.Context, cfg BridgedConfig) (_ *Link, err error) {
 	if st := bridgeState("", cfg.HostBridge, ""); !st.Up {
 		return nil, fmt.Errorf("bridged mode: %w: %s", ErrDown, st.Detail)
 	}
-	self, err := netns.ID("")
+	l, release, err := openLink(ctx, lab.Bridged, cfg.ID, cfg.LabNetns, cfg.LabBridge, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	log := logger(cfg.Logger)
-	if err := removeStale(ctx); err != nil {
-		log.Warn("uplink: removing what earlier runs left", "err", err)
-	}
-	host, labSide, _ := vethNames(cfg.ID)
-	l := &Link{
-		Mode: lab.Bridged, LabNetns: cfg.LabNetns, LabBridge: cfg.LabBridge, HostNetns: self,
-		LabVeth: labSide, HostVeth: host, HostBridge: cfg.HostBridge, log: log,
-	}
+	defer release()
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, l.undoAll(context.WithoutCancel(ctx)))
 		}
 	}()
-	if err := l.addVeth(ctx, cfg.ID); err != nil {
-		return nil, err
-	}
-	if err := noIPv6(host); err != nil {
-		return nil, err
-	}
+	l.HostBridge = cfg.HostBridge
+	host := l.HostVeth
 	for _, argv := range [][]string{
 		{"ip", "link", "set", host, "master", cfg.HostBridge},
 		{"bridge", "link", "set", "dev", host, "isolated", "on"},
@@ -76,7 +59,7 @@ func Bridged(ctx context.Context, cfg BridgedConfig) (_ *Link, err error) {
 			return nil, fmt.Errorf("bridged mode: %w", err)
 		}
 	}
-	log.Info("uplink: bridged", "veth", host, "host_bridge", cfg.HostBridge)
+	l.log.Info("uplink: bridged", "veth", host, "host_bridge", cfg.HostBridge)
 	return l, nil
 }
 

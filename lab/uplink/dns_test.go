@@ -16,12 +16,13 @@ import (
 
 	"golang.org/x/net/dns/dnsmessage"
 
+	"github.com/firstboot/firstboot/internal/simuplink"
 	"github.com/firstboot/firstboot/internal/testenv"
 	"github.com/firstboot/firstboot/internal/testnet"
 )
 
-// upstream is a resolver on loopback (UDP and TCP, one port) that answers A
-// questions with one address and records what it was asked.
+// upstream is a resolver on loopback (UDP and TCP, one port) that answers
+// every A question with one address and records what it was asked.
 type upstream struct {
 	addr netip.AddrPort
 	mu   sync.Mutex
@@ -41,52 +42,13 @@ func startUpstream(t *testing.T, answer netip.Addr) *upstream {
 	}
 	t.Cleanup(func() { pc.Close() })
 	u := &upstream{addr: netip.MustParseAddrPort(pc.LocalAddr().String())}
-	reply := func(q []byte) []byte {
-		var p dnsmessage.Parser
-		h, err := p.Start(q)
-		if err != nil {
-			return nil
-		}
-		question, _ := p.Question()
+	simuplink.ServeDNS(pc, ln, func(q []byte, _ string) []byte {
+		resp, question, _ := simuplink.Answer(q, func(string) (netip.Addr, bool) { return answer, true })
 		u.mu.Lock()
-		u.seen = append(u.seen, question.Name.String())
+		u.seen = append(u.seen, question.Name)
 		u.mu.Unlock()
-		b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, RecursionAvailable: true})
-		_ = b.StartQuestions()
-		_ = b.Question(question)
-		_ = b.StartAnswers()
-		if question.Type == dnsmessage.TypeA {
-			_ = b.AResource(dnsmessage.ResourceHeader{Name: question.Name, Class: dnsmessage.ClassINET, TTL: 60}, dnsmessage.AResource{A: answer.As4()})
-		}
-		out, _ := b.Finish()
-		return out
-	}
-	go func() {
-		buf := make([]byte, 512)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			if out := reply(buf[:n]); out != nil {
-				_, _ = pc.WriteTo(out, from)
-			}
-		}
-	}()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if q, err := readTCPMsg(c); err == nil {
-				if out := reply(q); out != nil {
-					_ = writeTCPMsg(c, out)
-				}
-			}
-			c.Close()
-		}
-	}()
+		return resp
+	})
 	return u
 }
 

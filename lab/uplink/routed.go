@@ -56,36 +56,18 @@ func Routed(ctx context.Context, cfg RoutedConfig) (_ *Link, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("routed mode: %w", err)
 	}
-	self, err := netns.ID("")
+	l, release, err := openLink(ctx, lab.Routed, cfg.ID, cfg.LabNetns, cfg.LabBridge, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := lock(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	log := logger(cfg.Logger)
-	if err := removeStale(ctx); err != nil {
-		log.Warn("uplink: removing what earlier runs left", "err", err)
-	}
-	host, labSide, tag := vethNames(cfg.ID)
-	l := &Link{
-		Mode: lab.Routed, LabNetns: cfg.LabNetns, LabBridge: cfg.LabBridge, HostNetns: self,
-		LabVeth: labSide, HostVeth: host, Subnet: cfg.Subnet.Masked(), Router: cfg.Router, Egress: egress,
-		egressName: cfg.Egress, log: log,
-	}
+	defer release()
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, l.undoAll(context.WithoutCancel(ctx)))
 		}
 	}()
-	if err := l.addVeth(ctx, cfg.ID); err != nil {
-		return nil, err
-	}
-	if err := noIPv6(host); err != nil {
-		return nil, err
-	}
+	l.Subnet, l.Router, l.Egress, l.egressName = cfg.Subnet.Masked(), cfg.Router, egress, cfg.Egress
+	host, _, tag := vethNames(cfg.ID)
 	for _, argv := range [][]string{
 		{"ip", "link", "set", host, "multicast", "off"},
 		{"ip", "addr", "add", netip.PrefixFrom(cfg.Router, cfg.Subnet.Bits()).String(), "dev", host},
@@ -122,9 +104,39 @@ func Routed(ctx context.Context, cfg RoutedConfig) (_ *Link, err error) {
 	if err := acquireForwarding(egress.Interface, host); err != nil {
 		return nil, err
 	}
-	log.Info("uplink: routed", "veth", host, "router", cfg.Router, "subnet", l.Subnet,
+	l.log.Info("uplink: routed", "veth", host, "router", cfg.Router, "subnet", l.Subnet,
 		"egress", egress.Interface, "gateway", egress.Gateway, "egress_addr", egress.Addr)
 	return l, nil
+}
+
+// openLink starts a link: it takes the lock (release gives it back), removes
+// what dead runs left, and creates the veth into the lab namespace, with no
+// IPv6 on firstboot's end. The caller finishes the link holding the lock and
+// calls undoAll when that fails.
+func openLink(ctx context.Context, mode lab.NetworkMode, id, labNetns, labBridge string, log *slog.Logger) (_ *Link, release func(), err error) {
+	self, err := netns.ID("")
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock, err := lock(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	log = logger(log)
+	if err := removeStale(ctx); err != nil {
+		log.Warn("uplink: removing what earlier runs left", "err", err)
+	}
+	host, labSide, _ := vethNames(id)
+	l := &Link{Mode: mode, LabNetns: labNetns, LabBridge: labBridge, HostNetns: self, LabVeth: labSide, HostVeth: host, log: log}
+	if err = l.addVeth(ctx, id); err == nil {
+		err = noIPv6(host)
+	}
+	if err != nil {
+		err = errors.Join(err, l.undoAll(context.WithoutCancel(ctx)))
+		unlock()
+		return nil, nil, err
+	}
+	return l, unlock, nil
 }
 
 // addVeth creates the veth pair, firstboot's end here (its ifalias naming
