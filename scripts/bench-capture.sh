@@ -118,19 +118,20 @@ capture() {
   esac
   pps=$(awk -v r="$recv" -v t="$secs" 'BEGIN { printf "%.0f", r / t }')
   cpu=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
+  mb=$(awk -v b="$(stat -c %s "$out")" 'BEGIN { printf "%.0f", b / 1e6 }')
 }
 
 echo "bench-capture: $secs s per load, $runs run(s); machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 results=$work/results
 : >"$results"
-printf '%-14s %-10s %9s %10s %9s %7s %6s\n' load tool pkt/s received dropped CPU_s CPU%
+printf '%-14s %-10s %9s %10s %9s %7s %6s %7s\n' load tool pkt/s received dropped CPU_s CPU% file_MB
 for run in $(seq "$runs"); do
   for load in $loads; do
     for tool in $tools; do
       capture "$tool" "$load"
       echo "$load $tool $pps $recv $drop $cpu" >>"$results"
-      awk -v l="$load" -v t="$tool" -v p="$pps" -v r="$recv" -v d="$drop" -v c="$cpu" -v s="$secs" 'BEGIN {
-        printf "%-14s %-10s %9d %10d %9d %7.2f %5.1f%%\n", l, t, p, r, d, c, 100 * c / s }'
+      awk -v l="$load" -v t="$tool" -v p="$pps" -v r="$recv" -v d="$drop" -v c="$cpu" -v s="$secs" -v m="$mb" 'BEGIN {
+        printf "%-14s %-10s %9d %10d %9d %7.2f %5.1f%% %7d\n", l, t, p, r, d, c, 100 * c / s, m }'
     done
   done
 done

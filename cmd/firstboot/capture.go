@@ -50,7 +50,7 @@ func newCaptureCmd(_ *app) *cobra.Command {
 			// A fresh context: Ctrl-C is how this command is meant to end,
 			// and Stop must still drain and close the file.
 			st, err := c.Stop(context.WithoutCancel(ctx))
-			fmt.Fprintf(cmd.OutOrStdout(), "packets %d received %d dropped %d\n", st.Packets, st.Received, st.Drops)
+			fmt.Fprintf(cmd.OutOrStdout(), "packets %d received %d dropped %d ring_freezes %d\n", st.Packets, st.Received, st.Drops, st.RingFreezes)
 			return err
 		},
 	}
