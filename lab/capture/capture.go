@@ -307,7 +307,9 @@ func (c *Capture) flushLocked() {
 func (c *Capture) Mark(comment string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.marks = append(c.marks, mark{at: time.Now(), text: comment})
+	// The wall clock alone (Round(0) drops the monotonic reading), as the
+	// kernel stamps packets with it.
+	c.marks = append(c.marks, mark{at: time.Now().Round(0), text: comment})
 }
 
 // AddSecrets writes a pcapng Decryption Secrets Block (secretsType e.g.
