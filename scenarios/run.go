@@ -456,6 +456,7 @@ func (r *runner) captureDown(ctx context.Context) error {
 	}
 	st, err := r.capture.Stop(ctx)
 	r.m.Capture.Packets, r.m.Capture.Drops = st.Packets, st.Drops
+	r.m.Capture.Received, r.m.Capture.RingFreezes = st.Received, st.RingFreezes
 	r.m.Capture.End = r.now()
 	if r.stoppedBy == "" {
 		r.stoppedBy = "steps-done"

@@ -64,6 +64,7 @@ func newRootCmd() *cobra.Command {
 		newDiffCmd(a),
 		newDatasetCmd(a),
 		newPublishCmd(a),
+		newCaptureCmd(a),
 	)
 	return root
 }

@@ -182,6 +182,11 @@ type Capture struct {
 	Packets   uint64    `json:"packets"`
 	// Drops is what the kernel reported dropping (PACKET_STATISTICS); 0 means every packet is in the file.
 	Drops uint64 `json:"drops"`
+	// Received is every packet the kernel saw on the interface (= packets + drops).
+	Received uint64 `json:"received"`
+	// RingFreezes counts the times the capture's ring was full (TPACKET_V3's
+	// freeze count): each froze the queue and dropped until the reader caught up.
+	RingFreezes uint64 `json:"ring_freezes"`
 	// StoppedBy says what ended the capture: machine-stopped, window, steps-done, interrupted, error.
 	StoppedBy string `json:"stopped_by,omitempty"`
 }
