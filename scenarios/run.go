@@ -18,6 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/firstboot/firstboot/internal/fsutil"
+	"github.com/firstboot/firstboot/internal/owner"
+	"github.com/firstboot/firstboot/internal/testhook"
 	"github.com/firstboot/firstboot/lab"
 	"github.com/firstboot/firstboot/lab/capture"
 	"github.com/firstboot/firstboot/lab/guest"
@@ -26,6 +28,7 @@ import (
 	"github.com/firstboot/firstboot/lab/osimage"
 	"github.com/firstboot/firstboot/lab/simnet"
 	"github.com/firstboot/firstboot/results/manifest"
+	"github.com/firstboot/firstboot/results/rundir"
 )
 
 // RunConfig is what a run needs beyond the scenario.
@@ -38,7 +41,14 @@ type RunConfig struct {
 	Window time.Duration
 	// Version is firstboot's version, recorded in the manifest and the pcapng.
 	Version string
+	// Pending is what the caller does with the run directory once Execute
+	// returns ("analysis"): the final manifest says so, and the caller
+	// clears it when done, so that a firstboot killed meanwhile is noticed
+	// (results/rundir).
+	Pending string
 	Logger  *slog.Logger
+	// Progress, when set, follows the run for a live display.
+	Progress *Progress
 	// Network overrides the scenario's network mode when set; Bridge and
 	// Egress are the host's side of the real-internet modes (the host bridge,
 	// the interface routed traffic leaves by) and win over the scenario's.
@@ -78,8 +88,13 @@ func NewRunID(name string, now time.Time) string {
 // capture, resume, steps, and teardown of everything it brought up. The run
 // directory and the capture survive any failure; the manifest says why a run
 // is incomplete. The returned Run is non-nil once the run directory exists.
+//
+// First it marks the runs a killed firstboot left "running" in the runs
+// directory (rundir.MarkAbandoned); bringing the lab up reaps what such a
+// process left in the lab.
 func Execute(ctx context.Context, cfg RunConfig) (*Run, error) {
 	s := cfg.Scenario
+	markAbandoned(ctx, cfg.RunsDir, cfg.Logger)
 	now := func() time.Time { return time.Now().UTC() }
 	id := NewRunID(s.Name, now())
 	dir := filepath.Join(cfg.RunsDir, id)
@@ -98,11 +113,14 @@ func Execute(ctx context.Context, cfg RunConfig) (*Run, error) {
 	}
 	log := slog.New(slog.NewMultiHandler(handlers...)).With("run", id)
 
+	cfg.Progress.started(now())
 	r := &runner{cfg: cfg, s: s, dir: dir, log: log, now: now}
 	r.net = effectiveNetwork(s.Network, cfg)
+	self := owner.Self()
 	r.m = &manifest.Manifest{
 		RunID:  id,
 		Status: manifest.StatusRunning,
+		Owner:  &self,
 		Scenario: manifest.Scenario{Name: s.Name, File: s.File, SHA256: s.SHA256, FirstParty: s.FirstParty,
 			OS: manifest.OS{Family: s.OS.Family, Product: s.OS.Product, Release: s.OS.Release, Build: s.OS.Build}},
 		Tools:   manifest.Tools{Firstboot: cfg.Version},
@@ -115,7 +133,7 @@ func Execute(ctx context.Context, cfg RunConfig) (*Run, error) {
 		r.m.Timeline = entries
 		r.mu.Unlock()
 		r.save()
-	}}
+	}, OnBegin: r.doing}
 	if err := copyFile(s.File, filepath.Join(dir, "scenario.yaml")); err != nil {
 		return nil, fmt.Errorf("copying the scenario into the run directory: %w", err)
 	}
@@ -180,6 +198,13 @@ func (r *runner) setupSteps() []SetupStep {
 	if realNet {
 		// Armed after the capture, so the capture carries the uplink's events.
 		steps = append(steps, SetupStep{Name: "uplink watch", Run: r.uplinkWatch, Cleanup: r.uplinkUnwatch})
+	}
+	for i := range steps {
+		run, what := steps[i].Run, "setting up "+steps[i].Name
+		steps[i].Run = func(ctx context.Context) error {
+			r.cfg.Progress.phase(what)
+			return run(ctx)
+		}
 	}
 	return steps
 }
@@ -314,6 +339,7 @@ func unwrapPathError(err error) error {
 }
 
 func (r *runner) labUp(ctx context.Context) error {
+	testhook.Pause(ctx, r.log, "lab-up")
 	cfg := r.cfg.Lab
 	cfg.Logger = r.log
 	l, err := libvirt.Up(ctx, cfg)
@@ -414,6 +440,7 @@ func (r *runner) machineUp(ctx context.Context) error {
 	r.m.Machine.MAC = m.MAC().String()
 	r.m.Tools.Accelerator = m.Accel()
 	r.save()
+	testhook.Pause(ctx, r.log, "machine-defined")
 	return nil
 }
 
@@ -430,6 +457,7 @@ func (r *runner) captureUp(ctx context.Context) error {
 		return err
 	}
 	r.watch = NewTrafficWatch()
+	r.watch.OnNewName = r.cfg.Progress.newName
 	live := NewLiveDecoder(r.watch)
 	live.DHCP = r.dhcp.observe(r.machine.MAC())
 	path := filepath.Join(r.dir, "capture.pcapng")
@@ -439,7 +467,10 @@ func (r *runner) captureUp(ctx context.Context) error {
 		Path:           path,
 		InterfaceName:  r.machine.Name(),
 		SectionComment: fmt.Sprintf("firstboot %s run %s scenario %s machine %s", r.cfg.Version, r.m.RunID, r.s.Name, r.machine.Name()),
-		OnPacket:       live.Packet,
+		OnPacket: func(data []byte, at time.Time) {
+			r.cfg.Progress.packet(len(data))
+			live.Packet(data, at)
+		},
 	})
 	if err != nil {
 		return err
@@ -487,6 +518,12 @@ func (r *runner) body(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, window, fmt.Errorf("%w (%s)", errWindowEnded, window))
 	defer cancel()
+	r.cfg.Progress.window(r.now().Add(window))
+	// The cleanups that follow the body take everything down; the window is over.
+	defer func() {
+		r.cfg.Progress.window(time.Time{})
+		r.cfg.Progress.phase("tearing down")
+	}()
 	// A lost libvirtd ends the run: no lifecycle event would ever come.
 	ctx, cancelLost := context.WithCancelCause(ctx)
 	defer cancelLost(nil)
@@ -505,9 +542,12 @@ func (r *runner) body(ctx context.Context) error {
 		Dir:      r.dir,
 		Timeline: r.tl,
 		Logger:   r.log,
+		Progress: r.cfg.Progress,
 	}
 	err := RunSteps(ctx, r.s, env)
 	if err == nil {
+		r.doing("capture", r.now())
+		r.cfg.Progress.phase("steps done; capturing until the machine stops or the window ends")
 		r.log.Info("steps done; capturing until the machine stops or the window ends")
 		select {
 		case <-r.machine.Stopped():
@@ -568,22 +608,37 @@ func (r *runner) finish(ctx context.Context, err error) {
 			r.m.FailedStep = se.Step
 		}
 	}
-	r.m.Files = listFiles(r.dir)
+	r.m.Files = manifest.ListFiles(r.dir)
+	r.m.Doing = nil
+	if r.cfg.Pending != "" {
+		r.m.Doing = &manifest.Activity{What: r.cfg.Pending, Since: r.now()}
+	}
 	r.mu.Unlock()
 	r.save()
 }
 
-func listFiles(dir string) []string {
-	var out []string
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && !strings.HasPrefix(d.Name(), ".") {
-			if rel, err := filepath.Rel(dir, p); err == nil {
-				out = append(out, rel)
-			}
-		}
-		return nil
-	})
-	return out
+// doing records in the manifest what the run is doing now, so that a
+// firstboot killed there can be told where (results/rundir).
+func (r *runner) doing(what string, at time.Time) {
+	r.mu.Lock()
+	r.m.Doing = &manifest.Activity{What: what, Since: at}
+	r.mu.Unlock()
+	r.save()
+}
+
+// markAbandoned marks the runs a killed firstboot left looking alive; a
+// failure is logged, never a reason not to run.
+func markAbandoned(ctx context.Context, runsDir string, log *slog.Logger) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	marked, err := rundir.MarkAbandoned(ctx, runsDir)
+	for _, m := range marked {
+		log.Warn("marked a run a killed firstboot left running as incomplete", "run", m.Dir, "reason", m.Reason)
+	}
+	if err != nil {
+		log.Warn("marking runs a killed firstboot left running", "err", err)
+	}
 }
 
 func copyFile(src, dst string) error {

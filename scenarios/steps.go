@@ -34,7 +34,7 @@ func RunSetup(ctx context.Context, tl *Timeline, steps []SetupStep, body func(ct
 				continue
 			}
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
-			start := tl.now()
+			start := tl.begin("cleanup " + s.Name)
 			cerr := s.Cleanup(cctx)
 			cancel()
 			tl.add(manifest.Entry{Name: s.Name + " cleanup", Kind: manifest.KindSetup, Start: start, End: tl.now(), Error: errString(cerr)})
@@ -48,7 +48,7 @@ func RunSetup(ctx context.Context, tl *Timeline, steps []SetupStep, body func(ct
 			return fmt.Errorf("before %s: %w", s.Name, context.Cause(ctx))
 		}
 		ran = append(ran, s)
-		start := tl.now()
+		start := tl.begin("setup " + s.Name)
 		serr := s.Run(ctx)
 		tl.add(manifest.Entry{Name: s.Name, Kind: manifest.KindSetup, Start: start, End: tl.now(), Error: errString(serr)})
 		if serr != nil {
@@ -75,6 +75,18 @@ type Timeline struct {
 	entries  []manifest.Entry
 	Now      func() time.Time // the host clock, which also stamps the capture
 	OnChange func([]manifest.Entry)
+	// OnBegin hears of each phase as it begins ("setup lab", "step boot"),
+	// before it has an entry: a run killed in it can say where it was.
+	OnBegin func(what string, at time.Time)
+}
+
+// begin announces a phase that begins now and returns the time.
+func (t *Timeline) begin(what string) time.Time {
+	at := t.now()
+	if t.OnBegin != nil {
+		t.OnBegin(what, at)
+	}
+	return at
 }
 
 func (t *Timeline) now() time.Time {

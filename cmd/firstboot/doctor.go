@@ -234,6 +234,9 @@ func (d *doctor) libvirt(ctx context.Context, a *app, noStart bool, probeKernel 
 		how = fmt.Sprintf("daemons started in netns %s in %s (stopped again)", l.Netns(), time.Since(start).Round(time.Millisecond))
 	}
 	d.ok("libvirt", fmt.Sprintf("libvirt %s, QEMU %s; %s; first call %s", v.Libvirt, v.QEMU, how, l.FirstCall.Round(time.Millisecond)))
+	for _, o := range l.Reaped() {
+		d.info("orphans", "reaped what a killed firstboot left: "+o.String())
+	}
 
 	r, err := l.ProbeKVM(ctx, probeKernel)
 	switch {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/firstboot/firstboot/lab"
 	lablibvirt "github.com/firstboot/firstboot/lab/libvirt"
+	"github.com/firstboot/firstboot/results/rundir"
 )
 
 // labConfig is the lab part of the configuration.
@@ -61,7 +63,14 @@ func newLabCmd(a *app) *cobra.Command {
 					fmt.Fprintf(out, "lab already up (netns %s)\n", l.Netns())
 				}
 				fmt.Fprintf(out, "libvirt %s, QEMU %s, first call %s\n", v.Libvirt, v.QEMU, l.FirstCall.Round(time.Millisecond))
-				return nil
+				for _, o := range l.Reaped() {
+					fmt.Fprintf(out, "reaped: %s\n", o)
+				}
+				marked, err := rundir.MarkAbandoned(cmd.Context(), a.cfg.RunsDir)
+				for _, m := range marked {
+					fmt.Fprintf(out, "marked incomplete: %s (%s)\n", m.Dir, m.Reason)
+				}
+				return err
 			},
 		},
 		&cobra.Command{
@@ -90,10 +99,15 @@ func newLabCmd(a *app) *cobra.Command {
 		},
 		&cobra.Command{
 			Use:   "status",
-			Short: "Show whether the lab is up (exit status 1 when it is not)",
-			Args:  cobra.NoArgs,
+			Short: "Show whether the lab is up (exit status 1 when it is not), and what killed firstboot processes left",
+			Long: "Shows the lab's namespace and daemons; the orphans in the lab (machines, networks, redirect " +
+				"rules of firstboot processes that were killed), which the next `firstboot run` or `lab up` reaps; " +
+				"what was reaped lately; and runs a killed firstboot left marked running.",
+			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				return labStatus(cmd.OutOrStdout(), a)
+				err := labStatus(cmd.OutOrStdout(), a)
+				leftovers(cmd.Context(), cmd.OutOrStdout(), a)
+				return err
 			},
 		},
 	)
@@ -133,4 +147,41 @@ func labStatus(out io.Writer, a *app) error {
 		return errLabDown
 	}
 	return nil
+}
+
+// leftovers prints what killed firstboot processes left: orphans in the lab
+// (found now, changing nothing), what was reaped lately, and runs still
+// marked running.
+func leftovers(ctx context.Context, out io.Writer, a *app) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	orphans, err := lablibvirt.FindOrphans(ctx, a.labConfig())
+	switch {
+	case err != nil:
+		fmt.Fprintf(out, "orphans: could not look (%v)\n", err)
+	case len(orphans) == 0:
+		fmt.Fprintln(out, "orphans: none")
+	default:
+		fmt.Fprintf(out, "orphans (left by firstboot processes that ended; the next run or lab up reaps them): %d\n", len(orphans))
+		for _, o := range orphans {
+			fmt.Fprintf(out, "  %s\n", o)
+		}
+	}
+	const recent = 10
+	if reaped, err := lablibvirt.ReapLog(a.cfg.StateDir, recent); err != nil {
+		fmt.Fprintf(out, "reaped: %v\n", err)
+	} else if len(reaped) > 0 {
+		fmt.Fprintf(out, "reaped lately (last %d):\n", len(reaped))
+		for _, o := range reaped {
+			fmt.Fprintf(out, "  %s  %s\n", o.Reaped.Local().Format(time.DateTime), o)
+		}
+	}
+	if dirs, err := rundir.Abandoned(a.cfg.RunsDir); err != nil {
+		fmt.Fprintf(out, "runs: %v\n", err)
+	} else if len(dirs) > 0 {
+		fmt.Fprintf(out, "runs a killed firstboot left running (the next run or lab up marks them incomplete): %d\n", len(dirs))
+		for _, d := range dirs {
+			fmt.Fprintf(out, "  %s\n", d)
+		}
+	}
 }

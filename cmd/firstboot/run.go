@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/firstboot/firstboot/analyzer"
+	"github.com/firstboot/firstboot/internal/testhook"
 	"github.com/firstboot/firstboot/lab"
 	"github.com/firstboot/firstboot/results/manifest"
 	"github.com/firstboot/firstboot/scenarios"
@@ -33,7 +36,11 @@ rest NATed out of the default route (or --egress). With --network bridged it sit
 bridge (--bridge) and takes its address from that network's DHCP.
 
 Whatever happens (a failed step, Ctrl-C, a crashed guest) the capture so far is kept and the
-manifest says why the run is incomplete; everything the run brought up is torn down.`,
+manifest says why the run is incomplete; everything the run brought up is torn down.
+
+On a terminal, a status line under the log shows the current step and action, the time
+since the start, the packets and bytes captured, the last new name the machine used and
+the time left in the capture window; elsewhere the same goes to the log once a minute.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := scenarios.Load(args[0])
@@ -52,18 +59,44 @@ manifest says why the run is incomplete; everything the run brought up is torn d
 					LibvirtURI: a.cfg.LibvirtURI,
 					Accel:      a.cfg.Accel,
 				},
-				Window:  time.Duration(minutes * float64(time.Minute)),
-				Version: version,
-				Logger:  a.logger,
-				Network: network,
-				Bridge:  a.cfg.Bridge,
-				Egress:  a.cfg.Egress,
+				Window:   time.Duration(minutes * float64(time.Minute)),
+				Version:  version,
+				Logger:   a.logger,
+				Progress: &scenarios.Progress{},
+				Network:  network,
+				Bridge:   a.cfg.Bridge,
+				Egress:   a.cfg.Egress,
+			}
+			// The live status shares the terminal with the log: log lines go
+			// through it so they scroll above it.
+			line, every := newStatusLine(os.Stderr), statusLogged
+			if line != nil {
+				cfg.Logger = slog.New(slog.NewTextHandler(line, &slog.HandlerOptions{Level: a.logLevel}))
+				every = statusRedraw
+			}
+			if !noAnalyze {
+				cfg.Pending = "analysis"
 			}
 			ctx := cmd.Context()
+			sctx, stopStatus := context.WithCancel(ctx)
+			shown := make(chan struct{})
+			go func() {
+				defer close(shown)
+				showProgress(sctx, cfg.Progress, line, cfg.Logger, every)
+			}()
 			run, runErr := scenarios.Execute(ctx, cfg)
+			stopStatus()
+			<-shown
 			if run == nil {
 				return runErr
 			}
+			// The manifest says what is still to do until it is done, so a
+			// firstboot killed meanwhile is noticed (results/rundir).
+			defer func() {
+				if err := setPending(run.Dir, ""); err != nil {
+					a.logger.Warn("updating the manifest", "err", err)
+				}
+			}()
 			var imgErr *scenarios.ImageError
 			if errors.As(runErr, &imgErr) {
 				runErr = usageError{runErr}
@@ -82,10 +115,15 @@ manifest says why the run is incomplete; everything the run brought up is torn d
 			// must not cost the analysis of what was captured.
 			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Minute)
 			defer cancel()
+			testhook.Pause(ctx, a.logger, "analysis")
 			if err := analyzeRunDir(actx, run.Dir, mergeFirstParty(a.cfg.FirstParty, s.FirstParty)); err != nil {
 				return errors.Join(runErr, fmt.Errorf("analysing %s: %w", run.Dir, err))
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "analysis: %s\n", filepath.Join(run.Dir, "analysis.json"))
+			if err := setPending(run.Dir, "report"); err != nil {
+				return errors.Join(runErr, err)
+			}
+			testhook.Pause(ctx, a.logger, "report")
 			// The report also evaluates the scenario's expectations; a failed
 			// one makes the run exit 3 so a scheduler can act on it.
 			if err := writeRunReport(run.Dir, s, cmd.OutOrStdout()); err != nil {
@@ -113,6 +151,20 @@ func checkNetworkMode(mode string) error {
 		return nil
 	}
 	return usageError{fmt.Errorf("--network %q: want simulated, routed or bridged", mode)}
+}
+
+// setPending records in the run's manifest what this process now does with
+// the directory ("" when nothing).
+func setPending(dir, what string) error {
+	m, err := manifest.Read(dir)
+	if err != nil || m.Doing == nil && what == "" {
+		return err
+	}
+	m.Doing = nil
+	if what != "" {
+		m.Doing = &manifest.Activity{What: what, Since: time.Now().UTC()}
+	}
+	return manifest.Write(dir, m)
 }
 
 // analyzeRunDir analyses a run directory's capture, segmented by the steps in

@@ -810,7 +810,7 @@ func TestUplinkFailures(t *testing.T) {
 
 // waitRunDir waits until the run directory's file contains want.
 func waitRunDir(runs, file, want string, timeout time.Duration) bool {
-	return waitFor(timeout, func() bool {
+	return poll(timeout, func() bool {
 		files, _ := filepath.Glob(filepath.Join(runs, "*", file))
 		return slices.ContainsFunc(files, func(f string) bool {
 			b, _ := os.ReadFile(f)
@@ -821,7 +821,7 @@ func waitRunDir(runs, file, want string, timeout time.Duration) bool {
 
 // waitStepDone waits until the run's manifest shows step done.
 func waitStepDone(runs, step string, timeout time.Duration) bool {
-	return waitFor(timeout, func() bool {
+	return poll(timeout, func() bool {
 		dirs, _ := filepath.Glob(filepath.Join(runs, "*"))
 		return slices.ContainsFunc(dirs, func(d string) bool {
 			m, err := manifest.Read(d)
@@ -830,8 +830,8 @@ func waitStepDone(runs, step string, timeout time.Duration) bool {
 	})
 }
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(timeout time.Duration, cond func() bool) bool {
+// poll checks cond until it holds or timeout passes (usable off the test goroutine).
+func poll(timeout time.Duration, cond func() bool) bool {
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(250 * time.Millisecond) {
 		if cond() {
 			return true

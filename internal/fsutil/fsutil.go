@@ -58,7 +58,7 @@ func FileSHA256(path string) (sum string, size int64, err error) {
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
-// lockPoll is how often LockFile retries a lock another process holds.
+// lockPoll is how often Flock retries a lock another process holds.
 const lockPoll = 50 * time.Millisecond
 
 // LockDir takes an exclusive flock on dir/.lock, waiting until ctx ends, so
@@ -83,19 +83,27 @@ func LockFile(ctx context.Context, path string) (unlock func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
+	if err := Flock(ctx, f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("waiting for lock %s (held by another firstboot process): %w", path, err)
+	}
+	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}
+
+// Flock takes an exclusive flock on the open file or directory f, waiting
+// until ctx ends; closing f releases it.
+func Flock(ctx context.Context, f *os.File) error {
 	for {
 		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
 		if err == nil {
-			return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+			return nil
 		}
 		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
+			return fmt.Errorf("locking %s: %w", f.Name(), err)
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("waiting for lock %s (held by another firstboot process): %w", path, ctx.Err())
+			return ctx.Err()
 		case <-time.After(lockPoll):
 		}
 	}

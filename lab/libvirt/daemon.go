@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/firstboot/firstboot/internal/owner"
 	"github.com/firstboot/firstboot/lab/netns"
 )
 
@@ -32,23 +33,29 @@ type State struct {
 	LibvirtdPID int       `json:"libvirtd_pid"`
 	VirtlogdPID int       `json:"virtlogd_pid"`
 	Started     time.Time `json:"started"`
-	// OwnerPID is the firstboot process the daemons belong to; 0 means they
+	// Owner is the firstboot process the daemons belong to; nil means they
 	// stay until `firstboot lab down`. A dead owner's daemons are adopted.
+	Owner *owner.Owner `json:"owner,omitempty"`
+	// OwnerPID is Owner's pid, for firstboot versions that read only that.
 	OwnerPID int `json:"owner_pid,omitempty"`
+}
+
+// setOwner makes o the daemons' owner (the zero Owner: nobody's).
+func (st *State) setOwner(o owner.Owner) {
+	st.Owner, st.OwnerPID = nil, 0
+	if !o.IsZero() {
+		st.Owner, st.OwnerPID = &o, o.PID
+	}
 }
 
 // ownerGone reports whether the daemons belong to a process that has ended
 // without taking them down (it crashed or was killed).
 func (st State) ownerGone() bool {
-	if st.OwnerPID == 0 || st.OwnerPID == os.Getpid() {
-		return false
+	o := owner.Owner{PID: st.OwnerPID} // written by a version that recorded only the pid
+	if st.Owner != nil {
+		o = *st.Owner
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", st.OwnerPID))
-	if err != nil {
-		return true
-	}
-	i := bytes.LastIndexByte(b, ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
+	return !o.IsZero() && o.PID != os.Getpid() && o.Gone()
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "lab.json") }

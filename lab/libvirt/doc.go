@@ -8,12 +8,21 @@
 // host's. Pid files and lab.json go to cfg.StateDir. A daemon firstboot
 // started earlier that still answers is reused; one started from another
 // state dir (a test, `firstboot lab up`) is shared; dead ones are cleaned up
-// together with every firstboot-* domain, network and dnsmasq they left.
+// together with the firstboot-* domains, networks and dnsmasq they left
+// (except those of processes that still run).
 // There is one libvirtd per host (its socket path is fixed).
 //
 // Ownership. StartedDaemons tells whether this Up started the daemons; only
 // then does Down stop them, and not while another process's firstboot
 // machine still runs (then `firstboot lab down`, i.e. Stop, does it).
+//
+// Orphans. Machines and networks record their owner (internal/owner: pid,
+// start time, boot, host) in their <metadata>, machines also their overlay
+// files; machines are started with autodestroy, so their QEMU ends with the
+// owner's connection. Up first reaps what owners that have ended left
+// (Reap: definitions, overlays, networks, and through lab/simnet their
+// redirect rules), never what a live process owns; Orphans lists the same
+// without changing anything.
 //
 // External libvirtd. With cfg.LibvirtURI ("qemu:///system", optionally
 // "?socket=PATH"; remote transports are not supported) Up only connects; the

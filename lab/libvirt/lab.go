@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 	"libvirt.org/go/libvirtxml"
 
+	"github.com/firstboot/firstboot/internal/owner"
 	"github.com/firstboot/firstboot/lab"
 	"github.com/firstboot/firstboot/lab/netns"
 )
@@ -55,11 +56,16 @@ type Lab struct {
 	closed   bool
 	kvm      *accelProbe
 	caps     map[string]libvirtxml.DomainCaps // domain capabilities by "virttype/machine"
+	reaped   []Orphan                         // what Up removed for processes that had ended
 }
 
 // Up starts the lab's daemons in the namespace (or reuses ones firstboot
 // started earlier and that still answer), or, with cfg.LibvirtURI, connects to
 // an existing libvirtd. Down undoes exactly what Up did.
+//
+// Before it decides about the daemons, Up reaps what firstboot processes
+// that ended without cleaning up left in the lab (see Reap; Reaped says
+// what): every command that brings the lab up goes through here.
 func Up(ctx context.Context, cfg lab.Config) (_ *Lab, err error) {
 	if cfg.StateDir == "" {
 		cfg.StateDir = "/var/lib/firstboot"
@@ -72,7 +78,7 @@ func Up(ctx context.Context, cfg lab.Config) (_ *Lab, err error) {
 	}
 	log := cfg.Logger
 	if log == nil {
-		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		log = discardLogger()
 	}
 	l := &Lab{cfg: cfg, log: log, machines: map[string]*Machine{}, owned: map[string]bool{}}
 
@@ -92,6 +98,7 @@ func Up(ctx context.Context, cfg lab.Config) (_ *Lab, err error) {
 		if err := l.connect(ctx); err != nil {
 			return nil, err
 		}
+		l.reapOnUp(ctx, orphaned)
 		return l, l.watchEvents()
 	}
 
@@ -116,6 +123,7 @@ func Up(ctx context.Context, cfg lab.Config) (_ *Lab, err error) {
 		err := l.connectRetry(ctx)
 		if err == nil {
 			log.Info("lab: reusing running libvirtd", "pid", st.LibvirtdPID, "netns", st.Netns)
+			l.reapOnUp(ctx, orphaned)
 			if err := l.adopt(st); err != nil {
 				return nil, errors.Join(err, l.Close())
 			}
@@ -142,6 +150,7 @@ func Up(ctx context.Context, cfg lab.Config) (_ *Lab, err error) {
 			return nil, err
 		}
 		log.Info("lab: sharing another firstboot lab's libvirtd", "netns", ns)
+		l.reapOnUp(ctx, orphaned)
 		return l, l.watchEvents()
 	}
 	// Leftovers of ours: daemons that no longer answer and their pid files.
@@ -156,7 +165,7 @@ func Up(ctx context.Context, cfg lab.Config) (_ *Lab, err error) {
 		return nil, err
 	}
 	if !cfg.Keep {
-		st.OwnerPID = os.Getpid()
+		st.setOwner(owner.Self())
 	}
 	// A namespace an earlier (crashed) lab created is still ours to remove.
 	st.CreatedNetns = st.CreatedNetns || createdBefore
@@ -175,11 +184,18 @@ func Up(ctx context.Context, cfg lab.Config) (_ *Lab, err error) {
 	if err := l.connect(ctx); err != nil {
 		return nil, err
 	}
-	if err := l.removeStale(ctx); err != nil {
+	// A fresh daemon: whatever an earlier one left is stale, except what a
+	// live process still owns.
+	l.reapOnUp(ctx, notLive)
+	// A libvirtd that died leaves its networks' dnsmasq running, and a
+	// restarted one does not always take them back: stop what remains.
+	if err := killStaleDnsmasq(ctx); err != nil {
 		return nil, err
 	}
 	return l, l.watchEvents()
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // upLock serialises Up's choice between reusing, sharing and starting the
 // daemons across firstboot processes.
@@ -275,38 +291,15 @@ func (l *Lab) connect(ctx context.Context) error {
 	return nil
 }
 
-// removeStale destroys and undefines firstboot's domains and networks left by
-// an earlier daemon (only called right after starting a fresh one).
-func (l *Lab) removeStale(ctx context.Context) error {
-	doms, _, err := call2(ctx, "list domains", func() ([]golibvirt.Domain, uint32, error) {
-		return l.conn.ConnectListAllDomains(1, 0)
-	})
-	if err != nil {
-		return err
+// removeStale destroys and undefines firstboot's domains and networks,
+// except those of live processes (pick all to take those too), and stops the
+// dnsmasq processes of networks libvirtd no longer knows.
+func (l *Lab) removeStale(ctx context.Context, pick func(labObject) bool) error {
+	removed, err := l.sweep(ctx, pick, true)
+	for _, o := range removed {
+		l.log.Info("lab: removed stale", "what", o.String())
 	}
-	var errs []error
-	for _, d := range doms {
-		if strings.HasPrefix(d.Name, Prefix) {
-			l.log.Info("lab: removing stale domain", "name", d.Name)
-			errs = append(errs, l.removeDomain(ctx, d))
-		}
-	}
-	nets, _, err := call2(ctx, "list networks", func() ([]golibvirt.Network, uint32, error) {
-		return l.conn.ConnectListAllNetworks(1, 0)
-	})
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	for _, n := range nets {
-		if strings.HasPrefix(n.Name, Prefix) {
-			l.log.Info("lab: removing stale network", "name", n.Name)
-			errs = append(errs, l.removeNetwork(ctx, n))
-		}
-	}
-	// A libvirtd that died leaves its networks' dnsmasq running, and a
-	// restarted one does not always take them back: stop what remains.
-	errs = append(errs, killStaleDnsmasq(ctx))
-	return errors.Join(errs...)
+	return errors.Join(err, killStaleDnsmasq(ctx))
 }
 
 // dnsmasqConfPrefix is how libvirt names a network's dnsmasq configuration.
@@ -346,14 +339,19 @@ func call2[A, B any](ctx context.Context, what string, fn func() (A, B, error)) 
 	return r.a, r.b, err
 }
 
-// removeDomain destroys (if running) and undefines a domain.
-func (l *Lab) removeDomain(ctx context.Context, d golibvirt.Domain) error {
+// removeDomain destroys (if running) and undefines a domain; between the two,
+// beforeUndefine (if any) removes the files that go with it, so a process
+// killed meanwhile leaves a definition naming them.
+func (l *Lab) removeDomain(ctx context.Context, d golibvirt.Domain, beforeUndefine func()) error {
 	if l.isClosed() {
 		return errLabClosed
 	}
 	state, _, err := call2(ctx, "domain state", func() (int32, int32, error) { return l.conn.DomainGetState(d, 0) })
 	if err != nil {
 		if isNotFound(err) {
+			if beforeUndefine != nil {
+				beforeUndefine()
+			}
 			return nil
 		}
 		return err
@@ -362,6 +360,9 @@ func (l *Lab) removeDomain(ctx context.Context, d golibvirt.Domain) error {
 		if err := call0(ctx, "destroy "+d.Name, func() error { return l.conn.DomainDestroy(d) }); err != nil && !isNotFound(err) && !isNotRunning(err) {
 			return err
 		}
+	}
+	if beforeUndefine != nil {
+		beforeUndefine()
 	}
 	err = call0(ctx, "undefine "+d.Name, func() error {
 		return l.conn.DomainUndefineFlags(d, golibvirt.DomainUndefineManagedSave|golibvirt.DomainUndefineSnapshotsMetadata|golibvirt.DomainUndefineNvram)
@@ -460,10 +461,10 @@ func (l *Lab) Netns() string { return l.netns }
 func (l *Lab) adopt(st State) error {
 	switch {
 	case l.cfg.Keep && st.OwnerPID != 0:
-		st.OwnerPID = 0
+		st.setOwner(owner.Owner{})
 	case !l.cfg.Keep && st.ownerGone():
 		l.log.Info("lab: adopting the daemons of a firstboot that ended without stopping them", "owner", st.OwnerPID)
-		st.OwnerPID = os.Getpid()
+		st.setOwner(owner.Self())
 		l.started, l.state = true, st
 	default:
 		return nil
@@ -580,7 +581,7 @@ func (l *Lab) Down(ctx context.Context) error {
 			l.started = false
 			return errors.Join(errs...)
 		}
-		errs = append(errs, l.removeStale(ctx))
+		errs = append(errs, l.removeStale(ctx, notLive))
 	}
 	errs = append(errs, l.Close())
 	if l.started {
@@ -608,9 +609,11 @@ func Stop(ctx context.Context, cfg lab.Config) error {
 	}
 	var errs []error
 	if processAlive(st.LibvirtdPID, "libvirtd") {
-		l := &Lab{cfg: cfg, log: slog.New(slog.NewTextHandler(io.Discard, nil)), socket: DefaultSocket, machines: map[string]*Machine{}}
+		l := &Lab{cfg: cfg, log: discardLogger(), socket: DefaultSocket, machines: map[string]*Machine{}}
 		if err := l.connect(ctx); err == nil {
-			errs = append(errs, l.removeStale(ctx), l.Close())
+			// `lab down` stops the lab for everyone: live runs' machines too.
+			all := func(labObject) bool { return true }
+			errs = append(errs, l.removeStale(ctx, all), l.Close())
 		} else {
 			errs = append(errs, err)
 		}
@@ -682,30 +685,38 @@ func (l *Lab) own(name string) {
 	l.owned[name] = true
 }
 
-// othersRunning lists running or paused firstboot domains this Lab did not
-// create.
+// othersRunning lists what other live firstboot processes have in the lab:
+// running or paused domains not created by this Lab whose owner is not known
+// to have ended, and networks whose recorded owner still runs (a run between
+// network and machine, or in its KVM probe).
 func (l *Lab) othersRunning(ctx context.Context) []string {
-	doms, _, err := call2(ctx, "list domains", func() ([]golibvirt.Domain, uint32, error) {
+	objs, err := l.labObjects(ctx)
+	if err != nil {
+		return nil
+	}
+	active, _, err := call2(ctx, "list domains", func() ([]golibvirt.Domain, uint32, error) {
 		return l.conn.ConnectListAllDomains(1, golibvirt.ConnectListDomainsActive)
 	})
 	if err != nil {
 		return nil
 	}
+	running := map[string]bool{}
+	for _, d := range active {
+		running[d.Name] = true
+	}
 	var others []string
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, d := range doms {
-		if !strings.HasPrefix(d.Name, Prefix) || l.owned[d.Name] {
+	for _, o := range objs {
+		// A machine with no recorded owner counts as another's (as it always
+		// did); a network needs a live recorded owner (older versions
+		// recorded none, and would keep the daemons up for ever).
+		if l.owned[o.name] || orphaned(o) {
 			continue
 		}
-		// A machine whose firstboot died is a leftover, not another's.
-		if x, err := l.conn.DomainGetXMLDesc(d, 0); err == nil {
-			var dx libvirtxml.Domain
-			if dx.Unmarshal(x) == nil && !ownerAlive(dx.Description) {
-				continue
-			}
+		if o.kind == "machine" && running[o.name] || o.kind == "network" && o.known {
+			others = append(others, o.name)
 		}
-		others = append(others, d.Name)
 	}
 	return others
 }

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 	"libvirt.org/go/libvirtxml"
 
+	"github.com/firstboot/firstboot/internal/owner"
 	"github.com/firstboot/firstboot/lab"
 )
 
@@ -148,6 +149,15 @@ func ovmfInstalled() bool {
 // DomainXML builds the domain definition. accel is "kvm" or "tcg"; overlay
 // is the disk the machine writes to (the qcow2 over spec.Disk).
 func DomainXML(spec lab.MachineSpec, network, accel, overlay string) (string, error) {
+	d, err := domainDef(spec, network, accel, overlay)
+	if err != nil {
+		return "", err
+	}
+	return d.Marshal()
+}
+
+// domainDef is DomainXML before marshalling, for callers that add to it.
+func domainDef(spec lab.MachineSpec, network, accel, overlay string) (*libvirtxml.Domain, error) {
 	typ := "qemu"
 	if accel == "kvm" {
 		typ = "kvm"
@@ -198,7 +208,7 @@ func DomainXML(spec lab.MachineSpec, network, accel, overlay string) (string, er
 	}
 	drvs, err := drives(spec, overlay)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	// A video device is what QEMU's screendump captures; no VNC needed.
 	addHardware(&d, spec, accel, drvs)
@@ -208,7 +218,7 @@ func DomainXML(spec lab.MachineSpec, network, accel, overlay string) (string, er
 	if overlay != "" || slices.ContainsFunc(spec.Media, func(m lab.Media) bool { return m.Kind == lab.MediaDisk }) {
 		d.OS.BootDevices = append(d.OS.BootDevices, libvirtxml.DomainBootDevice{Dev: "hd"})
 	}
-	return d.Marshal()
+	return &d, nil
 }
 
 // createOverlay makes a qcow2 copy-on-write overlay over base so the base
@@ -232,6 +242,11 @@ func createOverlay(ctx context.Context, base, overlay string) error {
 
 // DefineMachine defines the machine on net and starts it paused: arm the
 // capture on its tap, then Resume, and the first packet is kept.
+//
+// The machine lives only as long as this process's connection to libvirtd
+// (it is started with VIR_DOMAIN_START_AUTODESTROY): a killed firstboot
+// leaves no QEMU running. Its definition records the owner and its overlay
+// files, so the next firstboot removes what a killed one left (see Reap).
 func (l *Lab) DefineMachine(ctx context.Context, spec lab.MachineSpec, network *Network) (_ *Machine, err error) {
 	spec, err = normalize(spec)
 	if err != nil {
@@ -247,8 +262,7 @@ func (l *Lab) DefineMachine(ctx context.Context, spec lab.MachineSpec, network *
 	if err != nil {
 		return nil, err
 	}
-	// The owner's pid in the domain lets a later firstboot tell a machine of a
-	// live run (leave it) from one a crashed run left behind (remove it).
+	// Older firstboot versions sharing the lab read the owner from here.
 	spec.Description = fmt.Sprintf("%s%d", ownerTag, os.Getpid())
 	mac, _ := net.ParseMAC(spec.MAC)
 	m := &Machine{lab: l, net: network, name: spec.Name, mac: mac, accel: accel, consoleLog: spec.ConsoleLog, stopped: make(chan struct{})}
@@ -259,9 +273,6 @@ func (l *Lab) DefineMachine(ctx context.Context, spec lab.MachineSpec, network *
 	}()
 	if spec.Disk != "" {
 		m.overlay = filepath.Join(spec.RunDir, spec.Name+".qcow2")
-		if err := createOverlay(ctx, spec.Disk, m.overlay); err != nil {
-			return nil, err
-		}
 	}
 	if err := l.checkCaps(ctx, spec, accel); err != nil {
 		return nil, err
@@ -273,21 +284,20 @@ func (l *Lab) DefineMachine(ctx context.Context, spec lab.MachineSpec, network *
 	m.video = spec.Video
 	m.media = map[string]*mediaState{}
 	for _, d := range drvs {
-		if d.media == nil {
-			continue
-		}
-		m.media[d.media.Name] = &mediaState{drive: d, inserted: !d.media.Ejected}
-		if d.overlay != "" {
-			if err := createOverlay(ctx, d.media.Path, d.overlay); err != nil {
-				return nil, fmt.Errorf("machine %s: media %q: %w", spec.Name, d.media.Name, err)
-			}
+		if d.media != nil {
+			m.media[d.media.Name] = &mediaState{drive: d, inserted: !d.media.Ejected}
 		}
 	}
 	netName := ""
 	if network != nil {
 		netName = network.Name()
 	}
-	x, err := DomainXML(spec, netName, accel, m.overlay)
+	def, err := domainDef(spec, netName, accel, m.overlay)
+	if err != nil {
+		return nil, fmt.Errorf("machine %s: %w", spec.Name, err)
+	}
+	def.Metadata = &libvirtxml.DomainMetadata{XML: metadataXML(owner.Self(), m.overlays())}
+	x, err := def.Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("machine %s: %w", spec.Name, err)
 	}
@@ -301,11 +311,26 @@ func (l *Lab) DefineMachine(ctx context.Context, spec lab.MachineSpec, network *
 	l.mu.Unlock()
 	l.own(spec.Name)
 	t0 := time.Now()
+	// Defined before its overlays exist (libvirt checks files only at
+	// start): a firstboot killed from here on leaves a definition that
+	// names them, and whoever reaps it removes them too.
 	if m.dom, err = call(ctx, "define "+spec.Name, func() (golibvirt.Domain, error) { return l.conn.DomainDefineXML(x) }); err != nil {
 		return nil, fmt.Errorf("machine %s: %w", spec.Name, err)
 	}
+	if m.overlay != "" {
+		if err := createOverlay(ctx, spec.Disk, m.overlay); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range drvs {
+		if d.media != nil && d.overlay != "" {
+			if err := createOverlay(ctx, d.media.Path, d.overlay); err != nil {
+				return nil, fmt.Errorf("machine %s: media %q: %w", spec.Name, d.media.Name, err)
+			}
+		}
+	}
 	if _, err := call(ctx, "start paused "+spec.Name, func() (golibvirt.Domain, error) {
-		return l.conn.DomainCreateWithFlags(m.dom, uint32(golibvirt.DomainStartPaused))
+		return l.conn.DomainCreateWithFlags(m.dom, uint32(golibvirt.DomainStartPaused|golibvirt.DomainStartAutodestroy))
 	}); err != nil {
 		return nil, fmt.Errorf("machine %s: %w (see /var/log/libvirt/qemu/%s.log)", spec.Name, err, spec.Name)
 	}
@@ -359,15 +384,24 @@ func (m *Machine) Shutdown(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// Destroy powers the machine off, undefines it and removes its overlay.
+// Destroy powers the machine off, removes its overlays and undefines it.
 // It is idempotent and uses its own bounded context.
 func (m *Machine) Destroy(ctx context.Context) error {
 	m.destroyOnce.Do(func() {
 		ctx, cancel := teardownContext(ctx)
 		defer cancel()
 		var errs []error
+		// Files go before the definition: a firstboot killed in between
+		// leaves a definition that names them, for the next one to reap.
+		removeFiles := func() {
+			for _, o := range m.overlays() {
+				if err := os.Remove(o); err != nil && !errors.Is(err, os.ErrNotExist) {
+					errs = append(errs, err)
+				}
+			}
+		}
 		if m.dom.Name != "" {
-			if err := m.lab.removeDomain(ctx, m.dom); err != nil {
+			if err := m.lab.removeDomain(ctx, m.dom, removeFiles); err != nil {
 				errs = append(errs, err)
 				// Without libvirtd (it died, or the connection is gone) the
 				// QEMU process would outlive the run: kill it directly.
@@ -381,11 +415,7 @@ func (m *Machine) Destroy(ctx context.Context) error {
 			}
 		}
 		m.markStopped()
-		for _, o := range m.overlays() {
-			if err := os.Remove(o); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, err)
-			}
-		}
+		removeFiles()
 		m.lab.mu.Lock()
 		if m.lab.machines[m.name] == m {
 			delete(m.lab.machines, m.name)
@@ -394,26 +424,6 @@ func (m *Machine) Destroy(ctx context.Context) error {
 		m.destroyErr = errors.Join(errs...)
 	})
 	return m.destroyErr
-}
-
-// ownerTag starts a domain description that names its firstboot process.
-const ownerTag = "firstboot owner pid "
-
-// ownerAlive reports whether the firstboot process named in a domain
-// description still runs; a description without an owner counts as alive.
-func ownerAlive(description string) bool {
-	rest, ok := strings.CutPrefix(description, ownerTag)
-	if !ok {
-		return true
-	}
-	pid, err := strconv.Atoi(strings.Fields(rest + " ")[0])
-	if err != nil || pid <= 0 {
-		return true
-	}
-	if pid == os.Getpid() {
-		return true
-	}
-	return !State{OwnerPID: pid}.ownerGone()
 }
 
 // killQEMU kills a domain's QEMU process by the pid file libvirt keeps for it.

@@ -12,6 +12,7 @@ import (
 	"libvirt.org/go/libvirtxml"
 
 	"github.com/firstboot/firstboot/internal/fsutil"
+	"github.com/firstboot/firstboot/internal/owner"
 	"github.com/firstboot/firstboot/lab"
 	"github.com/firstboot/firstboot/lab/netns"
 )
@@ -84,29 +85,37 @@ func withPrefix(name string) string {
 // Bridged: the machines' taps join the existing host bridge spec.Bridge, as
 // isolated ports (they reach the uplink, not each other).
 func NetworkXML(spec lab.NetworkSpec) (string, error) {
+	n, err := networkDef(spec)
+	if err != nil {
+		return "", err
+	}
+	return n.Marshal()
+}
+
+// networkDef is NetworkXML before marshalling, for callers that add to it.
+func networkDef(spec lab.NetworkSpec) (*libvirtxml.Network, error) {
 	if spec.Name == "" {
-		return "", errors.New("network: name is required")
+		return nil, errors.New("network: name is required")
 	}
 	name := withPrefix(spec.Name)
 	switch spec.Mode {
 	case lab.Bridged:
 		if spec.Bridge == "" {
-			return "", fmt.Errorf("network %s: bridged mode needs a host bridge", name)
+			return nil, fmt.Errorf("network %s: bridged mode needs a host bridge", name)
 		}
-		n := libvirtxml.Network{
+		return &libvirtxml.Network{
 			Name:        name,
 			Forward:     &libvirtxml.NetworkForward{Mode: "bridge"},
 			Bridge:      &libvirtxml.NetworkBridge{Name: spec.Bridge},
 			PortOptions: &libvirtxml.NetworkPortOptions{Isolated: "yes"},
-		}
-		return n.Marshal()
+		}, nil
 	case lab.Simulated, lab.Routed, "":
 	default:
-		return "", fmt.Errorf("network %s: mode %q: want simulated, routed or bridged", name, spec.Mode)
+		return nil, fmt.Errorf("network %s: mode %q: want simulated, routed or bridged", name, spec.Mode)
 	}
 	gw, lo, hi, err := addressPlan(spec.Subnet)
 	if err != nil {
-		return "", fmt.Errorf("network %s: %w", name, err)
+		return nil, fmt.Errorf("network %s: %w", name, err)
 	}
 	router := gw
 	if spec.Mode == lab.Routed {
@@ -129,22 +138,21 @@ func NetworkXML(spec lab.NetworkSpec) (string, error) {
 			{Value: "no-ping"},
 		}},
 	}
-	return n.Marshal()
+	return &n, nil
 }
 
-// labBridgeXML defines a plain bridge in the lab namespace: no address, no
+// labBridgeDef defines a plain bridge in the lab namespace: no address, no
 // DHCP, no DNS, ports isolated from each other. Bridged mode with the lab's
 // own libvirtd uses it: lab/uplink joins it to the host bridge with a veth,
 // so the machines' packets reach the real network at layer 2 and nothing of
 // the lab's own speaks on it.
-func labBridgeXML(name string) (string, error) {
-	n := libvirtxml.Network{
+func labBridgeDef(name string) *libvirtxml.Network {
+	return &libvirtxml.Network{
 		Name:        name,
 		Bridge:      &libvirtxml.NetworkBridge{STP: "off", Delay: "0"},
 		DNS:         &libvirtxml.NetworkDNS{Enable: "no"},
 		PortOptions: &libvirtxml.NetworkPortOptions{Isolated: "yes"},
 	}
-	return n.Marshal()
 }
 
 // routerAddr is a routed network's gateway: the subnet's second address.
@@ -229,15 +237,11 @@ func (l *Lab) CreateNetwork(ctx context.Context, spec lab.NetworkSpec) (*Network
 			return nil, err
 		}
 		if direct {
-			x, err := NetworkXML(spec)
+			def, err := networkDef(spec)
 			if err != nil {
 				return nil, err
 			}
-			return l.startNetwork(ctx, spec, x)
-		}
-		x, err := labBridgeXML(withPrefix(spec.Name))
-		if err != nil {
-			return nil, err
+			return l.startNetwork(ctx, spec, def)
 		}
 		// libvirt names the bridge (virbrN) as it starts the network, and
 		// two starting at once can pick the same name: one at a time.
@@ -246,7 +250,7 @@ func (l *Lab) CreateNetwork(ctx context.Context, spec lab.NetworkSpec) (*Network
 			return nil, err
 		}
 		defer unlock()
-		return l.startNetwork(ctx, spec, x)
+		return l.startNetwork(ctx, spec, labBridgeDef(withPrefix(spec.Name)))
 	}
 	if spec.Subnet.IsValid() {
 		return l.startAddressed(ctx, spec)
@@ -344,14 +348,21 @@ func isBridge(ctx context.Context, ns, name string) bool {
 
 // startAddressed starts a simulated or routed network on spec.Subnet.
 func (l *Lab) startAddressed(ctx context.Context, spec lab.NetworkSpec) (*Network, error) {
-	x, err := NetworkXML(spec)
+	def, err := networkDef(spec)
 	if err != nil {
 		return nil, err
 	}
-	return l.startNetwork(ctx, spec, x)
+	return l.startNetwork(ctx, spec, def)
 }
 
-func (l *Lab) startNetwork(ctx context.Context, spec lab.NetworkSpec, x string) (_ *Network, err error) {
+func (l *Lab) startNetwork(ctx context.Context, spec lab.NetworkSpec, def *libvirtxml.Network) (_ *Network, err error) {
+	// The owner, so the next firstboot removes the network if this process
+	// is killed before it does.
+	def.Metadata = &libvirtxml.NetworkMetadata{XML: metadataXML(owner.Self(), nil)}
+	x, err := def.Marshal()
+	if err != nil {
+		return nil, err
+	}
 	name := withPrefix(spec.Name)
 	ln, err := call(ctx, "define network "+name, func() (golibvirt.Network, error) { return l.conn.NetworkDefineXML(x) })
 	if err != nil {
@@ -377,15 +388,15 @@ func (l *Lab) startNetwork(ctx context.Context, spec lab.NetworkSpec, x string) 
 	if err != nil {
 		return nil, err
 	}
-	var def libvirtxml.Network
-	if err := def.Unmarshal(live); err != nil {
+	var liveDef libvirtxml.Network
+	if err := liveDef.Unmarshal(live); err != nil {
 		return nil, fmt.Errorf("network %s: live XML: %w", name, err)
 	}
-	if def.Bridge != nil {
-		n.bridge = def.Bridge.Name
+	if liveDef.Bridge != nil {
+		n.bridge = liveDef.Bridge.Name
 	}
 	switch {
-	case spec.Mode == lab.Bridged && def.Forward != nil:
+	case spec.Mode == lab.Bridged && liveDef.Forward != nil:
 		n.hostBridge = spec.Bridge
 	case spec.Mode != lab.Bridged:
 		n.subnet = spec.Subnet.Masked()

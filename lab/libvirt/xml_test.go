@@ -266,7 +266,7 @@ func TestNetworkXMLRouted(t *testing.T) {
 }
 
 func TestLabBridgeXML(t *testing.T) {
-	x, err := labBridgeXML("firstboot-b")
+	x, err := labBridgeDef("firstboot-b").Marshal()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/firstboot/firstboot/internal/owner"
 )
 
 // The catch-all UDP listener is fed by TPROXY, which marks the packet and
@@ -24,6 +26,8 @@ const (
 )
 
 // ruleComment tags every rule, so they are easy to recognise in iptables-save.
+// Installed rules carry their owner after it ("firstboot-simnet:pid=…"), so
+// the rules of a firstboot that was killed can be found and removed.
 const ruleComment = "firstboot-simnet"
 
 // RedirectRules returns the iptables argument lists (without the iptables
@@ -41,6 +45,14 @@ const ruleComment = "firstboot-simnet"
 // Broadcast and multicast destinations are not diverted (DHCP,
 // mDNS, SSDP) stay as they are in the capture. Disabled ports get no rule.
 func RedirectRules(bridge string, addr netip.Addr, ports Ports) [][]string {
+	return redirectRules(bridge, addr, ports, ruleComment)
+}
+
+// ownedComment tags the rules this process installs with itself as owner.
+func ownedComment() string { return ruleComment + ":" + owner.Self().String() }
+
+// redirectRules is RedirectRules with every rule tagged by comment.
+func redirectRules(bridge string, addr netip.Addr, ports Ports, comment string) [][]string {
 	var rules [][]string
 	nat := func(proto string, dport int, to int) {
 		if to == Disabled {
@@ -51,7 +63,7 @@ func RedirectRules(bridge string, addr netip.Addr, ports Ports) [][]string {
 			r = append(r, "--dport", strconv.Itoa(dport))
 		}
 		r = append(r, "-m", "addrtype", "!", "--dst-type", "BROADCAST,MULTICAST",
-			"-m", "comment", "--comment", ruleComment,
+			"-m", "comment", "--comment", comment,
 			"-j", "REDIRECT", "--to-ports", strconv.Itoa(to))
 		rules = append(rules, r)
 	}
@@ -75,10 +87,10 @@ func RedirectRules(bridge string, addr netip.Addr, ports Ports) [][]string {
 		rules = append(rules,
 			[]string{"-t", "mangle", "-A", "PREROUTING", "-i", bridge, "-p", "udp",
 				"-m", "multiport", "--dports", strings.Join(skip, ","),
-				"-m", "comment", "--comment", ruleComment, "-j", "RETURN"},
+				"-m", "comment", "--comment", comment, "-j", "RETURN"},
 			[]string{"-t", "mangle", "-A", "PREROUTING", "-i", bridge, "-p", "udp",
 				"-m", "addrtype", "!", "--dst-type", "BROADCAST,MULTICAST",
-				"-m", "comment", "--comment", ruleComment,
+				"-m", "comment", "--comment", comment,
 				"-j", "TPROXY", "--on-ip", addr.String(), "--on-port", strconv.Itoa(ports.CatchAllUDP),
 				"--tproxy-mark", TProxyMark})
 	}
@@ -140,7 +152,7 @@ func InstallRedirect(ctx context.Context, netns, bridge string, addr netip.Addr,
 	if !addr.Is4() {
 		return fmt.Errorf("simnet: redirect to %s: only IPv4 is supported (the lab disables IPv6)", addr)
 	}
-	rules := RedirectRules(bridge, addr, ports)
+	rules := redirectRules(bridge, addr, ports, ownedComment())
 	var undo [][]string // commands, already prefixed with the binary
 	fail := func(err error) error {
 		var errs []error
@@ -181,35 +193,41 @@ func InstallRedirect(ctx context.Context, netns, bridge string, addr netip.Addr,
 // failures are joined.
 func RemoveRedirect(ctx context.Context, netns, bridge string, addr netip.Addr, ports Ports) error {
 	var errs []error
-	rules := RedirectRules(bridge, addr, ports)
+	rules := redirectRules(bridge, addr, ports, ownedComment())
 	for i := len(rules) - 1; i >= 0; i-- {
 		if err := run(ctx, netns, append([]string{"iptables", "-w"}, deleteRule(rules[i])...)); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if ports.CatchAllUDP != Disabled {
-		// Remove the shared policy route only when no other network's TPROXY
-		// rule still needs it.
-		unlock, err := lockNamespace(netns)
-		if err != nil {
-			errs = append(errs, err)
-		} else {
-			defer unlock()
-			// Another network's removal may have taken it already (the
-			// route and rule come and go together, under this lock).
-			if !tproxyInUse(ctx, netns) && tproxyRulePresent(ctx, netns) {
-				for _, d := range tproxyRemoval() {
-					if err := run(ctx, netns, append([]string{"ip"}, d...)); err != nil {
-						errs = append(errs, err)
-					}
-				}
-			}
-		}
+		errs = append(errs, removeUnusedTProxyRoute(ctx, netns))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("simnet: remove redirect: %w", err)
 	}
 	return nil
+}
+
+// removeUnusedTProxyRoute removes the shared policy route when no TPROXY
+// rule (of any lab network) still needs it.
+func removeUnusedTProxyRoute(ctx context.Context, netns string) error {
+	unlock, err := lockNamespace(netns)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	// Another network's removal may have taken it already (the route and
+	// rule come and go together, under this lock).
+	if tproxyInUse(ctx, netns) || !tproxyRulePresent(ctx, netns) {
+		return nil
+	}
+	var errs []error
+	for _, d := range tproxyRemoval() {
+		if err := run(ctx, netns, append([]string{"ip"}, d...)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // deleteRule turns an -A rule into the matching -D rule.

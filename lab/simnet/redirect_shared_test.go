@@ -14,16 +14,7 @@ import (
 // Two lab networks in one namespace (parallel runs) share the TPROXY policy
 // route: removing one network's redirect must keep it for the other.
 func TestRedirectSharedPolicyRoute(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root (network namespaces, iptables)")
-	}
-	var b [4]byte
-	rand.Read(b[:])
-	ns := "fbt-shared-" + hex.EncodeToString(b[:])
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	ns := scratchNetns(t, "fbt-shared-")
 	ctx := context.Background()
 	ports := DefaultPorts()
 	a, c := netip.MustParseAddr("10.77.1.1"), netip.MustParseAddr("10.77.2.1")
@@ -50,16 +41,7 @@ func TestRedirectSharedPolicyRoute(t *testing.T) {
 // Two networks' redirects removed at the same moment (two runs ending
 // together) must both succeed and leave nothing behind.
 func TestRedirectConcurrentRemoval(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root (network namespaces, iptables)")
-	}
-	var b [4]byte
-	rand.Read(b[:])
-	ns := "fbt-conc-" + hex.EncodeToString(b[:])
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	ns := scratchNetns(t, "fbt-conc-")
 	ctx := context.Background()
 	ports := DefaultPorts()
 	addrs := []netip.Addr{netip.MustParseAddr("10.77.1.1"), netip.MustParseAddr("10.77.2.1"), netip.MustParseAddr("10.77.3.1")}
@@ -80,4 +62,21 @@ func TestRedirectConcurrentRemoval(t *testing.T) {
 	if tproxyRulePresent(ctx, ns) {
 		t.Error("the policy route stayed after every redirect was removed")
 	}
+}
+
+// scratchNetns creates a namespace named prefix and random hex, removed when
+// the test ends.
+func scratchNetns(t *testing.T, prefix string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root (network namespaces, iptables)")
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	ns := prefix + hex.EncodeToString(b[:])
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	return ns
 }

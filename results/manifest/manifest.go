@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/firstboot/firstboot/internal/fsutil"
+	"github.com/firstboot/firstboot/internal/owner"
 )
 
 // SchemaVersion changes when a field changes meaning or disappears.
@@ -36,6 +38,13 @@ type Manifest struct {
 	// Reason says why a run is incomplete (the failed step and its error, a signal, …).
 	Reason     string `json:"reason,omitempty"`
 	FailedStep string `json:"failed_step,omitempty"`
+	// Owner is the firstboot process that made the run directory. While it
+	// works on it (Status running, or Doing set) nothing else may; if it
+	// has ended meanwhile, it was killed (see results/rundir).
+	Owner *owner.Owner `json:"owner,omitempty"`
+	// Doing is what the owner is doing with the directory; nil once it is
+	// done (after the run, its analysis and report).
+	Doing *Activity `json:"doing,omitempty"`
 
 	Scenario Scenario `json:"scenario"`
 	Image    Image    `json:"image"`
@@ -49,6 +58,15 @@ type Manifest struct {
 	Timeline []Entry `json:"timeline"`
 	// Files lists the artifacts in the run directory, relative to it.
 	Files []string `json:"files,omitempty"`
+}
+
+// Activity is a phase of the owner's work on a run directory.
+type Activity struct {
+	// What is "setup NAME", "cleanup NAME" (a setup phase), "step NAME" (a
+	// scenario step), "capture" (waiting for the machine to stop),
+	// "analysis" or "report".
+	What  string    `json:"what"`
+	Since time.Time `json:"since"`
 }
 
 // Scenario identifies the scenario file.
@@ -187,7 +205,11 @@ type Capture struct {
 	// RingFreezes counts the times the capture's ring was full (TPACKET_V3's
 	// freeze count): each froze the queue and dropped until the reader caught up.
 	RingFreezes uint64 `json:"ring_freezes"`
-	// StoppedBy says what ended the capture: machine-stopped, window, steps-done, interrupted, error.
+	// DropsUnknown says the kernel's counters were lost with the process
+	// that captured (it was killed): Drops is not known, Packets is what
+	// the file holds.
+	DropsUnknown bool `json:"drops_unknown,omitempty"`
+	// StoppedBy says what ended the capture: machine-stopped, window, steps-done, interrupted, error, killed.
 	StoppedBy string `json:"stopped_by,omitempty"`
 }
 
@@ -259,4 +281,19 @@ func Read(path string) (*Manifest, error) {
 		return nil, fmt.Errorf("manifest: %s has schema_version %d; this firstboot reads up to %d (upgrade firstboot)", path, m.SchemaVersion, SchemaVersion)
 	}
 	return &m, nil
+}
+
+// ListFiles lists the artifacts in a run directory, relative to it, for
+// Manifest.Files (hidden files are left out).
+func ListFiles(dir string) []string {
+	var out []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasPrefix(d.Name(), ".") {
+			if rel, err := filepath.Rel(dir, p); err == nil {
+				out = append(out, rel)
+			}
+		}
+		return nil
+	})
+	return out
 }
