@@ -3,18 +3,11 @@ package capture
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/binary"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +15,7 @@ import (
 
 	"github.com/firstboot/firstboot/internal/testnet"
 	"github.com/firstboot/firstboot/lab/netns"
+	"github.com/firstboot/firstboot/lab/simnet"
 )
 
 // keyLog hands each TLS key log line to the capture as it is written.
@@ -40,14 +34,17 @@ func (k keyLog) Write(p []byte) (int, error) {
 // first encrypted records arrived; Wireshark then cannot decrypt the
 // session whenever the ring handed those records over first.)
 func TestAddSecretsDecryptsTLS(t *testing.T) {
-	ns, peer := testNetns(t)
+	c, ns, peer, path := startTest(t, Config{})
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "c.pcapng")
-	c, err := Start(ctx, Config{Netns: ns, Iface: "cap0", Path: path})
+	defer c.Stop(ctx)
+	ca, err := simnet.NewCA()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Stop(ctx)
+	cert, err := ca.Leaf("capture.test", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	var ln net.Listener
 	if err := netns.Do(ns, func() error {
@@ -58,7 +55,7 @@ func TestAddSecretsDecryptsTLS(t *testing.T) {
 	}
 	srv := &http.Server{
 		Handler:   http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello "+r.URL.Path) }),
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}},
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{*cert}},
 	}
 	go srv.ServeTLS(ln, "", "")
 	defer srv.Close()
@@ -128,20 +125,4 @@ func TestAddSecretsDecryptsTLS(t *testing.T) {
 	if n := len(blocks); n < 2 || blocks[n-2].typ != blockDSB || !bytes.Equal(blocks[n-2].body[8:8+len(late)], late) {
 		t.Errorf("the secrets added last are not the block before the statistics")
 	}
-}
-
-// selfSigned makes a throwaway server certificate.
-func selfSigned(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "capture test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
