@@ -9,7 +9,8 @@
 #
 #   BENCH_CAPTURE_SECONDS=10  seconds of traffic per load
 #   BENCH_CAPTURE_RUNS=1      repeat the whole table; the summary gives best and worst
-#   BENCH_CAPTURE_LOADS="..." a subset of: tcp-1g udp64-50k udp64-100k udp64-200k udp64-max udp1472-980m
+#   BENCH_CAPTURE_LOADS="..." a subset of: idle tcp-1g udp64-50k udp64-100k udp64-200k udp64-max udp1472-980m
+#                             (idle: no traffic, the cost of running a capture at all)
 #   BENCH_CAPTURE_TOOLS="firstboot tcpdump"
 #   FIRSTBOOT_BIN=bin/firstboot
 #   FIRSTBOOT_BEFORE_BIN=FILE another firstboot build (e.g. main's) measured as tool "before",
@@ -22,7 +23,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 bin=${FIRSTBOOT_BIN:-$repo/bin/firstboot}
 secs=${BENCH_CAPTURE_SECONDS:-10}
 runs=${BENCH_CAPTURE_RUNS:-1}
-loads=${BENCH_CAPTURE_LOADS:-tcp-1g udp64-50k udp64-100k udp64-200k udp64-max udp1472-980m}
+loads=${BENCH_CAPTURE_LOADS:-idle tcp-1g udp64-50k udp64-100k udp64-200k udp64-max udp1472-980m}
 tools=${BENCH_CAPTURE_TOOLS:-firstboot tcpdump}
 before=${FIRSTBOOT_BEFORE_BIN:-}
 [ -n "$before" ] && tools="before $tools"
@@ -63,6 +64,7 @@ ip -n "$snd" link set snd0 up
 # iperf3 arguments per load (-b counts UDP payload bits: packets/s × length × 8).
 iperf_args() {
   case $1 in
+    idle) ;;
     tcp-1g) echo "-b 1G" ;;
     udp64-50k) echo "-u -l 64 -b $((50000 * 64 * 8))" ;;
     udp64-100k) echo "-u -l 64 -b $((100000 * 64 * 8))" ;;
@@ -77,9 +79,12 @@ iperf_args() {
 capture() {
   local tool=$1 load=$2 out=$work/cap err=$work/err tpid cpid spid i u s line
   rm -f "$out" "$err" "$work/time"
-  ip netns exec "$rcv" iperf3 -s -1 -B 10.201.0.1 >/dev/null 2>&1 &
-  spid=$!
-  pids+=("$spid")
+  spid=
+  if [ "$load" != idle ]; then
+    ip netns exec "$rcv" iperf3 -s -1 -B 10.201.0.1 >/dev/null 2>&1 &
+    spid=$!
+    pids+=("$spid")
+  fi
   case $tool in
     firstboot) /usr/bin/time -f '%U %S' -o "$work/time" ip netns exec "$rcv" "$bin" capture cap0 --out "$out" >"$work/stdout" 2>"$err" & ;;
     before) /usr/bin/time -f '%U %S' -o "$work/time" ip netns exec "$rcv" "$before" capture cap0 --out "$out" >"$work/stdout" 2>"$err" & ;;
@@ -93,16 +98,20 @@ capture() {
   done
   grep -qE '(^capturing|listening on)' "$err" || { echo "bench-capture: $tool did not start:" >&2; cat "$err" >&2; exit 1; }
   sleep 0.5 # the iperf3 server is listening by now
-  # shellcheck disable=SC2046
-  ip netns exec "$snd" iperf3 -c 10.201.0.1 -t "$secs" $(iperf_args "$load") >"$work/iperf" 2>&1 ||
-    { echo "bench-capture: iperf3 failed:" >&2; cat "$work/iperf" >&2; exit 1; }
+  if [ "$load" = idle ]; then
+    sleep "$secs"
+  else
+    # shellcheck disable=SC2046
+    ip netns exec "$snd" iperf3 -c 10.201.0.1 -t "$secs" $(iperf_args "$load") >"$work/iperf" 2>&1 ||
+      { echo "bench-capture: iperf3 failed:" >&2; cat "$work/iperf" >&2; exit 1; }
+  fi
   sleep 1
   # GNU time does not pass signals on: interrupt the capture itself (ip netns
   # exec has become it), then wait for time to report its CPU.
   cpid=$(pgrep -P "$tpid")
   kill -INT "$cpid"
   wait "$tpid" || { echo "bench-capture: $tool failed:" >&2; cat "$err" >&2; exit 1; }
-  wait "$spid" 2>/dev/null || true
+  [ -z "$spid" ] || wait "$spid" 2>/dev/null || true
   pids=()
   read -r u s <"$work/time"
   case $tool in

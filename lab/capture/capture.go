@@ -1,7 +1,7 @@
 // Package capture records one interface inside a network namespace to a
 // pcapng file. Packets come from a memory-mapped TPACKET_V3 ring (kernel
-// timestamps on the host clock) that holds about half a second of traffic at
-// 1 Gbit/s, so a busy moment on the host loses nothing. They are written as
+// timestamps on the host clock) that holds a few hundred milliseconds of
+// traffic at 1 Gbit/s, so a busy moment on the host loses nothing. They are written as
 // whole pcapng blocks in batches: when a batch reaches batchBytes, when its
 // oldest packet is batchAge old, and whenever the ring runs empty. The file
 // therefore grows by whole blocks, and a crash (kill -9) loses only what
@@ -27,12 +27,17 @@ import (
 
 // The ring and the batches. The kernel hands a block over when it is full
 // or blockTimeout after its first packet; 1 MiB blocks hold a 64 KiB
-// offloaded TCP frame, and 64 of them about half a second at 1 Gbit/s (1.5 s
-// of small packets at 200 k/s) before the kernel must drop.
+// offloaded TCP frame, and 32 of them about 270 ms of full-size packets at
+// 1 Gbit/s (0.9 s of small packets at 200 k/s, and at least 32 ×
+// blockTimeout at any rate) before the kernel must drop. A larger ring cost
+// more to set up than it saved (the kernel zeroes it: about 1 ms per MiB on
+// a VM whose memory comes fresh from the host). blockTimeout bounds how late
+// a packet reaches the file; every handover wakes the reader, which costs
+// more CPU than the packets at low rates.
 const (
 	ringBlockSize = 1 << 20
-	ringBlocks    = 64
-	blockTimeout  = 20 * time.Millisecond
+	ringBlocks    = 32
+	blockTimeout  = 50 * time.Millisecond
 	batchBytes    = 256 << 10
 	batchAge      = 50 * time.Millisecond
 	// drainTimeout bounds how long Stop waits for the packets the kernel
@@ -315,9 +320,13 @@ func (c *Capture) Mark(comment string) {
 // AddSecrets writes a pcapng Decryption Secrets Block (secretsType e.g.
 // SecretsTLSKeyLog with data in the NSS key log format) into the file at
 // once: after the packets written so far, before the next one, so readers
-// such as Wireshark hold the keys before the records they decrypt. Packets
-// still in the ring (up to blockTimeout old) come after it. After Stop it
-// does nothing; a write error is Stop's to report.
+// such as Wireshark hold the keys before the records that follow. Packets
+// still in the ring (up to blockTimeout old) come after it too. Wireshark
+// reads a file once, front to back: it decrypts a TLS 1.3 session only if
+// the handshake secrets come before the server's first encrypted records,
+// which the client logs only after receiving them, so that depends on the
+// ring not having handed them over yet (TLS 1.2's secret always comes
+// first). After Stop it does nothing; a write error is Stop's to report.
 func (c *Capture) AddSecrets(secretsType uint32, data []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
