@@ -315,7 +315,8 @@ func (q *QUICConn) initialFrames(dir int, p []byte) {
 			return
 		}
 		off, n, _ := quic.ReadVarint(f)
-		q.crypto[dir].Add(quic.CryptoFrame{Offset: off, Data: f[n:]}, maxCryptoStream)
+		_, m, _ := quic.ReadVarint(f[n:]) // the length: f ends with the data
+		q.crypto[dir].Add(quic.CryptoFrame{Offset: off, Data: f[n+m:]}, maxCryptoStream)
 	})
 	s := q.crypto[dir].Bytes()
 	if len(s) < 4 {
