@@ -41,6 +41,11 @@ type Options struct {
 	// StreamBytes bounds the TCP bytes buffered per direction for protocol
 	// parsing (default 16 KiB); bytes beyond it are counted, not stored.
 	StreamBytes int
+	// TLSKeyLog is an NSS key log (SSLKEYLOGFILE) whose secrets decrypt
+	// TLS and QUIC connections, besides the capture's own Decryption
+	// Secrets Blocks; nil for none. Malformed lines are skipped: check the
+	// text with tlsdecrypt.Keys.Add first to report them.
+	TLSKeyLog []byte
 }
 
 // AnalyzeFile analyses the capture at path.
@@ -77,6 +82,7 @@ func run(ctx context.Context, r *capfile.Reader, name string, opts Options, out 
 		return nil, err
 	}
 	e := newEngine(opts, steps, out)
+	r.WantSecrets()
 	if ahead {
 		err = e.readAhead(ctx, r, name)
 	} else {

@@ -206,6 +206,9 @@ func (e *engine) finishFlow(f *flow) {
 		e.closeGaps(f, 1)
 		ob, rb, missed = o.hi, r.hi, o.missed+r.missed
 	}
+	if f.dec != nil {
+		e.finishDecrypt(f) // decrypt.go
+	}
 	ra, _ := f.resp()
 	c := &e.conn // reused: the sinks copy what they keep
 	*c = schema.Conn{
@@ -499,6 +502,7 @@ func (e *engine) summary(c *counters, si int, hostIPs map[string]bool) schema.Su
 		}
 	}
 	s.DistinctRemoteHosts = int64(len(remote))
+	s.TLSDecryption = e.decryptionSummary(si)
 	return s
 }
 

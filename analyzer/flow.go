@@ -94,6 +94,7 @@ type flow struct {
 	httpReqs []int         // indexes in http of requests waiting for a response
 	httpN    int
 	quic     *quicState
+	dec      *decFlow // TLS or QUIC decryption, with secrets only
 }
 
 type quicState struct {

@@ -64,11 +64,19 @@ func (e *engine) getBuf() []byte {
 
 // streamData takes in-order bytes of direction di and runs the parsers.
 func (e *engine) streamData(f *flow, di int, data []byte) {
-	s := &f.d[di].stream
+	if e.decrypting && f.app <= appTLS && len(data) > 0 {
+		e.teeTLS(f, di, data) // decrypt.go
+	}
+	e.feed(f, di, &f.d[di].stream, data, false)
+}
+
+// feed buffers data in s and runs the parsers: the TCP stream's, or with
+// tls the HTTP/1 parser on decrypted bytes.
+func (e *engine) feed(f *flow, di int, s *stream, data []byte, tls bool) {
 	if s.done || len(data) == 0 {
 		return
 	}
-	if f.app == appNone {
+	if f.app == appNone && !tls {
 		e.stopStream(s)
 		return
 	}
@@ -96,7 +104,11 @@ func (e *engine) streamData(f *flow, di int, data []byte) {
 		}
 		data = data[take:]
 		before := len(s.buf)
-		e.parseStream(f, di)
+		if tls {
+			e.parseHTTP(f, di, s, true)
+		} else {
+			e.parseStream(f, di)
+		}
 		if s.done {
 			return
 		}
@@ -145,7 +157,7 @@ func (e *engine) parseStream(f *flow, di int) {
 	case appTLS:
 		e.parseTLS(f, di)
 	case appHTTP:
-		e.parseHTTP(f, di)
+		e.parseHTTP(f, di, &f.d[di].stream, false)
 	case appDNS:
 		e.parseDNSTCP(f, di)
 	}
@@ -262,8 +274,9 @@ func (e *engine) addServerHello(f *flow, sh *tlshello.ServerHello) {
 	rec.Established = !sh.HelloRetryRequest
 }
 
-func (e *engine) parseHTTP(f *flow, di int) {
-	s := &f.d[di].stream
+// parseHTTP parses HTTP/1 heads from s: a cleartext stream, or with tls
+// decrypted bytes (whose records are marked, and do not name the flow).
+func (e *engine) parseHTTP(f *flow, di int, s *stream, tls bool) {
 	for !s.done && len(s.buf) > 0 {
 		if s.skip != 0 {
 			skipBuffered(f, s)
@@ -292,10 +305,14 @@ func (e *engine) parseHTTP(f *flow, di int) {
 			if http.IsOCSP(&req) {
 				rec.OCSP, rec.OCSPResponder = true, req.Host
 			}
-			if f.httpHost == "" {
-				f.httpHost = req.Host
+			if tls {
+				rec.TLS = true
+			} else {
+				if f.httpHost == "" {
+					f.httpHost = req.Host
+				}
+				f.service = "http"
 			}
-			f.service = "http"
 			idx := len(f.http)
 			f.http = append(f.http, rec)
 			f.httpReqs = append(f.httpReqs, idx)
@@ -334,6 +351,7 @@ func (e *engine) parseHTTP(f *flow, di int) {
 		} else {
 			idx = len(f.http)
 			f.http = append(f.http, e.baseHTTP(f))
+			f.http[idx].TLS = tls
 		}
 		rec := &f.http[idx]
 		rec.StatusCode, rec.StatusMsg, rec.ResponseContentType = resp.Status, resp.Reason, resp.ContentType

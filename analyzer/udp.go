@@ -24,6 +24,9 @@ const maxQUICDatagrams = 8
 func (e *engine) udpPayload(f *flow, di int, p *decode.Packet, ts int64) {
 	op, rp := f.ports()
 	b := p.Payload
+	if f.dec != nil {
+		e.quicDecrypt(f, di, b) // decrypt.go
+	}
 	switch {
 	case isDNSPort(op) || isDNSPort(rp):
 		// The message and its usual sections live on the stack (the records
@@ -105,6 +108,10 @@ func (e *engine) quicDatagram(f *flow, b []byte) {
 	f.service = "quic"
 	if q.odcid == nil {
 		q.odcid = append([]byte{}, inits[0].DCID...)
+		if e.decrypting && f.dec == nil {
+			e.startQUIC(f) // decrypt.go
+			e.quicDecrypt(f, 0, b)
+		}
 	}
 	for _, in := range inits {
 		for _, fr := range in.Frames {

@@ -70,7 +70,15 @@ type Packet struct {
 	OrigLen int
 	// Offset is the record's byte offset in the (decompressed) file.
 	Offset int64
+	// Secrets is non-zero for a Decryption Secrets Block (only with
+	// Reader.WantSecrets): its secrets type (e.g. 0x544c534b, an NSS key
+	// log), with the secrets in Data and LinkType SecretsLinkType.
+	Secrets uint32
 }
+
+// SecretsLinkType is the LinkType of a Decryption Secrets Block record: no
+// real link type (those are 16 bits).
+const SecretsLinkType = 0xffffffff
 
 type iface struct {
 	linkType uint32
@@ -102,7 +110,13 @@ type Reader struct {
 	allLinks []uint32 // link types in interface order across sections
 	scratch  []byte
 	done     bool
+	secrets  bool // return Decryption Secrets Blocks from Next
 }
+
+// WantSecrets makes Next return pcapng Decryption Secrets Blocks too, in
+// file order among the packets (see Packet.Secrets); by default they are
+// skipped like other non-packet blocks.
+func (r *Reader) WantSecrets() { r.secrets = true }
 
 // Open opens a capture file. Close releases it.
 func Open(name string) (*Reader, error) { return open(name, false) }
@@ -405,6 +419,7 @@ const (
 	blockPB  = 2 // obsolete packet block
 	blockSPB = 3
 	blockEPB = 6
+	blockDSB = 10
 )
 
 func (r *Reader) readFirstSHB() error {
@@ -519,6 +534,19 @@ func (r *Reader) nextNg(p *Packet) error {
 			}
 			// A simple packet block has no timestamp; it gets time 0.
 			*p = Packet{LinkType: r.ifaces[0].linkType, Data: body[4 : 4+capl], OrigLen: int(orig), Offset: start}
+			return nil
+		case blockDSB:
+			if !r.secrets {
+				continue
+			}
+			if len(body) < 8 {
+				return r.damage(start, nil, "short decryption secrets block")
+			}
+			typ, n := r.order.Uint32(body), r.order.Uint32(body[4:])
+			if uint64(n) > uint64(len(body)-8) {
+				return r.damage(start, nil, "decryption secrets length %d exceeds block", n)
+			}
+			*p = Packet{LinkType: SecretsLinkType, Data: body[8 : 8+n], Offset: start, Secrets: typ}
 			return nil
 		default:
 			// Name resolution, statistics, custom and unknown blocks carry no packets.

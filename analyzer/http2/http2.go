@@ -52,8 +52,8 @@ var ErrNotHTTP2 = errors.New("http2: no connection preface")
 // 1 for the server (responses); head is a *http.Request from the client
 // and a *http.Response from the server, valid only during the call.
 type Handler interface {
-	Head(dir int, stream uint32, req *http.Request, resp *http.Response)
-	Body(dir int, stream uint32, n int)
+	Head(dir int, stream uint64, req *http.Request, resp *http.Response)
+	Body(dir int, stream uint64, n int)
 }
 
 // Conn is one HTTP/2 connection.
@@ -130,7 +130,7 @@ func (c *Conn) Feed(dir int, b []byte) {
 		if s.keep {
 			s.payload = append(s.payload, b[:n]...)
 		} else if s.typ == frameData {
-			c.h.Body(dir, s.stream, n)
+			c.h.Body(dir, uint64(s.stream), n)
 		}
 		s.left -= n
 		b = b[n:]
@@ -169,7 +169,7 @@ func (c *Conn) frame(dir int, s *side) {
 	switch s.typ {
 	case frameData:
 		if s.flags&flagEndStream != 0 {
-			c.h.Body(dir, s.stream, 0)
+			c.h.Body(dir, uint64(s.stream), 0)
 		}
 	case frameSettings:
 		if s.flags&0x1 == 0 { // not an ACK
@@ -209,7 +209,7 @@ func (c *Conn) frame(dir int, s *side) {
 			c.headers(dir, s)
 		}
 		if s.typ == frameHeaders && s.flags&flagEndStream != 0 {
-			c.h.Body(dir, s.stream, 0)
+			c.h.Body(dir, uint64(s.stream), 0)
 		}
 	case frameContinuation:
 		if s.stream != s.blockStream || s.block == nil {
@@ -262,12 +262,12 @@ func (c *Conn) headers(dir int, s *side) {
 	case dir == 0:
 		if req.Method != "" {
 			req.Version = "2"
-			c.h.Head(dir, s.blockStream, &req, nil)
+			c.h.Head(dir, uint64(s.blockStream), &req, nil)
 		}
 	default:
 		if resp.Status >= 200 {
 			resp.Version = "2"
-			c.h.Head(dir, s.blockStream, nil, &resp)
+			c.h.Head(dir, uint64(s.blockStream), nil, &resp)
 		}
 	}
 }

@@ -57,7 +57,7 @@ type events struct {
 	body  map[string]int
 }
 
-func (e *events) Head(dir int, stream uint32, req *http.Request, resp *http.Response) {
+func (e *events) Head(dir int, stream uint64, req *http.Request, resp *http.Response) {
 	if req != nil {
 		e.heads = append(e.heads, fmt.Sprintf("%d %s %s %s %s ua=%q ct=%q cl=%d", stream, req.Version, req.Method, req.Host, req.URI, req.UserAgent, req.ContentType, req.ContentLength))
 	} else {
@@ -65,7 +65,7 @@ func (e *events) Head(dir int, stream uint32, req *http.Request, resp *http.Resp
 	}
 }
 
-func (e *events) Body(dir int, stream uint32, n int) {
+func (e *events) Body(dir int, stream uint64, n int) {
 	e.body[fmt.Sprintf("%d/%d", dir, stream)] += n
 }
 
