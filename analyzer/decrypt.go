@@ -95,7 +95,8 @@ func (d *decFlow) plaintext(di int, p []byte) {
 	if d.proto == plainUnknown {
 		alpn := d.tls.Hello().ALPN
 		switch {
-		case alpn == "h2" || di == 0 && bytes.HasPrefix(p, []byte(http2.Preface[:min(len(p), len(http2.Preface))])):
+		case alpn == "h2" || di == 0 && bytes.HasPrefix(p, []byte(http2.Preface[:min(len(p), len(http2.Preface))])),
+			alpn == "" && di == 1 && len(p) >= 9 && p[3] == 0x04: // the server's SETTINGS frame came first
 			d.proto = plainHTTP2
 			d.h2 = http2.NewConn(d)
 		case di == 0 && http.LooksLikeRequest(p):

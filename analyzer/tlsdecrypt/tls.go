@@ -16,6 +16,7 @@ const (
 const (
 	hsClientHello = 1
 	hsServerHello = 2
+	hsEncryptedExtensions = 8
 	hsFinished    = 20
 	hsKeyUpdate   = 24
 )
@@ -426,6 +427,11 @@ func (c *Conn) message(dir int, msg []byte) bool {
 			}
 			c.suite = suiteFor(c.hello.CipherSuite)
 		}
+	case hsEncryptedExtensions:
+		// TLS 1.3 moved the server's ALPN choice here.
+		if dir == 1 && len(msg) >= 6 {
+			c.hello.extensions(msg[6:])
+		}
 	case hsFinished:
 		if tls13 && !c.d[dir].app && c.sec != nil {
 			secret := c.sec.ClientTraffic
@@ -483,7 +489,11 @@ func (h *Hello) serverHello(msg []byte) bool {
 	if len(b) < 2 {
 		return true
 	}
-	exts := b[2:min(len(b), 2+int(binary.BigEndian.Uint16(b)))]
+	return h.extensions(b[2:min(len(b), 2+int(binary.BigEndian.Uint16(b)))])
+}
+
+// extensions reads the extensions of a ServerHello or EncryptedExtensions.
+func (h *Hello) extensions(exts []byte) bool {
 	for len(exts) >= 4 {
 		typ, n := binary.BigEndian.Uint16(exts), int(binary.BigEndian.Uint16(exts[2:]))
 		if len(exts) < 4+n {
