@@ -21,6 +21,11 @@ const SchemaVersion = 1
 // FileName is the manifest's name inside a run directory.
 const FileName = "manifest.json"
 
+// TLSKeysFile is the NSS key log (SSLKEYLOGFILE format) a run writes into
+// its directory: the secrets of the TLS and QUIC sessions its responders
+// terminated (the capture carries them too, as Decryption Secrets Blocks).
+const TLSKeysFile = "tls-keys.log"
+
 // Run statuses.
 const (
 	StatusRunning    = "running"    // the run has not finished (or the process died)
