@@ -116,6 +116,10 @@ func (e *engine) read(ctx context.Context, r *capfile.Reader, name string) (err 
 			}
 		}
 		if err := r.Next(&p); err != nil {
+			if err == capfile.ErrSecrets {
+				e.secretsBlock(&p) // decrypt.go
+				continue
+			}
 			return e.endOfInput(name, err)
 		}
 		e.packet(&p)
@@ -133,6 +137,9 @@ func (e *engine) readAhead(ctx context.Context, r *capfile.Reader, name string) 
 		b := ra.next()
 		for i := range b.pkts {
 			e.decoded(&b.pkts[i], &b.dec[i], b.kinds[i])
+		}
+		if b.secrets.Secrets != 0 {
+			e.secretsBlock(&b.secrets) // it ended the batch: in file order
 		}
 		err := b.err
 		ra.recycle(b)

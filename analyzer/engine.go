@@ -159,10 +159,6 @@ func (e *engine) packet(cp *capfile.Packet) {
 // decoded processes a packet whose headers Decode read into p (kind is what
 // Decode returned).
 func (e *engine) decoded(cp *capfile.Packet, p *decode.Packet, kind decode.Kind) {
-	if cp.Secrets != 0 {
-		e.secretsBlock(cp) // not a packet
-		return
-	}
 	e.pktIndex++
 	ts := cp.TS
 	if e.havePkt && ts < e.lastTS {

@@ -64,15 +64,15 @@ func (e *engine) getBuf() []byte {
 
 // streamData takes in-order bytes of direction di and runs the parsers.
 func (e *engine) streamData(f *flow, di int, data []byte) {
-	if e.decrypting && f.app <= appTLS && len(data) > 0 {
-		e.teeTLS(f, di, data) // decrypt.go
-	}
 	e.feed(f, di, &f.d[di].stream, data, false)
 }
 
 // feed buffers data in s and runs the parsers: the TCP stream's, or with
 // tls the HTTP/1 parser on decrypted bytes.
 func (e *engine) feed(f *flow, di int, s *stream, data []byte, tls bool) {
+	if !tls && e.decrypting && f.app <= appTLS && len(data) > 0 {
+		e.teeTLS(f, di, data) // decrypt.go: before s.done, which the hello parsers set
+	}
 	if s.done || len(data) == 0 {
 		return
 	}

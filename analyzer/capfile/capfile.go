@@ -64,21 +64,22 @@ type Packet struct {
 	Iface int
 	// LinkType is the LINKTYPE_ value of the packet's interface.
 	LinkType uint32
+	// Secrets is set when Next returned ErrSecrets: the Decryption Secrets
+	// Block's secrets type (e.g. 0x544c534b, an NSS key log), with the
+	// secrets in Data. (Beside LinkType it takes no room: padding.)
+	Secrets uint32
 	// Data holds the captured bytes; valid until the next call to Next.
 	Data []byte
 	// OrigLen is the packet's length on the wire (≥ len(Data)).
 	OrigLen int
 	// Offset is the record's byte offset in the (decompressed) file.
 	Offset int64
-	// Secrets is non-zero for a Decryption Secrets Block (only with
-	// Reader.WantSecrets): its secrets type (e.g. 0x544c534b, an NSS key
-	// log), with the secrets in Data and LinkType SecretsLinkType.
-	Secrets uint32
 }
 
-// SecretsLinkType is the LinkType of a Decryption Secrets Block record: no
-// real link type (those are 16 bits).
-const SecretsLinkType = 0xffffffff
+// ErrSecrets is what Next returns, with WantSecrets, for a pcapng Decryption
+// Secrets Block: not a packet, not an error either. It is an error value so
+// that reading packets costs nothing more per packet.
+var ErrSecrets = errors.New("capfile: decryption secrets block")
 
 type iface struct {
 	linkType uint32
@@ -114,8 +115,8 @@ type Reader struct {
 }
 
 // WantSecrets makes Next return pcapng Decryption Secrets Blocks too, in
-// file order among the packets (see Packet.Secrets); by default they are
-// skipped like other non-packet blocks.
+// file order among the packets, as ErrSecrets; by default they are skipped
+// like other non-packet blocks.
 func (r *Reader) WantSecrets() { r.secrets = true }
 
 // Open opens a capture file. Close releases it.
@@ -546,8 +547,8 @@ func (r *Reader) nextNg(p *Packet) error {
 			if uint64(n) > uint64(len(body)-8) {
 				return r.damage(start, nil, "decryption secrets length %d exceeds block", n)
 			}
-			*p = Packet{LinkType: SecretsLinkType, Data: body[8 : 8+n], Offset: start, Secrets: typ}
-			return nil
+			*p = Packet{Data: body[8 : 8+n], Offset: start, Secrets: typ}
+			return ErrSecrets
 		default:
 			// Name resolution, statistics, custom and unknown blocks carry no packets.
 		}
