@@ -25,6 +25,7 @@ import (
 	"github.com/firstboot/firstboot/lab/netns"
 	"github.com/firstboot/firstboot/lab/osimage"
 	"github.com/firstboot/firstboot/lab/simnet"
+	"github.com/firstboot/firstboot/lab/tlskeys"
 	"github.com/firstboot/firstboot/results/manifest"
 )
 
@@ -137,6 +138,7 @@ type runner struct {
 	lab        *libvirt.Lab
 	network    *libvirt.Network
 	responders *simnet.Responders
+	keys       *tlskeys.Log // the responders' TLS secrets, for tls-keys.log and the capture
 	redirect   func(context.Context) error
 	machine    *libvirt.Machine
 	capture    *capture.Capture
@@ -348,22 +350,29 @@ func (r *runner) respondersUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	keys, err := tlskeys.Create(filepath.Join(r.dir, manifest.TLSKeysFile))
+	if err != nil {
+		logf.Close()
+		return err
+	}
 	ports := simnet.DefaultPorts()
 	var resp *simnet.Responders
 	// The listeners must live in the lab namespace, on the bridge address.
 	err = netns.Do(r.lab.Netns(), func() error {
 		var err error
 		resp, err = simnet.Start(context.WithoutCancel(ctx), simnet.Config{
-			Addr: r.network.Addr(), NamePool: namePool(), Ports: ports, CA: ca, Log: logf,
+			Addr: r.network.Addr(), NamePool: namePool(), Ports: ports, CA: ca, Log: logf, KeyLog: keys,
 		})
 		return err
 	})
 	if err != nil {
 		logf.Close()
+		keys.Close()
 		return err
 	}
 	r.responders = resp
-	prevClose := logf.Close
+	r.keys = keys
+	prevClose := func() error { return errors.Join(logf.Close(), keys.Close()) }
 	ports = resp.Addrs()
 	if err := simnet.InstallRedirect(ctx, r.lab.Netns(), r.network.Bridge(), r.network.Addr(), ports); err != nil {
 		return errors.Join(err, resp.Close(), prevClose())
@@ -421,6 +430,9 @@ func (r *runner) captureUp(ctx context.Context) error {
 		return err
 	}
 	r.capture = c
+	if r.keys != nil {
+		r.keys.SetSink(secretsSink(c))
+	}
 	r.m.Capture = manifest.Capture{File: "capture.pcapng", Interface: tap, Start: r.now()}
 	r.save()
 	return nil
@@ -430,7 +442,21 @@ func (r *runner) captureDown(ctx context.Context) error {
 	if r.capture == nil {
 		return nil
 	}
+	if r.keys != nil {
+		r.keys.SetSink(nil)
+	}
 	st, err := r.capture.Stop(ctx)
+	if r.keys != nil {
+		// Every secret ahead of the packets, so tshark's one pass can
+		// decrypt; the capture itself is kept whatever happens here.
+		text, kerr := r.keys.Contents()
+		if kerr == nil {
+			kerr = tlskeys.IntoCapture(filepath.Join(r.dir, r.m.Capture.File), text)
+		}
+		if kerr != nil {
+			r.log.Error("putting the TLS secrets into the capture (tls-keys.log has them)", "err", kerr)
+		}
+	}
 	r.m.Capture.Packets, r.m.Capture.Drops = st.Packets, st.Drops
 	r.m.Capture.End = r.now()
 	if r.stoppedBy == "" {
@@ -571,4 +597,17 @@ func hostFacts() manifest.Host {
 		h.Kernel = unix.ByteSliceToString(u.Release[:])
 	}
 	return h
+}
+
+// secretsSink hands key log lines to the capture as Decryption Secrets
+// Blocks as they come (a capture cut short still carries the sessions'
+// secrets), when the capture can write them; nil otherwise.
+func secretsSink(c any) func([]byte) {
+	if s, ok := c.(interface{ AddSecrets(uint32, []byte) }); ok {
+		return func(line []byte) { s.AddSecrets(tlskeys.SecretsType, line) }
+	}
+	if s, ok := c.(interface{ AddSecrets(uint32, []byte) error }); ok {
+		return func(line []byte) { s.AddSecrets(tlskeys.SecretsType, line) }
+	}
+	return nil
 }
