@@ -62,7 +62,11 @@ type lockedFile struct {
 	f  *os.File
 }
 
-func (l *lockedFile) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.f.Write(p) }
+func (l *lockedFile) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Write(p)
+}
 
 // TestHTTPSDecryption captures real clients speaking HTTPS to local
 // servers, each client logging its TLS secrets (curl over HTTP/1.1 and

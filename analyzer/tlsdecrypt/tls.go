@@ -14,11 +14,11 @@ const (
 
 // Handshake message types this package acts on.
 const (
-	hsClientHello = 1
-	hsServerHello = 2
+	hsClientHello         = 1
+	hsServerHello         = 2
 	hsEncryptedExtensions = 8
-	hsFinished    = 20
-	hsKeyUpdate   = 24
+	hsFinished            = 20
+	hsKeyUpdate           = 24
 )
 
 const (

@@ -48,12 +48,12 @@ type section struct {
 	Decrypted string
 	HTTPS     []httpsGroup
 	HTTP      []httpRow
-	OCSP    []serverRow
-	NTP     []serverRow
-	TLS     []tlsRow
-	SYN     []synRow
-	Expects []expectRow
-	Shots   []shotView
+	OCSP      []serverRow
+	NTP       []serverRow
+	TLS       []tlsRow
+	SYN       []synRow
+	Expects   []expectRow
+	Shots     []shotView
 }
 
 type destRow struct {
