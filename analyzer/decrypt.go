@@ -90,6 +90,19 @@ func (e *engine) quicDecrypt(f *flow, di int, b []byte) {
 	}
 }
 
+// decrypting reports whether d (nil or not) still wants the flow's bytes.
+func (d *decFlow) decrypting() bool {
+	return d != nil && (d.tls != nil && !d.tls.Done() || d.quic != nil && !d.quic.Done())
+}
+
+// gap ends decryption at bytes missing from the capture: records cannot
+// be found again after a hole.
+func (d *decFlow) gap() {
+	if d.tls != nil {
+		d.tls.Gap()
+	}
+}
+
 // plaintext takes decrypted application data of a TLS connection.
 func (d *decFlow) plaintext(di int, p []byte) {
 	if d.proto == plainUnknown {
@@ -214,6 +227,7 @@ func (e *engine) decryptionSummary(si int) *schema.TLSDecryption {
 		s.NoKeys += st[tlsdecrypt.StatusNoKeys]
 		s.HandshakeOnly += st[tlsdecrypt.StatusHandshake]
 		s.Failed += st[tlsdecrypt.StatusFailed] + st[tlsdecrypt.StatusNotTLS]
+		s.Incomplete += st[tlsdecrypt.StatusGap]
 		s.Unsupported += st[tlsdecrypt.StatusCipher] + st[tlsdecrypt.StatusNoHello]
 	}
 	return s

@@ -316,7 +316,7 @@ func (e *engine) deliverSeg(f *flow, di int, rel, n int64, data []byte) {
 func (e *engine) storeOOO(f *flow, di int, rel, n int64, data []byte) {
 	d := &f.d[di]
 	var kept []byte
-	if d.stream.wants() && int64(len(data)) == n {
+	if (d.stream.wants() || f.dec.decrypting()) && int64(len(data)) == n {
 		kept = append([]byte(nil), data...)
 	}
 	d.ooo = append(d.ooo, oooSeg{rel: rel, n: n, data: kept})

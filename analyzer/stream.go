@@ -142,6 +142,9 @@ func (e *engine) own(s *stream) {
 // streamGap tells the stream that bytes are missing: parsing cannot go on.
 func (e *engine) streamGap(f *flow, di int) {
 	e.stopStream(&f.d[di].stream)
+	if f.dec != nil {
+		f.dec.gap() // decrypt.go
+	}
 }
 
 func (e *engine) parseStream(f *flow, di int) {

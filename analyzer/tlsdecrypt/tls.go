@@ -37,6 +37,7 @@ const (
 	StatusNotTLS    = "not_tls"        // the bytes are not a TLS record stream
 	StatusNoHello   = "no_hello"       // a hello was never seen (capture started mid-connection)
 	StatusHandshake = "handshake_only" // keys found, but no application data was exchanged
+	StatusGap       = "gap"            // bytes missing from the capture ended decryption
 )
 
 // Conn decrypts one TLS connection over TCP. Feed it each direction's
@@ -100,6 +101,14 @@ func (c *Conn) Status() string {
 
 // Done reports whether the connection is no longer being decrypted.
 func (c *Conn) Done() bool { return c.status != StatusPending }
+
+// Gap tells the connection that stream bytes are missing: records cannot
+// be found past a hole, so decryption ends (what came before stays).
+func (c *Conn) Gap() {
+	if c.status == StatusPending {
+		c.stop(StatusGap)
+	}
+}
 
 // Close ends the connection and settles its status.
 func (c *Conn) Close() {

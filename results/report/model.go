@@ -373,13 +373,16 @@ func httpsGroups(a *schema.Analysis, d *schema.TLSDecryption, step string, scope
 	if d == nil {
 		return "", nil
 	}
-	total := d.Decrypted + d.NoKeys + d.HandshakeOnly + d.Failed + d.Unsupported
+	total := d.Decrypted + d.NoKeys + d.HandshakeOnly + d.Failed + d.Unsupported + d.Incomplete
 	note := fmt.Sprintf("%d of %d TLS and QUIC connections decrypted", d.Decrypted, total)
 	if d.NoKeys > 0 {
 		note += fmt.Sprintf("; %d without secrets (a client that refused the lab certificate, or a server other than the lab's)", d.NoKeys)
 	}
 	if d.Failed+d.Unsupported > 0 {
 		note += fmt.Sprintf("; %d could not be decrypted", d.Failed+d.Unsupported)
+	}
+	if d.Incomplete > 0 {
+		note += fmt.Sprintf("; %d only in part (packets missing from the capture)", d.Incomplete)
 	}
 	byDest := map[string]*httpsGroup{}
 	var order []string

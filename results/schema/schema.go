@@ -143,6 +143,9 @@ type TLSDecryption struct {
 	// Unsupported connections used a cipher this analyzer cannot open (3DES,
 	// RC4, CCM …) or started before the capture (no hellos).
 	Unsupported int64 `json:"unsupported"`
+	// Incomplete connections had bytes missing from the capture (lost
+	// packets): decryption stopped at the hole.
+	Incomplete int64 `json:"incomplete"`
 }
 
 // Warnings counts what the analyzer met and took in stride. Nothing counted here
