@@ -88,6 +88,9 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 	case (img.Kind == "disk" || img.Kind == "iso") && img.Path == "":
 		d.fail(at("image"), "image: kind %s needs path", img.Kind)
 	}
+	if img.TrustLabCA && img.Builtin == "" {
+		d.fail(at("image"), "image.trust_lab_ca works with builtin images; install the lab CA into your own image as docs/images.md says")
+	}
 	if img.SHA256 != "" && !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(img.SHA256) {
 		d.fail(at("image"), "image.sha256: expected 64 lower-case hex digits")
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/firstboot/firstboot/lab/libvirt"
 	"github.com/firstboot/firstboot/lab/netns"
 	"github.com/firstboot/firstboot/lab/osimage"
+	"github.com/firstboot/firstboot/lab/labca"
 	"github.com/firstboot/firstboot/lab/simnet"
 	"github.com/firstboot/firstboot/lab/tlskeys"
 	"github.com/firstboot/firstboot/results/manifest"
@@ -196,6 +197,15 @@ func (r *runner) resolveImage(ctx context.Context) error {
 		spec.Kernel, spec.Initrd, spec.Cmdline = g.KernelFor(spec.Firmware == "uefi", spec.TPM), g.Initrd, g.Cmdline
 		files = []string{spec.Kernel, g.Initrd}
 		r.m.Image.Name = "testguest"
+		if img.TrustLabCA {
+			initrd, name, err := r.trusting(g.Initrd, g.InitrdSHA256, ".img", func(dst string, ca []byte) error {
+				return labca.IntoInitrd(g.Initrd, dst, ca) // an extra archive after the image's
+			})
+			if err != nil {
+				return err
+			}
+			spec.Initrd, r.m.Image.Name = initrd, r.m.Image.Name+"+"+name
+		}
 	case img.Builtin != "":
 		d, err := osimage.Load(r.cfg.ImageCache, img.Builtin)
 		if err != nil {
@@ -204,6 +214,15 @@ func (r *runner) resolveImage(ctx context.Context) error {
 		spec = d.MachineSpec(spec)
 		files = []string{spec.Kernel, spec.Initrd, spec.Disk}
 		r.m.Image.Name = img.Builtin
+		if img.TrustLabCA {
+			disk, name, err := r.trusting(d.Disk, d.Manifest.Files[filepath.Base(d.Disk)].SHA256, ".qcow2", func(dst string, ca []byte) error {
+				return labca.IntoDisk(ctx, d.Disk, dst, ca)
+			})
+			if err != nil {
+				return err
+			}
+			spec.Disk, r.m.Image.Name = disk, img.Builtin+"+"+name
+		}
 	case img.Kind == "kernel":
 		spec.Kernel, spec.Initrd, spec.Cmdline = r.s.ResolvePath(img.Kernel), r.s.ResolvePath(img.Initrd), img.Cmdline
 		files = []string{spec.Kernel}
@@ -341,8 +360,38 @@ func (r *runner) networkDown(ctx context.Context) error {
 	return r.network.Close(ctx)
 }
 
+// labCA is the host's lab CA: the same for every run, so images made to
+// trust it keep working.
+func (r *runner) labCA() (*simnet.CA, error) {
+	return simnet.LoadOrCreateCA(filepath.Join(r.cfg.Lab.StateDir, "ca"))
+}
+
+// trusting returns a copy of an image file (sha256 sum) that trusts the
+// lab CA, made by mk once per file and CA and kept beside the image cache
+// (the cached image itself is never changed), and the CA's name.
+func (r *runner) trusting(file, sum, ext string, mk func(dst string, ca []byte) error) (path, name string, err error) {
+	ca, err := r.labCA()
+	if err != nil {
+		return "", "", err
+	}
+	name = "lab-ca-" + labca.Fingerprint(ca.CertPEM)
+	if len(sum) < 16 {
+		return "", "", fmt.Errorf("image file %s: no SHA-256 in its manifest: rebuild it with firstboot image build", file)
+	}
+	dir := filepath.Join(r.cfg.ImageCache, "lab-ca")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	path = filepath.Join(dir, sum[:16]+"-"+name+ext)
+	if _, err := os.Stat(path); err == nil {
+		return path, name, nil
+	}
+	r.log.Info("making a copy that trusts the lab CA (once per image file and CA)", "file", file, "copy", path)
+	return path, name, mk(path, ca.CertPEM)
+}
+
 func (r *runner) respondersUp(ctx context.Context) error {
-	ca, err := simnet.LoadOrCreateCA(filepath.Join(r.cfg.Lab.StateDir, "ca"))
+	ca, err := r.labCA()
 	if err != nil {
 		return err
 	}

@@ -46,6 +46,9 @@ type Image struct {
 	Media   []Media `yaml:"media" doc:"extra media: unattend files, OpenCore disks, …"`
 	// Obtain tells a researcher how to get the image when it is missing.
 	Obtain string `yaml:"obtain"`
+	// TrustLabCA makes a builtin image trust the lab CA (system store and
+	// Firefox), so its HTTPS completes and the run's secrets decrypt it.
+	TrustLabCA bool `yaml:"trust_lab_ca" doc:"builtin images: trust the lab CA so HTTPS is decrypted (docs/images.md: other images)"`
 }
 
 // Media is an extra drive attached to the machine, after the boot image, in
