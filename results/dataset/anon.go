@@ -27,6 +27,7 @@ import (
 // incrementally (RFC 1624), so a checksum that was right stays right and one
 // that was wrong (NIC offload) stays wrong by the same amount.
 type anonymizer struct {
+	keepSecrets bool // copy Decryption Secrets Blocks (Options.KeepTLSSecrets)
 	subnet    netip.Prefix
 	pseudoNet netip.Prefix
 	lab4      map[netip.Addr]bool // lab addresses outside a known subnet
