@@ -5,9 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -27,6 +29,7 @@ import (
 	"github.com/quic-go/quic-go/http3"
 
 	"github.com/firstboot/firstboot/analyzer"
+	"github.com/firstboot/firstboot/internal/testenv"
 	"github.com/firstboot/firstboot/internal/testnet"
 	"github.com/firstboot/firstboot/results/schema"
 )
@@ -83,31 +86,7 @@ func TestHTTPSDecryption(t *testing.T) {
 	cert := testPKI(t, dir, names)
 	ns := testnet.New(t, "fbhttps")
 
-	handler := nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
-		io.Copy(io.Discard, r.Body)
-		if strings.HasPrefix(r.URL.Path, "/missing") {
-			nethttp.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain")
-		fmt.Fprintf(w, "hello %s\n", r.URL.Path)
-	})
-	srvTLS := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	ln, err := ns.Listen("tcp", "127.0.0.1:443")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &nethttp.Server{Handler: handler, TLSConfig: srvTLS}
-	go srv.ServeTLS(ln, "", "")
-	defer srv.Close()
-	uc, err := ns.ListenPacket("udp", "127.0.0.1:443")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h3srv := &http3.Server{Handler: handler, TLSConfig: http3.ConfigureTLSConfig(srvTLS.Clone())}
-	go h3srv.Serve(uc)
-	defer h3srv.Close()
-
+	uc := startHTTPSServers(t, ns, cert)
 	pcap := filepath.Join(dir, "https.pcap")
 	capture := testnet.NewCapture(t, ns, "lo", pcap)
 	keyLog := filepath.Join(dir, "keys.log")
@@ -338,4 +317,118 @@ func tsharkHTTPS(t *testing.T, pcap, pref string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// startHTTPSServers serves HTTPS (HTTP/2 and HTTP/1.1, TLS 1.2 and 1.3) and
+// HTTP/3 on 127.0.0.1:443 inside ns: "hello PATH" as text/plain, 404 for
+// /missing…; it returns the HTTP/3 socket.
+func startHTTPSServers(t *testing.T, ns *testnet.Namespace, cert tls.Certificate) net.PacketConn {
+	t.Helper()
+	handler := nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		io.Copy(io.Discard, r.Body)
+		if strings.HasPrefix(r.URL.Path, "/missing") {
+			nethttp.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintf(w, "hello %s\n", r.URL.Path)
+	})
+	srvTLS := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	ln, err := ns.Listen("tcp", "127.0.0.1:443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &nethttp.Server{Handler: handler, TLSConfig: srvTLS}
+	go srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { srv.Close() })
+	uc, err := ns.ListenPacket("udp", "127.0.0.1:443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h3srv := &http3.Server{Handler: handler, TLSConfig: http3.ConfigureTLSConfig(srvTLS.Clone())}
+	go h3srv.Serve(uc)
+	t.Cleanup(func() { h3srv.Close() })
+
+	return uc
+}
+
+// TestChromiumHTTPSDecryption has Debian's headless Chromium load pages over
+// HTTP/2 and HTTP/3 (QUIC forced for the HTTP/3 origin) from local servers in
+// a namespace that has nothing but loopback, logging its secrets with
+// --ssl-key-log-file, and checks the analyzer decrypts the browser's
+// requests (HPACK and QPACK as Chromium encodes them) and agrees with tshark
+// on the HTTP/2 ones.
+func TestChromiumHTTPSDecryption(t *testing.T) {
+	testnet.Require(t, "tcpdump", "tshark")
+	bin := ""
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			bin = p
+		}
+	}
+	if bin == "" {
+		testenv.Missing(t, "chromium is not installed (scripts/provision.sh installs it)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	cert := testPKI(t, dir, []string{"browser.test", "quic.test"})
+	ns := testnet.New(t, "fbchrome")
+	startHTTPSServers(t, ns, cert)
+	pcap := filepath.Join(dir, "chromium.pcap")
+	capture := testnet.NewCapture(t, ns, "lo", pcap)
+	keyLog := filepath.Join(dir, "keys.log")
+	leaf := mustParse(t, cert.Certificate[0])
+	spki := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	browse := func(url string, extra ...string) {
+		t.Helper()
+		args := append([]string{"netns", "exec", ns.Name, bin, "--headless", "--no-sandbox", "--disable-gpu",
+			"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+			"--user-data-dir=" + t.TempDir(), "--ssl-key-log-file=" + keyLog,
+			// The test CA, for TLS and QUIC alike (QUIC ignores --ignore-certificate-errors).
+			"--ignore-certificate-errors-spki-list=" + base64.StdEncoding.EncodeToString(spki[:]),
+			"--host-resolver-rules=MAP * 127.0.0.1", "--user-agent=firstboot-chromium-test"}, extra...)
+		cmd := exec.CommandContext(ctx, "ip", append(args, "--dump-dom", url)...)
+		cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "hello ") {
+			t.Fatalf("chromium %s: %v\n%s", url, err, tail(string(out)))
+		}
+	}
+	browse("https://browser.test/page.html?q=1")
+	browse("https://quic.test/quic.html", "--enable-quic", "--origin-to-force-quic-on=quic.test:443")
+	capture.Complete(t)
+	keys, err := os.ReadFile(keyLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := analyzer.AnalyzeFile(ctx, pcap, analyzer.Options{TLSKeyLog: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(httpsRecords(a), "\n")
+	for _, want := range []string{
+		"2 GET browser.test /page.html?q=1 firstboot-chromium-test 200 text/plain",
+		"3 GET quic.test /quic.html firstboot-chromium-test 200 text/plain",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("decrypted requests lack %q:\n%s", want, got)
+		}
+	}
+	var ours []string
+	for _, g := range httpsRecords(a) {
+		if !strings.HasPrefix(g, "3 ") {
+			ours = append(ours, g)
+		}
+	}
+	if ts := tsharkHTTPS(t, pcap, "tls.keylog_file:"+keyLog); strings.Join(ts, "\n") != strings.Join(ours, "\n") {
+		t.Errorf("tshark decrypted:\n%s\nthe analyzer:\n%s", strings.Join(ts, "\n"), strings.Join(ours, "\n"))
+	}
+}
+
+func tail(s string) string {
+	if len(s) > 2000 {
+		return s[len(s)-2000:]
+	}
+	return s
 }
