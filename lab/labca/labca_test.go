@@ -154,3 +154,32 @@ func TestIntoDisk(t *testing.T) {
 		t.Errorf("no OpenSSL hash link:\n%s", ls)
 	}
 }
+
+// TestInstallInRoot installs into a root without update-ca-certificates
+// (the bundle is appended to) that has a Firefox policy of its own.
+func TestInstallInRoot(t *testing.T) {
+	ca, other := testCA(t), testCA(t)
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc/ssl/certs"), 0o755)
+	os.WriteFile(filepath.Join(root, BundlePath), other, 0o644)
+	os.MkdirAll(filepath.Join(root, "etc/firefox/policies"), 0o755)
+	os.WriteFile(filepath.Join(root, firefoxPolicies[0]), []byte(`{"policies":{"DisableTelemetry":true}}`), 0o644)
+	if err := InstallInRoot(context.Background(), root, ca); err != nil {
+		t.Fatal(err)
+	}
+	bundle, _ := os.ReadFile(filepath.Join(root, BundlePath))
+	checkTrusts(t, bundle, ca)
+	checkTrusts(t, bundle, other)
+	for _, p := range firefoxPolicies {
+		doc, err := os.ReadFile(filepath.Join(root, p))
+		if err != nil || !strings.Contains(string(doc), CertPath) {
+			t.Errorf("%s: %v %s", p, err, doc)
+		}
+	}
+	if doc, _ := os.ReadFile(filepath.Join(root, firefoxPolicies[0])); !strings.Contains(string(doc), "DisableTelemetry") {
+		t.Errorf("the image's own policy is gone: %s", doc)
+	}
+	if err := InstallInRoot(context.Background(), root, []byte("not a certificate")); err == nil {
+		t.Error("a non-PEM CA was installed")
+	}
+}
