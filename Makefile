@@ -1,5 +1,9 @@
-# firstboot — see README.md. Every target works on a machine set up by scripts/provision.sh.
+# firstboot — see README.md. `make demo` and `make test` first bring the
+# machine to what they need (scripts/provision.sh: quick when nothing is
+# missing); the other targets assume it.
 GO        ?= go
+# The machine image's Go, also under sudo (whose PATH lacks /usr/local/go/bin).
+export PATH := $(PATH):/usr/local/go/bin
 BIN       := bin/firstboot
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
@@ -15,10 +19,12 @@ build:
 	# not change with every commit.
 	CGO_ENABLED=0 $(GO) build -trimpath -buildvcs=false -ldflags "-s -w" -o bin/firstboot-guest ./cmd/firstboot-guest
 
-# The README's test command: lint, every test with the race detector (these include
-# the real-VM and real-client tests, so run as root after provisioning), then each
-# fuzz target briefly.
-test: lint unit fuzz
+# The README's test command: provisioning, lint, every test with the race
+# detector (these include the real-VM and real-client tests, so run as root),
+# then each fuzz target briefly. A sub-make, so the machine is ready before
+# anything starts, also under make -j.
+test: provision
+	@$(MAKE) --no-print-directory lint unit fuzz
 
 # Packages that drive the lab's one libvirtd run one at a time (-p 1) after the
 # others, so one package's lab teardown never pulls the daemon from another's.
@@ -43,16 +49,20 @@ pgo:
 	FIRSTBOOT_PROFILE_PCAP=$(BENCH_PCAP) $(GO) test -run '^$$' -bench CaptureWithOutputs \
 	  -benchtime 10x -cpu 1 -cpuprofile cmd/firstboot/default.pgo -o /dev/null ./analyzer
 
-demo: build
+# The main job on a fresh machine: provisioning, build, test guest, one run.
+demo: provision
+	@$(MAKE) --no-print-directory build
 	scripts/demo.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@# go.mod says which modules the code imports directly: keep it tidy.
+	@$(GO) mod tidy -diff || { echo "lint: go.mod/go.sum are not tidy (diff above): run go mod tidy" >&2; exit 1; }
 
 provision:
-	sudo scripts/provision.sh
+	@scripts/provision.sh
 
 clean:
 	rm -rf bin

@@ -215,13 +215,15 @@ func (e *engine) decoded(cp *capfile.Packet, p *decode.Packet, kind decode.Kind)
 		}
 		e.warn.FragmentsReassembled++
 	}
-	if p.BadL4Checksum {
-		switch p.Proto {
-		case decode.ProtoTCP:
-			e.warn.BadTCPChecksums++
-		case decode.ProtoUDP:
-			e.warn.BadUDPChecksums++
-		}
+	switch {
+	case p.BadL4Checksum && p.Proto == decode.ProtoTCP:
+		e.warn.BadTCPChecksums++
+	case p.BadL4Checksum && p.Proto == decode.ProtoUDP:
+		e.warn.BadUDPChecksums++
+	case p.OffloadL4Checksum && p.Proto == decode.ProtoTCP:
+		e.warn.OffloadTCPChecksums++
+	case p.OffloadL4Checksum && p.Proto == decode.ProtoUDP:
+		e.warn.OffloadUDPChecksums++
 	}
 	switch p.Proto {
 	case decode.ProtoTCP, decode.ProtoUDP, decode.ProtoICMP, decode.ProtoICMPv6:

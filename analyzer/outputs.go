@@ -463,9 +463,16 @@ func WriteTable(w io.Writer, a *schema.Analysis) error {
 	h := &a.Host
 	fmt.Fprintf(tw, "machine\t%s %s hostname=%q vendor=%q (by %s)\n", cmp0(h.IP), cmp0(h.MAC), h.DHCPHostname, h.DHCPVendorClass, h.Method)
 	if wn := s.Warnings; wn != nil {
-		fmt.Fprintf(tw, "warnings\tbad checksums ip/tcp/udp %d/%d/%d, truncated %d, time backwards %d, decode errors %d, parser errors %d, damage %d\n",
-			wn.BadIPChecksums, wn.BadTCPChecksums, wn.BadUDPChecksums, wn.TruncatedPackets, wn.TimestampsBackwards,
-			sum(wn.DecodeErrors), sum(wn.ParserErrors), len(wn.CaptureDamage))
+		// Warnings are for damaged or missing data only; what is normal in a
+		// clean capture (checksum offload, ARP) is a note.
+		problems := wn.Problems()
+		if len(problems) == 0 {
+			problems = []string{"none"}
+		}
+		fmt.Fprintf(tw, "warnings\t%s\n", strings.Join(problems, "; "))
+		if notes := wn.Notes(); len(notes) > 0 {
+			fmt.Fprintf(tw, "notes\t%s\n", strings.Join(notes, "; "))
+		}
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "DESTINATION\tORG\tPARTY\tCONNS\tUP\tDOWN\tPROTOCOLS\tFIRST SEEN")
@@ -481,14 +488,6 @@ func cmp0(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func sum(m map[string]int64) int64 {
-	var n int64
-	for _, v := range m {
-		n += v
-	}
-	return n
 }
 
 func joinComma(s []string) string {

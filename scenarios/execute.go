@@ -28,6 +28,8 @@ type Env struct {
 	Dir      string
 	Timeline *Timeline
 	Logger   *slog.Logger
+	// Progress, when set, follows the running step and action.
+	Progress *Progress
 
 	console       io.ReadWriteCloser
 	consoleOffset int64 // how far console_expect has read ConsoleLog
@@ -47,7 +49,8 @@ func (e *StepError) Unwrap() error { return e.Err }
 // step with a final screenshot and console tail; later steps do not run.
 func RunSteps(ctx context.Context, s *Scenario, env *Env) error {
 	defer env.closeConsole()
-	for _, st := range s.Steps {
+	for i, st := range s.Steps {
+		env.Progress.step(st.Name, i+1, len(s.Steps))
 		start := env.Timeline.now()
 		env.mark(fmt.Sprintf("firstboot step %q start %s", st.Name, start.Format(time.RFC3339Nano)))
 		env.log().Info("step", "name", st.Name)
@@ -82,6 +85,7 @@ func (env *Env) mark(text string) {
 func (env *Env) runStep(ctx context.Context, st Step) error {
 	for i := range st.Actions {
 		a := &st.Actions[i]
+		env.Progress.action(a.Describe())
 		start := env.Timeline.now()
 		var arts []string
 		var err error

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +63,9 @@ func realClientHello(t *testing.T, serverName string) []byte {
 
 func TestLiveDecoderFeedsWaits(t *testing.T) {
 	w := NewTrafficWatch()
+	var p Progress
+	var names []string
+	w.OnNewName = func(name string, at time.Time) { names = append(names, name); p.newName(name, at) }
 	d := NewLiveDecoder(w)
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	server := net.IP{10, 77, 0, 1}
@@ -76,6 +80,16 @@ func TestLiveDecoderFeedsWaits(t *testing.T) {
 	d.Packet(frame(t, net.IP{192, 0, 2, 9}, &layers.TCP{SrcPort: 40001, DstPort: 443, ACK: true, PSH: true, Seq: 1, Window: 64240}, realClientHello(t, "updates.firstboot.test")), t0.Add(2*time.Second))
 	d.Packet(frame(t, server, &layers.TCP{SrcPort: 40002, DstPort: 80, ACK: true, PSH: true, Seq: 1, Window: 64240},
 		[]byte("GET /generate_204 HTTP/1.1\r\nHost: Connectivity.firstboot.test\r\nUser-Agent: t\r\n\r\n")), t0.Add(3*time.Second))
+
+	// The same query again is no new name.
+	d.Packet(frame(t, server, &layers.UDP{SrcPort: 40003, DstPort: 53}, query), t0.Add(4*time.Second))
+	// Each name is new once, in the order seen; the progress shows the last.
+	if got := strings.Join(names, " "); got != "telemetry.example.com updates.firstboot.test connectivity.firstboot.test" {
+		t.Errorf("new names %q", got)
+	}
+	if s := p.Snapshot(); s.LastNew != "connectivity.firstboot.test" || !s.LastNewAt.Equal(t0.Add(3*time.Second)) {
+		t.Errorf("progress shows %q at %s as the last new name", s.LastNew, s.LastNewAt)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()

@@ -41,6 +41,8 @@ type RunConfig struct {
 	// Version is firstboot's version, recorded in the manifest and the pcapng.
 	Version string
 	Logger  *slog.Logger
+	// Progress, when set, follows the run for a live display.
+	Progress *Progress
 }
 
 // Run is one finished (or interrupted) run.
@@ -96,6 +98,7 @@ func Execute(ctx context.Context, cfg RunConfig) (*Run, error) {
 	}
 	log := slog.New(slog.NewMultiHandler(handlers...)).With("run", id)
 
+	cfg.Progress.started(now())
 	r := &runner{cfg: cfg, s: s, dir: dir, log: log, now: now}
 	r.m = &manifest.Manifest{
 		RunID:  id,
@@ -164,10 +167,18 @@ func (r *runner) setupSteps() []SetupStep {
 	if r.s.Network.Mode == "simulated" {
 		steps = append(steps, SetupStep{Name: "responders", Run: r.respondersUp, Cleanup: r.respondersDown})
 	}
-	return append(steps,
+	steps = append(steps,
 		SetupStep{Name: "machine", Run: r.machineUp, Cleanup: r.machineDown},
 		SetupStep{Name: "capture", Run: r.captureUp, Cleanup: r.captureDown},
 	)
+	for i := range steps {
+		run, what := steps[i].Run, "setting up "+steps[i].Name
+		steps[i].Run = func(ctx context.Context) error {
+			r.cfg.Progress.phase(what)
+			return run(ctx)
+		}
+	}
+	return steps
 }
 
 // resolveImage finds the files to boot and records their hashes.
@@ -465,6 +476,7 @@ func (r *runner) captureUp(ctx context.Context) error {
 		return err
 	}
 	r.watch = NewTrafficWatch()
+	r.watch.OnNewName = r.cfg.Progress.newName
 	live := NewLiveDecoder(r.watch)
 	path := filepath.Join(r.dir, "capture.pcapng")
 	c, err := capture.Start(ctx, capture.Config{
@@ -473,7 +485,10 @@ func (r *runner) captureUp(ctx context.Context) error {
 		Path:           path,
 		InterfaceName:  r.machine.Name(),
 		SectionComment: fmt.Sprintf("firstboot %s run %s scenario %s machine %s", r.cfg.Version, r.m.RunID, r.s.Name, r.machine.Name()),
-		OnPacket:       live.Packet,
+		OnPacket: func(data []byte, at time.Time) {
+			r.cfg.Progress.packet(len(data))
+			live.Packet(data, at)
+		},
 	})
 	if err != nil {
 		return err
@@ -537,6 +552,12 @@ func (r *runner) body(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeoutCause(ctx, window, fmt.Errorf("%w (%s)", errWindowEnded, window))
 	defer cancel()
+	r.cfg.Progress.window(r.now().Add(window))
+	// The cleanups that follow the body take everything down; the window is over.
+	defer func() {
+		r.cfg.Progress.window(time.Time{})
+		r.cfg.Progress.phase("tearing down")
+	}()
 	// A lost libvirtd ends the run: no lifecycle event would ever come.
 	ctx, cancelLost := context.WithCancelCause(ctx)
 	defer cancelLost(nil)
@@ -555,9 +576,11 @@ func (r *runner) body(ctx context.Context) error {
 		Dir:      r.dir,
 		Timeline: r.tl,
 		Logger:   r.log,
+		Progress: r.cfg.Progress,
 	}
 	err := RunSteps(ctx, r.s, env)
 	if err == nil {
+		r.cfg.Progress.phase("steps done; capturing until the machine stops or the window ends")
 		r.log.Info("steps done; capturing until the machine stops or the window ends")
 		select {
 		case <-r.machine.Stopped():

@@ -23,8 +23,12 @@ const (
 type TrafficWatch struct {
 	mu       sync.Mutex
 	seen     []trafficEvent
+	names    map[string]bool // names (dns, sni, host) seen so far
 	lastConn time.Time
 	changed  chan struct{}
+	// OnNewName, when set, hears of each name (DNS query, SNI, HTTP Host)
+	// the first time it is seen. Set it before the capture starts.
+	OnNewName func(name string, at time.Time)
 }
 
 type trafficEvent struct {
@@ -34,19 +38,27 @@ type trafficEvent struct {
 
 // NewTrafficWatch returns an empty watch.
 func NewTrafficWatch() *TrafficWatch {
-	return &TrafficWatch{changed: make(chan struct{})}
+	return &TrafficWatch{changed: make(chan struct{}), names: map[string]bool{}}
 }
 
 // Observe records one event; at is the packet's capture timestamp.
 func (w *TrafficWatch) Observe(kind, value string, at time.Time) {
+	value = strings.ToLower(value)
 	w.mu.Lock()
-	w.seen = append(w.seen, trafficEvent{kind, strings.ToLower(value), at})
+	w.seen = append(w.seen, trafficEvent{kind, value, at})
 	if kind == TrafficConn && at.After(w.lastConn) {
 		w.lastConn = at
+	}
+	isNew := kind != TrafficConn && !w.names[value]
+	if isNew {
+		w.names[value] = true
 	}
 	close(w.changed)
 	w.changed = make(chan struct{})
 	w.mu.Unlock()
+	if isNew && w.OnNewName != nil {
+		w.OnNewName(value, at)
+	}
 }
 
 // WaitFor blocks until, for every non-empty pattern of args, an event of that

@@ -2,8 +2,8 @@
 # The main job on a fresh machine: build the test guest when it is missing,
 # run scenarios/testguest.yaml in the lab (an isolated network namespace with
 # firstboot's simulated internet; nothing leaves the machine), and show what
-# the guest said, step by step. Called by `make demo` after `make build`; run
-# as root after scripts/provision.sh.
+# the guest said, step by step. Called by `make demo` after provisioning and
+# `make build`; runs as root.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,9 +29,11 @@ if [ -z "$run" ]; then
   exit "$status"
 fi
 echo
-"$bin" analyze "$run" --format table
+"$bin" show "$run"
 echo
-echo "demo: everything is in $run:"
-ls -1 "$run" | sed 's/^/  /'
-echo "demo: open $run/report.html in a browser; report.md is the same as Markdown."
+echo "demo: open these (all in $run/):"
+echo "  report.html     the report: timeline, per-step tables, expectations (a browser)"
+echo "  capture.pcapng  every packet from power-on, in Wireshark; step starts and ends are packet comments"
+echo "  *.log           Zeek-style logs: conn, dns, ssl, http, ntp, dhcp, fingerprint"
+echo "demo: a real OS next: bin/firstboot image build debian-12 (about 8 minutes), then bin/firstboot run scenarios/debian-12.yaml"
 exit "$status"

@@ -1,13 +1,10 @@
 #!/usr/bin/env bash
-# Installs everything firstboot needs on a fresh Debian 12 (bookworm) machine.
-# Used by the README's set-up, by .ci/run and by the Vagrantfile: one script, so a
-# green CI means a new user's machine works too. Idempotent; run as root.
+# Brings a Debian 12 (bookworm) machine to what firstboot needs. `make demo`
+# and `make test` run it first, .ci/run and the Vagrantfile too: one script,
+# so a green CI means a new user's machine works. Idempotent, and quick when
+# nothing is missing: it checks first (no apt, nothing written) and needs root
+# only when something must be installed or set up.
 set -euo pipefail
-
-if [ "$(id -u)" != 0 ]; then
-  echo "provision.sh: run as root (sudo scripts/provision.sh)" >&2
-  exit 1
-fi
 
 export DEBIAN_FRONTEND=noninteractive
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,41 +28,82 @@ pkgs=(
   busybox-static cpio xz-utils zstd debootstrap binutils
 )
 
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  # tshark asks whether non-root users may capture; answer it up front.
-  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
-
-# What libvirt-daemon-system would have done (we avoid it: it drags in systemd
-# upgrades and the NAT 'default' network).
-mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/run/libvirt
-getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
-getent passwd libvirt-qemu >/dev/null || useradd --system -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
-getent group libvirt >/dev/null || groupadd --system libvirt
 qemu_conf=/etc/libvirt/qemu.conf
-if [ -f "$qemu_conf" ] && ! grep -q '^# firstboot' "$qemu_conf"; then
-  cat >>"$qemu_conf" <<'CONF'
+nat_autostart=/etc/libvirt/qemu/networks/autostart/default.xml
+
+# missing_packages prints the packages of pkgs that are not installed (one
+# dpkg-query for all of them).
+missing_packages() {
+  local installed
+  # dpkg-query fails when one is unknown: the others are still listed.
+  installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "${pkgs[@]}" 2>/dev/null | awk '$2 == "installed" {print $1}' || true)
+  for p in "${pkgs[@]}"; do
+    grep -qxF "$p" <<<"$installed" || echo "$p"
+  done
+}
+
+# libvirt_ready says whether what libvirt-daemon-system would have done is
+# done (we avoid that package: it drags in systemd upgrades and the NAT
+# 'default' network).
+libvirt_ready() {
+  [ -d /var/log/libvirt/qemu ] && [ -d /var/lib/libvirt/qemu ] && [ -d /var/run/libvirt ] &&
+    getent group libvirt-qemu >/dev/null && getent passwd libvirt-qemu >/dev/null &&
+    getent group libvirt >/dev/null &&
+    { [ ! -f "$qemu_conf" ] || grep -q '^# firstboot' "$qemu_conf"; } &&
+    [ ! -e "$nat_autostart" ]
+}
+
+setup_libvirt() {
+  mkdir -p /var/log/libvirt/qemu /var/lib/libvirt/qemu /var/run/libvirt
+  getent group libvirt-qemu >/dev/null || groupadd --system libvirt-qemu
+  getent passwd libvirt-qemu >/dev/null || useradd --system -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+  getent group libvirt >/dev/null || groupadd --system libvirt
+  if [ -f "$qemu_conf" ] && ! grep -q '^# firstboot' "$qemu_conf"; then
+    cat >>"$qemu_conf" <<'CONF'
 # firstboot: QEMU runs as root so it can read images anywhere and use the lab's taps.
 user = "root"
 group = "root"
 dynamic_ownership = 0
 CONF
-fi
-# Never let the NAT 'default' network start (network rule: nothing leaves the machine).
-rm -f /etc/libvirt/qemu/networks/autostart/default.xml
-
-# Go toolchain: the machine image ships one; say so clearly when it does not.
-if ! command -v go >/dev/null 2>&1; then
-  if [ -x /usr/local/go/bin/go ]; then export PATH=$PATH:/usr/local/go/bin; else
-    apt-get install -y -qq --no-install-recommends golang-go
   fi
-fi
-(cd "$repo" && go mod download)
+  # Never let the NAT 'default' network start (network rule: nothing leaves the machine).
+  rm -f "$nat_autostart"
+}
 
-echo "provision.sh: done"
+mapfile -t missing < <(missing_packages)
+if [ ${#missing[@]} -gt 0 ] || ! libvirt_ready; then
+  if [ "$(id -u)" != 0 ]; then
+    {
+      echo "provision.sh: this machine lacks what firstboot needs:"
+      [ ${#missing[@]} -eq 0 ] || echo "  Debian packages: ${missing[*]}"
+      libvirt_ready || echo "  libvirt's set-up without systemd (users, directories, $qemu_conf)"
+      echo "Installing needs root: run the same command as root (sudo make demo, sudo make test or sudo scripts/provision.sh)."
+    } >&2
+    exit 1
+  fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "provision.sh: installing ${missing[*]}"
+    # tshark asks whether non-root users may capture; answer it up front.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+  setup_libvirt
+fi
+
+# Go: the machine image ships it in /usr/local/go (sudo's PATH may not have it).
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  export PATH=$PATH:/usr/local/go/bin
+fi
+want=$(awk '$1 == "go" {print $2; exit}' "$repo/go.mod")
+if ! command -v go >/dev/null 2>&1; then
+  echo "provision.sh: Go $want or newer is needed (go.mod) and none is installed: install it in /usr/local/go (Debian 12's golang-go is 1.19, too old)" >&2
+  exit 1
+fi
+# Modules: nothing is fetched when the module cache has them all.
+if ! (cd "$repo" && go mod download); then
+  echo "provision.sh: could not download the Go modules with $(go version) (go.mod wants Go $want or newer and the Go module proxy)" >&2
+  exit 1
+fi
+
+echo "provision.sh: machine ready"

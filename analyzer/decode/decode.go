@@ -152,6 +152,12 @@ type Packet struct {
 	// BadIPChecksum and BadL4Checksum report failed checksum verification.
 	BadIPChecksum bool
 	BadL4Checksum bool
+	// OffloadL4Checksum reports a TCP/UDP checksum left to the sender's NIC
+	// (checksum offload): the field holds only the pseudo-header sum, as the
+	// sender's stack puts it there for the NIC to finish, because the capture
+	// saw the packet before any NIC did (a VM's tap, the sending host itself).
+	// It is no damage, but the payload is unverified. BadL4Checksum is then false.
+	OffloadL4Checksum bool
 }
 
 // Decode decodes a frame of the given link type into p (which it resets).
@@ -428,7 +434,7 @@ func decodeL4(b []byte, n int, p *Packet) Kind {
 			p.Payload = b[doff:]
 		}
 		if full && p.IPVersion != 0 && l4Checksum(p, b) != 0 {
-			p.BadL4Checksum = true
+			p.checksumFailed(b, 16)
 		}
 	case ProtoUDP:
 		if len(b) < 8 {
@@ -450,7 +456,7 @@ func decodeL4(b []byte, n int, p *Packet) Kind {
 		}
 		ck := binary.BigEndian.Uint16(b[6:])
 		if full && !(ck == 0 && p.IPVersion == 4) && l4Checksum(p, b) != 0 {
-			p.BadL4Checksum = true
+			p.checksumFailed(b, 6)
 		}
 	case ProtoICMP, ProtoICMPv6:
 		if len(b) < 4 {
@@ -470,6 +476,12 @@ func decodeL4(b []byte, n int, p *Packet) Kind {
 }
 
 func l4Checksum(p *Packet, seg []byte) uint16 {
+	return Checksum(seg, p.pseudoHeader(len(seg)))
+}
+
+// pseudoHeader returns the unfolded sum of the TCP/UDP pseudo-header for a
+// segment of n bytes.
+func (p *Packet) pseudoHeader(n int) uint64 {
 	var sum uint64
 	if p.IPVersion == 4 {
 		sum = uint64(binary.BigEndian.Uint32(p.Src[:4])) + uint64(binary.BigEndian.Uint32(p.Dst[:4]))
@@ -478,8 +490,48 @@ func l4Checksum(p *Packet, seg []byte) uint16 {
 			sum += uint64(binary.BigEndian.Uint32(p.Src[i:])) + uint64(binary.BigEndian.Uint32(p.Dst[i:]))
 		}
 	}
-	sum += uint64(p.Proto) + uint64(len(seg))
-	return Checksum(seg, sum)
+	return sum + uint64(p.Proto) + uint64(n)
+}
+
+// checksumFailed classifies a TCP/UDP checksum that did not verify (the
+// field at ckOff in seg): left to offload when the field holds exactly the
+// folded pseudo-header sum, which is what Linux (CHECKSUM_PARTIAL), Windows
+// and macOS stacks put there for the NIC; damaged otherwise. Only failed
+// checksums come here, so a correct capture pays nothing for it.
+func (p *Packet) checksumFailed(seg []byte, ckOff int) {
+	if sameSum(binary.BigEndian.Uint16(seg[ckOff:]), fold(p.pseudoHeader(len(seg)))) {
+		p.OffloadL4Checksum = true
+		return
+	}
+	p.BadL4Checksum = true
+}
+
+// PseudoHeaderSum returns the folded (uncomplemented) sum of a TCP/UDP
+// pseudo-header: src and dst addresses (4 or 16 bytes each), protocol and
+// segment length. A sender leaving the checksum to its NIC puts this in the
+// checksum field.
+func PseudoHeaderSum(src, dst []byte, proto uint8, length int) uint16 {
+	sum := uint64(proto) + uint64(length)
+	for _, a := range [][]byte{src, dst} {
+		for i := 0; i+1 < len(a); i += 2 {
+			sum += uint64(binary.BigEndian.Uint16(a[i:]))
+		}
+	}
+	return fold(sum)
+}
+
+// fold folds a ones' complement sum to 16 bits with end-around carries.
+func fold(sum uint64) uint16 {
+	for sum>>16 != 0 {
+		sum = sum>>16 + sum&0xffff
+	}
+	return uint16(sum)
+}
+
+// sameSum reports whether two 16-bit ones' complement values are equal:
+// 0x0000 and 0xffff are both zero.
+func sameSum(a, b uint16) bool {
+	return a == b || a == 0 && b == 0xffff || a == 0xffff && b == 0
 }
 
 // ICMPError reports whether an ICMP (proto ProtoICMP) or ICMPv6 message of

@@ -49,6 +49,84 @@ func TestChecksum(t *testing.T) {
 	}
 }
 
+// TestChecksumOffload: a TCP or UDP checksum field holding the pseudo-header
+// sum (what a stack leaving the checksum to its NIC writes there) is told
+// apart from damage, over IPv4 and IPv6; any other wrong value is damage.
+func TestChecksumOffload(t *testing.T) {
+	v4 := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, SrcIP: net.IP{10, 77, 1, 103}, DstIP: net.IP{198, 18, 31, 86}}
+	v6 := &layers.IPv6{Version: 6, HopLimit: 64, SrcIP: net.ParseIP("2001:db8::1"), DstIP: net.ParseIP("2001:db8::2")}
+	payload := gopacket.Payload("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+	for _, tc := range []struct {
+		name  string
+		ip    gopacket.NetworkLayer
+		proto layers.IPProtocol
+		ckOff int
+	}{
+		{"tcp4", v4, layers.IPProtocolTCP, 16},
+		{"udp4", v4, layers.IPProtocolUDP, 6},
+		{"tcp6", v6, layers.IPProtocolTCP, 16},
+		{"udp6", v6, layers.IPProtocolUDP, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var l4 gopacket.SerializableLayer
+			switch tc.proto {
+			case layers.IPProtocolTCP:
+				tcp := &layers.TCP{SrcPort: 40000, DstPort: 80, Seq: 1, ACK: true, PSH: true, Window: 500}
+				tcp.SetNetworkLayerForChecksum(tc.ip)
+				l4 = tcp
+			default:
+				udp := &layers.UDP{SrcPort: 40000, DstPort: 53}
+				udp.SetNetworkLayerForChecksum(tc.ip)
+				l4 = udp
+			}
+			hdrLen := 20
+			var src, dst net.IP
+			switch ip := tc.ip.(type) {
+			case *layers.IPv4:
+				ip.Protocol = tc.proto
+				src, dst = ip.SrcIP.To4(), ip.DstIP.To4()
+			case *layers.IPv6:
+				ip.NextHeader = tc.proto
+				hdrLen, src, dst = 40, ip.SrcIP, ip.DstIP
+			}
+			b := serialize(t, tc.ip.(gopacket.SerializableLayer), l4, payload)
+			seg := b[hdrLen:]
+			decodeOne := func() Packet {
+				var p Packet
+				if k := DecodeIP(b, &p); k != OK {
+					t.Fatalf("decode: %s", k)
+				}
+				return p
+			}
+			if p := decodeOne(); p.BadL4Checksum || p.OffloadL4Checksum {
+				t.Fatalf("a correct checksum is flagged: bad %v offload %v", p.BadL4Checksum, p.OffloadL4Checksum)
+			}
+			// The pseudo-header sum, added up here byte pair by byte pair.
+			var sum uint32
+			for _, a := range [][]byte{src, dst} {
+				for i := 0; i < len(a); i += 2 {
+					sum += uint32(a[i])<<8 | uint32(a[i+1])
+				}
+			}
+			sum += uint32(tc.proto) + uint32(len(seg))
+			for sum > 0xffff {
+				sum = sum&0xffff + sum>>16
+			}
+			if got := PseudoHeaderSum(src, dst, uint8(tc.proto), len(seg)); got != uint16(sum) {
+				t.Errorf("PseudoHeaderSum = %#04x, want %#04x", got, sum)
+			}
+			binary.BigEndian.PutUint16(seg[tc.ckOff:], uint16(sum))
+			if p := decodeOne(); p.BadL4Checksum || !p.OffloadL4Checksum {
+				t.Errorf("pseudo-header sum in the field: bad %v offload %v, want offload", p.BadL4Checksum, p.OffloadL4Checksum)
+			}
+			binary.BigEndian.PutUint16(seg[tc.ckOff:], uint16(sum)+1)
+			if p := decodeOne(); !p.BadL4Checksum || p.OffloadL4Checksum {
+				t.Errorf("a wrong field: bad %v offload %v, want bad", p.BadL4Checksum, p.OffloadL4Checksum)
+			}
+		})
+	}
+}
+
 func TestLinkTypes(t *testing.T) {
 	ipb := tcp4(t, []byte("hello"))
 	mac := []byte{2, 0, 0, 0, 0, 1}

@@ -12,8 +12,9 @@ var version = "dev"
 
 // app carries what every command needs; it is built once per invocation.
 type app struct {
-	cfg    Config
-	logger *slog.Logger
+	cfg      Config
+	logger   *slog.Logger
+	logLevel slog.Level // logger's, for a logger on another writer
 }
 
 func newRootCmd() *cobra.Command {
@@ -36,6 +37,7 @@ func newRootCmd() *cobra.Command {
 				return usageError{err}
 			}
 			a.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			a.logLevel = level
 			return nil
 		},
 	}
@@ -64,6 +66,8 @@ func newRootCmd() *cobra.Command {
 		newDiffCmd(a),
 		newDatasetCmd(a),
 		newPublishCmd(a),
+		newRunsCmd(a),
+		newShowCmd(a),
 	)
 	return root
 }

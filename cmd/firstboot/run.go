@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -27,7 +29,11 @@ runs the scenario's steps. Everything goes to runs/<run-id>/: manifest.json, cap
 console.log, responders.jsonl, firstboot.log, then analysis.json and the logs.
 
 Whatever happens (a failed step, Ctrl-C, a crashed guest) the capture so far is kept and the
-manifest says why the run is incomplete; everything the run brought up is torn down.`,
+manifest says why the run is incomplete; everything the run brought up is torn down.
+
+On a terminal, a status line under the log shows the current step and action, the time
+since the start, the packets and bytes captured, the last new name the machine used and
+the time left in the capture window; elsewhere the same goes to the log once a minute.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := scenarios.Load(args[0])
@@ -43,12 +49,28 @@ manifest says why the run is incomplete; everything the run brought up is torn d
 					LibvirtURI: a.cfg.LibvirtURI,
 					Accel:      a.cfg.Accel,
 				},
-				Window:  time.Duration(minutes * float64(time.Minute)),
-				Version: version,
-				Logger:  a.logger,
+				Window:   time.Duration(minutes * float64(time.Minute)),
+				Version:  version,
+				Logger:   a.logger,
+				Progress: &scenarios.Progress{},
+			}
+			// The live status shares the terminal with the log: log lines go
+			// through it so they scroll above it.
+			line, every := newStatusLine(os.Stderr), statusLogged
+			if line != nil {
+				cfg.Logger = slog.New(slog.NewTextHandler(line, &slog.HandlerOptions{Level: a.logLevel}))
+				every = statusRedraw
 			}
 			ctx := cmd.Context()
+			sctx, stopStatus := context.WithCancel(ctx)
+			shown := make(chan struct{})
+			go func() {
+				defer close(shown)
+				showProgress(sctx, cfg.Progress, line, cfg.Logger, every)
+			}()
 			run, runErr := scenarios.Execute(ctx, cfg)
+			stopStatus()
+			<-shown
 			if run == nil {
 				return runErr
 			}

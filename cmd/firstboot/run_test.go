@@ -128,6 +128,10 @@ func TestRunTestGuest(t *testing.T) {
 		if r.code != 0 {
 			t.Errorf("run %d: exit %d\n%s", i, r.code, r.out)
 		}
+		// Not a terminal: plain log lines, no live status drawn in place.
+		if strings.ContainsAny(r.out, "\r\x1b") {
+			t.Errorf("run %d wrote terminal control characters to a pipe:\n%q", i, r.out)
+		}
 	}
 	if t.Failed() {
 		e.logDaemonLogs(t)
@@ -294,6 +298,11 @@ func checkRunDir(t *testing.T, dir string) *manifest.Manifest {
 	data, err := os.ReadFile(filepath.Join(dir, "analysis.json"))
 	if err != nil || json.Unmarshal(data, &a) != nil {
 		t.Fatalf("analysis.json unreadable: %v", err)
+	}
+	// A clean lab capture shows no warning; the checksums that do not verify
+	// were left to offload (the capture is on the guest's tap, before any NIC).
+	if w := a.Summary.Warnings; w == nil || len(w.Problems()) != 0 || w.OffloadTCPChecksums == 0 || w.OffloadUDPChecksums == 0 {
+		t.Errorf("warnings of a clean lab capture: %+v (problems %q)", w, w.Problems())
 	}
 	if a.Host.MAC != m.Machine.MAC || a.Host.DHCPHostname != "firstboot-testguest" {
 		t.Errorf("studied machine = %s %q, want %s firstboot-testguest", a.Host.MAC, a.Host.DHCPHostname, m.Machine.MAC)

@@ -54,7 +54,9 @@ func (l *Lab) resolveAccel(ctx context.Context, spec lab.MachineSpec) (string, e
 // stock kernel booted under KVM must print its banner on the serial console
 // within kvmProbeWindow (on some hosts /dev/kvm exists but only runs
 // specially built kernels). Without a kernel to try, it falls back to TCG.
-// The result is cached for the Lab's lifetime.
+// The answer belongs to the host, not to a guest image: it is kept in
+// StateDir/accel.json under a key of what decides it (see hostKey), so any
+// later run on the same host, of any image, reuses it.
 func (l *Lab) ProbeKVM(ctx context.Context, kernel string) (AccelResult, error) {
 	l.mu.Lock()
 	if l.kvm != nil {
@@ -63,7 +65,7 @@ func (l *Lab) ProbeKVM(ctx context.Context, kernel string) (AccelResult, error) 
 		return r, nil
 	}
 	l.mu.Unlock()
-	key := probeKey(kernel)
+	key := hostKey()
 	if r, ok := l.loadProbe(key); ok {
 		l.mu.Lock()
 		l.kvm = &accelProbe{r}
@@ -71,12 +73,14 @@ func (l *Lab) ProbeKVM(ctx context.Context, kernel string) (AccelResult, error) 
 		return r, nil
 	}
 	start := time.Now()
-	r, err := l.probeKVM(ctx, kernel)
+	r, decided, err := l.probeKVM(ctx, kernel)
 	if err != nil {
 		return r, err
 	}
 	r.Took = time.Since(start)
-	l.saveProbe(key, r)
+	if decided {
+		l.saveProbe(key, r)
+	}
 	l.log.Info("lab: accelerator", "accel", r.Accel, "reason", r.Reason, "probe", r.Took.Round(time.Millisecond))
 	l.mu.Lock()
 	l.kvm = &accelProbe{r}
@@ -84,27 +88,29 @@ func (l *Lab) ProbeKVM(ctx context.Context, kernel string) (AccelResult, error) 
 	return r, nil
 }
 
-func (l *Lab) probeKVM(ctx context.Context, kernel string) (AccelResult, error) {
+// probeKVM runs the probe; decided is false when the host was not really
+// asked (no kernel to boot), so the answer must not be kept.
+func (l *Lab) probeKVM(ctx context.Context, kernel string) (r AccelResult, decided bool, err error) {
 	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
 	if err != nil {
-		return AccelResult{Accel: "tcg", Reason: "/dev/kvm not usable: " + err.Error()}, nil
+		return AccelResult{Accel: "tcg", Reason: "/dev/kvm not usable: " + err.Error()}, true, nil
 	}
 	f.Close()
 	if kernel == "" {
-		return AccelResult{Accel: "tcg", Reason: "/dev/kvm present but no kernel to probe it with (build the test guest: firstboot image build)"}, nil
+		return AccelResult{Accel: "tcg", Reason: "/dev/kvm present but no kernel to probe it with (build the test guest: firstboot image build)"}, false, nil
 	}
 	printed, err := l.bootsBanner(ctx, kernel, "kvm", kvmProbeWindow)
 	if err != nil {
 		var se startError
 		if errors.As(err, &se) {
-			return AccelResult{Accel: "tcg", Reason: "KVM domain did not start: " + se.Error()}, nil
+			return AccelResult{Accel: "tcg", Reason: "KVM domain did not start: " + se.Error()}, true, nil
 		}
-		return AccelResult{}, err
+		return AccelResult{}, false, err
 	}
 	if printed {
-		return AccelResult{Accel: "kvm", Reason: "a kernel booted under KVM printed its banner"}, nil
+		return AccelResult{Accel: "kvm", Reason: "a kernel booted under KVM printed its banner"}, true, nil
 	}
-	return AccelResult{Accel: "tcg", Reason: fmt.Sprintf("/dev/kvm present but a kernel under KVM printed nothing in %s (paravirtual or broken KVM)", kvmProbeWindow)}, nil
+	return AccelResult{Accel: "tcg", Reason: fmt.Sprintf("/dev/kvm present but a kernel under KVM printed nothing in %s (paravirtual or broken KVM)", kvmProbeWindow)}, true, nil
 }
 
 // startError marks a probe domain that libvirt or QEMU refused to start.
@@ -163,23 +169,10 @@ func (l *Lab) bootsBanner(ctx context.Context, kernel, accel string, window time
 }
 
 // The probe costs a boot (~15 s when KVM does not work), so its result is
-// kept in StateDir/accel.json for as long as the host has not rebooted and
-// the probe kernel and /dev/kvm are the same.
+// kept in StateDir/accel.json for as long as what decides it is the same.
 type probeRecord struct {
 	Key    string      `json:"key"`
 	Result AccelResult `json:"result"`
-}
-
-func probeKey(kernel string) string {
-	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	key := "boot=" + string(bytes.TrimSpace(boot))
-	if fi, err := os.Stat("/dev/kvm"); err == nil {
-		key += fmt.Sprintf(" kvm=%v", fi.ModTime().UnixNano())
-	}
-	if fi, err := os.Stat(kernel); err == nil && kernel != "" {
-		key += fmt.Sprintf(" kernel=%s:%d:%d", kernel, fi.Size(), fi.ModTime().UnixNano())
-	}
-	return key
 }
 
 func (l *Lab) probeCachePath() string {

@@ -25,7 +25,8 @@ import (
 //
 // Every rewrite in a packet keeps its length; checksums are updated
 // incrementally (RFC 1624), so a checksum that was right stays right and one
-// that was wrong (NIC offload) stays wrong by the same amount.
+// that was wrong stays wrong by the same amount; one left to NIC offload
+// (the pseudo-header sum) becomes the new addresses' pseudo-header sum.
 type anonymizer struct {
 	keepSecrets bool // copy Decryption Secrets Blocks (Options.KeepTLSSecrets)
 	subnet      netip.Prefix
@@ -432,6 +433,20 @@ func (an *anonymizer) transport(proto byte, oldAddrs, newAddrs, seg []byte) {
 	ck := binary.BigEndian.Uint16(seg[ckOff:])
 	if proto == 17 && ck == 0 && len(oldAddrs) == 8 {
 		return // IPv4 UDP without a checksum
+	}
+	if proto == 6 || proto == 17 {
+		// A checksum left to the sender's NIC holds the pseudo-header sum
+		// only: it stays that, for the new addresses, so the analysis of the
+		// bundle tells it from damage as it did for the run.
+		orig := old
+		if orig == nil {
+			orig = seg
+		}
+		n := len(oldAddrs) / 2
+		if pseudo := decode.PseudoHeaderSum(oldAddrs[:n], oldAddrs[n:], proto, len(seg)); ck == pseudo && decode.Checksum(orig, uint64(pseudo)) != 0 {
+			putCsum(seg[ckOff:], decode.PseudoHeaderSum(newAddrs[:n], newAddrs[n:], proto, len(seg)))
+			return
+		}
 	}
 	var oldSum, newSum uint32
 	if old != nil {

@@ -1,6 +1,7 @@
 package dataset
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/firstboot/firstboot/analyzer"
 )
 
 // TestAnonymizeIPv6 checks the MAC-derived IPv6 identifiers: the EUI-64
@@ -100,5 +103,37 @@ func TestAnonymizeMetadataBlocks(t *testing.T) {
 	}
 	if got := tshark(t, "-r", out, "-T", "fields", "-e", "frame.comment", "-e", "eth.src"); len(got) != 1 || got[0] != "step boot begins on host000000\t02:00:00:00:00:01" {
 		t.Errorf("tshark: %q", got)
+	}
+}
+
+// TestAnonymizeKeepsChecksumOffload: in a real lab capture every TCP/UDP
+// checksum was left to NIC offload; after anonymisation the analysis still
+// counts them all as offload and none as damage.
+func TestAnonymizeKeepsChecksumOffload(t *testing.T) {
+	const lab = "../../analyzer/crosscheck/testdata/testguest-tap.pcapng"
+	before, err := analyzer.AnalyzeFile(context.Background(), lab, analyzer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	an, err := newAnonymizer(identifiers{MachineMAC: "52:54:00:23:38:fa", MachineIP: "10.77.1.103", Gateway: "10.77.1.1",
+		Subnet: "10.77.1.0/24", Hostname: "firstboot-testguest"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "anon.pcapng")
+	if _, err := an.anonymizeCapture(lab, out); err != nil {
+		t.Fatal(err)
+	}
+	after, err := analyzer.AnalyzeFile(context.Background(), out, analyzer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bw, aw := before.Summary.Warnings, after.Summary.Warnings
+	if bw.OffloadTCPChecksums+bw.OffloadUDPChecksums == 0 {
+		t.Fatal("the lab capture has no offloaded checksums: not the capture this test is about")
+	}
+	if aw.OffloadTCPChecksums != bw.OffloadTCPChecksums || aw.OffloadUDPChecksums != bw.OffloadUDPChecksums || len(aw.Problems()) != 0 {
+		t.Errorf("after anonymisation: offload tcp/udp %d/%d (before %d/%d), problems %q",
+			aw.OffloadTCPChecksums, aw.OffloadUDPChecksums, bw.OffloadTCPChecksums, bw.OffloadUDPChecksums, aw.Problems())
 	}
 }

@@ -65,8 +65,8 @@ func fixtureAnalysis() *schema.Analysis {
 		}
 		return d
 	}
-	dhcp := dest("255.255.255.255", "", "third", []string{"dhcp"}, []string{"udp/67"}, conns[0])
-	dns := dest(gw, "", "third", []string{"dns"}, []string{"udp/53"}, conns[1])
+	dhcp := dest("255.255.255.255", "", "local", []string{"dhcp"}, []string{"udp/67"}, conns[0])
+	dns := dest(gw, "", "local", []string{"dns"}, []string{"udp/53"}, conns[1])
 	ntp := dest("pool.ntp.example", "ntp.example", "third", []string{"ntp"}, []string{"udp/123"}, conns[2])
 	conn4 := dest("connectivity.firstboot.test", "firstboot.test", "first", []string{"http"}, []string{"tcp/80"}, conns[3])
 	news := dest("news.example.com", "example.com", "third", []string{"quic", "ssl"}, []string{"tcp/443", "udp/443"}, conns[4], conns[5])
@@ -86,7 +86,8 @@ func fixtureAnalysis() *schema.Analysis {
 	rcode := uint8(0)
 	rtt := 0.004
 	whole := sum(0, 75, 412, 83200, 77600, 6, 4, 4, 2)
-	whole.Warnings = &schema.Warnings{}
+	// What a clean lab capture has: checksums left to the tap's offload, ARP.
+	whole.Warnings = &schema.Warnings{OffloadTCPChecksums: 240, OffloadUDPChecksums: 160, DecodeErrors: map[string]int64{schema.DecodeErrorNonIP: 2}}
 	return &schema.Analysis{
 		SchemaVersion: schema.Version,
 		Input:         schema.Input{File: "capture.pcapng", Format: "pcapng", LinkTypes: []string{"ETHERNET"}, Interfaces: 1},
@@ -95,7 +96,8 @@ func fixtureAnalysis() *schema.Analysis {
 		Destinations:  []schema.Destination{dns, dhcp, conn4, news, ntp, ocsp, upd},
 		Fingerprints:  []schema.Fingerprint{synFP, synAck},
 		Steps: []schema.StepView{
-			{Name: "first-boot", Start: at(0), End: at(30), Summary: sum(0, 29.5, 61, 9800, 8900, 3, 1, 3, 2),
+			// Power-on: the machine's first packet comes seconds after the step starts.
+			{Name: "first-boot", Start: at(-4.25), End: at(30), Summary: sum(0, 29.5, 61, 9800, 8900, 3, 1, 3, 2),
 				Destinations: []schema.Destination{dhcp, dns, ntp, conn4}, Fingerprints: []schema.Fingerprint{synFP, synAck}},
 			{Name: "browse", Start: at(30), End: at(60), Summary: sum(30.1, 40, 280, 71000, 67000, 2, 2, 1, 1),
 				Destinations: []schema.Destination{news, ocsp}},

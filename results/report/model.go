@@ -14,8 +14,11 @@ import (
 type page struct {
 	Title    string
 	Subtitle string
-	// Origin is the time offsets are measured from (the capture's first packet).
+	// Origin is the time offsets are measured from: the first event, the
+	// capture's first packet or the first step's start, whichever is earlier,
+	// so no offset is negative; Zero says which in words.
 	Origin   time.Time
+	Zero     string
 	Run      []kv
 	Checked  bool // expectations were looked for
 	Expects  []expectRow
@@ -99,10 +102,7 @@ func build(in *Input) (*page, error) {
 		return nil, fmt.Errorf("report: no analysis given")
 	}
 	p := &page{Title: "firstboot report", Checked: in.HasScenario}
-	p.Origin = a.Summary.FirstTS
-	if p.Origin.IsZero() && len(a.Steps) > 0 {
-		p.Origin = a.Steps[0].Start
-	}
+	p.Origin, p.Zero = origin(a)
 	if m := in.Manifest; m != nil {
 		name := m.Scenario.Name
 		if name == "" {
@@ -111,8 +111,8 @@ func build(in *Input) (*page, error) {
 		p.Title = "firstboot report: " + name
 		p.Run = runFacts(in)
 	}
-	p.Subtitle = fmt.Sprintf("Capture %s (%s), %s to %s. Times are seconds from the capture's first packet; bytes are IP bytes (headers included) unless said otherwise.",
-		orDash(a.Input.File), orDash(a.Input.Format), utc(a.Summary.FirstTS), utc(a.Summary.LastTS))
+	p.Subtitle = fmt.Sprintf("Capture %s (%s), %s to %s. Times are seconds from %s; bytes are IP bytes (headers included) unless said otherwise.",
+		orDash(a.Input.File), orDash(a.Input.Format), utc(a.Summary.FirstTS), utc(a.Summary.LastTS), p.Zero)
 
 	for _, r := range in.Expectations {
 		row := expectRow{Index: r.Index, Step: r.Step, Rule: r.Rule, Met: r.Met, Evidence: r.Evidence}
@@ -155,6 +155,18 @@ func build(in *Input) (*page, error) {
 
 	whole := section{ID: "whole-run", Title: "Whole run"}
 	whole.Figures = figures(a, a.Summary, "", a.DHCP)
+	if w := a.Summary.Warnings; w != nil {
+		// Warnings are damaged or missing data only; what a clean capture
+		// has too (checksum offload, ARP) is a note.
+		problems := w.Problems()
+		if len(problems) == 0 {
+			problems = []string{"none"}
+		}
+		whole.Figures = append(whole.Figures, kv{"Capture warnings", strings.Join(problems, "; ")})
+		if notes := w.Notes(); len(notes) > 0 {
+			whole.Figures = append(whole.Figures, kv{"Capture notes", strings.Join(notes, "; ")})
+		}
+	}
 	whole.Dests = dests(a.Destinations, p.Origin)
 	whole.HTTP = httpRows(a.HTTP, "", false, p.Origin)
 	whole.Decrypted, whole.HTTPS = httpsGroups(a, a.Summary.TLSDecryption, "", false, conns, p.Origin)
@@ -205,6 +217,25 @@ func build(in *Input) (*page, error) {
 	}
 	p.Timeline = buildTimeline(a, p.Origin)
 	return p, nil
+}
+
+// origin returns the first event, which offsets count from, and what it is
+// in words: a scenario's first step usually starts (power-on) seconds before
+// the machine's first packet.
+func origin(a *schema.Analysis) (time.Time, string) {
+	t, what := a.Summary.FirstTS, "the capture's first packet"
+	for _, v := range a.Steps {
+		if !v.Start.IsZero() && (t.IsZero() || v.Start.Before(t)) {
+			t, what = v.Start, "the start of step "+v.Name
+		}
+	}
+	if t.IsZero() {
+		return t, "the capture's first packet"
+	}
+	if first := a.Summary.FirstTS; !first.IsZero() && first.After(t) {
+		what += fmt.Sprintf(" (%s; the first packet came at %s)", utc(t), offset(first, t))
+	}
+	return t, what
 }
 
 func runFacts(in *Input) []kv {

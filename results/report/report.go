@@ -4,7 +4,8 @@
 // here, screenshots embedded as data: URIs, nothing fetched from anywhere).
 //
 // Reports are deterministic: the same inputs give the same bytes. Times come
-// from the capture (offsets from its first packet), never from the wall clock.
+// from the capture (offsets from the first event: the first step's start or
+// the first packet), never from the wall clock.
 // Names, URIs and user agents come from untrusted traffic: the HTML goes
 // through html/template, the Markdown puts them in code spans.
 package report

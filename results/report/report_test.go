@@ -81,15 +81,20 @@ func TestContent(t *testing.T) {
 	}
 	s := string(md)
 	for _, want := range []string{
-		// 2,300+3,900 up and 48,800+14,800 down to news.example.com, first at +31 s.
-		"| `news.example.com` | third | quic, ssl | tcp/443, udp/443 | 2 | 6,200 | 63,600 | +31.000 s |",
+		// Times count from the first step's start (power-on), 4.25 s before the first packet.
+		"Times are seconds from the start of step first-boot (2026-11-23 09:29:55.750 UTC; the first packet came at +4.250 s)",
+		// 2,300+3,900 up and 48,800+14,800 down to news.example.com, first at 31 s + 4.25 s.
+		"| `news.example.com` | third | quic, ssl | tcp/443, udp/443 | 2 | 6,200 | 63,600 | +35.250 s |",
 		// The plain-HTTP request in full.
-		"| +2.600 s | `GET` | `connectivity.firstboot.test` | `/check?v=1&os=fbguest` | `fbguest/1 (connectivity)` | `204 No Content` |",
-		"| +31.500 s | `POST` (OCSP) | `ocsp.ca.example` | `/` | `fbguest/1` | `200 OK` |",
+		"| +6.850 s | `GET` | `connectivity.firstboot.test` | `/check?v=1&os=fbguest` | `fbguest/1 (connectivity)` | `204 No Content` |",
+		"| +35.750 s | `POST` (OCSP) | `ocsp.ca.example` | `/` | `fbguest/1` | `200 OK` |",
 		"| `ocsp.ca.example` | `10.77.0.1` | 1 request |",
 		"| `pool.ntp.example` | `10.77.0.1` | 1 packet sent, 1 reply; NTPv4 client |",
 		"| `" + ja4Cur + "` | `e7d705a3286e19ea42f587b344ee6865` | tcp | 1 | `news.example.com` |",
-		"| `10.77.0.10` | `" + synTD + "` | `" + synP0f + "` | 64 (initial 64, DF) | 4 | +2.500 s |",
+		"| `10.77.0.10` | `" + synTD + "` | `" + synP0f + "` | 64 (initial 64, DF) | 4 | +6.750 s |",
+		// A clean capture: no warning, what is normal is a note.
+		"| Capture warnings | none |",
+		"| Capture notes | 400 checksums left to the sender's NIC (offload; TCP 240, UDP 160): captured before the NIC fills them in, no damage; 2 non-IP frames (ARP and the like), not analysed |",
 		"| DHCP hostname | fbguest |",
 		"| DHCP hostname | (no DHCP in this step) |",
 		"**4 of 5 met, 1 not met.**",
@@ -124,7 +129,8 @@ func TestContent(t *testing.T) {
 // TestTimelineGeometry checks the SVG layout against the fixture's times.
 func TestTimelineGeometry(t *testing.T) {
 	a := fixtureAnalysis()
-	tl := buildTimeline(a, a.Summary.FirstTS)
+	zero, _ := origin(a)
+	tl := buildTimeline(a, zero)
 	if len(tl.Bands) != len(a.Steps) {
 		t.Fatalf("%d bands for %d steps", len(tl.Bands), len(a.Steps))
 	}
@@ -138,11 +144,12 @@ func TestTimelineGeometry(t *testing.T) {
 		}
 		return v
 	}
-	// The capture spans 75 s over a plot 1160-270-16 = 874 px wide starting at
-	// x=270, less 10 px inside each edge: step browse starts at 30 s →
-	// 280 + 854*30/75 = 621.6 and is 30 s = 341.6 px wide.
-	if b := tl.Bands[1]; b.Step != "browse" || b.X != "621.6" || b.W != "341.6" {
-		t.Errorf("browse band at x=%s w=%s, want 621.6, 341.6", b.X, b.W)
+	// Power-on (4.25 s before the first packet) to the last packet spans
+	// 79.25 s over a plot 1160-270-16 = 874 px wide starting at x=270, less
+	// 10 px inside each edge: step browse starts at 34.25 s →
+	// 280 + 854*34.25/79.25 = 649.1 and is 30 s = 323.3 px wide.
+	if b := tl.Bands[1]; b.Step != "browse" || b.X != "649.1" || b.W != "323.3" {
+		t.Errorf("browse band at x=%s w=%s, want 649.1, 323.3", b.X, b.W)
 	}
 	// The biggest connection (C5: 51,100 bytes) gets the largest radius, the
 	// smallest (C2: 174 bytes) nearly the smallest.
@@ -162,9 +169,22 @@ func TestTimelineGeometry(t *testing.T) {
 	if tl.Rows[0].Name != "255.255.255.255" || tl.Rows[len(tl.Rows)-1].Name != "updates.firstboot.test" {
 		t.Errorf("rows %q … %q", tl.Rows[0].Name, tl.Rows[len(tl.Rows)-1].Name)
 	}
-	// 75 s → ticks every 10 s, 0 … 70.
-	if len(tl.Ticks) != 8 || tl.Ticks[7].Label != "70 s" {
+	// 79.25 s → ticks every 10 s from the first event: 0 … 70, none negative.
+	if len(tl.Ticks) != 8 || tl.Ticks[0].Label != "0 s" || tl.Ticks[0].X != "280.0" || tl.Ticks[7].Label != "70 s" {
 		t.Errorf("ticks %+v", tl.Ticks)
+	}
+	// The legend names the parties of the rows, in the tables' words.
+	var legend []string
+	for _, l := range tl.Legend {
+		legend = append(legend, l.Label)
+	}
+	if got := strings.Join(legend, " "); got != "first third local" {
+		t.Errorf("legend %q, want the rows' parties first third local", got)
+	}
+	for _, r := range tl.Rows {
+		if r.Name == "10.77.0.1" && r.Party != "local" {
+			t.Errorf("row %s has party %q, the table says local", r.Name, r.Party)
+		}
 	}
 }
 

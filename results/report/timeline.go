@@ -41,6 +41,7 @@ type timeline struct {
 	Marks               []tlMark
 	Ticks               []tlTick
 	Note                string
+	LegendX             string
 	Legend              []tlLegend
 }
 
@@ -209,13 +210,24 @@ func buildTimeline(a *schema.Analysis, origin time.Time) *timeline {
 	for _, tk := range ticks(span) {
 		tl.Ticks = append(tl.Ticks, tlTick{X: f1(x(t0.Add(time.Duration(tk * float64(time.Second))))), Label: tickLabel(tk + t0.Sub(origin).Seconds())})
 	}
-	lx := plotX
-	for _, l := range []struct{ party, label string }{{"first", "first party"}, {"third", "third party"}, {"unknown", "party unknown"}} {
-		tl.Legend = append(tl.Legend, tlLegend{X: f1(lx + 6), TextX: f1(lx + 16), Party: l.party, Label: l.label})
-		lx += 120
+	// The legend names the parties shown, in the tables' own words.
+	shown := map[string]bool{}
+	for _, r := range tl.Rows {
+		shown[r.Party] = true
+	}
+	tl.LegendX = f1(plotX)
+	lx := plotX + 42 // after "Party:"
+	for _, p := range parties {
+		if shown[p] {
+			tl.Legend = append(tl.Legend, tlLegend{X: f1(lx + 6), TextX: f1(lx + 16), Party: p, Label: p})
+			lx += 90
+		}
 	}
 	return tl
 }
+
+// parties are the Party values of schema.Destination, in legend order.
+var parties = []string{"first", "third", "local", "unknown"}
 
 func connName(c schema.Conn) string {
 	if c.Name != "" {
@@ -226,7 +238,7 @@ func connName(c schema.Conn) string {
 
 func partyClass(p string) string {
 	switch p {
-	case "first", "third":
+	case "first", "third", "local":
 		return p
 	}
 	return "unknown"

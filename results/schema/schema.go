@@ -152,11 +152,18 @@ type TLSDecryption struct {
 // was dropped unless the field says so.
 type Warnings struct {
 	// BadIPChecksums, BadTCPChecksums, BadUDPChecksums count packets whose
-	// checksum did not verify (usually NIC offload on the capturing host). The
-	// packets are analysed normally. Packets cut by snaplen are not verified.
+	// checksum did not verify and was not left to offload (below): damaged
+	// packets. They are analysed normally. Packets cut by snaplen are not verified.
 	BadIPChecksums  int64 `json:"bad_ip_checksums"`
 	BadTCPChecksums int64 `json:"bad_tcp_checksums"`
 	BadUDPChecksums int64 `json:"bad_udp_checksums"`
+	// OffloadTCPChecksums, OffloadUDPChecksums count packets whose checksum
+	// the sender left to its NIC (checksum offload): the field holds exactly
+	// the pseudo-header sum the sending stack puts there for the NIC, because
+	// the capture saw the packet before any NIC (a VM's tap, as in the lab, or
+	// the capturing host's own packets). No damage; their payload is unverified.
+	OffloadTCPChecksums int64 `json:"offload_tcp_checksums"`
+	OffloadUDPChecksums int64 `json:"offload_udp_checksums"`
 	// TruncatedPackets counts packets whose captured length is below the original length (snaplen).
 	TruncatedPackets int64 `json:"truncated_packets"`
 	// TimestampsBackwards counts packets stamped earlier than the packet before them.
