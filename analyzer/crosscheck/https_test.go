@@ -189,16 +189,7 @@ func TestHTTPSDecryption(t *testing.T) {
 	}
 
 	// tshark with the same key log sees the same HTTP/1.1 and HTTP/2 requests.
-	tsharkReqs := tsharkHTTPS(t, pcap, "tls.keylog_file:"+keyLog)
-	var ours []string
-	for _, g := range got {
-		if !strings.HasPrefix(g, "3 ") {
-			ours = append(ours, g)
-		}
-	}
-	if strings.Join(tsharkReqs, "\n") != strings.Join(ours, "\n") {
-		t.Errorf("tshark decrypted:\n%s\nthe analyzer:\n%s", strings.Join(tsharkReqs, "\n"), strings.Join(ours, "\n"))
-	}
+	sameAsTshark(t, a, pcap, "tls.keylog_file:"+keyLog)
 	// tshark 4.0 cannot decode QPACK, but it decrypts the QUIC packets:
 	// the HTTP/3 HEADERS frames it sees are our requests and responses.
 	h3frames := testnet.Tshark(t, "-r", pcap, "-o", "tls.keylog_file:"+keyLog, "-Y", "http3.frame_type == 1", "-T", "fields",
@@ -229,9 +220,7 @@ func TestHTTPSDecryption(t *testing.T) {
 	if d := b.Summary.TLSDecryption; d == nil || d.SecretsBlocks != 1 || d.Decrypted != 8 {
 		t.Errorf("tls_decryption from the capture %+v", d)
 	}
-	if g := tsharkHTTPS(t, withDSB, ""); strings.Join(g, "\n") != strings.Join(ours, "\n") {
-		t.Errorf("tshark from the capture's secrets:\n%s", strings.Join(g, "\n"))
-	}
+	sameAsTshark(t, b, withDSB, "")
 
 	// Without secrets: nothing decrypted, no tls records, no summary.
 	c, err := analyzer.AnalyzeFile(ctx, pcap, analyzer.Options{})
@@ -264,59 +253,89 @@ func httpsRecords(a *schema.Analysis) []string {
 }
 
 // tsharkHTTPS lists the HTTP/1.1 and HTTP/2 requests tshark decrypts (with
-// the preference pref, if any), in httpsRecords' form: each request with the
-// status and content type of the response on the same connection and stream.
-func tsharkHTTPS(t *testing.T, pcap, pref string) []string {
+// the preference pref, if any) and, apart, their responses, in the forms of
+// httpsRequests and httpsResponses: a connection may carry several, and
+// tshark's fields do not say which HTTP/2 stream a header belongs to.
+func tsharkHTTPS(t *testing.T, pcap, pref string) (reqs, resps []string) {
 	t.Helper()
-	// Every connection carries one request: requests and responses pair
-	// up by TCP stream.
-	args := []string{"-r", pcap, "-n", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|", "-Y", "http || http2.type == 1"}
+	args := []string{"-r", pcap, "-n", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=\x01", "-Y", "http || http2.type == 1"}
 	if pref != "" {
 		args = append(args, "-o", pref)
 	}
-	for _, f := range []string{"tcp.stream", "frame.number", "http.request.method", "http.host", "http.request.uri", "http.user_agent",
+	fields := []string{"http.request.method", "http.host", "http.request.uri", "http.user_agent",
 		"http.response.code", "http.content_type", "http2.headers.method", "http2.headers.authority", "http2.headers.path",
-		"http2.headers.user_agent", "http2.headers.status", "http2.headers.content_type"} {
+		"http2.headers.user_agent", "http2.headers.status", "http2.headers.content_type"}
+	for _, f := range fields {
 		args = append(args, "-e", f)
 	}
-	type msg struct{ req, resp string }
-	byStream := map[string]*msg{}
-	var order []string
 	for _, line := range strings.Split(strings.TrimRight(testnet.Tshark(t, args...), "\n"), "\n") {
 		f := strings.Split(line, "\t")
-		if len(f) < 14 {
+		if len(f) < len(fields) {
 			continue
 		}
-		key := f[0]
-		m := byStream[key]
-		if m == nil {
-			m = &msg{}
-			byStream[key] = m
-			order = append(order, key)
-		}
-		switch {
-		case f[2] != "":
-			host, _, err := net.SplitHostPort(f[3])
-			if err != nil {
-				host = f[3]
+		at := func(i, k int) string { // the k-th value of field i
+			vs := strings.Split(f[i], "\x01")
+			if k < len(vs) {
+				return vs[k]
 			}
-			m.req = strings.Join([]string{"1.1", f[2], host, f[4], f[5]}, " ")
-		case f[6] != "":
-			m.resp = f[6] + " " + f[7]
-		case f[8] != "":
-			m.req = strings.Join([]string{"2", f[8], f[9], f[10], f[11]}, " ")
-		case f[12] != "":
-			m.resp = f[12] + " " + f[13]
+			return ""
+		}
+		n := func(i int) int {
+			if f[i] == "" {
+				return 0
+			}
+			return len(strings.Split(f[i], "\x01"))
+		}
+		for k := 0; k < n(0); k++ {
+			host, _, err := net.SplitHostPort(at(1, k))
+			if err != nil {
+				host = at(1, k)
+			}
+			reqs = append(reqs, strings.Join([]string{"1.1", at(0, k), host, at(2, k), at(3, k)}, " "))
+		}
+		for k := 0; k < n(4); k++ {
+			resps = append(resps, "1.1 "+at(4, k)+" "+at(5, k))
+		}
+		for k := 0; k < n(6); k++ {
+			reqs = append(reqs, strings.Join([]string{"2", at(6, k), at(7, k), at(8, k), at(9, k)}, " "))
+		}
+		for k := 0; k < n(10); k++ {
+			resps = append(resps, "2 "+at(10, k)+" "+at(11, k))
 		}
 	}
-	var out []string
-	for _, k := range order {
-		if m := byStream[k]; m.req != "" {
-			out = append(out, m.req+" "+m.resp)
+	slices.Sort(reqs)
+	slices.Sort(resps)
+	return reqs, resps
+}
+
+// httpsRequests and httpsResponses are the analyzer's decrypted HTTP/1.1
+// and HTTP/2 requests and responses in tsharkHTTPS's forms.
+func httpsRequests(a *schema.Analysis) (reqs, resps []string) {
+	for _, h := range a.HTTP {
+		if !h.TLS || h.Version == "3" {
+			continue
+		}
+		reqs = append(reqs, strings.Join([]string{h.Version, h.Method, h.Host, h.URI, h.UserAgent}, " "))
+		if h.StatusCode != 0 {
+			resps = append(resps, fmt.Sprintf("%s %d %s", h.Version, h.StatusCode, h.ResponseContentType))
 		}
 	}
-	slices.Sort(out)
-	return out
+	slices.Sort(reqs)
+	slices.Sort(resps)
+	return reqs, resps
+}
+
+// sameAsTshark compares the analyzer's requests and responses with tshark's.
+func sameAsTshark(t *testing.T, a *schema.Analysis, pcap, pref string) {
+	t.Helper()
+	tr, ts := tsharkHTTPS(t, pcap, pref)
+	or, os := httpsRequests(a)
+	if strings.Join(tr, "\n") != strings.Join(or, "\n") {
+		t.Errorf("requests tshark decrypted:\n%s\nthe analyzer's:\n%s", strings.Join(tr, "\n"), strings.Join(or, "\n"))
+	}
+	if strings.Join(ts, "\n") != strings.Join(os, "\n") {
+		t.Errorf("responses tshark decrypted:\n%s\nthe analyzer's:\n%s", strings.Join(ts, "\n"), strings.Join(os, "\n"))
+	}
 }
 
 // startHTTPSServers serves HTTPS (HTTP/2 and HTTP/1.1, TLS 1.2 and 1.3) and
@@ -415,15 +434,7 @@ func TestChromiumHTTPSDecryption(t *testing.T) {
 			t.Errorf("decrypted requests lack %q:\n%s", want, got)
 		}
 	}
-	var ours []string
-	for _, g := range httpsRecords(a) {
-		if !strings.HasPrefix(g, "3 ") {
-			ours = append(ours, g)
-		}
-	}
-	if ts := tsharkHTTPS(t, pcap, "tls.keylog_file:"+keyLog); strings.Join(ts, "\n") != strings.Join(ours, "\n") {
-		t.Errorf("tshark decrypted:\n%s\nthe analyzer:\n%s", strings.Join(ts, "\n"), strings.Join(ours, "\n"))
-	}
+	sameAsTshark(t, a, pcap, "tls.keylog_file:"+keyLog)
 }
 
 func tail(s string) string {

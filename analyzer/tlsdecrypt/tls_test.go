@@ -145,21 +145,21 @@ func TestDecryptTLS(t *testing.T) {
 	want := strings.Join(reqs, "")
 	for _, tc := range []struct {
 		name   string
-		client tls.Config
-		server tls.Config
+		client *tls.Config
+		server *tls.Config
 	}{
-		{name: "TLS1.3-AES128", client: tls.Config{CipherSuites: nil}, server: tls.Config{}},
-		{name: "TLS1.3-HRR", client: tls.Config{CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256}}, server: tls.Config{CurvePreferences: []tls.CurveID{tls.CurveP256}}},
-		{name: "TLS1.2-ECDHE-GCM128", client: tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}, server: tls.Config{}},
-		{name: "TLS1.2-ECDHE-GCM256", client: tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}}, server: tls.Config{}},
-		{name: "TLS1.2-ChaCha20", client: tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}}, server: tls.Config{}},
-		{name: "TLS1.2-CBC-SHA", client: tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}, server: tls.Config{CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}},
-		{name: "TLS1.2-CBC-SHA256", client: tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}}, server: tls.Config{CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}}},
-		{name: "TLS1.1-CBC", client: tls.Config{MinVersion: tls.VersionTLS11, MaxVersion: tls.VersionTLS11, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA}}, server: tls.Config{MinVersion: tls.VersionTLS10}},
-		{name: "TLS1.0-CBC", client: tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}, server: tls.Config{MinVersion: tls.VersionTLS10}},
+		{name: "TLS1.3-AES128", client: &tls.Config{CipherSuites: nil}, server: &tls.Config{}},
+		{name: "TLS1.3-HRR", client: &tls.Config{CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256}}, server: &tls.Config{CurvePreferences: []tls.CurveID{tls.CurveP256}}},
+		{name: "TLS1.2-ECDHE-GCM128", client: &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}, server: &tls.Config{}},
+		{name: "TLS1.2-ECDHE-GCM256", client: &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}}, server: &tls.Config{}},
+		{name: "TLS1.2-ChaCha20", client: &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256}}, server: &tls.Config{}},
+		{name: "TLS1.2-CBC-SHA", client: &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}, server: &tls.Config{CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}},
+		{name: "TLS1.2-CBC-SHA256", client: &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}}, server: &tls.Config{CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256}}},
+		{name: "TLS1.1-CBC", client: &tls.Config{MinVersion: tls.VersionTLS11, MaxVersion: tls.VersionTLS11, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA}}, server: &tls.Config{MinVersion: tls.VersionTLS10}},
+		{name: "TLS1.0-CBC", client: &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}, server: &tls.Config{MinVersion: tls.VersionTLS10}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w := exchange(t, &tc.client, &tc.server, reqs)
+			w := exchange(t, tc.client, tc.server, reqs)
 			var keys Keys
 			if n, err := keys.Add(w.keyLog.Bytes()); err != nil || n == 0 {
 				t.Fatalf("key log: %d lines, %v\n%s", n, err, w.keyLog.String())
