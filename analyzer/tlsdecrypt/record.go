@@ -4,7 +4,6 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hmac"
-	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"hash"
@@ -118,7 +117,6 @@ type cbcOpener struct {
 	ad       [13]byte
 	macSum   []byte
 	ivCopy   [16]byte
-	macInput []byte
 }
 
 func (o *cbcOpener) open(dst, hdr, payload []byte, seq uint64) ([]byte, error) {
@@ -128,11 +126,7 @@ func (o *cbcOpener) open(dst, hdr, payload []byte, seq uint64) ([]byte, error) {
 			return nil, errOpen
 		}
 		body, tag := payload[:len(payload)-o.macLen], payload[len(payload)-o.macLen:]
-		additional(o.ad[:], seq, hdr, len(body))
-		o.mac.Reset()
-		o.mac.Write(o.ad[:])
-		o.mac.Write(body)
-		if !hmac.Equal(o.mac.Sum(o.macSum[:0]), tag) {
+		if !o.verify(seq, hdr, body, tag) {
 			return nil, errOpen
 		}
 		payload = body
@@ -173,14 +167,19 @@ func (o *cbcOpener) open(dst, hdr, payload []byte, seq uint64) ([]byte, error) {
 		return nil, errOpen
 	}
 	p, tag := p[:len(p)-o.macLen], p[len(p)-o.macLen:]
-	additional(o.ad[:], seq, hdr, len(p))
-	o.mac.Reset()
-	o.mac.Write(o.ad[:])
-	o.mac.Write(p)
-	if subtle.ConstantTimeCompare(o.mac.Sum(o.macSum[:0]), tag) != 1 {
+	if !o.verify(seq, hdr, p, tag) {
 		return nil, errOpen
 	}
 	return p, nil
+}
+
+// verify checks a record MAC over sequence number, header fields and data.
+func (o *cbcOpener) verify(seq uint64, hdr, data, tag []byte) bool {
+	additional(o.ad[:], seq, hdr, len(data))
+	o.mac.Reset()
+	o.mac.Write(o.ad[:])
+	o.mac.Write(data)
+	return hmac.Equal(o.mac.Sum(o.macSum[:0]), tag)
 }
 
 // tls12Openers derives both directions' openers from a TLS 1.0–1.2 master
