@@ -109,14 +109,14 @@ func additional(ad []byte, seq uint64, hdr []byte, n int) {
 // encrypt-then-MAC (RFC 7366) when the server agreed to it. TLS 1.0 chains
 // the IV from record to record; later versions send it explicitly.
 type cbcOpener struct {
-	block    cipher.Block
-	mac      hash.Hash
-	macLen   int
-	chained  []byte // TLS 1.0: the IV for the next record
-	etm      bool
-	ad       [13]byte
-	macSum   []byte
-	ivCopy   [16]byte
+	block   cipher.Block
+	mac     hash.Hash
+	macLen  int
+	chained []byte // TLS 1.0: the IV for the next record
+	etm     bool
+	ad      [13]byte
+	macSum  []byte
+	ivCopy  [16]byte
 }
 
 func (o *cbcOpener) open(dst, hdr, payload []byte, seq uint64) ([]byte, error) {
