@@ -89,22 +89,9 @@ func exchange(t *testing.T, client, server *tls.Config, reqs []string) *wire {
 	done := make(chan error, 1)
 	go func() {
 		s := tls.Server(&recConn{b, w, 1}, server)
-		defer s.Close()
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := s.Read(buf)
-			if err != nil {
-				if err == io.EOF {
-					err = nil
-				}
-				done <- err
-				return
-			}
-			if _, err := s.Write(bytes.ToUpper(buf[:n])); err != nil {
-				done <- err
-				return
-			}
-		}
+		err := echo(s)
+		s.Close() // its close_notify is part of the recording: before done
+		done <- err
 	}()
 	c := tls.Client(&recConn{a, w, 0}, client)
 	for _, r := range reqs {
@@ -121,6 +108,23 @@ func exchange(t *testing.T, client, server *tls.Config, reqs []string) *wire {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// echo answers what s reads in upper case until the peer closes.
+func echo(s *tls.Conn) error {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := s.Read(buf)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := s.Write(bytes.ToUpper(buf[:n])); err != nil {
+			return err
+		}
+	}
 }
 
 // replay feeds the recorded writes to a Conn, in pieces of at most chunk bytes.
