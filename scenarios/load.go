@@ -94,15 +94,13 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 	if img.SHA256 != "" && !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(img.SHA256) {
 		d.fail(at("image"), "image.sha256: expected 64 lower-case hex digits")
 	}
-	switch s.Network.Mode {
-	case "bridged":
-		if s.Network.Bridge == "" {
-			d.fail(at("network"), "network: bridged mode needs bridge (a host bridge with an uplink, e.g. br0)")
-		}
-	default:
-		if s.Network.Bridge != "" {
-			d.fail(at("network"), "network: bridge is only for mode bridged")
-		}
+	// The host bridge and the egress interface are facts of the host: the
+	// scenario may name them, firstboot.yaml or a flag may instead.
+	if s.Network.Bridge != "" && s.Network.Mode != "bridged" {
+		d.fail(at("network"), "network: bridge is only for mode bridged")
+	}
+	if s.Network.Egress != "" && s.Network.Mode != "routed" {
+		d.fail(at("network"), "network: egress is only for mode routed")
 	}
 	media := map[string]Media{}
 	mediaNode := at("image")

@@ -37,9 +37,20 @@ func WritePlan(w io.Writer, s *Scenario) error {
 	if s.uses("guest_exec") {
 		b.WriteString("guest agent: virtio port org.qemu.guest_agent.0 (guest_exec needs qemu-guest-agent running in the image)\n")
 	}
-	if s.Network.Mode == "bridged" {
-		fmt.Fprintf(&b, "network:  bridged to host bridge %s (REAL internet: never in tests)\n", s.Network.Bridge)
-	} else {
+	switch s.Network.Mode {
+	case "bridged":
+		bridge := s.Network.Bridge
+		if bridge == "" {
+			bridge = "(firstboot.yaml's bridge or --bridge)"
+		}
+		fmt.Fprintf(&b, "network:  bridged to host bridge %s: the REAL internet, addresses from its DHCP\n", bridge)
+	case "routed":
+		egress := s.Network.Egress
+		if egress == "" {
+			egress = "the default route's interface"
+		}
+		fmt.Fprintf(&b, "network:  routed: the REAL internet, NATed out of %s; lab DHCP, DNS forwarded to the host's resolvers\n", egress)
+	default:
 		b.WriteString("network:  simulated internet (isolated lab network; firstboot answers DNS, NTP, HTTP, HTTPS, any TCP)\n")
 	}
 	fmt.Fprintf(&b, "capture:  from power-on, at most %s\n", s.Capture.Window)

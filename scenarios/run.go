@@ -43,6 +43,10 @@ type RunConfig struct {
 	Logger  *slog.Logger
 	// Progress, when set, follows the run for a live display.
 	Progress *Progress
+	// Network overrides the scenario's network mode when set; Bridge and
+	// Egress are the host's side of the real-internet modes (the host bridge,
+	// the interface routed traffic leaves by) and win over the scenario's.
+	Network, Bridge, Egress string
 }
 
 // Run is one finished (or interrupted) run.
@@ -100,6 +104,7 @@ func Execute(ctx context.Context, cfg RunConfig) (*Run, error) {
 
 	cfg.Progress.started(now())
 	r := &runner{cfg: cfg, s: s, dir: dir, log: log, now: now}
+	r.net = effectiveNetwork(s.Network, cfg)
 	r.m = &manifest.Manifest{
 		RunID:  id,
 		Status: manifest.StatusRunning,
@@ -107,7 +112,7 @@ func Execute(ctx context.Context, cfg RunConfig) (*Run, error) {
 			OS: manifest.OS{Family: s.OS.Family, Product: s.OS.Product, Release: s.OS.Release, Build: s.OS.Build}},
 		Tools:   manifest.Tools{Firstboot: cfg.Version},
 		Host:    hostFacts(),
-		Network: manifest.Network{Mode: s.Network.Mode},
+		Network: manifest.Network{Mode: r.net.Mode},
 		Machine: manifest.Machine{CPUs: s.Machine.CPUs, MemoryMiB: s.Machine.Memory.MiB(), Firmware: s.Machine.Firmware},
 	}
 	r.tl = &Timeline{Now: now, OnChange: func(entries []manifest.Entry) {
@@ -148,6 +153,10 @@ type runner struct {
 	capture    *capture.Capture
 	stoppedBy  string
 	watch      *TrafficWatch
+
+	net  Network // the scenario's network with the run's overrides
+	up   *uplinkRun
+	dhcp dhcpSeen
 }
 
 func (r *runner) save() {
@@ -164,13 +173,20 @@ func (r *runner) setupSteps() []SetupStep {
 		{Name: "lab", Run: r.labUp, Cleanup: r.labDown},
 		{Name: "network", Run: r.networkUp, Cleanup: r.networkDown},
 	}
-	if r.s.Network.Mode == "simulated" {
+	realNet := r.net.Mode == string(lab.Routed) || r.net.Mode == string(lab.Bridged)
+	if realNet {
+		steps = append(steps, SetupStep{Name: "uplink", Run: r.uplinkUp, Cleanup: r.uplinkDown})
+	} else {
 		steps = append(steps, SetupStep{Name: "responders", Run: r.respondersUp, Cleanup: r.respondersDown})
 	}
 	steps = append(steps,
 		SetupStep{Name: "machine", Run: r.machineUp, Cleanup: r.machineDown},
 		SetupStep{Name: "capture", Run: r.captureUp, Cleanup: r.captureDown},
 	)
+	if realNet {
+		// Armed after the capture, so the capture carries the uplink's events.
+		steps = append(steps, SetupStep{Name: "uplink watch", Run: r.uplinkWatch, Cleanup: r.uplinkUnwatch})
+	}
 	for i := range steps {
 		run, what := steps[i].Run, "setting up "+steps[i].Name
 		steps[i].Run = func(ctx context.Context) error {
@@ -353,13 +369,19 @@ func (r *runner) labDown(ctx context.Context) error {
 }
 
 func (r *runner) networkUp(ctx context.Context) error {
-	spec := lab.NetworkSpec{Name: r.m.RunID, Mode: lab.NetworkMode(r.s.Network.Mode), Bridge: r.s.Network.Bridge}
+	spec, err := r.networkSpec()
+	if err != nil {
+		return err
+	}
 	n, err := r.lab.CreateNetwork(ctx, spec)
 	if err != nil {
 		return err
 	}
 	r.network = n
-	r.m.Network = manifest.Network{Mode: r.s.Network.Mode, Name: n.Name(), Bridge: n.Bridge(), Subnet: n.Subnet().String(), Gateway: n.Addr().String()}
+	r.m.Network = manifest.Network{Mode: r.net.Mode, Name: n.Name(), Bridge: n.Bridge()}
+	if n.Subnet().IsValid() {
+		r.m.Network.Subnet, r.m.Network.Gateway = n.Subnet().String(), n.Addr().String()
+	}
 	r.save()
 	return nil
 }
@@ -478,6 +500,7 @@ func (r *runner) captureUp(ctx context.Context) error {
 	r.watch = NewTrafficWatch()
 	r.watch.OnNewName = r.cfg.Progress.newName
 	live := NewLiveDecoder(r.watch)
+	live.DHCP = r.dhcp.observe(r.machine.MAC())
 	path := filepath.Join(r.dir, "capture.pcapng")
 	c, err := capture.Start(ctx, capture.Config{
 		Netns:          r.lab.Netns(),
@@ -522,6 +545,7 @@ func (r *runner) captureDown(ctx context.Context) error {
 		}
 	}
 	r.m.Capture.Packets, r.m.Capture.Drops = st.Packets, st.Drops
+	r.m.Capture.Received, r.m.Capture.RingFreezes = st.Received, st.RingFreezes
 	r.m.Capture.End = r.now()
 	if r.stoppedBy == "" {
 		r.stoppedBy = "steps-done"
@@ -610,6 +634,11 @@ func (r *runner) body(ctx context.Context) error {
 }
 
 func (r *runner) leaseIP() (string, error) {
+	// The lease the capture saw: the only source in bridged mode, where the
+	// upstream network's DHCP server gave it.
+	if ack := r.dhcp.ack(); ack != nil {
+		return ack.YourIP.String(), nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ip, err := r.machine.IP(ctx)

@@ -88,9 +88,10 @@ type Machine struct {
 // Network selects how the machine reaches "the internet".
 type Network struct {
 	// Mode simulated: firstboot's own responders answer everything (offline,
-	// reproducible). bridged: a real uplink (researchers' real runs only).
-	Mode   string `yaml:"mode" enum:",simulated,bridged"`
-	Bridge string `yaml:"bridge" doc:"host bridge for bridged mode"`
+	// reproducible). routed and bridged: the real internet (lab/uplink).
+	Mode   string `yaml:"mode" enum:",simulated,routed,bridged"`
+	Bridge string `yaml:"bridge" doc:"host bridge for bridged mode (else firstboot.yaml's bridge or --bridge)"`
+	Egress string `yaml:"egress" doc:"interface routed mode leaves by (default: the default route's)"`
 }
 
 // Capture bounds the recording.

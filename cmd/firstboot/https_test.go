@@ -50,11 +50,11 @@ func TestRunTrustLabCA(t *testing.T) {
 	}
 	// tshark, one pass, the capture alone.
 	pcap := filepath.Join(dir, "capture.pcapng")
-	h2 := tsharkFields(t, pcap, "http2.headers.method", "http2.headers.authority", "http2.headers.path", "http2.headers.user_agent")
+	h2 := tsharkShow(t, pcap, "http2.headers.method", "http2.headers.authority", "http2.headers.path", "http2.headers.user_agent")
 	if !strings.Contains(h2, "GET\tnews.example.com\t/\tfirstboot-testguest/1") {
 		t.Errorf("tshark did not decrypt the HTTP/2 request to news.example.com:\n%s", h2)
 	}
-	if h3 := tsharkFields(t, pcap, "http3.frame_type"); !strings.Contains(h3, "1") {
+	if h3 := tsharkShow(t, pcap, "http3.frame_type"); !strings.Contains(h3, "1") {
 		t.Errorf("tshark saw no HTTP/3 HEADERS frame:\n%s", h3)
 	}
 	// A dataset leaves the secrets out by default.
@@ -66,7 +66,7 @@ func TestRunTrustLabCA(t *testing.T) {
 	if len(bundled) != 1 {
 		t.Fatalf("bundled captures: %v", bundled)
 	}
-	if h2 := tsharkFields(t, bundled[0], "http2.headers.path"); strings.TrimSpace(h2) != "" {
+	if h2 := tsharkShow(t, bundled[0], "http2.headers.path"); strings.TrimSpace(h2) != "" {
 		t.Errorf("the bundled capture still decrypts:\n%s", h2)
 	}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(bundled[0]), "tls-keys.log")); err == nil {
@@ -77,8 +77,8 @@ func TestRunTrustLabCA(t *testing.T) {
 	}
 }
 
-// tsharkFields prints fields of the frames that have the first one.
-func tsharkFields(t *testing.T, pcap string, fields ...string) string {
+// tsharkShow prints fields of the frames that have the first one.
+func tsharkShow(t *testing.T, pcap string, fields ...string) string {
 	t.Helper()
 	args := []string{"-r", pcap, "-n", "-T", "fields", "-Y", fields[0]}
 	for _, f := range fields {

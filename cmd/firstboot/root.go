@@ -68,6 +68,7 @@ func newRootCmd() *cobra.Command {
 		newPublishCmd(a),
 		newRunsCmd(a),
 		newShowCmd(a),
+		newCaptureCmd(a),
 	)
 	return root
 }

@@ -251,8 +251,8 @@ func checkRunDir(t *testing.T, dir string) *manifest.Manifest {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Status != manifest.StatusComplete || m.Capture.Drops != 0 || m.Capture.Packets == 0 {
-		t.Errorf("manifest: status %s (%s), %d packets, %d drops", m.Status, m.Reason, m.Capture.Packets, m.Capture.Drops)
+	if m.Status != manifest.StatusComplete || m.Capture.Drops != 0 || m.Capture.Packets == 0 || m.Capture.Received != m.Capture.Packets {
+		t.Errorf("manifest: status %s (%s), %d packets, %d received, %d drops", m.Status, m.Reason, m.Capture.Packets, m.Capture.Received, m.Capture.Drops)
 	}
 	pcap := filepath.Join(dir, "capture.pcapng")
 	tshark := func(args ...string) []string {

@@ -99,11 +99,52 @@ type Host struct {
 
 // Network records the lab network.
 type Network struct {
-	Mode    string `json:"mode"` // simulated or bridged
+	Mode    string `json:"mode"` // simulated, routed or bridged
 	Name    string `json:"name,omitempty"`
 	Bridge  string `json:"bridge,omitempty"`
 	Subnet  string `json:"subnet,omitempty"`
-	Gateway string `json:"gateway,omitempty"` // also the responders' address in simulated mode
+	Gateway string `json:"gateway,omitempty"` // also the responders' address in simulated mode, the DNS forwarder's in routed mode
+	// Uplink is how a routed or bridged run reached the real network.
+	Uplink *Uplink `json:"uplink,omitempty"`
+}
+
+// Uplink records a real-internet run's way out. Addresses are what the host
+// knew locally: firstboot never asks a service outside for them.
+type Uplink struct {
+	// Interface is where the machine's traffic left the host: routed, the
+	// egress interface it was NATed to; bridged, the host bridge.
+	Interface string `json:"interface"`
+	// Link is firstboot's end of the veth between the lab namespace and the
+	// namespace firstboot ran in (none when the taps sat on the host bridge).
+	Link string `json:"link,omitempty"`
+	// Router is the machine's default gateway: routed, firstboot's end of the
+	// veth; bridged, the router the upstream DHCP named.
+	Router string `json:"router,omitempty"`
+	// Gateway is the egress interface's next hop (routed).
+	Gateway string `json:"gateway,omitempty"`
+	// EgressAddr is the address the machine's connections left from: routed,
+	// the egress interface's (NAT); bridged, the machine's own lease.
+	EgressAddr string `json:"egress_addr,omitempty"`
+	// PublicAddr is EgressAddr when it is globally routable; empty when the
+	// public address is not known (private space: another NAT follows).
+	PublicAddr string `json:"public_addr,omitempty"`
+	// DHCPServer is the server that gave the machine its lease, as the
+	// capture shows it (bridged: the upstream network's).
+	DHCPServer string `json:"dhcp_server,omitempty"`
+	// Resolvers are where the lab's DNS forwarder sent the machine's queries
+	// (routed); DNSLog is the file in the run directory that logs them.
+	Resolvers []string `json:"resolvers,omitempty"`
+	DNSLog    string   `json:"dns_log,omitempty"`
+	// Events are the uplink going away and coming back during the run; the
+	// run goes on, and the capture carries the same events as comments.
+	Events []UplinkEvent `json:"events,omitempty"`
+}
+
+// UplinkEvent is one change of the uplink's state.
+type UplinkEvent struct {
+	Time   time.Time `json:"time"`
+	State  string    `json:"state"` // "lost" or "restored"
+	Detail string    `json:"detail"`
 }
 
 // Machine records the studied machine.
@@ -146,6 +187,11 @@ type Capture struct {
 	Packets   uint64    `json:"packets"`
 	// Drops is what the kernel reported dropping (PACKET_STATISTICS); 0 means every packet is in the file.
 	Drops uint64 `json:"drops"`
+	// Received is every packet the kernel saw on the interface (= packets + drops).
+	Received uint64 `json:"received"`
+	// RingFreezes counts the times the capture's ring was full (TPACKET_V3's
+	// freeze count): each froze the queue and dropped until the reader caught up.
+	RingFreezes uint64 `json:"ring_freezes"`
 	// StoppedBy says what ended the capture: machine-stopped, window, steps-done, interrupted, error.
 	StoppedBy string `json:"stopped_by,omitempty"`
 }
