@@ -102,6 +102,12 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 	if s.Network.Egress != "" && s.Network.Mode != "routed" {
 		d.fail(at("network"), "network: egress is only for mode routed")
 	}
+	if s.Network.InterceptTLS && s.Network.Mode != "routed" && s.Network.Mode != "" {
+		d.fail(at("network"), "network: intercept_tls is for mode routed (simulated mode's responders see inside TLS already; bridged traffic does not pass the lab)")
+	}
+	if s.Network.RefuseQUIC && !s.Network.InterceptTLS {
+		d.fail(at("network"), "network: refuse_quic goes with intercept_tls")
+	}
 	media := map[string]Media{}
 	mediaNode := at("image")
 	if v := valueOf(valueOf(top, "image"), "media"); v != nil {

@@ -47,6 +47,9 @@ type RunConfig struct {
 	// Egress are the host's side of the real-internet modes (the host bridge,
 	// the interface routed traffic leaves by) and win over the scenario's.
 	Network, Bridge, Egress string
+	// InterceptRoots are PEM files of extra roots the intercepting proxy
+	// trusts for real servers (besides the system's).
+	InterceptRoots []string
 }
 
 // Run is one finished (or interrupted) run.
@@ -147,7 +150,8 @@ type runner struct {
 	lab        *libvirt.Lab
 	network    *libvirt.Network
 	responders *simnet.Responders
-	keys       *tlskeys.Log // the responders' TLS secrets, for tls-keys.log and the capture
+	keys       *tlskeys.Log // the responders' or the interceptor's TLS secrets, for tls-keys.log and the capture
+	icpt       *interceptRun
 	redirect   func(context.Context) error
 	machine    *libvirt.Machine
 	capture    *capture.Capture
@@ -176,6 +180,9 @@ func (r *runner) setupSteps() []SetupStep {
 	realNet := r.net.Mode == string(lab.Routed) || r.net.Mode == string(lab.Bridged)
 	if realNet {
 		steps = append(steps, SetupStep{Name: "uplink", Run: r.uplinkUp, Cleanup: r.uplinkDown})
+		if r.net.InterceptTLS {
+			steps = append(steps, SetupStep{Name: "TLS interception", Run: r.interceptUp, Cleanup: r.interceptDown})
+		}
 	} else {
 		steps = append(steps, SetupStep{Name: "responders", Run: r.respondersUp, Cleanup: r.respondersDown})
 	}

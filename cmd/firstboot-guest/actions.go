@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -118,6 +119,39 @@ func doQUIC(ctx context.Context, host string, timeout time.Duration) (string, er
 	return fmt.Sprintf("host=%s handshake=ok status=%d bytes=%d", host, resp.StatusCode, n), nil
 }
 
+// vendorPin is the SHA-256 of the public key a pinning client insists on:
+// its vendor's own, which no one else, the lab included, can present.
+var vendorPin = sha256.Sum256([]byte("firstboot test guest: the vendor's pinned key"))
+
+// doPinned fetches https://HOST/ as an app that pins its server's key
+// does: any certificate whose key is not the pinned one is refused, so
+// intercepting its TLS shows as a refusal.
+func doPinned(ctx context.Context, host string) (string, error) {
+	hp, err := hostPort(host, "443")
+	if err != nil {
+		return "host=" + host, err
+	}
+	h, _, _ := net.SplitHostPort(hp)
+	conf := &tls.Config{ServerName: h, InsecureSkipVerify: true, // the pin alone decides
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo) != vendorPin {
+				return errors.New("server key does not match the pinned key")
+			}
+			return nil
+		}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+hp+"/", nil)
+	if err != nil {
+		return "host=" + host, err
+	}
+	req.Header.Set("User-Agent", userAgent)
+	resp, err := httpClient(conf).Do(req)
+	if err != nil {
+		return "host=" + host + " pinned=refused", err
+	}
+	resp.Body.Close()
+	return fmt.Sprintf("host=%s status=%d", host, resp.StatusCode), nil
+}
+
 // labCA is where an image made to trust the lab CA has it (lab/labca's
 // CertPath; the same certificate is in the system bundle Go reads).
 const labCA = "/usr/local/share/ca-certificates/firstboot-lab-ca.crt"
@@ -231,6 +265,8 @@ func runAction(ctx context.Context, cfg Config, a Action) (string, error) {
 		return doHTTPS(ctx, a.Arg)
 	case "quic":
 		return doQUIC(ctx, a.Arg, cfg.Timeout)
+	case "pinned":
+		return doPinned(ctx, a.Arg)
 	case "ntp":
 		return doNTP(ctx, a.Arg)
 	case "tcp":

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/firstboot/firstboot/internal/simuplink"
+	"github.com/firstboot/firstboot/results/manifest"
 )
 
 // TestRunTrustLabCA runs the test guest made to trust the lab CA
@@ -89,4 +93,89 @@ func tsharkShow(t *testing.T, pcap string, fields ...string) string {
 		t.Fatalf("tshark %v: %v", args, err)
 	}
 	return string(out)
+}
+
+// TestRoutedInterceptTLS runs the test guest, trusting the lab CA, in routed
+// mode against the simulated uplink with network.intercept_tls and
+// refuse_quic: its HTTPS request to the uplink's server goes through the
+// interceptor (which checked the server against the uplink's own CA), the
+// report lists it and shows the interception per destination, and a client
+// pinning its server's key is reported as refusing the interception.
+func TestRoutedInterceptTLS(t *testing.T) {
+	e := newE2E(t)
+	u := simuplink.New(t)
+	dir := t.TempDir()
+	roots := filepath.Join(dir, "uplink-ca.pem")
+	if err := os.WriteFile(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: u.CA.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scenario := filepath.Join(dir, "intercept.yaml")
+	text := strings.Replace(guestScenario("intercept", "4m", `  - name: browse
+    actions:
+      - console_send: "fbguest run browse https news.example.com"
+      - console_expect: {pattern: "FIRSTBOOT-GUEST done browse", timeout: 90s}
+  - name: pinned
+    actions:
+      - console_send: "fbguest run pin pinned shop.example.net"
+      - console_expect: {pattern: "FIRSTBOOT-GUEST done pin", timeout: 90s}
+`), "image: {builtin: testguest}", "image: {builtin: testguest, trust_lab_ca: true}\nnetwork: {mode: routed, intercept_tls: true, refuse_quic: true}", 1)
+	if err := os.WriteFile(scenario, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runs := t.TempDir()
+	if out, code := e.runIn(t, u.Host.Name, "run", scenario, "--runs-dir", runs, "--intercept-roots", roots); code != 0 {
+		e.logDaemonLogs(t)
+		t.Fatalf("run: exit %d\n%s", code, out)
+	}
+	dirs, _ := filepath.Glob(filepath.Join(runs, "*-intercept-*"))
+	if len(dirs) != 1 {
+		t.Fatalf("run directories: %v", dirs)
+	}
+	run := dirs[0]
+	m, err := manifest.Read(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ic := m.Network.Intercept; ic == nil || !ic.RefuseQUIC || ic.Log != manifest.InterceptFile || len(ic.Roots) != 2 {
+		t.Errorf("manifest intercept %+v", m.Network.Intercept)
+	}
+	// The real server saw the request, relayed.
+	seen := false
+	for _, r := range u.Requests() {
+		if r.TLS && r.SNI == "news.example.com" {
+			seen = true
+		}
+	}
+	if !seen {
+		t.Errorf("the uplink's server saw no HTTPS request for news.example.com: %+v", u.Requests())
+	}
+	report, err := os.ReadFile(filepath.Join(run, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := string(report)
+	for _, want := range []string{
+		"### TLS interception",
+		"| `news.example.com` | 1 | 0 | 0 |",
+		"issued by CN=" + simuplink.CAName,
+		"| `shop.example.net` | 0 | 1 | 0 |",
+		"refused interception",
+		"#### news.example.com\n",
+		"| `GET` | `news.example.com` | `/` |",
+		"`firstboot-testguest/1`",
+	} {
+		if !strings.Contains(r, want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		log, _ := os.ReadFile(filepath.Join(run, manifest.InterceptFile))
+		t.Logf("intercept.jsonl:\n%s\nreport:\n%s", log, r)
+	}
+	// tshark decrypts the guest's leg from the capture alone.
+	if h := tsharkShow(t, filepath.Join(run, "capture.pcapng"), "http2.headers.authority"); !strings.Contains(h, "news.example.com") {
+		if h1 := tsharkShow(t, filepath.Join(run, "capture.pcapng"), "http.host"); !strings.Contains(h1, "news.example.com") {
+			t.Errorf("tshark did not decrypt the intercepted request:\n%s%s", h, h1)
+		}
+	}
 }

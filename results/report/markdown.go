@@ -79,6 +79,15 @@ func Markdown(in *Input) ([]byte, error) {
 			}
 		}
 
+		if len(s.Intercepts) > 0 {
+			w("### TLS interception (%d destinations)\n\n", len(s.Intercepts))
+			w("| Destination | Intercepted | Refused | Failed | Real server | Note |\n|---|---:|---:|---:|---|---|\n")
+			for _, r := range s.Intercepts {
+				w("| %s | %s | %s | %s | %s | %s |\n", mdCell(r.Name), r.Intercepted, r.Refused, r.Failed, mdText(r.Server), mdText(r.Detail))
+			}
+			w("\n")
+		}
+
 		w("### Plain-HTTP requests (%d)\n\n", len(s.HTTP))
 		if len(s.HTTP) == 0 {
 			w("None.\n\n")

@@ -50,6 +50,8 @@ type section struct {
 	// lists the decrypted requests, grouped by destination.
 	Decrypted string
 	HTTPS     []httpsGroup
+	// Intercepts is the TLS interceptor's view per destination (whole run).
+	Intercepts []interceptRow
 	HTTP      []httpRow
 	OCSP      []serverRow
 	NTP       []serverRow
@@ -70,6 +72,64 @@ type httpRow struct {
 	OCSP                                       bool
 	// HTTPS rows only: the HTTP version and what the response carried.
 	Version, ContentType, Length string
+}
+
+// interceptRow is what TLS interception met at one destination.
+type interceptRow struct {
+	Name, Intercepted, Refused, Failed, Server, Detail string
+}
+
+// interceptRows groups the interceptor's records by destination (SNI, else
+// the address); refusals are findings of their own (pinning, no trust).
+func interceptRows(recs []Interception) []interceptRow {
+	type agg struct {
+		ok, refused, failed int64
+		server, detail      string
+	}
+	m := map[string]*agg{}
+	for _, r := range recs {
+		name := r.SNI
+		if name == "" {
+			name = r.Dst
+		}
+		a := m[name]
+		if a == nil {
+			a = &agg{}
+			m[name] = a
+		}
+		switch r.Outcome {
+		case "intercepted":
+			a.ok++
+		case "refused":
+			a.refused++
+			if a.detail == "" {
+				a.detail = "refused interception: " + r.Detail
+			}
+		default:
+			a.failed++
+			if a.detail == "" {
+				a.detail = r.Detail
+			}
+		}
+		if u := r.Upstream; u != nil && a.server == "" {
+			a.server = strings.TrimSpace(u.Version + " " + u.ALPN)
+			if n := len(u.Chain); n > 0 {
+				a.server += ", issued by " + u.Chain[0].Issuer
+			}
+		}
+	}
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]interceptRow, 0, len(names))
+	for _, n := range names {
+		a := m[n]
+		out = append(out, interceptRow{Name: n, Intercepted: commas(a.ok), Refused: commas(a.refused), Failed: commas(a.failed),
+			Server: orDash(a.server), Detail: orDash(a.detail)})
+	}
+	return out
 }
 
 // httpsGroup is one destination's decrypted requests.
@@ -170,6 +230,7 @@ func build(in *Input) (*page, error) {
 	whole.Dests = dests(a.Destinations, p.Origin)
 	whole.HTTP = httpRows(a.HTTP, "", false, p.Origin)
 	whole.Decrypted, whole.HTTPS = httpsGroups(a, a.Summary.TLSDecryption, "", false, conns, p.Origin)
+	whole.Intercepts = interceptRows(in.Interceptions)
 	whole.OCSP = ocspRows(a.HTTP, "", false)
 	whole.NTP = ntpRows(a.NTP, "", false, conns)
 	whole.TLS = tlsRows(a, "", false)
