@@ -52,13 +52,13 @@ type section struct {
 	HTTPS     []httpsGroup
 	// Intercepts is the TLS interceptor's view per destination (whole run).
 	Intercepts []interceptRow
-	HTTP      []httpRow
-	OCSP      []serverRow
-	NTP       []serverRow
-	TLS       []tlsRow
-	SYN       []synRow
-	Expects   []expectRow
-	Shots     []shotView
+	HTTP       []httpRow
+	OCSP       []serverRow
+	NTP        []serverRow
+	TLS        []tlsRow
+	SYN        []synRow
+	Expects    []expectRow
+	Shots      []shotView
 }
 
 type destRow struct {
