@@ -315,9 +315,13 @@ func (c *Capture) Mark(comment string) {
 // AddSecrets writes a pcapng Decryption Secrets Block (secretsType e.g.
 // SecretsTLSKeyLog with data in the NSS key log format) into the file at
 // once: after the packets written so far, before the next one, so readers
-// such as Wireshark hold the keys before the records they decrypt. Packets
-// still in the ring (up to blockTimeout old) come after it. After Stop it
-// does nothing; a write error is Stop's to report.
+// such as Wireshark hold the keys before the records that follow. Packets
+// still in the ring (up to blockTimeout old) come after it too. Wireshark
+// reads a file once, front to back: it decrypts a TLS 1.3 session only if
+// the handshake secrets come before the server's first encrypted records,
+// which the client logs only after receiving them, so that depends on the
+// ring not having handed them over yet (TLS 1.2's secret always comes
+// first). After Stop it does nothing; a write error is Stop's to report.
 func (c *Capture) AddSecrets(secretsType uint32, data []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -15,10 +15,12 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/firstboot/firstboot/internal/testnet"
 	"github.com/firstboot/firstboot/lab/netns"
 )
 
@@ -30,9 +32,13 @@ func (k keyLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Secrets added while a TLS session runs go into the file before the
-// records they decrypt: tshark, reading the file once, decrypts the HTTP
-// request with nothing but the file's Decryption Secrets Blocks.
+// Secrets added while a TLS session runs go into the file in stream order,
+// as Decryption Secrets Blocks with which tshark, reading the file once,
+// decrypts the session. TLS 1.2: its client logs the secret before the
+// first encrypted record, so in stream order the secret always comes first.
+// (A TLS 1.3 client logs its handshake secrets only after the server's
+// first encrypted records arrived; Wireshark then cannot decrypt the
+// session whenever the ring handed those records over first.)
 func TestAddSecretsDecryptsTLS(t *testing.T) {
 	ns, peer := testNetns(t)
 	ctx := context.Background()
@@ -65,7 +71,7 @@ func TestAddSecretsDecryptsTLS(t *testing.T) {
 			})
 			return conn, err
 		},
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, KeyLogWriter: keyLog{c}},
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, KeyLogWriter: keyLog{c}, MaxVersion: tls.VersionTLS12},
 	}}
 	const secret = "/only-visible-decrypted"
 	resp, err := client.Get("https://10.99.0.1" + secret)
@@ -87,27 +93,37 @@ func TestAddSecretsDecryptsTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	uris := tshark(t, path, "http.request.uri")
-	if strings.Join(uris, ",") != secret {
-		t.Errorf("tshark decrypts requests %q, want [%s]", uris, secret)
+	// tshark decrypts the request with the file's secrets and nothing else.
+	rows := strings.Fields(testnet.Tshark(t, "-r", path, "-Y", "http.request", "-T", "fields", "-e", "frame.number", "-e", "http.request.uri"))
+	if len(rows) != 2 || rows[1] != secret {
+		t.Fatalf("tshark decrypts requests %q, want [%s]", rows, secret)
 	}
+	request, _ := strconv.Atoi(rows[0])
+	// The client logs its secret before it sends the request: in stream
+	// order the secret comes first.
 	blocks, _ := readBlocks(t, path)
-	var dsbs int
+	var dsbs, packets int
 	for _, b := range blocks {
-		if b.typ != blockDSB {
-			continue
-		}
-		dsbs++
-		if typ := binary.LittleEndian.Uint32(b.body); typ != SecretsTLSKeyLog {
-			t.Errorf("secrets type %#x", typ)
-		}
-		n := binary.LittleEndian.Uint32(b.body[4:])
-		if line := string(b.body[8 : 8+n]); !strings.HasSuffix(line, "\n") || len(b.body) != 8+pad4(int(n)) {
-			t.Errorf("secrets %q in a body of %d bytes", line, len(b.body))
+		switch b.typ {
+		case blockEPB:
+			packets++
+		case blockDSB:
+			dsbs++
+			if typ := binary.LittleEndian.Uint32(b.body); typ != SecretsTLSKeyLog {
+				t.Errorf("secrets type %#x", typ)
+			}
+			n := binary.LittleEndian.Uint32(b.body[4:])
+			line := string(b.body[8 : 8+n])
+			if !strings.HasSuffix(line, "\n") || len(b.body) != 8+pad4(int(n)) {
+				t.Errorf("secrets %q in a body of %d bytes", line, len(b.body))
+			}
+			if strings.HasPrefix(line, "CLIENT_RANDOM ") && line != string(late) && packets >= request {
+				t.Errorf("the client's secret comes after %d packets, the request is packet %d", packets, request)
+			}
 		}
 	}
-	if dsbs < 2 {
-		t.Errorf("%d decryption secrets blocks, want one per key log line", dsbs)
+	if dsbs != 2 {
+		t.Errorf("%d decryption secrets blocks, want the session's and the late one", dsbs)
 	}
 	if n := len(blocks); n < 2 || blocks[n-2].typ != blockDSB || !bytes.Equal(blocks[n-2].body[8:8+len(late)], late) {
 		t.Errorf("the secrets added last are not the block before the statistics")
