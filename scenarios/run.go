@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -708,14 +709,8 @@ func hostFacts() manifest.Host {
 }
 
 // secretsSink hands key log lines to the capture as Decryption Secrets
-// Blocks as they come (a capture cut short still carries the sessions'
-// secrets), when the capture can write them; nil otherwise.
-func secretsSink(c any) func([]byte) {
-	if s, ok := c.(interface{ AddSecrets(uint32, []byte) }); ok {
-		return func(line []byte) { s.AddSecrets(tlskeys.SecretsType, line) }
-	}
-	if s, ok := c.(interface{ AddSecrets(uint32, []byte) error }); ok {
-		return func(line []byte) { s.AddSecrets(tlskeys.SecretsType, line) }
-	}
-	return nil
+// Blocks as they come, so a capture cut short still carries the sessions'
+// secrets (Stop's IntoCapture then moves them all ahead of the packets).
+func secretsSink(c *capture.Capture) func([]byte) {
+	return func(line []byte) { c.AddSecrets(capture.SecretsTLSKeyLog, bytes.Clone(line)) }
 }
