@@ -75,7 +75,8 @@ func (e *engine) teeTLS(f *flow, di int, data []byte) {
 	d.tls.Feed(di, data)
 }
 
-// startQUIC starts decrypting a QUIC flow at its first client Initial.
+// startQUIC starts decrypting a QUIC flow at its first client Initial (the
+// datagram itself reaches it through udpPayload's hook).
 func (e *engine) startQUIC(f *flow) {
 	d := &decFlow{e: e, f: f}
 	d.h3 = http3.NewConn(d)
@@ -83,9 +84,17 @@ func (e *engine) startQUIC(f *flow) {
 	f.dec = d
 }
 
-// quicDecrypt hands a datagram of a QUIC flow to its decryption.
+// quicDecrypt hands a datagram of a QUIC flow to its decryption; small
+// enough to inline where every datagram passes.
 func (e *engine) quicDecrypt(f *flow, di int, b []byte) {
-	if q := f.dec.quic; q != nil && !q.Done() {
+	if f.dec != nil {
+		f.dec.datagram(di, b)
+	}
+}
+
+//go:noinline (quicDecrypt, inlined, stays a pointer test)
+func (d *decFlow) datagram(di int, b []byte) {
+	if q := d.quic; q != nil && !q.Done() {
 		q.Datagram(di, b)
 	}
 }
@@ -120,7 +129,7 @@ func (d *decFlow) plaintext(di int, p []byte) {
 	}
 	switch d.proto {
 	case plainHTTP1:
-		d.e.feed(d.f, di, &d.h1[di], p, true)
+		d.e.streamData(d.f, di, &d.h1[di], p, true)
 	case plainHTTP2:
 		if d.h2.Err() == nil {
 			d.h2.Feed(di, p)
@@ -178,8 +187,15 @@ func (e *engine) requestFields(rec *schema.HTTP, req *http.Request) {
 	}
 }
 
-// finishDecrypt settles a flow's decryption when it ends.
+// finishDecrypt settles a flow's decryption when it ends (inlined: a
+// pointer test for flows without any).
 func (e *engine) finishDecrypt(f *flow) {
+	if f.dec != nil {
+		e.settleDecrypt(f)
+	}
+}
+
+func (e *engine) settleDecrypt(f *flow) {
 	d := f.dec
 	status := ""
 	switch {

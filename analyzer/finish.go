@@ -206,9 +206,6 @@ func (e *engine) finishFlow(f *flow) {
 		e.closeGaps(f, 1)
 		ob, rb, missed = o.hi, r.hi, o.missed+r.missed
 	}
-	if f.dec != nil {
-		e.finishDecrypt(f) // decrypt.go
-	}
 	ra, _ := f.resp()
 	c := &e.conn // reused: the sinks copy what they keep
 	*c = schema.Conn{
@@ -225,6 +222,7 @@ func (e *engine) finishFlow(f *flow) {
 		e.out.tls(f.tls)
 		f.tls = nil
 	}
+	e.finishDecrypt(f) // decrypt.go; its http records are final then
 	for i := range f.http {
 		e.out.http(&f.http[i])
 	}

@@ -306,11 +306,11 @@ func (e *engine) deliverSeg(f *flow, di int, rel, n int64, data []byte) {
 	d.next = rel + n
 	if int64(len(data)) < want {
 		d.missed += want - int64(len(data))
-		e.streamData(f, di, data)
+		e.streamData(f, di, &f.d[di].stream, data, false)
 		e.streamGap(f, di)
 		return
 	}
-	e.streamData(f, di, data)
+	e.streamData(f, di, &f.d[di].stream, data, false)
 }
 
 func (e *engine) storeOOO(f *flow, di int, rel, n int64, data []byte) {

@@ -62,17 +62,12 @@ func (e *engine) getBuf() []byte {
 	return make([]byte, 0, e.streamBytes)
 }
 
-// streamData takes in-order bytes of direction di and runs the parsers.
-func (e *engine) streamData(f *flow, di int, data []byte) {
-	e.feed(f, di, &f.d[di].stream, data, false)
-}
-
-// feed buffers data in s and runs the parsers: the TCP stream's, or with
-// tls the HTTP/1 parser on decrypted bytes.
-func (e *engine) feed(f *flow, di int, s *stream, data []byte, tls bool) {
-	if !tls && e.decrypting && f.app <= appTLS && len(data) > 0 {
-		e.teeTLS(f, di, data) // decrypt.go: before s.done, which the hello parsers set
-	}
+// streamData takes in-order bytes of direction di, buffers them in s (the
+// direction's stream; with tls, decrypted HTTP/1 bytes) and runs the
+// parsers. The lines below keep the shape they had before decryption, so
+// the PGO profile still matches them.
+func (e *engine) streamData(f *flow, di int, s *stream, data []byte, tls bool) {
+	e.tee(f, di, data, tls)
 	if s.done || len(data) == 0 {
 		return
 	}
@@ -104,10 +99,10 @@ func (e *engine) feed(f *flow, di int, s *stream, data []byte, tls bool) {
 		}
 		data = data[take:]
 		before := len(s.buf)
-		if tls {
-			e.parseHTTP(f, di, s, true)
-		} else {
+		if !tls {
 			e.parseStream(f, di)
+		} else {
+			e.parseHTTP(f, di, s, true)
 		}
 		if s.done {
 			return
@@ -126,6 +121,14 @@ func (e *engine) feed(f *flow, di int, s *stream, data []byte, tls bool) {
 		if take == 0 {
 			break
 		}
+	}
+}
+
+// tee hands TCP bytes to decryption (decrypt.go) before s.done, which the
+// hello parsers set, is looked at; inlined, a flag test without secrets.
+func (e *engine) tee(f *flow, di int, data []byte, tls bool) {
+	if !tls && e.decrypting && f.app <= appTLS && len(data) > 0 {
+		e.teeTLS(f, di, data)
 	}
 }
 

@@ -24,9 +24,6 @@ const maxQUICDatagrams = 8
 func (e *engine) udpPayload(f *flow, di int, p *decode.Packet, ts int64) {
 	op, rp := f.ports()
 	b := p.Payload
-	if f.dec != nil {
-		e.quicDecrypt(f, di, b) // decrypt.go
-	}
 	switch {
 	case isDNSPort(op) || isDNSPort(rp):
 		// The message and its usual sections live on the stack (the records
@@ -64,6 +61,7 @@ func (e *engine) udpPayload(f *flow, di int, p *decode.Packet, ts int64) {
 	case di == 0 && (rp == 443 || looksLikeQUICInitial(b)):
 		e.quicDatagram(f, b)
 	}
+	e.quicDecrypt(f, di, b) // decrypt.go: QUIC flows started after secrets came
 }
 
 func isDNSPort(p uint16) bool { return p == 53 || p == 5353 || p == 5355 }
@@ -110,7 +108,6 @@ func (e *engine) quicDatagram(f *flow, b []byte) {
 		q.odcid = append([]byte{}, inits[0].DCID...)
 		if e.decrypting && f.dec == nil {
 			e.startQUIC(f) // decrypt.go
-			e.quicDecrypt(f, 0, b)
 		}
 	}
 	for _, in := range inits {
