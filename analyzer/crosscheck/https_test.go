@@ -353,6 +353,7 @@ func startHTTPSServers(t *testing.T, ns *testnet.Namespace, cert tls.Certificate
 		fmt.Fprintf(w, "hello %s\n", r.URL.Path)
 	})
 	srvTLS := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	h3TLS := http3.ConfigureTLSConfig(srvTLS.Clone()) // before net/http changes srvTLS
 	ln, err := ns.Listen("tcp", "127.0.0.1:443")
 	if err != nil {
 		t.Fatal(err)
@@ -364,7 +365,7 @@ func startHTTPSServers(t *testing.T, ns *testnet.Namespace, cert tls.Certificate
 	if err != nil {
 		t.Fatal(err)
 	}
-	h3srv := &http3.Server{Handler: handler, TLSConfig: http3.ConfigureTLSConfig(srvTLS.Clone())}
+	h3srv := &http3.Server{Handler: handler, TLSConfig: h3TLS}
 	go h3srv.Serve(uc)
 	t.Cleanup(func() { h3srv.Close() })
 
