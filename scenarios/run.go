@@ -428,7 +428,23 @@ func (r *runner) trusting(file, sum, ext string, mk func(dst string, ca []byte) 
 		return path, name, nil
 	}
 	r.log.Info("making a copy that trusts the lab CA (once per image file and CA)", "file", file, "copy", path)
-	return path, name, mk(path, ca.CertPEM)
+	if err := mk(path, ca.CertPEM); err != nil {
+		return "", "", err
+	}
+	pruneTrusting(dir, sum[:16], path)
+	return path, name, nil
+}
+
+// pruneTrusting removes copies of the same image file made for other CAs
+// (a lab state directory made anew, as tests do) once they are a day old:
+// a run that started with one has long opened it.
+func pruneTrusting(dir, prefix, keep string) {
+	old, _ := filepath.Glob(filepath.Join(dir, prefix+"-lab-ca-*"))
+	for _, p := range old {
+		if st, err := os.Stat(p); err == nil && p != keep && time.Since(st.ModTime()) > 24*time.Hour {
+			os.Remove(p)
+		}
+	}
 }
 
 func (r *runner) respondersUp(ctx context.Context) error {
