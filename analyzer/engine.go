@@ -12,6 +12,7 @@ import (
 	"github.com/firstboot/firstboot/analyzer/capfile"
 	"github.com/firstboot/firstboot/analyzer/decode"
 	"github.com/firstboot/firstboot/analyzer/fingerprint"
+	"github.com/firstboot/firstboot/analyzer/tlsdecrypt"
 	"github.com/firstboot/firstboot/results/schema"
 )
 
@@ -105,6 +106,12 @@ type engine struct {
 	dhcp     map[dhcpKey]*dhcpTx
 	fps      map[fpKey]*fpAgg
 	fpParser fingerprint.Parser
+
+	// TLS decryption (decrypt.go): keys is nil without secrets.
+	keys         *tlsdecrypt.Keys
+	decrypting   bool
+	secretBlocks int64
+	decStats     []decryptStats
 }
 
 func newEngine(opts Options, steps *stepper, out recordSink) *engine {
@@ -112,7 +119,7 @@ func newEngine(opts Options, steps *stepper, out recordSink) *engine {
 	if sb <= 0 {
 		sb = 16 << 10
 	}
-	return &engine{
+	e := &engine{
 		opts:        opts,
 		streamBytes: sb,
 		steps:       steps,
@@ -137,6 +144,12 @@ func newEngine(opts Options, steps *stepper, out recordSink) *engine {
 		fps:      map[fpKey]*fpAgg{},
 		uidHash:  sha256.New(),
 	}
+	if len(opts.TLSKeyLog) > 0 {
+		e.keys = &tlsdecrypt.Keys{}
+		e.keys.Add(opts.TLSKeyLog) // checked by the caller
+		e.decrypting = e.keys.Len() > 0
+	}
+	return e
 }
 
 func (e *engine) packet(cp *capfile.Packet) {

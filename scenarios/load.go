@@ -88,6 +88,9 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 	case (img.Kind == "disk" || img.Kind == "iso") && img.Path == "":
 		d.fail(at("image"), "image: kind %s needs path", img.Kind)
 	}
+	if img.TrustLabCA && img.Builtin == "" {
+		d.fail(at("image"), "image.trust_lab_ca works with builtin images; install the lab CA into your own image as docs/images.md says")
+	}
 	if img.SHA256 != "" && !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(img.SHA256) {
 		d.fail(at("image"), "image.sha256: expected 64 lower-case hex digits")
 	}
@@ -98,6 +101,12 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 	}
 	if s.Network.Egress != "" && s.Network.Mode != "routed" {
 		d.fail(at("network"), "network: egress is only for mode routed")
+	}
+	if s.Network.InterceptTLS && s.Network.Mode != "routed" && s.Network.Mode != "" {
+		d.fail(at("network"), "network: intercept_tls is for mode routed (simulated mode's responders see inside TLS already; bridged traffic does not pass the lab)")
+	}
+	if s.Network.RefuseQUIC && !s.Network.InterceptTLS {
+		d.fail(at("network"), "network: refuse_quic goes with intercept_tls")
 	}
 	media := map[string]Media{}
 	mediaNode := at("image")

@@ -119,6 +119,9 @@ func describeImage(s *Scenario) string {
 	switch {
 	case img.Builtin != "":
 		out = "built-in " + img.Builtin + " (firstboot image build " + img.Builtin + ")"
+		if img.TrustLabCA {
+			out += ", trusting the lab CA"
+		}
 	case img.Kind == "kernel":
 		out = "kernel " + s.ResolvePath(img.Kernel)
 	default:

@@ -22,6 +22,7 @@ func newRunCmd(a *app) *cobra.Command {
 	var minutes float64
 	var noAnalyze bool
 	var network string
+	var interceptRoots []string
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml",
 		Short: "Boot the scenario's machine in the lab, capture it from power-on, run its steps, analyse",
@@ -66,6 +67,8 @@ the time left in the capture window; elsewhere the same goes to the log once a m
 				Network:  network,
 				Bridge:   a.cfg.Bridge,
 				Egress:   a.cfg.Egress,
+				// Extra roots the TLS interceptor trusts for real servers.
+				InterceptRoots: interceptRoots,
 			}
 			// The live status shares the terminal with the log: log lines go
 			// through it so they scroll above it.
@@ -134,6 +137,7 @@ the time left in the capture window; elsewhere the same goes to the log once a m
 	}
 	cmd.Flags().Float64Var(&minutes, "minutes", 0, "capture window in minutes (overrides the scenario's)")
 	cmd.Flags().BoolVar(&noAnalyze, "no-analyze", false, "do not analyse the capture after the run")
+	cmd.Flags().StringArrayVar(&interceptRoots, "intercept-roots", nil, "PEM file of root certificates the TLS interceptor (network.intercept_tls) trusts for real servers besides the system's (repeat for several)")
 	addNetworkFlags(cmd, &network)
 	return cmd
 }

@@ -29,6 +29,9 @@ func newE2E(t *testing.T) *e2eEnv {
 	env := &e2eEnv{bin: buildFirstboot(t), state: t.TempDir()}
 	home, _ := os.UserCacheDir()
 	env.cache = filepath.Join(home, "firstboot", "images")
+	if c := os.Getenv("FIRSTBOOT_TEST_IMAGE_CACHE"); c != "" {
+		env.cache = c // a cache of one's own, while changing how images are built
+	}
 	agent := filepath.Join(t.TempDir(), "firstboot-guest")
 	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-o", agent, "github.com/firstboot/firstboot/cmd/firstboot-guest")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")

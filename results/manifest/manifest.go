@@ -23,6 +23,11 @@ const SchemaVersion = 1
 // FileName is the manifest's name inside a run directory.
 const FileName = "manifest.json"
 
+// TLSKeysFile is the NSS key log (SSLKEYLOGFILE format) a run writes into
+// its directory: the secrets of the TLS and QUIC sessions its responders
+// terminated (the capture carries them too, as Decryption Secrets Blocks).
+const TLSKeysFile = "tls-keys.log"
+
 // Run statuses.
 const (
 	StatusRunning    = "running"    // the run has not finished (or the process died)
@@ -119,6 +124,27 @@ type Network struct {
 	Gateway string `json:"gateway,omitempty"` // also the responders' address in simulated mode, the DNS forwarder's in routed mode
 	// Uplink is how a routed or bridged run reached the real network.
 	Uplink *Uplink `json:"uplink,omitempty"`
+	// Intercept says how TLS was intercepted (routed runs with intercept_tls).
+	Intercept *Intercept `json:"intercept,omitempty"`
+}
+
+// InterceptFile is the intercepting proxy's per-connection log in a run
+// directory: one JSON line per connection (lab/intercept's Record).
+const InterceptFile = "intercept.jsonl"
+
+// Intercept records a run's TLS interception.
+type Intercept struct {
+	// Port is TCP port 443's destination: every machine connection to it
+	// went through the proxy.
+	Port int `json:"port"`
+	// RefuseQUIC tells that the machine's UDP 443 was rejected (clients
+	// fell back to TCP).
+	RefuseQUIC bool `json:"refuse_quic"`
+	// Roots names where the real servers' certificates were checked:
+	// "system", plus extra root files given.
+	Roots []string `json:"roots"`
+	// Log is InterceptFile.
+	Log string `json:"log"`
 }
 
 // Uplink records a real-internet run's way out. Addresses are what the host

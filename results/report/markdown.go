@@ -62,6 +62,32 @@ func Markdown(in *Input) ([]byte, error) {
 			w("\n")
 		}
 
+		if s.Decrypted != "" {
+			n := 0
+			for _, g := range s.HTTPS {
+				n += len(g.Rows)
+			}
+			w("### HTTPS requests (%d)\n\n%s.\n\n", n, mdText(s.Decrypted))
+			for _, g := range s.HTTPS {
+				w("#### %s\n\n", mdText(g.Name))
+				w("| Time | Method | Authority | Path | Version | User agent | Status | Content type | Bytes |\n|---:|---|---|---|---|---|---|---|---:|\n")
+				for _, h := range g.Rows {
+					w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", h.Time, mdCell(h.Method), mdCell(h.Host), mdCell(h.URI), mdText(h.Version),
+						mdCell(h.UserAgent), mdCell(h.Status), mdCell(h.ContentType), h.Length)
+				}
+				w("\n")
+			}
+		}
+
+		if len(s.Intercepts) > 0 {
+			w("### TLS interception (%d destinations)\n\n", len(s.Intercepts))
+			w("| Destination | Intercepted | Refused | Failed | Real server | Note |\n|---|---:|---:|---:|---|---|\n")
+			for _, r := range s.Intercepts {
+				w("| %s | %s | %s | %s | %s | %s |\n", mdCell(r.Name), r.Intercepted, r.Refused, r.Failed, mdText(r.Server), mdText(r.Detail))
+			}
+			w("\n")
+		}
+
 		w("### Plain-HTTP requests (%d)\n\n", len(s.HTTP))
 		if len(s.HTTP) == 0 {
 			w("None.\n\n")
