@@ -24,6 +24,8 @@ const (
 	DefaultWindow        = 10 * time.Minute
 	DefaultKeyInterval   = 100 * time.Millisecond
 	DefaultActionTimeout = 5 * time.Minute
+	// DefaultClickTextTimeout is how long click_text waits for its text.
+	DefaultClickTextTimeout = time.Minute
 )
 
 // Load reads and checks a scenario file. Every mistake found is reported, each
