@@ -181,6 +181,15 @@ var actionSpecs = map[string]actionSpec{
 	"scroll":         {field: "Scroll", doc: "turn the mouse wheel at x, y"},
 }
 
+// usesScreen says whether the action reads the screen or points at it.
+func (a *Action) usesScreen() bool {
+	switch a.Kind {
+	case "screenshot", "wait_screen", "wait_text", "click_text", "click", "double_click", "move", "drag", "scroll":
+		return true
+	}
+	return false
+}
+
 // ActionNames lists the action keys, sorted.
 func ActionNames() []string {
 	var out []string

@@ -194,6 +194,9 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 					d.fail(pos, "%s before start: the machine is not running yet (add `- start` first)", a.Kind)
 				}
 			}
+			if s.Machine.Video == "none" && a.usesScreen() {
+				d.fail(pos, "%s: the machine has no screen (machine.video: none)", a.Kind)
+			}
 		}
 	}
 	if starts != 1 {
