@@ -53,6 +53,19 @@ func realScreens(t *testing.T, names ...string) []string {
 	return out
 }
 
+// runOnScreens runs a scenario on a screenMachine showing the named
+// screenshots, in dir.
+func runOnScreens(t *testing.T, dir, scenario string, shots ...string) (*screenMachine, *Env, error) {
+	t.Helper()
+	m := &screenMachine{fakeMachine: fakeMachine{stopped: make(chan struct{})}, shots: realScreens(t, shots...)}
+	s, err := Parse("gui.yaml", []byte(scenario))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &Env{Machine: m, Start: func(context.Context) error { return nil }, Dir: dir, Timeline: &Timeline{}}
+	return m, env, RunSteps(context.Background(), s, env)
+}
+
 // clicksAt returns where the recorded events pressed the left button.
 func clicksAt(evs []lab.PointerEvent) []image.Point {
 	var at image.Point
@@ -71,8 +84,7 @@ func clicksAt(evs []lab.PointerEvent) []image.Point {
 // TestScreenTextActions runs wait_text and click_text with the real
 // tesseract on real screenshots: the login screen, then the desktop.
 func TestScreenTextActions(t *testing.T) {
-	m := &screenMachine{fakeMachine: fakeMachine{stopped: make(chan struct{})}, shots: realScreens(t, "greeter.png", "greeter.png", "desktop.png")}
-	s, err := Parse("gui.yaml", []byte(`name: gui
+	m, _, err := runOnScreens(t, t.TempDir(), `name: gui
 image: {builtin: debian-12-desktop}
 steps:
   - name: login
@@ -82,12 +94,8 @@ steps:
       - wait_text: { text: "Applications", region: [0, 0, 400, 30], timeout: 1m }
       - click_text: { text: "Applications", double: true }
       - drag: { from: [10, 20], to: [300, 400] }
-`))
+`, "greeter.png", "greeter.png", "desktop.png")
 	if err != nil {
-		t.Fatal(err)
-	}
-	env := &Env{Machine: m, Start: func(context.Context) error { return nil }, Dir: t.TempDir(), Timeline: &Timeline{}}
-	if err := RunSteps(context.Background(), s, env); err != nil {
 		t.Fatal(err)
 	}
 	// The greeter's "Log In" button spans about 716–788 × 430–463 on the
@@ -114,21 +122,15 @@ steps:
 // TestWaitTextTimeout: a wait_text that never sees its text fails the step
 // and leaves the screen it judged and the text OCR read on it.
 func TestWaitTextTimeout(t *testing.T) {
-	m := &screenMachine{fakeMachine: fakeMachine{stopped: make(chan struct{})}, shots: realScreens(t, "greeter.png")}
-	s, err := Parse("gui.yaml", []byte(`name: gui
+	dir := t.TempDir()
+	m, env, err := runOnScreens(t, dir, `name: gui
 image: {builtin: debian-12-desktop}
 steps:
   - name: desktop
     actions:
       - start
       - wait_text: { text: "Applications", timeout: 3s }
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	env := &Env{Machine: m, Start: func(context.Context) error { return nil }, Dir: dir, Timeline: &Timeline{}}
-	err = RunSteps(context.Background(), s, env)
+`, "greeter.png")
 	var se *StepError
 	if !errors.As(err, &se) || se.Step != "desktop" || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "never showed /Applications/") {
 		t.Fatalf("err = %v", err)
@@ -152,8 +154,8 @@ steps:
 // TestClickTextIndex picks among several matches in reading order and
 // gives up with a clear error when there are fewer than asked for.
 func TestClickTextIndex(t *testing.T) {
-	m := &screenMachine{fakeMachine: fakeMachine{stopped: make(chan struct{})}, shots: realScreens(t, "greeter.png")}
-	s, err := Parse("gui.yaml", []byte(`name: gui
+	start := time.Now()
+	m, _, err := runOnScreens(t, t.TempDir(), `name: gui
 image: {builtin: debian-12-desktop}
 steps:
   - name: s
@@ -162,13 +164,7 @@ steps:
       - click_text: { text: "Cancel|Log In", index: -1 }
       - click_text: { text: "Cancel|Log In", index: 0, button: right }
       - click_text: { text: "Cancel|Log In", index: 2, timeout: 2s }
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := &Env{Machine: m, Start: func(context.Context) error { return nil }, Dir: t.TempDir(), Timeline: &Timeline{}}
-	start := time.Now()
-	err = RunSteps(context.Background(), s, env)
+`, "greeter.png")
 	if err == nil || !strings.Contains(err.Error(), "showed /Cancel|Log In/ 2 times, never match 2") {
 		t.Fatalf("err = %v", err)
 	}
