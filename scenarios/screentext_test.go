@@ -129,7 +129,7 @@ steps:
   - name: desktop
     actions:
       - start
-      - wait_text: { text: "Applications", timeout: 3s }
+      - wait_text: { text: "Applications", timeout: 15s }
 `, "greeter.png")
 	var se *StepError
 	if !errors.As(err, &se) || se.Step != "desktop" || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "never showed /Applications/") {
@@ -163,7 +163,7 @@ steps:
       - start
       - click_text: { text: "Cancel|Log In", index: -1 }
       - click_text: { text: "Cancel|Log In", index: 0, button: right }
-      - click_text: { text: "Cancel|Log In", index: 2, timeout: 2s }
+      - click_text: { text: "Cancel|Log In", index: 2, timeout: 5s }
 `, "greeter.png")
 	if err == nil || !strings.Contains(err.Error(), "showed /Cancel|Log In/ 2 times, never match 2") {
 		t.Fatalf("err = %v", err)
