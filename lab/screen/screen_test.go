@@ -100,7 +100,7 @@ func TestNearest(t *testing.T) {
 		ok         bool
 	}{
 		{image.Pt(145, 105), "Not Now", "Now", true}, // on the word
-		{image.Pt(139, 105), "Not Now", "Not", true}, // between the two, nearer Not
+		{image.Pt(133, 105), "Not Now", "Not", true}, // between the two, nearer Not
 		{image.Pt(395, 90), "Continue", "Continue", true},
 		{image.Pt(300, 300), "", "", false}, // nothing within 20 pixels
 	} {
