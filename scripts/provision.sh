@@ -27,6 +27,8 @@ pkgs=(
   # test guest and Debian images (binutils: readelf, the image tests' independent
   # reader of module dependencies and of qemu-ga's shared libraries)
   busybox-static cpio xz-utils zstd debootstrap binutils
+  # reading the screen: wait_text and click_text run the tesseract command
+  tesseract-ocr
 )
 
 qemu_conf=/etc/libvirt/qemu.conf
