@@ -12,6 +12,7 @@ import (
 	"github.com/firstboot/firstboot/analyzer/capfile"
 	"github.com/firstboot/firstboot/analyzer/decode"
 	"github.com/firstboot/firstboot/analyzer/fingerprint"
+	"github.com/firstboot/firstboot/analyzer/tlsdecrypt"
 	"github.com/firstboot/firstboot/results/schema"
 )
 
@@ -109,6 +110,11 @@ type engine struct {
 
 	tun tunnels // tunnels followed (tunnel.go)
 	lan lanAgg  // local-network announcements (lan.go)
+	// TLS decryption (decrypt.go): keys is nil without secrets.
+	keys         *tlsdecrypt.Keys
+	decrypting   bool
+	secretBlocks int64
+	decStats     []decryptStats
 }
 
 func newEngine(opts Options, steps *stepper, out recordSink) *engine {
@@ -116,7 +122,7 @@ func newEngine(opts Options, steps *stepper, out recordSink) *engine {
 	if sb <= 0 {
 		sb = 16 << 10
 	}
-	return &engine{
+	e := &engine{
 		opts:        opts,
 		streamBytes: sb,
 		steps:       steps,
@@ -141,6 +147,12 @@ func newEngine(opts Options, steps *stepper, out recordSink) *engine {
 		fps:      map[fpKey]*fpAgg{},
 		uidHash:  sha256.New(),
 	}
+	if len(opts.TLSKeyLog) > 0 {
+		e.keys = &tlsdecrypt.Keys{}
+		e.keys.Add(opts.TLSKeyLog) // checked by the caller
+		e.decrypting = e.keys.Len() > 0
+	}
+	return e
 }
 
 func (e *engine) packet(cp *capfile.Packet) {

@@ -230,6 +230,7 @@ func (e *engine) finishFlow(f *flow) {
 		e.out.tls(f.tls)
 		f.tls = nil
 	}
+	e.finishDecrypt(f) // decrypt.go; its http records are final then
 	for i := range f.http {
 		e.out.http(&f.http[i])
 	}
@@ -531,6 +532,7 @@ func (e *engine) summary(c *counters, si int, hostIPs map[string]bool) schema.Su
 		}
 	}
 	s.DistinctRemoteHosts = int64(len(remote))
+	s.TLSDecryption = e.decryptionSummary(si)
 	return s
 }
 

@@ -362,6 +362,9 @@ func (r *recordEncoder) http(b []byte, h *schema.HTTP) ([]byte, error) {
 	b = r.str(b, h.URI)
 	b = append(b, `,"version":`...)
 	b = r.str(b, h.Version)
+	if h.TLS {
+		b = append(b, `,"tls":true`...)
+	}
 	b = append(b, `,"user_agent":`...)
 	b = r.str(b, h.UserAgent)
 	b = append(b, `,"request_body_len":`...)

@@ -161,7 +161,7 @@ func WriteOutputs(dir string, a *schema.Analysis, logFormat string) error {
 	}); err != nil {
 		return err
 	}
-	for _, l := range logs(a) {
+	for _, l := range logs(a, asJSON) {
 		if err := writeLogFile(dir, l, a, asJSON); err != nil {
 			return err
 		}
@@ -286,12 +286,13 @@ func optTime(t *time.Time) zeeklog.Value {
 	return zeeklog.Time(*t)
 }
 
-func logs(a *schema.Analysis) []logDef {
+func logs(a *schema.Analysis, asJSON bool) []logDef {
+	tlsCol, hcols := httpTLSCol(a.HTTP, asJSON)
 	return []logDef{
 		{path: "conn", cols: connCols, n: len(a.Conns), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return connRow(dst, &a.Conns[i], false) }},
 		{path: "dns", cols: dnsCols, n: len(a.DNS), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return dnsRow(dst, &a.DNS[i], false) }},
 		{path: "ssl", cols: sslCols, n: len(a.TLS), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return sslRow(dst, &a.TLS[i], false) }},
-		{path: "http", cols: httpCols, n: len(a.HTTP), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return httpRow(dst, &a.HTTP[i], false) }},
+		{path: "http", cols: hcols, n: len(a.HTTP), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return httpRow(dst, &a.HTTP[i], false, tlsCol) }},
 		{path: "ntp", cols: ntpCols, n: len(a.NTP), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return ntpRow(dst, &a.NTP[i], false) }},
 		{path: "dhcp", cols: dhcpCols, n: len(a.DHCP), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return dhcpRow(dst, &a.DHCP[i]) }},
 		{path: "fingerprint", cols: fingerprintCols, n: len(a.Fingerprints), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return fingerprintRow(dst, &a.Fingerprints[i]) }},
@@ -395,16 +396,52 @@ var httpCols = withIDs([]string{"ts", "time", "uid", "string"},
 	"status_msg", "string", "request_content_type", "string", "response_content_type", "string",
 	"ocsp", "bool", "ocsp_responder", "string", "step", "string")
 
-func httpRow(dst []zeeklog.Value, h *schema.HTTP, made bool) []zeeklog.Value {
+// httpColsTLS are httpCols with a last column, tls, telling requests
+// decrypted from TLS or QUIC. A TSV http.log has it only when it holds
+// such a request, so logs of captures without secrets stay as they were;
+// JSON lines always have it, where a false tls is left out like any unset
+// field.
+var httpColsTLS = append(httpCols[:len(httpCols):len(httpCols)], zeeklog.Column{Name: "tls", Type: "bool"})
+
+// How an http.log row shows the tls column.
+const (
+	tlsColNone = iota // no column (TSV without decrypted requests)
+	tlsColTSV         // T or F
+	tlsColJSON        // true, or left out
+)
+
+func httpRow(dst []zeeklog.Value, h *schema.HTTP, made bool, tlsCol int) []zeeklog.Value {
 	status := zeeklog.Unset()
 	if h.StatusCode != 0 {
 		status = zeeklog.Count(int64(h.StatusCode))
 	}
-	return append(head(dst, &h.ConnID, made),
+	dst = append(head(dst, &h.ConnID, made),
 		zeeklog.Count(int64(h.TransDepth)), zeeklog.OptStr(h.Method), zeeklog.OptStr(h.Host), zeeklog.OptStr(h.URI),
 		zeeklog.OptStr(h.Version), zeeklog.OptStr(h.UserAgent), zeeklog.Count(h.RequestBodyLen), zeeklog.Count(h.ResponseBodyLen),
 		status, zeeklog.OptStr(h.StatusMsg), zeeklog.OptStr(h.RequestContentType), zeeklog.OptStr(h.ResponseContentType),
 		zeeklog.Bool(h.OCSP), zeeklog.OptStr(h.OCSPResponder), step(h.Step))
+	switch {
+	case tlsCol == tlsColTSV:
+		dst = append(dst, zeeklog.Bool(h.TLS))
+	case tlsCol == tlsColJSON && h.TLS:
+		dst = append(dst, zeeklog.Bool(true))
+	case tlsCol == tlsColJSON:
+		dst = append(dst, zeeklog.Unset())
+	}
+	return dst
+}
+
+// httpTLSCol says how http.log shows tls for records hs (see httpColsTLS).
+func httpTLSCol(hs []schema.HTTP, asJSON bool) (int, []zeeklog.Column) {
+	if asJSON {
+		return tlsColJSON, httpColsTLS
+	}
+	for i := range hs {
+		if hs[i].TLS {
+			return tlsColTSV, httpColsTLS
+		}
+	}
+	return tlsColNone, httpCols
 }
 
 // ntpCols are ntp.log's columns.

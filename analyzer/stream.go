@@ -65,13 +65,16 @@ func (e *engine) getBuf() []byte {
 	return make([]byte, 0, e.streamBytes)
 }
 
-// streamData takes in-order bytes of direction di and runs the parsers.
-func (e *engine) streamData(f *flow, di int, data []byte) {
-	s := &f.d[di].stream
+// streamData takes in-order bytes of direction di, buffers them in s (the
+// direction's stream; with tls, decrypted HTTP/1 bytes) and runs the
+// parsers. The lines below keep the shape they had before decryption, so
+// the PGO profile still matches them.
+func (e *engine) streamData(f *flow, di int, s *stream, data []byte, tls bool) {
+	e.tee(f, di, data, tls)
 	if s.done || len(data) == 0 {
 		return
 	}
-	if f.app == appNone {
+	if f.app == appNone && !tls {
 		e.stopStream(s)
 		return
 	}
@@ -99,7 +102,11 @@ func (e *engine) streamData(f *flow, di int, data []byte) {
 		}
 		data = data[take:]
 		before := len(s.buf)
-		e.parseStream(f, di)
+		if !tls {
+			e.parseStream(f, di)
+		} else {
+			e.parseHTTP(f, di, s, true)
+		}
 		if s.done {
 			return
 		}
@@ -120,6 +127,14 @@ func (e *engine) streamData(f *flow, di int, data []byte) {
 	}
 }
 
+// tee hands TCP bytes to decryption (decrypt.go) before s.done, which the
+// hello parsers set, is looked at; inlined, a flag test without secrets.
+func (e *engine) tee(f *flow, di int, data []byte, tls bool) {
+	if !tls && e.decrypting && f.app <= appTLS && len(data) > 0 {
+		e.teeTLS(f, di, data)
+	}
+}
+
 // own moves the pending bytes to the start of the stream's own storage.
 func (e *engine) own(s *stream) {
 	if s.store == nil {
@@ -133,6 +148,9 @@ func (e *engine) own(s *stream) {
 // streamGap tells the stream that bytes are missing: parsing cannot go on.
 func (e *engine) streamGap(f *flow, di int) {
 	e.stopStream(&f.d[di].stream)
+	if f.dec != nil {
+		f.dec.gap() // decrypt.go
+	}
 }
 
 func (e *engine) parseStream(f *flow, di int) {
@@ -148,7 +166,7 @@ func (e *engine) parseStream(f *flow, di int) {
 	case appTLS:
 		e.parseTLS(f, di)
 	case appHTTP:
-		e.parseHTTP(f, di)
+		e.parseHTTP(f, di, &f.d[di].stream, false)
 	case appDNS:
 		e.parseDNSTCP(f, di)
 	case appSTARTTLS:
@@ -302,15 +320,17 @@ func (e *engine) addServerHello(f *flow, sh *tlshello.ServerHello) {
 	rec.Established = !sh.HelloRetryRequest
 }
 
-func (e *engine) parseHTTP(f *flow, di int) {
-	s := &f.d[di].stream
-	for !s.done && len(s.buf) > 0 && f.app == appHTTP {
+// parseHTTP parses HTTP/1 heads from s: a cleartext stream, or with tls
+// decrypted bytes (whose records are marked, and do not name the flow).
+// A cleartext CONNECT hands the stream to the tunnel (upgrade.go).
+func (e *engine) parseHTTP(f *flow, di int, s *stream, tls bool) {
+	for !s.done && len(s.buf) > 0 && (tls || f.app == appHTTP) {
 		if s.skip != 0 {
 			skipBuffered(f, s)
 			continue
 		}
 		if di == 0 {
-			if f.x != nil && f.x.connectWait {
+			if !tls && f.x != nil && f.x.connectWait {
 				return // after a CONNECT: the tunnel, or HTTP again if refused
 			}
 			var req http.Request
@@ -335,15 +355,19 @@ func (e *engine) parseHTTP(f *flow, di int) {
 			if http.IsOCSP(&req) {
 				rec.OCSP, rec.OCSPResponder = true, req.Host
 			}
-			if f.httpHost == "" {
-				f.httpHost = req.Host
+			if tls {
+				rec.TLS = true
+			} else {
+				if f.httpHost == "" {
+					f.httpHost = req.Host
+				}
+				f.service = "http"
 			}
-			f.service = "http"
 			idx := len(f.http)
 			f.http = append(f.http, rec)
 			f.httpReqs = append(f.httpReqs, idx)
 			switch {
-			case req.Method == "CONNECT":
+			case req.Method == "CONNECT" && !tls:
 				e.connectRequest(f, &req)
 			case req.Chunked:
 				e.stopStream(s) // bodies are skipped by length only
@@ -379,10 +403,11 @@ func (e *engine) parseHTTP(f *flow, di int) {
 		} else {
 			idx = len(f.http)
 			f.http = append(f.http, e.baseHTTP(f))
+			f.http[idx].TLS = tls
 		}
 		rec := &f.http[idx]
 		rec.StatusCode, rec.StatusMsg, rec.ResponseContentType = resp.Status, resp.Reason, resp.ContentType
-		if method == "CONNECT" && f.x != nil && f.x.connectWait {
+		if !tls && method == "CONNECT" && f.x != nil && f.x.connectWait {
 			e.connectResponse(f, resp.Status)
 			if f.app != appHTTP {
 				return // a tunnel now

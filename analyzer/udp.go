@@ -67,6 +67,7 @@ func (e *engine) udpPayload(f *flow, di int, p *decode.Packet, ts int64) {
 	case di == 0 && looksLikeDTLSHello(b):
 		e.dtlsDatagram(f, b)
 	}
+	e.quicDecrypt(f, di, b) // decrypt.go: QUIC flows started after secrets came
 }
 
 func isDNSPort(p uint16) bool { return p == 53 || p == 5353 || p == 5355 }
@@ -111,6 +112,9 @@ func (e *engine) quicDatagram(f *flow, b []byte) {
 	f.service = "quic"
 	if q.odcid == nil {
 		q.odcid = append([]byte{}, inits[0].DCID...)
+		if e.decrypting && f.dec == nil {
+			e.startQUIC(f) // decrypt.go
+		}
 	}
 	for _, in := range inits {
 		for _, fr := range in.Frames {

@@ -109,7 +109,7 @@ func (e *engine) connectResponse(f *flow, status int) {
 	x.connectWait = false
 	if status < 200 || status > 299 {
 		if len(f.d[0].stream.buf) > 0 {
-			e.parseHTTP(f, 0)
+			e.parseHTTP(f, 0, &f.d[0].stream, false)
 		}
 		return
 	}

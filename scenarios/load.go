@@ -24,6 +24,8 @@ const (
 	DefaultWindow        = 10 * time.Minute
 	DefaultKeyInterval   = 100 * time.Millisecond
 	DefaultActionTimeout = 5 * time.Minute
+	// DefaultClickTextTimeout is how long click_text waits for its text.
+	DefaultClickTextTimeout = time.Minute
 )
 
 // Load reads and checks a scenario file. Every mistake found is reported, each
@@ -88,18 +90,25 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 	case (img.Kind == "disk" || img.Kind == "iso") && img.Path == "":
 		d.fail(at("image"), "image: kind %s needs path", img.Kind)
 	}
+	if img.TrustLabCA && img.Builtin == "" {
+		d.fail(at("image"), "image.trust_lab_ca works with builtin images; install the lab CA into your own image as docs/images.md says")
+	}
 	if img.SHA256 != "" && !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(img.SHA256) {
 		d.fail(at("image"), "image.sha256: expected 64 lower-case hex digits")
 	}
-	switch s.Network.Mode {
-	case "bridged":
-		if s.Network.Bridge == "" {
-			d.fail(at("network"), "network: bridged mode needs bridge (a host bridge with an uplink, e.g. br0)")
-		}
-	default:
-		if s.Network.Bridge != "" {
-			d.fail(at("network"), "network: bridge is only for mode bridged")
-		}
+	// The host bridge and the egress interface are facts of the host: the
+	// scenario may name them, firstboot.yaml or a flag may instead.
+	if s.Network.Bridge != "" && s.Network.Mode != "bridged" {
+		d.fail(at("network"), "network: bridge is only for mode bridged")
+	}
+	if s.Network.Egress != "" && s.Network.Mode != "routed" {
+		d.fail(at("network"), "network: egress is only for mode routed")
+	}
+	if s.Network.InterceptTLS && s.Network.Mode != "routed" && s.Network.Mode != "" {
+		d.fail(at("network"), "network: intercept_tls is for mode routed (simulated mode's responders see inside TLS already; bridged traffic does not pass the lab)")
+	}
+	if s.Network.RefuseQUIC && !s.Network.InterceptTLS {
+		d.fail(at("network"), "network: refuse_quic goes with intercept_tls")
 	}
 	media := map[string]Media{}
 	mediaNode := at("image")
@@ -191,6 +200,9 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 				if starts == 0 {
 					d.fail(pos, "%s before start: the machine is not running yet (add `- start` first)", a.Kind)
 				}
+			}
+			if s.Machine.Video == "none" && a.usesScreen() {
+				d.fail(pos, "%s: the machine has no screen (machine.video: none)", a.Kind)
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -23,10 +24,12 @@ import (
 	"github.com/firstboot/firstboot/lab"
 	"github.com/firstboot/firstboot/lab/capture"
 	"github.com/firstboot/firstboot/lab/guest"
+	"github.com/firstboot/firstboot/lab/labca"
 	"github.com/firstboot/firstboot/lab/libvirt"
 	"github.com/firstboot/firstboot/lab/netns"
 	"github.com/firstboot/firstboot/lab/osimage"
 	"github.com/firstboot/firstboot/lab/simnet"
+	"github.com/firstboot/firstboot/lab/tlskeys"
 	"github.com/firstboot/firstboot/results/manifest"
 	"github.com/firstboot/firstboot/results/rundir"
 )
@@ -49,6 +52,13 @@ type RunConfig struct {
 	Logger  *slog.Logger
 	// Progress, when set, follows the run for a live display.
 	Progress *Progress
+	// Network overrides the scenario's network mode when set; Bridge and
+	// Egress are the host's side of the real-internet modes (the host bridge,
+	// the interface routed traffic leaves by) and win over the scenario's.
+	Network, Bridge, Egress string
+	// InterceptRoots are PEM files of extra roots the intercepting proxy
+	// trusts for real servers (besides the system's).
+	InterceptRoots []string
 }
 
 // Run is one finished (or interrupted) run.
@@ -111,6 +121,7 @@ func Execute(ctx context.Context, cfg RunConfig) (*Run, error) {
 
 	cfg.Progress.started(now())
 	r := &runner{cfg: cfg, s: s, dir: dir, log: log, now: now}
+	r.net = effectiveNetwork(s.Network, cfg)
 	self := owner.Self()
 	r.m = &manifest.Manifest{
 		RunID:  id,
@@ -120,7 +131,7 @@ func Execute(ctx context.Context, cfg RunConfig) (*Run, error) {
 			OS: manifest.OS{Family: s.OS.Family, Product: s.OS.Product, Release: s.OS.Release, Build: s.OS.Build}},
 		Tools:   manifest.Tools{Firstboot: cfg.Version},
 		Host:    hostFacts(),
-		Network: manifest.Network{Mode: s.Network.Mode},
+		Network: manifest.Network{Mode: r.net.Mode},
 		Machine: manifest.Machine{CPUs: s.Machine.CPUs, MemoryMiB: s.Machine.Memory.MiB(), Firmware: s.Machine.Firmware},
 	}
 	r.tl = &Timeline{Now: now, OnChange: func(entries []manifest.Entry) {
@@ -155,11 +166,17 @@ type runner struct {
 	lab        *libvirt.Lab
 	network    *libvirt.Network
 	responders *simnet.Responders
+	keys       *tlskeys.Log // the responders' or the interceptor's TLS secrets, for tls-keys.log and the capture
+	icpt       *interceptRun
 	redirect   func(context.Context) error
 	machine    *libvirt.Machine
 	capture    *capture.Capture
 	stoppedBy  string
 	watch      *TrafficWatch
+
+	net  Network // the scenario's network with the run's overrides
+	up   *uplinkRun
+	dhcp dhcpSeen
 }
 
 func (r *runner) save() {
@@ -176,13 +193,23 @@ func (r *runner) setupSteps() []SetupStep {
 		{Name: "lab", Run: r.labUp, Cleanup: r.labDown},
 		{Name: "network", Run: r.networkUp, Cleanup: r.networkDown},
 	}
-	if r.s.Network.Mode == "simulated" {
+	realNet := r.net.Mode == string(lab.Routed) || r.net.Mode == string(lab.Bridged)
+	if realNet {
+		steps = append(steps, SetupStep{Name: "uplink", Run: r.uplinkUp, Cleanup: r.uplinkDown})
+		if r.net.InterceptTLS {
+			steps = append(steps, SetupStep{Name: "TLS interception", Run: r.interceptUp, Cleanup: r.interceptDown})
+		}
+	} else {
 		steps = append(steps, SetupStep{Name: "responders", Run: r.respondersUp, Cleanup: r.respondersDown})
 	}
 	steps = append(steps,
 		SetupStep{Name: "machine", Run: r.machineUp, Cleanup: r.machineDown},
 		SetupStep{Name: "capture", Run: r.captureUp, Cleanup: r.captureDown},
 	)
+	if realNet {
+		// Armed after the capture, so the capture carries the uplink's events.
+		steps = append(steps, SetupStep{Name: "uplink watch", Run: r.uplinkWatch, Cleanup: r.uplinkUnwatch})
+	}
 	for i := range steps {
 		run, what := steps[i].Run, "setting up "+steps[i].Name
 		steps[i].Run = func(ctx context.Context) error {
@@ -220,6 +247,15 @@ func (r *runner) resolveImage(ctx context.Context) error {
 		spec.Kernel, spec.Initrd, spec.Cmdline = g.KernelFor(spec.Firmware == "uefi", spec.TPM), g.Initrd, g.Cmdline
 		files = []string{spec.Kernel, g.Initrd}
 		r.m.Image.Name = "testguest"
+		if img.TrustLabCA {
+			initrd, name, err := r.trusting(g.Initrd, g.InitrdSHA256, ".img", func(dst string, ca []byte) error {
+				return labca.IntoInitrd(g.Initrd, dst, ca) // an extra archive after the image's
+			})
+			if err != nil {
+				return err
+			}
+			spec.Initrd, r.m.Image.Name = initrd, r.m.Image.Name+"+"+name
+		}
 	case img.Builtin != "":
 		d, err := osimage.Load(r.cfg.ImageCache, img.Builtin)
 		if err != nil {
@@ -228,6 +264,15 @@ func (r *runner) resolveImage(ctx context.Context) error {
 		spec = d.MachineSpec(spec)
 		files = []string{spec.Kernel, spec.Initrd, spec.Disk}
 		r.m.Image.Name = img.Builtin
+		if img.TrustLabCA {
+			disk, name, err := r.trusting(d.Disk, d.Manifest.Files[filepath.Base(d.Disk)].SHA256, ".qcow2", func(dst string, ca []byte) error {
+				return labca.IntoDisk(ctx, d.Disk, dst, ca)
+			})
+			if err != nil {
+				return err
+			}
+			spec.Disk, r.m.Image.Name = disk, img.Builtin+"+"+name
+		}
 	case img.Kind == "kernel":
 		spec.Kernel, spec.Initrd, spec.Cmdline = r.s.ResolvePath(img.Kernel), r.s.ResolvePath(img.Initrd), img.Cmdline
 		files = []string{spec.Kernel}
@@ -348,13 +393,19 @@ func (r *runner) labDown(ctx context.Context) error {
 }
 
 func (r *runner) networkUp(ctx context.Context) error {
-	spec := lab.NetworkSpec{Name: r.m.RunID, Mode: lab.NetworkMode(r.s.Network.Mode), Bridge: r.s.Network.Bridge}
+	spec, err := r.networkSpec()
+	if err != nil {
+		return err
+	}
 	n, err := r.lab.CreateNetwork(ctx, spec)
 	if err != nil {
 		return err
 	}
 	r.network = n
-	r.m.Network = manifest.Network{Mode: r.s.Network.Mode, Name: n.Name(), Bridge: n.Bridge(), Subnet: n.Subnet().String(), Gateway: n.Addr().String()}
+	r.m.Network = manifest.Network{Mode: r.net.Mode, Name: n.Name(), Bridge: n.Bridge()}
+	if n.Subnet().IsValid() {
+		r.m.Network.Subnet, r.m.Network.Gateway = n.Subnet().String(), n.Addr().String()
+	}
 	r.save()
 	return nil
 }
@@ -366,13 +417,64 @@ func (r *runner) networkDown(ctx context.Context) error {
 	return r.network.Close(ctx)
 }
 
+// labCA is the host's lab CA: the same for every run, so images made to
+// trust it keep working.
+func (r *runner) labCA() (*simnet.CA, error) {
+	return simnet.LoadOrCreateCA(filepath.Join(r.cfg.Lab.StateDir, "ca"))
+}
+
+// trusting returns a copy of an image file (sha256 sum) that trusts the
+// lab CA, made by mk once per file and CA and kept beside the image cache
+// (the cached image itself is never changed), and the CA's name.
+func (r *runner) trusting(file, sum, ext string, mk func(dst string, ca []byte) error) (path, name string, err error) {
+	ca, err := r.labCA()
+	if err != nil {
+		return "", "", err
+	}
+	name = "lab-ca-" + labca.Fingerprint(ca.CertPEM)
+	if len(sum) < 16 {
+		return "", "", fmt.Errorf("image file %s: no SHA-256 in its manifest: rebuild it with firstboot image build", file)
+	}
+	dir := filepath.Join(r.cfg.ImageCache, "lab-ca")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	path = filepath.Join(dir, sum[:16]+"-"+name+ext)
+	if _, err := os.Stat(path); err == nil {
+		return path, name, nil
+	}
+	r.log.Info("making a copy that trusts the lab CA (once per image file and CA)", "file", file, "copy", path)
+	if err := mk(path, ca.CertPEM); err != nil {
+		return "", "", err
+	}
+	pruneTrusting(dir, sum[:16], path)
+	return path, name, nil
+}
+
+// pruneTrusting removes copies of the same image file made for other CAs
+// (a lab state directory made anew, as tests do) once they are a day old:
+// a run that started with one has long opened it.
+func pruneTrusting(dir, prefix, keep string) {
+	old, _ := filepath.Glob(filepath.Join(dir, prefix+"-lab-ca-*"))
+	for _, p := range old {
+		if st, err := os.Stat(p); err == nil && p != keep && time.Since(st.ModTime()) > 24*time.Hour {
+			os.Remove(p)
+		}
+	}
+}
+
 func (r *runner) respondersUp(ctx context.Context) error {
-	ca, err := simnet.LoadOrCreateCA(filepath.Join(r.cfg.Lab.StateDir, "ca"))
+	ca, err := r.labCA()
 	if err != nil {
 		return err
 	}
 	logf, err := os.Create(filepath.Join(r.dir, "responders.jsonl"))
 	if err != nil {
+		return err
+	}
+	keys, err := tlskeys.Create(filepath.Join(r.dir, manifest.TLSKeysFile))
+	if err != nil {
+		logf.Close()
 		return err
 	}
 	ports := simnet.DefaultPorts()
@@ -381,16 +483,18 @@ func (r *runner) respondersUp(ctx context.Context) error {
 	err = netns.Do(r.lab.Netns(), func() error {
 		var err error
 		resp, err = simnet.Start(context.WithoutCancel(ctx), simnet.Config{
-			Addr: r.network.Addr(), NamePool: namePool(), Ports: ports, CA: ca, Log: logf,
+			Addr: r.network.Addr(), NamePool: namePool(), Ports: ports, CA: ca, Log: logf, KeyLog: keys,
 		})
 		return err
 	})
 	if err != nil {
 		logf.Close()
+		keys.Close()
 		return err
 	}
 	r.responders = resp
-	prevClose := logf.Close
+	r.keys = keys
+	prevClose := func() error { return errors.Join(logf.Close(), keys.Close()) }
 	ports = resp.Addrs()
 	if err := simnet.InstallRedirect(ctx, r.lab.Netns(), r.network.Bridge(), r.network.Addr(), ports); err != nil {
 		return errors.Join(err, resp.Close(), prevClose())
@@ -437,6 +541,7 @@ func (r *runner) captureUp(ctx context.Context) error {
 	r.watch = NewTrafficWatch()
 	r.watch.OnNewName = r.cfg.Progress.newName
 	live := NewLiveDecoder(r.watch)
+	live.DHCP = r.dhcp.observe(r.machine.MAC())
 	path := filepath.Join(r.dir, "capture.pcapng")
 	c, err := capture.Start(ctx, capture.Config{
 		Netns:          r.lab.Netns(),
@@ -453,6 +558,9 @@ func (r *runner) captureUp(ctx context.Context) error {
 		return err
 	}
 	r.capture = c
+	if r.keys != nil {
+		r.keys.SetSink(secretsSink(c))
+	}
 	r.m.Capture = manifest.Capture{File: "capture.pcapng", Interface: tap, Start: r.now()}
 	r.save()
 	return nil
@@ -462,8 +570,23 @@ func (r *runner) captureDown(ctx context.Context) error {
 	if r.capture == nil {
 		return nil
 	}
+	if r.keys != nil {
+		r.keys.SetSink(nil)
+	}
 	st, err := r.capture.Stop(ctx)
+	if r.keys != nil {
+		// Every secret ahead of the packets, so tshark's one pass can
+		// decrypt; the capture itself is kept whatever happens here.
+		text, kerr := r.keys.Contents()
+		if kerr == nil {
+			kerr = tlskeys.IntoCapture(filepath.Join(r.dir, r.m.Capture.File), text)
+		}
+		if kerr != nil {
+			r.log.Error("putting the TLS secrets into the capture (tls-keys.log has them)", "err", kerr)
+		}
+	}
 	r.m.Capture.Packets, r.m.Capture.Drops = st.Packets, st.Drops
+	r.m.Capture.Received, r.m.Capture.RingFreezes = st.Received, st.RingFreezes
 	r.m.Capture.End = r.now()
 	if r.stoppedBy == "" {
 		r.stoppedBy = "steps-done"
@@ -553,6 +676,11 @@ func (r *runner) body(ctx context.Context) error {
 }
 
 func (r *runner) leaseIP() (string, error) {
+	// The lease the capture saw: the only source in bridged mode, where the
+	// upstream network's DHCP server gave it.
+	if ack := r.dhcp.ack(); ack != nil {
+		return ack.YourIP.String(), nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ip, err := r.machine.IP(ctx)
@@ -627,4 +755,11 @@ func hostFacts() manifest.Host {
 		h.Kernel = unix.ByteSliceToString(u.Release[:])
 	}
 	return h
+}
+
+// secretsSink hands key log lines to the capture as Decryption Secrets
+// Blocks as they come, so a capture cut short still carries the sessions'
+// secrets (Stop's IntoCapture then moves them all ahead of the packets).
+func secretsSink(c *capture.Capture) func([]byte) {
+	return func(line []byte) { c.AddSecrets(capture.SecretsTLSKeyLog, bytes.Clone(line)) }
 }

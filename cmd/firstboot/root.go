@@ -66,6 +66,7 @@ func newRootCmd() *cobra.Command {
 		newDiffCmd(a),
 		newDatasetCmd(a),
 		newPublishCmd(a),
+		newCaptureCmd(a),
 		newRunsCmd(a),
 		newShowCmd(a),
 	)

@@ -21,6 +21,8 @@ import (
 func newRunCmd(a *app) *cobra.Command {
 	var minutes float64
 	var noAnalyze bool
+	var network string
+	var interceptRoots []string
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml",
 		Short: "Boot the scenario's machine in the lab, capture it from power-on, run its steps, analyse",
@@ -28,6 +30,11 @@ func newRunCmd(a *app) *cobra.Command {
 firstboot's responders, defines the machine paused, arms the capture on its tap, resumes it and
 runs the scenario's steps. Everything goes to runs/<run-id>/: manifest.json, capture.pcapng,
 console.log, responders.jsonl, firstboot.log, then analysis.json and the logs.
+
+With --network routed (or network.mode: routed) the machine reaches the real internet through
+this host: lab DHCP, DNS forwarded to this namespace's resolvers (logged to uplink-dns.jsonl), the
+rest NATed out of the default route (or --egress). With --network bridged it sits on the host
+bridge (--bridge) and takes its address from that network's DHCP.
 
 Whatever happens (a failed step, Ctrl-C, a crashed guest) the capture so far is kept and the
 manifest says why the run is incomplete; everything the run brought up is torn down.
@@ -40,6 +47,9 @@ the time left in the capture window; elsewhere the same goes to the log once a m
 			s, err := scenarios.Load(args[0])
 			if err != nil {
 				return usageError{err}
+			}
+			if err := checkNetworkMode(network); err != nil {
+				return err
 			}
 			cfg := scenarios.RunConfig{
 				Scenario:   s,
@@ -54,6 +64,11 @@ the time left in the capture window; elsewhere the same goes to the log once a m
 				Version:  version,
 				Logger:   a.logger,
 				Progress: &scenarios.Progress{},
+				Network:  network,
+				Bridge:   a.cfg.Bridge,
+				Egress:   a.cfg.Egress,
+				// Extra roots the TLS interceptor trusts for real servers.
+				InterceptRoots: interceptRoots,
 			}
 			// The live status shares the terminal with the log: log lines go
 			// through it so they scroll above it.
@@ -122,7 +137,24 @@ the time left in the capture window; elsewhere the same goes to the log once a m
 	}
 	cmd.Flags().Float64Var(&minutes, "minutes", 0, "capture window in minutes (overrides the scenario's)")
 	cmd.Flags().BoolVar(&noAnalyze, "no-analyze", false, "do not analyse the capture after the run")
+	cmd.Flags().StringArrayVar(&interceptRoots, "intercept-roots", nil, "PEM file of root certificates the TLS interceptor (network.intercept_tls) trusts for real servers besides the system's (repeat for several)")
+	addNetworkFlags(cmd, &network)
 	return cmd
+}
+
+// addNetworkFlags adds the network mode and the host's uplink to a command.
+func addNetworkFlags(cmd *cobra.Command, network *string) {
+	cmd.Flags().StringVar(network, "network", "", "network mode for this run, overriding the scenario's: simulated, routed (real internet, NAT through this host) or bridged (real internet on a host bridge)")
+	cmd.Flags().String("bridge", "", "host bridge with a wired uplink, for bridged mode (config: bridge)")
+	cmd.Flags().String("egress", "", "interface routed mode leaves by (config: egress; default: the default route's)")
+}
+
+func checkNetworkMode(mode string) error {
+	switch mode {
+	case "", "simulated", "routed", "bridged":
+		return nil
+	}
+	return usageError{fmt.Errorf("--network %q: want simulated, routed or bridged", mode)}
 }
 
 // setPending records in the run's manifest what this process now does with

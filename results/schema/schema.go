@@ -61,7 +61,9 @@ type Analysis struct {
 	DNS []DNS `json:"dns"`
 	// TLS is ssl.log: one record per TLS (TCP) or QUIC connection whose ClientHello was seen.
 	TLS []TLS `json:"tls"`
-	// HTTP is http.log: one record per HTTP/1.x request (or orphan response).
+	// HTTP is http.log: one record per HTTP/1.x request (or orphan response),
+	// and, when the capture came with TLS secrets, per decrypted HTTP/1.1,
+	// HTTP/2 or HTTP/3 request (marked tls).
 	HTTP []HTTP `json:"http"`
 	// NTP is ntp.log: one record per NTP packet.
 	NTP []NTP `json:"ntp"`
@@ -133,6 +135,37 @@ type Summary struct {
 	DistinctRemoteHosts int64 `json:"distinct_remote_hosts"`
 	// Warnings counts damage and oddities; only in the whole-capture summary.
 	Warnings *Warnings `json:"warnings,omitempty"`
+	// TLSDecryption tells how the TLS and QUIC connections that started
+	// here fared with the capture's secrets; absent when there were none.
+	TLSDecryption *TLSDecryption `json:"tls_decryption,omitempty"`
+}
+
+// TLSDecryption counts TLS (TCP) and QUIC connections by what decryption
+// made of them. Only connections that started after the first secret was
+// known are counted (secrets given with --tls-keys are known from the start).
+type TLSDecryption struct {
+	// Secrets is the number of connections (client randoms) the key log
+	// held, and SecretsBlocks the capture's Decryption Secrets Blocks that
+	// carried key logs; whole-capture summary only.
+	Secrets       int64 `json:"secrets,omitempty"`
+	SecretsBlocks int64 `json:"secrets_blocks,omitempty"`
+	// Decrypted connections had records opened with the logged secrets.
+	Decrypted int64 `json:"decrypted"`
+	// NoKeys connections had no secrets in the log (a client not logging,
+	// a server not the lab's).
+	NoKeys int64 `json:"no_keys"`
+	// HandshakeOnly connections had secrets but ended before any record
+	// needed them.
+	HandshakeOnly int64 `json:"handshake_only"`
+	// Failed connections had records that did not open with the secrets,
+	// or bytes that were not TLS.
+	Failed int64 `json:"failed"`
+	// Unsupported connections used a cipher this analyzer cannot open (3DES,
+	// RC4, CCM …) or started before the capture (no hellos).
+	Unsupported int64 `json:"unsupported"`
+	// Incomplete connections had bytes missing from the capture (lost
+	// packets): decryption stopped at the hole.
+	Incomplete int64 `json:"incomplete"`
 }
 
 // Warnings counts what the analyzer met and took in stride. Nothing counted here
@@ -396,8 +429,13 @@ type HTTP struct {
 	Method     string `json:"method"`
 	Host       string `json:"host"`
 	URI        string `json:"uri"`
-	Version    string `json:"version"`
-	UserAgent  string `json:"user_agent"`
+	// Version is "1.1", "1.0", "2" or "3".
+	Version string `json:"version"`
+	// TLS is true for a request decrypted from TLS or QUIC with the
+	// capture's secrets (HTTP/1.1 over TLS, HTTP/2, HTTP/3); absent for
+	// cleartext HTTP.
+	TLS       bool   `json:"tls,omitempty"`
+	UserAgent string `json:"user_agent"`
 	// RequestBodyLen and ResponseBodyLen are body bytes seen on the wire (bounded by Content-Length).
 	RequestBodyLen  int64 `json:"request_body_len"`
 	ResponseBodyLen int64 `json:"response_body_len"`
