@@ -64,6 +64,8 @@ func newRootCmd() *cobra.Command {
 		newDiffCmd(a),
 		newDatasetCmd(a),
 		newPublishCmd(a),
+		newContinueCmd(a),
+		newMarkCmd(a),
 	)
 	return root
 }
