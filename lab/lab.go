@@ -199,6 +199,9 @@ type Machine interface {
 	SendKeys(ctx context.Context, keycodes []uint, holdMs uint) error
 	// Screenshot writes the screen as PNG to path.
 	Screenshot(ctx context.Context, path string) error
+	// Pointer sends pointer events (absolute positions in screen pixels,
+	// buttons, wheel) in order, through the machine's USB tablet.
+	Pointer(ctx context.Context, events []PointerEvent) error
 	// Console opens the serial console for reading and writing.
 	Console(ctx context.Context) (io.ReadWriteCloser, error)
 	// ConsoleLog is the file the serial console is logged to.

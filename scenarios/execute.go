@@ -35,7 +35,11 @@ type Env struct {
 	// Recorder, while a person's session is recorded, gets the step
 	// boundaries and the session's end.
 	Recorder *vnc.Recorder
+	// OCR configures wait_text and click_text.
+	OCR OCROptions
 
+	// last is what the running screen-reading action last saw.
+	last          *lastRead
 	console       io.ReadWriteCloser
 	consoleOffset int64 // how far console_expect has read ConsoleLog
 }
@@ -107,6 +111,7 @@ func (env *Env) runStep(ctx context.Context, st Step) error {
 	for i := range st.Actions {
 		a := &st.Actions[i]
 		start := env.Timeline.now()
+		env.last = nil
 		var arts []string
 		var err error
 		if a.Kind == "guest_exec" {
@@ -149,6 +154,12 @@ func (env *Env) do(ctx context.Context, a *Action, start time.Time) error {
 		return m.Screenshot(ctx, filepath.Join(dir, a.Screenshot+".png"))
 	case "wait_screen":
 		return env.waitScreen(ctx, a)
+	case "wait_text":
+		return env.waitText(ctx, a)
+	case "click_text":
+		return env.clickText(ctx, a)
+	case "click", "double_click", "move", "drag", "scroll":
+		return env.pointer(ctx, a)
 	case "console_expect":
 		ctx, cancel := context.WithTimeout(ctx, a.Timeout(DefaultActionTimeout))
 		defer cancel()
@@ -279,7 +290,8 @@ func (env *Env) closeConsole() {
 // the console tail. Errors here are logged, not returned: the step's own error
 // is what matters.
 func (env *Env) failureArtifacts(step string) []string {
-	var out []string
+	// A screen-reading action failed: keep the screen it judged and its text.
+	out := env.saveLastRead(step)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	dir := filepath.Join(env.Dir, "screenshots")
@@ -287,6 +299,9 @@ func (env *Env) failureArtifacts(step string) []string {
 	select {
 	case <-env.Machine.Stopped():
 	default:
+		if out != nil {
+			break
+		}
 		if err := os.MkdirAll(dir, 0o755); err == nil {
 			if err := env.Machine.Screenshot(ctx, shot); err == nil {
 				out = append(out, relTo(env.Dir, shot))

@@ -24,6 +24,8 @@ const (
 	DefaultWindow        = 10 * time.Minute
 	DefaultKeyInterval   = 100 * time.Millisecond
 	DefaultActionTimeout = 5 * time.Minute
+	// DefaultClickTextTimeout is how long click_text waits for its text.
+	DefaultClickTextTimeout = time.Minute
 )
 
 // Load reads and checks a scenario file. Every mistake found is reported, each
@@ -208,6 +210,9 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 				if starts == 0 {
 					d.fail(pos, "%s before start: the machine is not running yet (add `- start` first)", a.Kind)
 				}
+			}
+			if s.Machine.Video == "none" && a.usesScreen() {
+				d.fail(pos, "%s: the machine has no screen (machine.video: none)", a.Kind)
 			}
 		}
 	}

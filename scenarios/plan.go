@@ -96,8 +96,10 @@ func (a *Action) MaxDuration() time.Duration {
 		return a.Timeout(10 * time.Minute)
 	case "shutdown":
 		return a.Timeout(2 * time.Minute)
-	case "wait_traffic", "console_expect", "guest_exec":
+	case "wait_traffic", "console_expect", "guest_exec", "wait_text":
 		return a.Timeout(DefaultActionTimeout)
+	case "click_text":
+		return a.Timeout(DefaultClickTextTimeout)
 	}
 	return 0
 }

@@ -34,7 +34,7 @@ type OS struct {
 // Image says what the machine boots.
 type Image struct {
 	// Builtin names an image firstboot builds itself ("testguest", "debian-12", …).
-	Builtin string `yaml:"builtin" enum:",testguest,debian-12,debian-13"`
+	Builtin string `yaml:"builtin" enum:",testguest,debian-12,debian-12-desktop,debian-13"`
 	// Kind is disk (a bootable disk image), iso (an installer), or kernel (kernel+initrd).
 	Kind    string  `yaml:"kind" enum:",disk,iso,kernel"`
 	Path    string  `yaml:"path" doc:"file path, relative to the scenario file"`

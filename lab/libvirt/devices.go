@@ -291,6 +291,11 @@ func addHardware(d *libvirtxml.Domain, spec lab.MachineSpec, accel string, drvs 
 		video = "vga"
 	}
 	d.Devices.Videos = []libvirtxml.DomainVideo{{Model: libvirtxml.DomainVideoModel{Type: video}}}
+	if video != "none" {
+		// A USB tablet takes absolute positions, so a click lands where the
+		// screenshot shows the text (a PS/2 mouse moves only relatively).
+		d.Devices.Inputs = append(d.Devices.Inputs, libvirtxml.DomainInput{Type: "tablet", Bus: "usb"})
+	}
 	if spec.TPM {
 		// TIS is the ISA interface of the i440fx machine; q35 gets the CRB
 		// interface Windows 11 and current firmware expect.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
 	"io"
 	"net"
 	"net/netip"
@@ -37,6 +38,13 @@ type Machine struct {
 	consoleLog string
 	overlay    string
 	video      string
+	runDir     string
+
+	// sizeMu guards the screen size of the last screenshot, which scales
+	// pointer positions.
+	sizeMu sync.Mutex
+	size   image.Point
+	sizeAt time.Time
 
 	// mediaMu guards media: each media drive and whether it holds its image.
 	mediaMu sync.Mutex
@@ -277,7 +285,7 @@ func (l *Lab) DefineMachine(ctx context.Context, spec lab.MachineSpec, network *
 	if err != nil {
 		return nil, fmt.Errorf("machine %s: %w", spec.Name, err)
 	}
-	m.video = spec.Video
+	m.video, m.runDir = spec.Video, spec.RunDir
 	m.media = map[string]*mediaState{}
 	for _, d := range drvs {
 		if d.media == nil {
@@ -477,22 +485,13 @@ func (m *Machine) Screenshot(ctx context.Context, path string) error {
 		"execute":   "screendump",
 		"arguments": map[string]string{"filename": abs, "format": "png"},
 	})
-	out, err := call(ctx, "screendump "+m.name, func() (string, error) {
-		return m.lab.conn.QEMUDomainMonitorCommand(m.dom, string(cmd), 0)
-	})
-	if err != nil {
+	if err := m.qmp(ctx, "screendump", string(cmd)); err != nil {
 		return err
-	}
-	var resp struct {
-		Error *struct{ Desc string } `json:"error"`
-	}
-	if json.Unmarshal([]byte(out), &resp) == nil && resp.Error != nil {
-		return fmt.Errorf("screendump %s: %s", m.name, resp.Error.Desc)
 	}
 	if fi, err := os.Stat(abs); err != nil || fi.Size() == 0 {
 		return fmt.Errorf("screendump %s: no image written to %s", m.name, abs)
 	}
-	return nil
+	return m.noteScreenSize(abs)
 }
 
 func (m *Machine) liveXML(ctx context.Context) (libvirtxml.Domain, error) {

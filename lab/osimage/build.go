@@ -233,6 +233,11 @@ func build(ctx context.Context, cfg BuildConfig, rel Release, dir string) (img I
 	if err := unmountUnder(root); err != nil {
 		return Image{}, fmt.Errorf("image build: after debootstrap: %w", err)
 	}
+	if len(rel.Desktop) > 0 {
+		if err := installDesktop(ctx, run, root, rel, debs); err != nil {
+			return Image{}, err
+		}
+	}
 	if err := writeGuestFiles(root, rel); err != nil {
 		return Image{}, fmt.Errorf("image build: %w", err)
 	}

@@ -108,6 +108,9 @@ func Markdown(in *Input) ([]byte, error) {
 			w("### Screenshots\n\n")
 			for _, sh := range s.Shots {
 				w("![%s](%s)\n\n", mdText(sh.Name), mdPath(sh.Path))
+				if sh.Text != "" {
+					w("Text read on %s (OCR):\n\n%s\n", mdText(sh.Name), mdIndented(sh.Text))
+				}
 			}
 		}
 	}
@@ -190,6 +193,16 @@ func mdCode(s string) string {
 func mdCell(s string) string {
 	c := mdCode(strings.ReplaceAll(s, `\|`, `\x5c|`))
 	return strings.ReplaceAll(c, "|", `\|`)
+}
+
+// mdIndented is text as an indented code block: nothing in it is Markdown,
+// whatever the screen said.
+func mdIndented(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		b.WriteString("    " + clean(l) + "\n")
+	}
+	return b.String()
 }
 
 // mdPath percent-encodes a relative path for a link target.

@@ -77,6 +77,8 @@ type synRow struct {
 
 type shotView struct {
 	Name, Path, Size string
+	// Text is the screen's OCR text, when the run kept it.
+	Text string
 	// Data is the PNG; nil when too large to embed (then only Path is linked).
 	Data []byte
 }
@@ -134,7 +136,7 @@ func build(in *Input) (*page, error) {
 		if !steps[step] {
 			step = ""
 		}
-		sv := shotView{Name: s.Name, Path: s.Path, Size: bytesHuman(s.Size)}
+		sv := shotView{Name: s.Name, Path: s.Path, Size: bytesHuman(s.Size), Text: s.Text}
 		if isPNG(s.Data) {
 			sv.Data = s.Data
 		}

@@ -67,7 +67,13 @@ type Screenshot struct {
 	Data []byte
 	// Size is the file's size in bytes.
 	Size int64
+	// Text is what OCR read on it (the .txt beside the PNG that a failed
+	// wait_text or click_text leaves), cut at MaxShotText; "" when none.
+	Text string
 }
+
+// MaxShotText is how much of a screenshot's OCR text a report quotes.
+const MaxShotText = 16 << 10
 
 // Load reads a run directory's analysis.json, manifest.json (optional) and
 // screenshots. Screenshots are placed in the step the manifest's timeline
@@ -156,6 +162,12 @@ func loadShots(dir string, m *manifest.Manifest) ([]Screenshot, error) {
 			return nil, fmt.Errorf("report: %w", err)
 		}
 		s.Size = st.Size()
+		if txt, err := os.ReadFile(strings.TrimSuffix(p, ".png") + ".txt"); err == nil {
+			if len(txt) > MaxShotText {
+				txt = append(txt[:MaxShotText:MaxShotText], "\n…"...)
+			}
+			s.Text = strings.ToValidUTF8(string(txt), "\uFFFD")
+		}
 		if s.Size > MaxShotBytes || total+s.Size > MaxShotsBytes {
 			continue
 		}

@@ -305,6 +305,8 @@ func TestLoadAndWrite(t *testing.T) {
 	for name, content := range map[string][]byte{
 		"login.png": small, "failed-update.png": small, "zz-extra.png": small, ".wait_screen.png": small,
 		"notes.txt": []byte("not a screenshot"),
+		// What OCR read on the failed step's screen (a failed wait_text).
+		"failed-update.txt": []byte("# screen 32x24\n1 2 3 4 90: Install <now>\n"),
 		// Too large to embed: linked instead.
 		"huge.png": append(append([]byte{}, pngMagic...), make([]byte, MaxShotBytes)...),
 	} {
@@ -340,8 +342,15 @@ func TestLoadAndWrite(t *testing.T) {
 	if !strings.Contains(string(page), `<a href="screenshots/huge.png">`) {
 		t.Error("the screenshot too large to embed is not linked")
 	}
-	if _, err := os.Stat(filepath.Join(dir, MarkdownFile)); err != nil {
-		t.Error(err)
+	if !strings.Contains(string(page), "<summary>Text read on failed-update (OCR)</summary><pre># screen 32x24\n1 2 3 4 90: Install &lt;now&gt;\n</pre>") {
+		t.Error("the OCR text of the failed step's screen is not shown (escaped) under its screenshot")
+	}
+	md, err := os.ReadFile(filepath.Join(dir, MarkdownFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "Text read on failed-update (OCR):\n\n    # screen 32x24\n    1 2 3 4 90: Install <now>\n") {
+		t.Errorf("the Markdown report lacks the OCR text as a code block:\n%s", md)
 	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
