@@ -91,7 +91,7 @@ func ParseWith(name string, data []byte, opt LoadOptions) (*Scenario, error) {
 func (d *decoder) check(s *Scenario, top *yaml.Node) {
 	at := func(key string) *yaml.Node { return findKey(top, key) }
 	if d.manual && s.Name == "" {
-		s.Name = nameFromFile(d.file)
+		s.Name = NameFromFile(d.file)
 	}
 	if !regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`).MatchString(s.Name) {
 		d.fail(at("name"), "name %q: use lower-case letters, digits, '.', '_' and '-' (it becomes part of the run id)", s.Name)
@@ -233,9 +233,9 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 	}
 }
 
-// nameFromFile makes a scenario name from a file name ("Windows 12.yaml"
+// NameFromFile makes a scenario name from a file name ("Windows 12.yaml"
 // gives windows-12), for manual scenarios that have none.
-func nameFromFile(file string) string {
+func NameFromFile(file string) string {
 	base := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
 	var b strings.Builder
 	for _, r := range strings.ToLower(base) {

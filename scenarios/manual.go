@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/firstboot/firstboot/lab/vnc"
 	"github.com/firstboot/firstboot/results/manifest"
 )
 
@@ -88,7 +89,7 @@ func RunManual(ctx context.Context, env *Env) error {
 				r.reply <- nil
 				p.Tell("ending step %q: shutting the machine down", cur)
 				if env.Recorder != nil {
-					env.Recorder.End(env.Timeline.now())
+					env.Recorder.End(env.Timeline.now(), vnc.EndedByPerson)
 				}
 				err := env.action(cur, "shutdown (ACPI, forced after 2m0s)", func() error {
 					return env.Machine.Shutdown(ctx, manualShutdown)
@@ -102,7 +103,7 @@ func RunManual(ctx context.Context, env *Env) error {
 		case <-env.Machine.Stopped():
 			p.Tell("the machine powered off: step %q and the run end", cur)
 			if env.Recorder != nil {
-				env.Recorder.End(env.Timeline.now())
+				env.Recorder.End(env.Timeline.now(), vnc.EndedByMachine)
 			}
 			return env.endStep(cur, start, nil)
 		case <-ctx.Done():

@@ -66,6 +66,7 @@ func newRootCmd() *cobra.Command {
 		newPublishCmd(a),
 		newContinueCmd(a),
 		newMarkCmd(a),
+		newRecordCmd(a),
 	)
 	return root
 }

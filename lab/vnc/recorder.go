@@ -29,7 +29,7 @@ const BurstGap = 1500 * time.Millisecond
 type Event struct {
 	Time time.Time `json:"t"`
 	// Kind is "key", "pointer", "step" (a step begins, named Name) or "end"
-	// (the session ended; Screen is the last screen).
+	// (the session ended, Name says why; Screen is the last screen).
 	Kind    string `json:"kind"`
 	Down    bool   `json:"down,omitempty"`
 	Keysym  uint32 `json:"keysym,omitempty"`
@@ -120,12 +120,19 @@ func (r *Recorder) Step(name string, t time.Time) {
 	r.lastInput = time.Time{}
 }
 
-// End records the end of the session with the last screen.
-func (r *Recorder) End(t time.Time) {
+// Why a recorded session ended (Event.Name of the "end" event).
+const (
+	EndedByPerson  = "person"          // the person said so; the machine is shut down after
+	EndedByMachine = "machine-stopped" // the machine powered off
+)
+
+// End records the end of the session, why it ended, and the last screen
+// (when the machine still has one).
+func (r *Recorder) End(t time.Time, why string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ev := Event{Time: t.UTC(), Kind: "end"}
-	if r.shoot != nil {
+	ev := Event{Time: t.UTC(), Kind: "end", Name: why}
+	if r.shoot != nil && why != EndedByMachine {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
 		if err := r.shoot(ctx, filepath.Join(r.dir, FinalScreen)); err != nil {
