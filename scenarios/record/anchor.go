@@ -61,7 +61,9 @@ func newLabel(ws []screen.Word) label {
 		l.Box = l.Box.Union(w.Box)
 		l.Conf += w.Conf
 	}
-	l.Text = strings.Join(texts, " ")
+	// Punctuation at the ends ("Booting from ROM...", "Password:") adds
+	// nothing to an anchor but escapes; the rest still matches the line.
+	l.Text = strings.TrimFunc(strings.Join(texts, " "), unicode.IsPunct)
 	l.Conf /= float64(len(ws))
 	return l
 }

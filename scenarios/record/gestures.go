@@ -264,7 +264,7 @@ func (p *pointerReader) event(ev vnc.Event) []gesture {
 		bit := uint8(1) << b
 		switch {
 		case pressed&bit != 0 && p.press == nil:
-			out = append(out, p.flush()...)
+			// A click held back stays: this press may make it a double.
 			p.press = &gesture{Kind: gClick, Button: buttonNames[b], At: at, Time: ev.Time, Last: ev.Time, Screen: ev.Screen}
 			p.moved = false
 		case released&bit != 0 && p.press != nil && p.press.Button == buttonNames[b]:

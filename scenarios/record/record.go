@@ -232,7 +232,7 @@ func (w *writer) anchor(b *bytes.Buffer, stepName string, burst []gesture, gap t
 			// Same words as before: the person's pause keeps the pace.
 			fmt.Fprintf(b, "      - wait: %s\n", roundWait(gap))
 		}
-		fmt.Fprintf(b, "      - wait_text: {text: %s, timeout: %s}\n", quote(regexp.QuoteMeta(phrase)), timeout)
+		fmt.Fprintf(b, "      - wait_text: {text: %s, timeout: %s}\n", quote(regexp.QuoteMeta(phrase)), minutes(timeout))
 		w.sum.TextWaits++
 		return nil
 	}
@@ -245,9 +245,9 @@ func (w *writer) anchor(b *bytes.Buffer, stepName string, burst []gesture, gap t
 	}
 	fmt.Fprintf(b, "      # no text on this screen: a reference crop instead\n")
 	if region == nil {
-		fmt.Fprintf(b, "      - wait_screen: {reference: %s, timeout: %s}\n", quote(ref), timeout)
+		fmt.Fprintf(b, "      - wait_screen: {reference: %s, timeout: %s}\n", quote(ref), minutes(timeout))
 	} else {
-		fmt.Fprintf(b, "      - wait_screen: {reference: %s, region: [%d, %d, %d, %d], timeout: %s}\n", quote(ref), region[0], region[1], region[2], region[3], timeout)
+		fmt.Fprintf(b, "      - wait_screen: {reference: %s, region: [%d, %d, %d, %d], timeout: %s}\n", quote(ref), region[0], region[1], region[2], region[3], minutes(timeout))
 	}
 	w.sum.ScreenWaits++
 	return nil
@@ -410,6 +410,9 @@ func waitTimeout(gap time.Duration) time.Duration {
 	return min(max(t, time.Minute), 15*time.Minute)
 }
 
+// minutes writes a whole number of minutes as 5m (Go writes 5m0s).
+func minutes(d time.Duration) string { return fmt.Sprintf("%dm", int(d/time.Minute)) }
+
 // roundWait writes a pause to a tenth of a second, or whole seconds from
 // ten seconds up.
 func roundWait(d time.Duration) time.Duration {
@@ -419,9 +422,14 @@ func roundWait(d time.Duration) time.Duration {
 	return d.Round(100 * time.Millisecond)
 }
 
-// quote writes s as a YAML double-quoted scalar (JSON's escapes are
-// YAML's).
+// quote writes s as a YAML scalar a person reads easily: single-quoted
+// (where only ' is doubled, so a regex's backslashes stay single), or
+// double-quoted with JSON's escapes (which are YAML's) when it holds
+// control characters.
 func quote(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || !unicode.IsPrint(r) && r != ' ' }) {
+		return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
