@@ -152,6 +152,8 @@ type writer struct {
 	ocr    func(ctx context.Context, png []byte) (screen.Text, error)
 	texts  map[string]screen.Text
 	prev   screen.Text // the last burst's screen
+	// lastInput is the person's last press so far, across steps.
+	lastInput time.Time
 	refDir string
 	outDir string
 	refs   int
@@ -164,19 +166,26 @@ func (w *writer) step(b *bytes.Buffer, st step, first, last bool, sess session) 
 	if first {
 		b.WriteString("      - start\n")
 	}
-	prevEnd := st.Start
+	if w.lastInput.IsZero() {
+		w.lastInput = st.Start
+	}
+	inputInStep := st.Start
 	for _, burst := range bursts(st.Gestures) {
-		if err := w.anchor(b, st.Name, burst, burst[0].Time.Sub(prevEnd)); err != nil {
+		// An anchor's timeout follows what the person waited since their
+		// last input, in this step or before; the pause kept as a wait
+		// is this step's share of it.
+		if err := w.anchor(b, st.Name, burst, burst[0].Time.Sub(w.lastInput), burst[0].Time.Sub(inputInStep)); err != nil {
 			return err
 		}
 		if err := w.burst(b, burst); err != nil {
 			return err
 		}
-		prevEnd = burst[len(burst)-1].Last
+		w.lastInput = burst[len(burst)-1].Last
+		inputInStep = w.lastInput
 	}
 	// The person's time between their last input and the step's end:
 	// what the machine did then belongs to this step.
-	if tail := st.End.Sub(prevEnd); tail >= minWait {
+	if tail := st.End.Sub(inputInStep); tail >= minWait {
 		fmt.Fprintf(b, "      - wait: %s\n", roundWait(tail))
 	}
 	if last && sess.EndedBy == vnc.EndedByPerson {
@@ -189,6 +198,7 @@ func (w *writer) step(b *bytes.Buffer, st step, first, last bool, sess session) 
 				fmt.Fprintf(b, "      # the screen the person left the machine at\n      - wait_text: {text: %s, timeout: 1m}\n", quote(regexp.QuoteMeta(phrase)))
 				w.sum.TextWaits++
 			}
+			b.WriteString("      - screenshot: final\n")
 		}
 		b.WriteString("      - shutdown: 2m\n")
 	}
@@ -211,7 +221,7 @@ func bursts(gs []gesture) [][]gesture {
 // anchor writes what the replay waits for before a burst: text that
 // identifies the burst's screen, else a reference crop of it; and the
 // person's own pause when the screen did not visibly change.
-func (w *writer) anchor(b *bytes.Buffer, stepName string, burst []gesture, gap time.Duration) error {
+func (w *writer) anchor(b *bytes.Buffer, stepName string, burst []gesture, waited, gap time.Duration) error {
 	w.sum.Bursts++
 	shot := burst[0].Screen
 	if shot == "" {
@@ -224,7 +234,7 @@ func (w *writer) anchor(b *bytes.Buffer, stepName string, burst []gesture, gap t
 	if err != nil {
 		return err
 	}
-	timeout := waitTimeout(gap)
+	timeout := waitTimeout(waited)
 	phrase, isNew := identify(text, w.prev)
 	w.prev = text
 	if phrase != "" {
