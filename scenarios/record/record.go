@@ -147,17 +147,17 @@ func header(orig []byte, name string) ([]byte, error) {
 
 // writer writes the steps, reading screenshots as it needs them.
 type writer struct {
-	ctx    context.Context
-	cfg    Config
-	ocr    func(ctx context.Context, png []byte) (screen.Text, error)
-	texts  map[string]screen.Text
-	prev   screen.Text // the last burst's screen
+	ctx   context.Context
+	cfg   Config
+	ocr   func(ctx context.Context, png []byte) (screen.Text, error)
+	texts map[string]screen.Text
+	prev  screen.Text // the last burst's screen
 	// lastInput is the person's last press so far, across steps.
 	lastInput time.Time
-	refDir string
-	outDir string
-	refs   int
-	sum    Summary
+	refDir    string
+	outDir    string
+	refs      int
+	sum       Summary
 }
 
 func (w *writer) step(b *bytes.Buffer, st step, first, last bool, sess session) error {
