@@ -38,8 +38,9 @@ type Env struct {
 	// OCR configures wait_text and click_text.
 	OCR OCROptions
 
-	// last is what the running screen-reading action last saw.
-	last          *lastRead
+	// last is what the running screen-reading action last saw; lastOCR
+	// the last reading of any action, reused while the screen is unchanged.
+	last, lastOCR *lastRead
 	console       io.ReadWriteCloser
 	consoleOffset int64 // how far console_expect has read ConsoleLog
 }

@@ -1,6 +1,7 @@
 package scenarios
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,8 +23,9 @@ const textPollPause = time.Second
 // becomes the step's failed-<step>.png and failed-<step>.txt, so the
 // screenshot and the text are the ones the action judged.
 type lastRead struct {
-	png  []byte
-	text screen.Text
+	png    []byte
+	region image.Rectangle
+	text   screen.Text
 }
 
 // readScreen takes a screenshot and reads its text (the region only, when
@@ -42,13 +44,20 @@ func (env *Env) readScreen(ctx context.Context, region image.Rectangle) (screen.
 	if err != nil {
 		return screen.Text{}, err
 	}
+	// An unchanged screen says what it said: while a wait_text waits, most
+	// screenshots are the same bytes, and OCR is the expensive part.
+	if r := env.lastOCR; r != nil && r.region == region && bytes.Equal(r.png, data) {
+		env.last = r
+		return r.text, nil
+	}
 	t0 := time.Now()
 	text, err := screen.OCR(ctx, data, env.OCR.with(region))
 	if err != nil {
 		return screen.Text{}, err
 	}
 	env.log().Debug("screen read", "lines", len(text.Lines), "ocr", time.Since(t0).Round(time.Millisecond))
-	env.last = &lastRead{png: data, text: text}
+	env.last = &lastRead{png: data, region: region, text: text}
+	env.lastOCR = env.last
 	return text, nil
 }
 
@@ -70,7 +79,8 @@ func (env *Env) findText(ctx context.Context, re *regexp.Regexp, regionArg []int
 	for {
 		text, err := env.readScreen(ctx, region)
 		if err != nil {
-			if ctx.Err() != nil && reads > 0 {
+			// The time ran out during a reading: a timeout like any other.
+			if ctx.Err() != nil {
 				return nil, env.textTimeout(ctx, re, what, reads)
 			}
 			return nil, fmt.Errorf("%s: reading the screen: %w", what, err)

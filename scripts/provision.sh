@@ -31,6 +31,8 @@ pkgs=(
   busybox-static cpio xz-utils zstd debootstrap binutils
   # a VNC viewer independent of firstboot's, for the --display tests
   vncsnapshot
+  # reading the screen: wait_text and click_text run the tesseract command
+  tesseract-ocr
 )
 
 missing=()

@@ -141,6 +141,10 @@ func TestDomainXMLHardware(t *testing.T) {
 	if len(d.Devices.Videos) != 1 || d.Devices.Videos[0].Model.Type != "vga" {
 		t.Errorf("default video %+v", d.Devices.Videos)
 	}
+	// A screen comes with a USB tablet: pointer events are absolute.
+	if len(d.Devices.Inputs) != 1 || d.Devices.Inputs[0].Type != "tablet" || d.Devices.Inputs[0].Bus != "usb" {
+		t.Errorf("inputs %+v, want one USB tablet", d.Devices.Inputs)
+	}
 	if len(d.Devices.TPMs) != 0 || d.CPU != nil || d.QEMUCommandline != nil {
 		t.Errorf("default machine has TPM %v, CPU %v, QEMU args %v", d.Devices.TPMs, d.CPU, d.QEMUCommandline)
 	}
@@ -190,8 +194,8 @@ func TestDomainXMLHardware(t *testing.T) {
 	}
 	spec = base
 	spec.Video = "none"
-	if d, _ = domainOf(t, spec, ""); d.Devices.Videos[0].Model.Type != "none" {
-		t.Errorf("video none: %+v", d.Devices.Videos)
+	if d, _ = domainOf(t, spec, ""); d.Devices.Videos[0].Model.Type != "none" || len(d.Devices.Inputs) != 0 {
+		t.Errorf("video none: %+v, inputs %+v (no screen, no tablet)", d.Devices.Videos, d.Devices.Inputs)
 	}
 	spec = base
 	spec.Display = true

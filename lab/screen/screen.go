@@ -149,6 +149,29 @@ func (t Text) Find(re *regexp.Regexp, region image.Rectangle) []Match {
 	return out
 }
 
+// Nearest returns the line with the word under p, or the word nearest p
+// within maxDist pixels (distance from p to the word's box), and that word:
+// what a recorded click should be anchored to. ok is false when no word is
+// that close.
+func (t Text) Nearest(p image.Point, maxDist int) (line Line, word Word, ok bool) {
+	best := maxDist*maxDist + 1
+	for _, l := range t.Lines {
+		for _, w := range l.Words {
+			if d := distSq(p, w.Box); d < best {
+				best, line, word, ok = d, l, w, true
+			}
+		}
+	}
+	return line, word, ok
+}
+
+// distSq is the squared distance from p to r (0 inside).
+func distSq(p image.Point, r image.Rectangle) int {
+	dx := max(r.Min.X-p.X, 0, p.X-(r.Max.X-1))
+	dy := max(r.Min.Y-p.Y, 0, p.Y-(r.Max.Y-1))
+	return dx*dx + dy*dy
+}
+
 // within is the line with only the words whose centre is inside r.
 func (l Line) within(r image.Rectangle) Line {
 	var ws []Word

@@ -88,6 +88,29 @@ func TestFind(t *testing.T) {
 	}
 }
 
+func TestNearest(t *testing.T) {
+	w := func(s string, x, y int) Word { return Word{Text: s, Box: image.Rect(x, y, x+10*len(s), y+12)} }
+	txt := Text{Lines: []Line{
+		newLine([]Word{w("Not", 100, 100), w("Now", 140, 100)}),
+		newLine([]Word{w("Continue", 400, 100)}),
+	}}
+	for _, tt := range []struct {
+		p          image.Point
+		line, word string
+		ok         bool
+	}{
+		{image.Pt(145, 105), "Not Now", "Now", true}, // on the word
+		{image.Pt(133, 105), "Not Now", "Not", true}, // between the two, nearer Not
+		{image.Pt(395, 90), "Continue", "Continue", true},
+		{image.Pt(300, 300), "", "", false}, // nothing within 20 pixels
+	} {
+		l, wd, ok := txt.Nearest(tt.p, 20)
+		if ok != tt.ok || l.Text != tt.line || wd.Text != tt.word {
+			t.Errorf("Nearest(%v) = %q %q %v, want %q %q %v", tt.p, l.Text, wd.Text, ok, tt.line, tt.word, tt.ok)
+		}
+	}
+}
+
 func requireTesseract(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath("tesseract"); err != nil {
