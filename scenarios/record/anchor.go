@@ -35,20 +35,23 @@ type label struct {
 func labels(t screen.Text) []label {
 	var out []label
 	for _, l := range t.Lines {
-		var cur []screen.Word
-		emit := func() {
-			if len(cur) > 0 {
-				out = append(out, newLabel(cur))
-			}
+		out = append(out, splitLine(l)...)
+	}
+	return out
+}
+
+func splitLine(l screen.Line) []label {
+	var out []label
+	var cur []screen.Word
+	for i, w := range l.Words {
+		if i > 0 && w.Box.Min.X-l.Words[i-1].Box.Max.X > l.Box.Dy() {
+			out = append(out, newLabel(cur))
 			cur = nil
 		}
-		for i, w := range l.Words {
-			if i > 0 && w.Box.Min.X-l.Words[i-1].Box.Max.X > l.Box.Dy() {
-				emit()
-			}
-			cur = append(cur, w)
-		}
-		emit()
+		cur = append(cur, w)
+	}
+	if len(cur) > 0 {
+		out = append(out, newLabel(cur))
 	}
 	return out
 }
@@ -120,52 +123,48 @@ func identify(t, prev screen.Text) (phrase string, isNew bool) {
 	return best, isNew
 }
 
-// clickAnchor finds the text a click at p was aimed at: the label under it,
-// else the nearest within reach. index is which match of the phrase, in
-// the reading order click_text uses, is the clicked one.
+// clickAnchor finds the text a click at p was aimed at: the label (see
+// labels) with the word under it, or the nearest word within reach. index
+// is which match of the phrase, in the reading order click_text uses, is
+// the clicked one.
 func clickAnchor(t screen.Text, p image.Point) (phrase string, index int, ok bool) {
-	var under *label
-	bestDist := clickNear + 1
-	ls := labels(t)
-	for i := range ls {
-		l := &ls[i]
-		if l.Conf < minConf-10 || letters(l.Text) < 2 {
-			continue
-		}
-		if d := distToBox(p, l.Box.Inset(-3)); d < bestDist {
-			under, bestDist = l, d
-		}
-	}
-	if under == nil {
+	line, word, ok := t.Nearest(p, clickNear)
+	if !ok || letters(word.Text) < 2 {
 		return "", 0, false
 	}
-	target := *under
-	if len(target.Words) > maxLabelWords {
-		// A sentence: the word under the click.
-		target, bestDist = label{}, clickNear+1
-		for _, w := range under.Words {
-			if d := distToBox(p, w.Box.Inset(-3)); d < bestDist && letters(w.Text) >= 2 {
-				target, bestDist = newLabel([]screen.Word{w}), d
-			}
+	target := newLabel([]screen.Word{word})
+	for _, l := range splitLine(line) {
+		if containsWord(l.Words, word) && len(l.Words) <= maxLabelWords && l.Conf >= minConf-10 {
+			target = l
 		}
-		if target.Text == "" {
-			return "", 0, false
-		}
+	}
+	if target.Conf < minConf-10 || letters(target.Text) < 2 {
+		return "", 0, false
 	}
 	re, err := regexp.Compile(regexp.QuoteMeta(target.Text))
 	if err != nil {
 		return "", 0, false
 	}
-	index, bestDist = -1, clickNear+1
+	index, best := -1, clickNear*clickNear+1
 	for i, m := range t.Find(re, image.Rectangle{}) {
-		if d := distToBox(p, image.Rectangle{Min: m.Center(), Max: m.Center().Add(image.Pt(1, 1))}); d < bestDist {
-			index, bestDist = i, d
+		c := m.Center().Sub(p)
+		if d := c.X*c.X + c.Y*c.Y; d < best {
+			index, best = i, d
 		}
 	}
 	if index < 0 {
 		return "", 0, false
 	}
 	return target.Text, index, true
+}
+
+func containsWord(ws []screen.Word, w screen.Word) bool {
+	for _, x := range ws {
+		if x == w {
+			return true
+		}
+	}
+	return false
 }
 
 func letters(s string) int {
@@ -178,10 +177,3 @@ func letters(s string) int {
 	return n
 }
 
-// distToBox is how far p is from r (0 inside), in the larger of the two
-// axis distances.
-func distToBox(p image.Point, r image.Rectangle) int {
-	dx := max(r.Min.X-p.X, 0, p.X-(r.Max.X-1))
-	dy := max(r.Min.Y-p.Y, 0, p.Y-(r.Max.Y-1))
-	return max(dx, dy)
-}

@@ -250,9 +250,6 @@ func (w *writer) anchor(b *bytes.Buffer, stepName string, burst []gesture, waite
 	if err != nil {
 		return err
 	}
-	if gap >= minWait {
-		fmt.Fprintf(b, "      - wait: %s\n", roundWait(gap))
-	}
 	fmt.Fprintf(b, "      # no text on this screen: a reference crop instead\n")
 	if region == nil {
 		fmt.Fprintf(b, "      - wait_screen: {reference: %s, timeout: %s}\n", quote(ref), minutes(timeout))
