@@ -80,7 +80,7 @@ func writeRecorded(cmd *cobra.Command, scenario, runDir, out string) error {
 		Source:    runDir,
 	})
 	if err != nil {
-		return fmt.Errorf("writing the recorded scenario: %w", err)
+		return fmt.Errorf("writing the recorded scenario (the recording is kept: firstboot record --from %s --out %s writes it again): %w", runDir, out, err)
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "recorded scenario: %s (%d steps, %d bursts of input: %d wait for text, %d for a reference crop; clicks: %d on text, %d at coordinates)\n",
 		out, sum.Steps, sum.Bursts, sum.TextWaits, sum.ScreenWaits, sum.TextClicks, sum.PointClicks)
