@@ -24,6 +24,7 @@ import (
 type viewer struct {
 	t *testing.T
 	c *vnctest.Client
+	r *liveRun // the run it watches, whose output explains a lost display
 }
 
 // find waits until the screen shows re (in region, when not empty) and
@@ -35,7 +36,7 @@ func (v viewer) find(re string, region image.Rectangle, timeout time.Duration) s
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(2 * time.Second) {
 		img, err := v.c.Screen()
 		if err != nil {
-			v.t.Fatalf("viewer: %v", err)
+			v.t.Fatalf("viewer: %v; the run said:\n%s", err, v.r.said())
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		text, err := screen.OCRImage(ctx, img, screen.Options{})
@@ -107,7 +108,7 @@ first_party: [debian.org, debian.net]
 		t.Fatal(err)
 	}
 	defer c.Close()
-	p := viewer{t, c}
+	p := viewer{t, c, r}
 	p.find(`^Log In$`, image.Rectangle{}, 15*time.Minute)
 	t.Logf("greeter after %s", time.Since(t0).Round(time.Second))
 	r.say("login")

@@ -88,7 +88,8 @@ func TestProxyWithQEMU(t *testing.T) {
 		if screen, err = c.Screen(); err != nil {
 			t.Fatal(err)
 		}
-		if lit(screen) > 200 || time.Now().After(deadline) {
+		// SeaBIOS draws in 640x480 first, then switches to text mode.
+		if (lit(screen) > 200 && screen.Bounds().Dx() == 720) || time.Now().After(deadline) {
 			break
 		}
 	}
