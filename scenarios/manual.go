@@ -82,8 +82,11 @@ func RunManual(ctx context.Context, env *Env) error {
 					return err
 				}
 				used[name], n = true, n+1
-				p.Tell("step %q ended; step %q has begun", cur, name)
+				prev := cur
+				// The step begins before the person hears it has: what they
+				// do on hearing it belongs to it.
 				cur, start = name, env.beginStep(name)
+				p.Tell("step %q ended; step %q has begun", prev, name)
 				r.reply <- nil
 			case SayEOF, SayEnd:
 				r.reply <- nil

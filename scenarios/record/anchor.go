@@ -18,6 +18,12 @@ const (
 	// maxLabelWords: longer runs of words are sentences, whose OCR breaks
 	// more easily; a single word of them is used instead.
 	maxLabelWords = 4
+	// junkConf: words read with less confidence at a label's ends are taken
+	// for icons.
+	junkConf = 50
+	// shortConf: a one- or two-letter word at a label's end needs this
+	// much confidence to be taken for a word ("OK") rather than an icon.
+	shortConf = 85
 )
 
 // label is a run of words that reads as one thing on the screen (a
@@ -56,7 +62,27 @@ func splitLine(l screen.Line) []label {
 	return out
 }
 
+// junkWord is what OCR makes of an icon beside a label ("3€", "mf", "Q"):
+// no letter, little confidence, or one or two letters without much.
+func junkWord(w screen.Word) bool {
+	n := 0
+	for _, r := range w.Text {
+		if unicode.IsLetter(r) {
+			n++
+		}
+	}
+	return n == 0 || w.Conf < junkConf || (len([]rune(w.Text)) <= 2 && w.Conf < shortConf)
+}
+
 func newLabel(ws []screen.Word) label {
+	// Icons read as words at either end are not part of the label; in the
+	// middle they stay (the label must still be the line's text).
+	for len(ws) > 1 && junkWord(ws[0]) {
+		ws = ws[1:]
+	}
+	for len(ws) > 1 && junkWord(ws[len(ws)-1]) {
+		ws = ws[:len(ws)-1]
+	}
 	l := label{Words: ws}
 	texts := make([]string, len(ws))
 	for i, w := range ws {
@@ -66,7 +92,7 @@ func newLabel(ws []screen.Word) label {
 	}
 	// Punctuation at the ends ("Booting from ROM...", "Password:") adds
 	// nothing to an anchor but escapes; the rest still matches the line.
-	l.Text = strings.TrimFunc(strings.Join(texts, " "), unicode.IsPunct)
+	l.Text = strings.TrimFunc(strings.Join(texts, " "), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
 	l.Conf /= float64(len(ws))
 	return l
 }
@@ -101,13 +127,15 @@ func phrases(l label) []label {
 
 // identify picks the text that best says which screen this is: preferably
 // text the previous screen did not show (isNew), the longest such, read
-// with confidence. "" when the screen has no usable text.
-func identify(t, prev screen.Text) (phrase string, isNew bool) {
+// with confidence. Text the person typed is left out: its echo says what
+// they did, not that the machine has moved on. "" when the screen has no
+// usable text.
+func identify(t, prev screen.Text, typed []string) (phrase string, isNew bool) {
 	before := prev.String()
 	best, bestScore := "", -1.0
 	for _, l := range labels(t) {
 		for _, p := range phrases(l) {
-			if p.Conf < minConf || !usable(p.Text) {
+			if p.Conf < minConf || !usable(p.Text) || echoes(p.Text, typed) {
 				continue
 			}
 			fresh := !strings.Contains(before, p.Text)
@@ -177,3 +205,15 @@ func letters(s string) int {
 	return n
 }
 
+
+// echoes says whether text shows something the person typed.
+func echoes(text string, typed []string) bool {
+	low := strings.ToLower(text)
+	for _, t := range typed {
+		t = strings.ToLower(strings.TrimSpace(t))
+		if len(t) >= 3 && (strings.Contains(low, t) || strings.Contains(t, low)) {
+			return true
+		}
+	}
+	return false
+}

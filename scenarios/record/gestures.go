@@ -10,6 +10,7 @@ package record
 import (
 	"fmt"
 	"image"
+	"slices"
 	"strings"
 	"time"
 
@@ -90,6 +91,10 @@ var buttonNames = []string{"left", "middle", "right"}
 
 // readSession cuts a recording's events into steps of gestures.
 func readSession(events []vnc.Event) (session, error) {
+	// In time order: an input's time is taken when it arrives, but it is
+	// written after its screenshot, so a step boundary can come between.
+	events = slices.Clone(events)
+	slices.SortStableFunc(events, func(a, b vnc.Event) int { return a.Time.Compare(b.Time) })
 	var s session
 	var cur *step
 	var keys keyReader

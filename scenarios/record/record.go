@@ -154,6 +154,8 @@ type writer struct {
 	prev  screen.Text // the last burst's screen
 	// lastInput is the person's last press so far, across steps.
 	lastInput time.Time
+	// typed is the text the person typed so far.
+	typed []string
 	refDir    string
 	outDir    string
 	refs      int
@@ -194,7 +196,7 @@ func (w *writer) step(b *bytes.Buffer, st step, first, last bool, sess session) 
 			if err != nil {
 				return err
 			}
-			if phrase, _ := identify(text, screen.Text{}); phrase != "" {
+			if phrase, _ := identify(text, screen.Text{}, w.typed); phrase != "" {
 				fmt.Fprintf(b, "      # the screen the person left the machine at\n      - wait_text: {text: %s, timeout: 1m}\n", quote(regexp.QuoteMeta(phrase)))
 				w.sum.TextWaits++
 			}
@@ -235,7 +237,7 @@ func (w *writer) anchor(b *bytes.Buffer, stepName string, burst []gesture, waite
 		return err
 	}
 	timeout := waitTimeout(waited)
-	phrase, isNew := identify(text, w.prev)
+	phrase, isNew := identify(text, w.prev, w.typed)
 	w.prev = text
 	if phrase != "" {
 		if !isNew && gap >= minWait {
@@ -274,6 +276,7 @@ func (w *writer) burst(b *bytes.Buffer, gs []gesture) error {
 			}
 			if kind == gChar {
 				fmt.Fprintf(b, "      - type: %s\n", quote(text.String()))
+				w.typed = append(w.typed, text.String())
 				w.sum.Typed++
 			} else {
 				fmt.Fprintf(b, "      - keys: %s\n", quote(text.String()))

@@ -71,6 +71,51 @@ func TestWriteTestGuest(t *testing.T) {
 	}
 }
 
+// TestWriteDesktop writes the scenario of a real session on the desktop
+// machine (recorded by TestRecordReplayDesktop's person): log in at the
+// greeter, open the web browser from the Applications menu, quit it with
+// Ctrl+Q. The clicks land on their labels without the icons OCR reads
+// beside them, the password is typed after the person's pause (the
+// greeter's text did not change: the user name the person typed is no
+// anchor), and the Ctrl+Q waits for the browser's own text.
+func TestWriteDesktop(t *testing.T) {
+	requireTesseract(t)
+	out := filepath.Join(t.TempDir(), "desktop-recorded.yaml")
+	if _, err := Write(context.Background(), Config{
+		Scenario: "testdata/desktop-by-hand.yaml", Recording: "testdata/desktop", Out: out, Source: "testdata/desktop",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := "testdata/desktop-recorded.golden.yaml"
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("written scenario differs from %s:\n%s", golden, got)
+	}
+	for _, line := range []string{
+		"- click_text: 'Log In'  # at 752, 447",
+		"- click_text: 'Applications'  # at 59, 13",
+		"- click_text: 'Web Browser'  # at 70, 144",
+		"- keys: '<enter>'\n      - wait: 5s\n",
+		"- wait_text: {text: 'Search or enter address', timeout: 12m}\n      - keys: '<leftCtrlOn>q<leftCtrlOff>'",
+	} {
+		if !strings.Contains(string(got), line) {
+			t.Errorf("the scenario lacks %q", line)
+		}
+	}
+}
+
 // TestWriteBlankScreen: a screen without text (a booting machine's black
 // screen) gets a wait_screen on a reference crop around the click, saved
 // beside the scenario; the crop is the screen's pixels there, and the click
