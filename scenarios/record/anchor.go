@@ -205,7 +205,6 @@ func letters(s string) int {
 	return n
 }
 
-
 // echoes says whether text shows something the person typed.
 func echoes(text string, typed []string) bool {
 	low := strings.ToLower(text)

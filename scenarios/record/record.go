@@ -155,11 +155,11 @@ type writer struct {
 	// lastInput is the person's last press so far, across steps.
 	lastInput time.Time
 	// typed is the text the person typed so far.
-	typed []string
-	refDir    string
-	outDir    string
-	refs      int
-	sum       Summary
+	typed  []string
+	refDir string
+	outDir string
+	refs   int
+	sum    Summary
 }
 
 func (w *writer) step(b *bytes.Buffer, st step, first, last bool, sess session) error {
