@@ -23,7 +23,7 @@ const (
 	junkConf = 50
 	// shortConf: a one- or two-letter word at a label's end needs this
 	// much confidence to be taken for a word ("OK") rather than an icon.
-	shortConf = 85
+	shortConf = 90
 )
 
 // label is a run of words that reads as one thing on the screen (a
@@ -159,6 +159,9 @@ func clickAnchor(t screen.Text, p image.Point) (phrase string, index int, ok boo
 	line, word, ok := t.Nearest(p, clickNear)
 	if !ok || letters(word.Text) < 2 {
 		return "", 0, false
+	}
+	if junkWord(word) {
+		return "", 0, false // an icon, most likely: keep the coordinates
 	}
 	target := newLabel([]screen.Word{word})
 	for _, l := range splitLine(line) {
