@@ -130,6 +130,9 @@ func readSession(events []vnc.Event) (session, error) {
 				cur.Gestures = append(cur.Gestures, g)
 			}
 		case "pointer":
+			if ev.Buttons != 0 {
+				keys.alone = "" // a modifier held over a click is no key press of its own
+			}
 			cur.Gestures = append(cur.Gestures, ptr.event(ev)...)
 		case "end":
 			s.EndedBy, s.FinalScreen = ev.Name, ev.Screen
