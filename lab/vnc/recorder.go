@@ -54,7 +54,8 @@ type Recorder struct {
 	mu        sync.Mutex
 	f         *os.File
 	w         *bufio.Writer
-	lastInput time.Time
+	lastInput time.Time // the last press (key or button)
+	lastEvent time.Time // the last event of any kind, motion included
 	buttons   uint8
 	shots     int
 	err       error
@@ -79,13 +80,17 @@ func NewRecorder(dir string, shoot func(ctx context.Context, path string) error,
 // Dir is the recording's directory.
 func (r *Recorder) Dir() string { return r.dir }
 
-// Input records a viewer's event; a key press or click that starts a burst,
-// and every click, first gets a screenshot of the screen as it is.
+// Input records a viewer's event. A key press or click that starts a
+// burst, every click, and the pointer starting to move after a pause first
+// get a screenshot of the screen as it is: the last shows the screen before
+// the pointer (which the screenshot includes) covers what it goes to click.
 func (r *Recorder) Input(in Input) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ev := Event{Time: in.Time.UTC()}
 	acts := false
+	idle := r.lastEvent.IsZero() || in.Time.Sub(r.lastEvent) >= BurstGap
+	r.lastEvent = in.Time
 	switch in.Kind {
 	case Key:
 		ev.Kind, ev.Down, ev.Keysym = "key", in.Down, in.Keysym
@@ -96,7 +101,7 @@ func (r *Recorder) Input(in Input) {
 		r.buttons = in.Buttons
 		acts = pressed != 0
 		// A click is anchored to what is under it: photograph every one.
-		if pressed&0b111 != 0 {
+		if pressed&0b111 != 0 || (!acts && idle) {
 			ev.Screen = r.screenshot()
 		}
 	default:

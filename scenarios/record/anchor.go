@@ -165,12 +165,19 @@ func clickAnchor(t screen.Text, p image.Point) (phrase string, index int, ok boo
 	}
 	target := newLabel([]screen.Word{word})
 	for _, l := range splitLine(line) {
-		if containsWord(l.Words, word) && len(l.Words) <= maxLabelWords && l.Conf >= minConf-10 {
+		if containsWord(l.Words, word) && len(l.Words) <= maxLabelWords {
 			target = l
 		}
 	}
-	if target.Conf < minConf-10 || letters(target.Text) < 2 {
+	// A word the pointer covers reads badly ("Byowser"): such a label is
+	// no anchor, and the click keeps its coordinates.
+	if target.Conf < minConf || letters(target.Text) < 2 {
 		return "", 0, false
+	}
+	for _, w := range target.Words {
+		if w.Conf < junkConf+5 {
+			return "", 0, false
+		}
 	}
 	re, err := regexp.Compile(regexp.QuoteMeta(target.Text))
 	if err != nil {

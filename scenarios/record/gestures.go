@@ -41,6 +41,10 @@ type gesture struct {
 	Time, Last time.Time
 	// Screen is the screenshot the recorder took as it began ("" none).
 	Screen string
+	// Before, for pointer gestures, is the screenshot taken when the
+	// pointer set off towards it, before the pointer (which screenshots
+	// include) covered the target.
+	Before string
 }
 
 // step is a recorded step: its gestures, and its span.
@@ -126,6 +130,7 @@ func readSession(events []vnc.Event) (session, error) {
 			cur = &step{Name: ev.Name, Start: ev.Time}
 		case "key":
 			if g, ok := keys.event(ev); ok {
+				ptr.before = ""
 				cur.Gestures = append(cur.Gestures, ptr.flush()...)
 				cur.Gestures = append(cur.Gestures, g)
 			}
@@ -251,6 +256,7 @@ type pointerReader struct {
 	moved   bool      // pos is a rest candidate (nothing was done there)
 	last    time.Time // the last pointer event
 	pending []gesture // a click or a scroll held back
+	before  string    // the screenshot taken as the pointer set off
 }
 
 func (p *pointerReader) event(ev vnc.Event) []gesture {
@@ -268,13 +274,16 @@ func (p *pointerReader) event(ev vnc.Event) []gesture {
 	pressed, released := ev.Buttons&^p.buttons, p.buttons&^ev.Buttons
 	p.buttons = ev.Buttons
 	p.last = ev.Time
+	if pressed == 0 && ev.Screen != "" {
+		p.before = ev.Screen
+	}
 	for b := 0; b < 3; b++ {
 		bit := uint8(1) << b
 		switch {
 		case pressed&bit != 0 && p.press == nil:
 			// A click held back stays: this press may make it a double.
-			p.press = &gesture{Kind: gClick, Button: buttonNames[b], At: at, Time: ev.Time, Last: ev.Time, Screen: ev.Screen}
-			p.moved = false
+			p.press = &gesture{Kind: gClick, Button: buttonNames[b], At: at, Time: ev.Time, Last: ev.Time, Screen: ev.Screen, Before: p.before}
+			p.moved, p.before = false, ""
 		case released&bit != 0 && p.press != nil && p.press.Button == buttonNames[b]:
 			g := *p.press
 			p.press = nil
@@ -296,8 +305,8 @@ func (p *pointerReader) event(ev vnc.Event) []gesture {
 		}
 	}
 	if dx != 0 || dy != 0 {
-		out = append(out, p.scroll(gesture{Kind: gScroll, At: at, DX: dx, DY: dy, Time: ev.Time, Last: ev.Time, Screen: ev.Screen})...)
-		p.moved = false
+		out = append(out, p.scroll(gesture{Kind: gScroll, At: at, DX: dx, DY: dy, Time: ev.Time, Last: ev.Time, Screen: ev.Screen, Before: p.before})...)
+		p.moved, p.before = false, ""
 	}
 	return out
 }

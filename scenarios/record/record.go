@@ -2,6 +2,7 @@ package record
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -225,7 +226,14 @@ func bursts(gs []gesture) [][]gesture {
 // person's own pause when the screen did not visibly change.
 func (w *writer) anchor(b *bytes.Buffer, stepName string, burst []gesture, waited, gap time.Duration) error {
 	w.sum.Bursts++
-	shot := burst[0].Screen
+	// The screen as the burst began: before the pointer set off, or as
+	// its first press came.
+	shot := ""
+	for _, g := range burst {
+		if shot = cmp.Or(g.Before, g.Screen); shot != "" {
+			break
+		}
+	}
 	if shot == "" {
 		if gap >= minWait {
 			fmt.Fprintf(b, "      - wait: %s\n", roundWait(gap))
@@ -316,8 +324,13 @@ func (w *writer) click(b *bytes.Buffer, g gesture) error {
 	if g.Double {
 		kind = "double_click"
 	}
-	if g.Screen != "" {
-		text, err := w.read(g.Screen)
+	// The screen before the pointer arrived first: that is what a replay
+	// looks at, and the pointer does not cover the text there.
+	for _, shot := range []string{g.Before, g.Screen} {
+		if shot == "" {
+			continue
+		}
+		text, err := w.read(shot)
 		if err != nil {
 			return err
 		}

@@ -210,3 +210,25 @@ func TestHeader(t *testing.T) {
 		t.Error("a scenario with steps was taken")
 	}
 }
+
+// TestClickUnderThePointer: screenshots include the pointer, and a label it
+// covers reads badly (here "Web Browser" as "web Byowser"): no anchor is
+// made of it, so the click keeps its coordinates, while a label beside it
+// still anchors.
+func TestClickUnderThePointer(t *testing.T) {
+	requireTesseract(t)
+	data, err := os.ReadFile("testdata/cursor-on-web-browser.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := screen.OCR(context.Background(), data, screen.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if phrase, _, ok := clickAnchor(text, image.Pt(70, 144)); ok {
+		t.Errorf("anchored the click under the pointer to %q", phrase)
+	}
+	if phrase, index, ok := clickAnchor(text, image.Pt(60, 94)); !ok || phrase != "File Manager" || index != 0 {
+		t.Errorf("click on File Manager: %q %d %v", phrase, index, ok)
+	}
+}
