@@ -231,26 +231,63 @@ func (p *Proxy) serve(viewer net.Conn, n int) error {
 	return errors.Join(err, <-done)
 }
 
+// timedMessage is a viewer message and when it arrived.
+type timedMessage struct {
+	msg []byte
+	at  time.Time
+}
+
 // relayInput passes the viewer's messages on to the machine, reporting key
-// and pointer events first.
+// and pointer events first. Messages are read and timestamped as they
+// arrive, on a goroutine of their own, and input goes on with the spacing
+// the viewer gave it: when OnInput takes time (a screenshot), the events
+// queued behind it are not bunched together. A press and its release in
+// one USB tablet report would be no click at all.
 func (p *Proxy) relayInput(r *bufio.Reader, machine io.Writer, n int) error {
-	for {
-		msg, err := readClientMessage(r)
-		if err != nil {
-			return err
+	msgs := make(chan timedMessage, 256)
+	readErr := make(chan error, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			msg, err := readClientMessage(r)
+			if err != nil {
+				readErr <- err
+				close(msgs)
+				return
+			}
+			select {
+			case msgs <- timedMessage{msg, time.Now()}:
+			case <-done:
+				return
+			}
 		}
+	}()
+	var prevAt, prevSent time.Time
+	for m := range msgs {
+		msg := m.msg
 		switch msg[0] {
 		case msgSetEncodings:
 			msg = filterEncodings(msg)
 		case msgKeyEvent, msgPointerEvent:
-			if p.cfg.OnInput != nil {
-				p.cfg.OnInput(parseInput(msg, n, time.Now()))
+			if !prevSent.IsZero() {
+				if wait := time.Until(prevSent.Add(m.at.Sub(prevAt))); wait > 0 {
+					time.Sleep(wait)
+				}
 			}
+			if p.cfg.OnInput != nil {
+				p.cfg.OnInput(parseInput(msg, n, m.at))
+			}
+			prevAt = m.at
 		}
 		if _, err := machine.Write(msg); err != nil {
 			return err
 		}
+		if msg[0] == msgKeyEvent || msg[0] == msgPointerEvent {
+			prevSent = time.Now()
+		}
 	}
+	return <-readErr
 }
 
 // parseInput reads a KeyEvent or PointerEvent message.
