@@ -118,11 +118,16 @@ func (env *Env) waitText(ctx context.Context, a *Action) error {
 	return err
 }
 
+// clickText clicks the match once two readings in a row show it in the
+// same place: a menu or dialog that is still opening (or moving) can show
+// its text before it takes clicks. Seen: Firefox's menu under load showed
+// "Quit" a moment before a click on it did anything. An unchanged screen
+// is not read again, so a still screen costs one screenshot more.
 func (env *Env) clickText(ctx context.Context, a *Action) error {
 	c := a.ClickText
 	ctx, cancel := context.WithTimeout(ctx, a.Timeout(DefaultClickTextTimeout))
 	defer cancel()
-	var m screen.Match
+	var seen *screen.Match // the match the previous reading found
 	for {
 		ms, err := env.findText(ctx, c.Regexp, c.Region, "click_text")
 		if err != nil {
@@ -133,20 +138,34 @@ func (env *Env) clickText(ctx context.Context, a *Action) error {
 			i = len(ms) + i
 		}
 		if i >= 0 && i < len(ms) {
-			m = ms[i]
-			break
+			m := ms[i]
+			if seen != nil && samePlace(seen.Center(), m.Center()) {
+				p := m.Center()
+				env.log().Info("click_text", "text", m.Text, "line", m.Line, "x", p.X, "y", p.Y)
+				return env.Machine.Pointer(ctx, lab.Click(p, button(c.Button), c.Double))
+			}
+			seen = &m
+		} else {
+			// Fewer matches than the index asks for: the screen may still
+			// be filling in.
+			seen = nil
 		}
-		// Fewer matches than the index asks for: the screen may still be
-		// filling in; read again until the timeout.
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("click_text: the screen showed /%s/ %d times, never match %d: %w", c.Text, len(ms), c.Index, context.Cause(ctx))
+			if seen == nil {
+				return fmt.Errorf("click_text: the screen showed /%s/ %d times, never match %d: %w", c.Text, len(ms), c.Index, context.Cause(ctx))
+			}
+			return fmt.Errorf("click_text: /%s/ never stayed in one place for two readings: %w", c.Text, context.Cause(ctx))
 		case <-time.After(textPollPause):
 		}
 	}
-	p := m.Center()
-	env.log().Info("click_text", "text", m.Text, "line", m.Line, "x", p.X, "y", p.Y)
-	return env.Machine.Pointer(ctx, lab.Click(p, button(c.Button), c.Double))
+}
+
+// samePlace says whether two readings put a match in the same place (OCR
+// boxes of the same text can differ by a pixel or two).
+func samePlace(a, b image.Point) bool {
+	d := a.Sub(b)
+	return max(d.X, -d.X) <= 3 && max(d.Y, -d.Y) <= 3
 }
 
 // pointer runs the pointer actions that name their positions.

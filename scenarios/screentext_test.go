@@ -1,9 +1,12 @@
 package scenarios
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"image"
+	"image/draw"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,7 +97,7 @@ steps:
       - wait_text: { text: "Applications", region: [0, 0, 400, 30], timeout: 1m }
       - click_text: { text: "Applications", double: true }
       - drag: { from: [10, 20], to: [300, 400] }
-`, "greeter.png", "greeter.png", "desktop.png")
+`, "greeter.png", "greeter.png", "greeter.png", "desktop.png")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,9 +116,10 @@ steps:
 	if clicks[3] != image.Pt(10, 20) || m.events[len(m.events)-3] != (lab.PointerEvent{Kind: lab.PointerMove, X: 300, Y: 400}) {
 		t.Errorf("drag: %+v", m.events)
 	}
-	// wait_text read the greeter (no panel) before the desktop.
-	if m.shown != 4 {
-		t.Errorf("%d screenshots read, want 4 (greeter twice, desktop twice)", m.shown)
+	// click_text reads twice (the text must stay in place), wait_text read
+	// the greeter (no panel) before the desktop, click_text twice again.
+	if m.shown != 6 {
+		t.Errorf("%d screenshots read, want 6 (greeter three times, desktop three times)", m.shown)
 	}
 }
 
@@ -148,6 +152,46 @@ steps:
 	last := entries[len(entries)-1]
 	if !strings.Contains(strings.Join(last.Artifacts, " "), "screenshots/failed-desktop.txt") {
 		t.Errorf("the step's artifacts do not list the OCR text: %+v", last)
+	}
+}
+
+// TestClickTextWaitsForStillText: text that moved between two readings
+// (a window still opening) is clicked where it stays, not where it was.
+func TestClickTextWaitsForStillText(t *testing.T) {
+	dir := t.TempDir()
+	shots := realScreens(t, "greeter.png")
+	// The same real screen, 40 pixels further right.
+	f, err := os.Open(shots[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := image.NewRGBA(img.Bounds())
+	draw.Draw(moved, img.Bounds().Add(image.Pt(40, 0)), img, img.Bounds().Min, draw.Src)
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, moved); err != nil {
+		t.Fatal(err)
+	}
+	movedPath := filepath.Join(dir, "moved.png")
+	if err := os.WriteFile(movedPath, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := &screenMachine{fakeMachine: fakeMachine{stopped: make(chan struct{})}, shots: []string{shots[0], movedPath}}
+	s, err := Parse("gui.yaml", []byte("name: gui\nimage: {builtin: debian-12-desktop}\nsteps:\n  - name: s\n    actions:\n      - start\n      - click_text: \"^Log In$\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &Env{Machine: m, Start: func(context.Context) error { return nil }, Dir: dir, Timeline: &Timeline{}}
+	if err := RunSteps(context.Background(), s, env); err != nil {
+		t.Fatal(err)
+	}
+	clicks := clicksAt(m.events)
+	if len(clicks) != 1 || !clicks[0].In(image.Rect(716+40, 430, 788+40, 463)) || m.shown != 3 {
+		t.Errorf("clicked %v after %d readings; want one click on the moved button after 3", clicks, m.shown)
 	}
 }
 

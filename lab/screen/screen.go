@@ -3,9 +3,9 @@
 // command (Debian's tesseract-ocr; no cgo), and regions of a screenshot
 // matched against a reference image.
 //
-// Small screens are scaled up before OCR: tesseract reads best when letters
-// are 20–30 pixels high, and a desktop's 11-pixel menu font misses letters
-// at its own size (README, "Reading the screen", has the measurements).
+// Small screens are scaled up before OCR: at their own size tesseract
+// missed words set in a desktop's 11-pixel fonts that it read at 2× (README,
+// "Reading the screen and pointing", has the measurements).
 package screen
 
 import (

@@ -182,7 +182,7 @@ func TestOCRRegion(t *testing.T) {
 }
 
 // BenchmarkOCR is the OCR time per screen of the real screenshots, at the
-// default scale and at 1× and 3× (README, "Reading the screen").
+// default scale and at 1× and 3× (README, "Reading the screen and pointing").
 func BenchmarkOCR(b *testing.B) {
 	requireTesseract(b)
 	files, _ := os.ReadDir("testdata")
