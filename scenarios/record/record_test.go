@@ -29,16 +29,15 @@ func requireTesseract(t *testing.T) {
 	}
 }
 
-// TestWriteTestGuest writes the scenario of a real recorded session on the
-// test guest (its VGA shows SeaBIOS's text: typing, a click on text, a
-// click and a double click on the empty screen, two steps, ended by the
-// person), with the real tesseract, and compares it with the golden file.
-func TestWriteTestGuest(t *testing.T) {
+// writeGolden writes the scenario of testdata/<name>'s recording and
+// compares it with testdata/<name>-recorded.golden.yaml (-update rewrites
+// it); it returns the file, its text and the summary.
+func writeGolden(t *testing.T, scenario, name string) (string, []byte, Summary) {
+	t.Helper()
 	requireTesseract(t)
-	out := filepath.Join(t.TempDir(), "testguest-recorded.yaml")
-	sum, err := Write(context.Background(), Config{
-		Scenario: "testdata/by-hand.yaml", Recording: "testdata/testguest", Out: out, Source: "testdata/testguest",
-	})
+	out := filepath.Join(t.TempDir(), name+"-recorded.yaml")
+	rec := filepath.Join("testdata", name)
+	sum, err := Write(context.Background(), Config{Scenario: scenario, Recording: rec, Out: out, Source: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +45,7 @@ func TestWriteTestGuest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden := "testdata/testguest-recorded.golden.yaml"
+	golden := filepath.Join("testdata", name+"-recorded.golden.yaml")
 	if *update {
 		if err := os.WriteFile(golden, got, 0o644); err != nil {
 			t.Fatal(err)
@@ -59,6 +58,15 @@ func TestWriteTestGuest(t *testing.T) {
 	if string(got) != string(want) {
 		t.Errorf("written scenario differs from %s:\n%s", golden, got)
 	}
+	return out, got, sum
+}
+
+// TestWriteTestGuest writes the scenario of a real recorded session on the
+// test guest (its VGA shows SeaBIOS's text: typing, a click on text, a
+// click and a double click on the empty screen, two steps, ended by the
+// person), with the real tesseract, and compares it with the golden file.
+func TestWriteTestGuest(t *testing.T) {
+	out, _, sum := writeGolden(t, "testdata/by-hand.yaml", "testguest")
 	if sum.Steps != 2 || sum.TextClicks != 1 || sum.PointClicks != 1 || sum.Typed != 1 || sum.Keys != 1 {
 		t.Errorf("summary %+v", sum)
 	}
@@ -80,30 +88,7 @@ func TestWriteTestGuest(t *testing.T) {
 // the person's pause (the greeter's text did not change: the user name the
 // person typed is no anchor).
 func TestWriteDesktop(t *testing.T) {
-	requireTesseract(t)
-	out := filepath.Join(t.TempDir(), "desktop-recorded.yaml")
-	if _, err := Write(context.Background(), Config{
-		Scenario: "testdata/desktop-by-hand.yaml", Recording: "testdata/desktop", Out: out, Source: "testdata/desktop",
-	}); err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	golden := "testdata/desktop-recorded.golden.yaml"
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if string(got) != string(want) {
-		t.Errorf("written scenario differs from %s:\n%s", golden, got)
-	}
+	_, got, _ := writeGolden(t, "testdata/desktop-by-hand.yaml", "desktop")
 	for _, line := range []string{
 		"- click_text: 'Log In'  # at 752, 447",
 		"- click_text: 'Applications'  # at 59, 13",
