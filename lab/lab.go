@@ -122,6 +122,10 @@ type MachineSpec struct {
 	// AppleSMCOSK is the 64-character key of the Apple SMC device that macOS
 	// checks; set, the machine gets QEMU's isa-applesmc. Never ship one.
 	AppleSMCOSK string
+	// Display gives the machine a VNC server on a unix socket private to the
+	// host (libvirt picks the path; DisplaySocket reads it), for lab/vnc to
+	// serve to a person. Needs a Video other than "none".
+	Display bool
 	// Media are extra drives, attached after the boot disk and ISO in order.
 	Media []Media
 	// MAC defaults to one derived from RunDir and Name (stable per run).

@@ -31,6 +31,7 @@ type Action struct {
 	ConsoleSend   *SendArgs      // console_send
 	GuestExec     *GuestExecArgs // guest_exec
 	Mark          string         // mark
+	Pause         *PauseArgs     // pause
 	WaitText      *TextArgs      // wait_text
 	ClickText     *ClickTextArgs // click_text
 	Point         *PointArgs     // click, double_click, move
@@ -145,6 +146,12 @@ type GuestExecArgs struct {
 	Timeout Duration `yaml:"timeout"`
 }
 
+// PauseArgs waits for the person at the keyboard (Enter in the terminal, or
+// firstboot continue RUN from another shell).
+type PauseArgs struct {
+	Message string `yaml:"message" short:"true" required:"true" doc:"what the person should do before continuing"`
+}
+
 // actionSpec says how an action's value is written.
 type actionSpec struct {
 	// field is the Action field holding the parameters ("" for none).
@@ -172,6 +179,7 @@ var actionSpecs = map[string]actionSpec{
 	"console_send":   {field: "ConsoleSend", doc: "write a line to the serial console"},
 	"guest_exec":     {field: "GuestExec", doc: "run a program through qemu-guest-agent"},
 	"mark":           {field: "Mark", doc: "annotate this instant"},
+	"pause":          {field: "Pause", doc: "wait for the person: Enter in the terminal, or firstboot continue RUN"},
 	"wait_text":      {field: "WaitText", doc: "wait until the screen shows text (OCR)"},
 	"click_text":     {field: "ClickText", doc: "click on text the screen shows (OCR)"},
 	"click":          {field: "Point", doc: "click at x, y"},
@@ -332,6 +340,10 @@ func (a *Action) resolve(d *decoder, n *yaml.Node) {
 		if name == "" || strings.ContainsAny(name, "/\\") {
 			d.fail(n, "%s: needs a name without slashes", a.Kind)
 		}
+	case "pause":
+		if strings.TrimSpace(a.Pause.Message) == "" {
+			d.fail(n, "pause: say what the person should do (pause: \"log in, then press Enter\")")
+		}
 	case "wait":
 		if a.Wait <= 0 {
 			d.fail(n, "wait: needs a positive duration")
@@ -443,6 +455,8 @@ func (a *Action) Describe() string {
 		return "guest exec " + strings.Join(words, " ")
 	case "mark":
 		return "mark " + a.Mark
+	case "pause":
+		return fmt.Sprintf("pause %q (until Enter in the terminal or firstboot continue)", a.Pause.Message)
 	case "wait_text":
 		return fmt.Sprintf("wait until the screen shows /%s/%s (timeout %s)", a.WaitText.Text, regionText(a.WaitText.Region), a.Timeout(DefaultActionTimeout))
 	case "click_text":

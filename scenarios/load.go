@@ -30,19 +30,33 @@ const (
 
 // Load reads and checks a scenario file. Every mistake found is reported, each
 // as file:line:col with what was expected (errors.Join of *PosError).
-func Load(path string) (*Scenario, error) {
+func Load(path string) (*Scenario, error) { return LoadWith(path, LoadOptions{}) }
+
+// LoadOptions change what the loader accepts.
+type LoadOptions struct {
+	// Manual is for a person at the keyboard (firstboot run --manual,
+	// firstboot record): the scenario has no steps (the person makes them)
+	// and may leave out its name (the file's name is used).
+	Manual bool
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, opt LoadOptions) (*Scenario, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading scenario: %w", err)
 	}
-	return Parse(path, data)
+	return ParseWith(path, data, opt)
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // Parse checks a scenario given as bytes; name is used in error messages and to
 // resolve relative image paths.
-func Parse(name string, data []byte) (*Scenario, error) {
+func Parse(name string, data []byte) (*Scenario, error) { return ParseWith(name, data, LoadOptions{}) }
+
+// ParseWith is Parse with options.
+func ParseWith(name string, data []byte, opt LoadOptions) (*Scenario, error) {
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
@@ -58,7 +72,7 @@ func Parse(name string, data []byte) (*Scenario, error) {
 	if len(root.Content) == 0 {
 		return nil, &PosError{File: name, Line: 1, Col: 1, Msg: errNoDocument.Error()}
 	}
-	d := &decoder{file: name}
+	d := &decoder{file: name, manual: opt.Manual}
 	s := &Scenario{}
 	d.decode(root.Content[0], reflect.ValueOf(s).Elem(), "")
 	if len(d.errs) == 0 {
@@ -76,6 +90,9 @@ func Parse(name string, data []byte) (*Scenario, error) {
 // check finds mistakes that span several fields.
 func (d *decoder) check(s *Scenario, top *yaml.Node) {
 	at := func(key string) *yaml.Node { return findKey(top, key) }
+	if d.manual && s.Name == "" {
+		s.Name = NameFromFile(d.file)
+	}
 	if !regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`).MatchString(s.Name) {
 		d.fail(at("name"), "name %q: use lower-case letters, digits, '.', '_' and '-' (it becomes part of the run id)", s.Name)
 	}
@@ -195,7 +212,7 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 				if starts == 0 {
 					d.fail(pos, "%s before start: the machine is not running yet (media that should be in at power-on: leave out inserted: false)", a.Kind)
 				}
-			case "mark", "wait":
+			case "mark", "wait", "pause":
 			default:
 				if starts == 0 {
 					d.fail(pos, "%s before start: the machine is not running yet (add `- start` first)", a.Kind)
@@ -206,14 +223,41 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 			}
 		}
 	}
-	if starts != 1 {
+	switch {
+	case d.manual && len(s.Steps) > 0:
+		d.fail(stepsNode, "steps: a person drives this run from power-on and makes the steps (Enter ends one); this scenario has %d: remove them (keep image and machine), or run it without --manual", len(s.Steps))
+	case d.manual:
+	case len(s.Steps) == 0:
+		d.fail(stepsNode, "steps: none; a scenario without steps is for a person at the keyboard: firstboot run --manual or firstboot record")
+	case starts != 1:
 		d.fail(stepsNode, "steps: the machine must be started exactly once with `- start` (found %d)", starts)
 	}
 	for _, e := range s.Expect {
-		if e.Step != "" && !steps[e.Step] {
+		// A person names the steps of a manual run as it goes.
+		if e.Step != "" && !steps[e.Step] && !d.manual {
 			d.fail(at("expect"), "expect: step %q is not a step of this scenario", e.Step)
 		}
 	}
+}
+
+// NameFromFile makes a scenario name from a file name ("Windows 12.yaml"
+// gives windows-12), for manual scenarios that have none.
+func NameFromFile(file string) string {
+	base := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
+	var b strings.Builder
+	for _, r := range strings.ToLower(base) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	name := strings.Trim(b.String(), "-._")
+	if name == "" {
+		return "manual"
+	}
+	return name
 }
 
 // mediaNameRE keeps media names usable in file names and messages.

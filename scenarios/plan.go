@@ -66,6 +66,9 @@ func WritePlan(w io.Writer, s *Scenario) error {
 		}
 	}
 	fmt.Fprintf(&b, "longest: the steps take at most %s (the capture window cuts at %s)\n", longest, s.Capture.Window)
+	if s.uses("pause") {
+		b.WriteString("         plus the time a person takes at each pause\n")
+	}
 	for _, e := range s.Expect {
 		scope := "whole run"
 		if e.Step != "" {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -30,6 +31,7 @@ import (
 	"github.com/firstboot/firstboot/lab/osimage"
 	"github.com/firstboot/firstboot/lab/simnet"
 	"github.com/firstboot/firstboot/lab/tlskeys"
+	"github.com/firstboot/firstboot/lab/vnc"
 	"github.com/firstboot/firstboot/results/manifest"
 	"github.com/firstboot/firstboot/results/rundir"
 )
@@ -59,7 +61,25 @@ type RunConfig struct {
 	// InterceptRoots are PEM files of extra roots the intercepting proxy
 	// trusts for real servers (besides the system's).
 	InterceptRoots []string
+
+	// Display serves the machine's screen by VNC on this local address
+	// (host:port) so a person can watch or take over; "" serves none.
+	Display string
+	// Manual: a person drives the machine and makes the steps (RunManual);
+	// the scenario has none.
+	Manual bool
+	// Record writes what the person does through the display into the run
+	// directory's recording/ (a manual run; needs Display).
+	Record bool
+	// Terminal is where the person types (Enter continues a pause or ends a
+	// manual step); nil when there is none.
+	Terminal io.Reader
+	// Prompt receives what the run tells the person; nil discards.
+	Prompt io.Writer
 }
+
+// RecordingDir is where a recorded run keeps its recording.
+const RecordingDir = "recording"
 
 // Run is one finished (or interrupted) run.
 type Run struct {
@@ -174,9 +194,13 @@ type runner struct {
 	stoppedBy  string
 	watch      *TrafficWatch
 
-	net  Network // the scenario's network with the run's overrides
-	up   *uplinkRun
-	dhcp dhcpSeen
+	net      Network // the scenario's network with the run's overrides
+	up       *uplinkRun
+	dhcp     dhcpSeen
+	person   *Person
+	control  *controlServer
+	proxy    *vnc.Proxy
+	recorder *vnc.Recorder
 }
 
 func (r *runner) save() {
@@ -189,6 +213,7 @@ func (r *runner) save() {
 
 func (r *runner) setupSteps() []SetupStep {
 	steps := []SetupStep{
+		{Name: "control", Run: r.controlUp, Cleanup: r.controlDown},
 		{Name: "image", Run: r.resolveImage},
 		{Name: "lab", Run: r.labUp, Cleanup: r.labDown},
 		{Name: "network", Run: r.networkUp, Cleanup: r.networkDown},
@@ -209,6 +234,9 @@ func (r *runner) setupSteps() []SetupStep {
 	if realNet {
 		// Armed after the capture, so the capture carries the uplink's events.
 		steps = append(steps, SetupStep{Name: "uplink watch", Run: r.uplinkWatch, Cleanup: r.uplinkUnwatch})
+	}
+	if r.cfg.Display != "" {
+		steps = append(steps, SetupStep{Name: "display", Run: r.displayUp, Cleanup: r.displayDown})
 	}
 	for i := range steps {
 		run, what := steps[i].Run, "setting up "+steps[i].Name
@@ -236,6 +264,7 @@ func (r *runner) resolveImage(ctx context.Context) error {
 		CPUModel:    r.s.Machine.CPUModel,
 		CPUFeatures: r.s.Machine.CPUFeatures,
 		RunDir:      r.dir,
+		Display:     r.cfg.Display != "",
 	}
 	var files []string
 	switch {
@@ -642,8 +671,17 @@ func (r *runner) body(ctx context.Context) error {
 		Timeline: r.tl,
 		Logger:   r.log,
 		Progress: r.cfg.Progress,
+		Person:   r.person,
+		Recorder: r.recorder,
 	}
-	err := RunSteps(ctx, r.s, env)
+	stopIdle := r.hear(env)
+	defer stopIdle()
+	var err error
+	if r.cfg.Manual || r.cfg.Record {
+		err = RunManual(ctx, env)
+	} else {
+		err = RunSteps(ctx, r.s, env)
+	}
 	if err == nil {
 		r.doing("capture", r.now())
 		r.cfg.Progress.phase("steps done; capturing until the machine stops or the window ends")
@@ -762,4 +800,92 @@ func hostFacts() manifest.Host {
 // secrets (Stop's IntoCapture then moves them all ahead of the packets).
 func secretsSink(c *capture.Capture) func([]byte) {
 	return func(line []byte) { c.AddSecrets(capture.SecretsTLSKeyLog, bytes.Clone(line)) }
+}
+
+// controlUp opens the run's control socket (firstboot continue and mark).
+func (r *runner) controlUp(ctx context.Context) error {
+	r.person = &Person{Prompt: r.cfg.Prompt, RunDir: r.dir}
+	c, err := listenControl(r.dir, r.person)
+	if err != nil {
+		return err
+	}
+	r.control = c
+	r.person.Tell("run %s: directory %s", r.m.RunID, r.dir)
+	return nil
+}
+
+func (r *runner) controlDown(ctx context.Context) error {
+	if r.control == nil {
+		return nil
+	}
+	return r.control.Close()
+}
+
+// hear lets the person talk to the run while its steps run: what a pause or
+// a manual run does not take is handled here. It reads the terminal, if
+// any. The returned function stops hearing.
+func (r *runner) hear(env *Env) (stop func()) {
+	p := r.person
+	p.mu.Lock()
+	p.idle = func(s Said) error {
+		switch s.Kind {
+		case SayMark:
+			return noteMark(env, s.Text)
+		case SayContinue:
+			return errors.New("nothing is paused")
+		case SayLine:
+			return errors.New("the run is not waiting for you (firstboot mark RUN NAME notes a moment in the timeline)")
+		case SayEOF:
+			return nil
+		case SayEnd:
+			return errors.New("--end ends manual runs; this one runs its scenario's steps")
+		}
+		return fmt.Errorf("unknown request %q", s.Kind)
+	}
+	p.mu.Unlock()
+	if r.cfg.Terminal != nil {
+		go p.ReadTerminal(r.cfg.Terminal)
+	}
+	return func() {
+		p.mu.Lock()
+		p.idle = nil
+		p.mu.Unlock()
+	}
+}
+
+// displayUp serves the machine's screen on the display address, and starts
+// the recording when the run records.
+func (r *runner) displayUp(ctx context.Context) error {
+	sock, err := r.machine.DisplaySocket(ctx)
+	if err != nil {
+		return err
+	}
+	cfg := vnc.Config{Dial: vnc.DialUnix(sock), Logger: r.log}
+	if r.cfg.Record {
+		rec, err := vnc.NewRecorder(filepath.Join(r.dir, RecordingDir), r.machine.Screenshot, r.log)
+		if err != nil {
+			return err
+		}
+		r.recorder = rec
+		cfg.OnInput = rec.Input
+	}
+	p, err := vnc.Listen(r.cfg.Display, cfg)
+	if err != nil {
+		return err
+	}
+	r.proxy = p
+	r.log.Info("display", "addr", p.Addr().String())
+	r.person.Tell("display: vnc://%s (connect a VNC viewer to watch or take over)", p.Addr())
+	return nil
+}
+
+func (r *runner) displayDown(ctx context.Context) error {
+	var err error
+	if r.proxy != nil {
+		err = r.proxy.Close()
+	}
+	if r.recorder != nil {
+		err = errors.Join(err, r.recorder.Close())
+	}
+	return err
 }

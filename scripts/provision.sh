@@ -27,6 +27,8 @@ pkgs=(
   # test guest and Debian images (binutils: readelf, the image tests' independent
   # reader of module dependencies and of qemu-ga's shared libraries)
   busybox-static cpio xz-utils zstd debootstrap binutils
+  # a VNC viewer independent of firstboot's, for the --display tests
+  vncsnapshot
   # reading the screen: wait_text and click_text run the tesseract command
   tesseract-ocr
   # the analyzer's real LAN announcers and proxies (analyzer/crosscheck), run by

@@ -69,6 +69,9 @@ func newRootCmd() *cobra.Command {
 		newCaptureCmd(a),
 		newRunsCmd(a),
 		newShowCmd(a),
+		newContinueCmd(a),
+		newMarkCmd(a),
+		newRecordCmd(a),
 	)
 	return root
 }

@@ -4,25 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/firstboot/firstboot/analyzer"
 	"github.com/firstboot/firstboot/internal/testhook"
 	"github.com/firstboot/firstboot/lab"
+	"github.com/firstboot/firstboot/lab/vnc"
 	"github.com/firstboot/firstboot/results/manifest"
 	"github.com/firstboot/firstboot/scenarios"
 )
 
 func newRunCmd(a *app) *cobra.Command {
-	var minutes float64
-	var noAnalyze bool
-	var network string
-	var interceptRoots []string
+	var o runOptions
 	cmd := &cobra.Command{
 		Use:   "run SCENARIO.yaml",
 		Short: "Boot the scenario's machine in the lab, capture it from power-on, run its steps, analyse",
@@ -31,115 +31,177 @@ firstboot's responders, defines the machine paused, arms the capture on its tap,
 runs the scenario's steps. Everything goes to runs/<run-id>/: manifest.json, capture.pcapng,
 console.log, responders.jsonl, firstboot.log, then analysis.json and the logs.
 
-With --network routed (or network.mode: routed) the machine reaches the real internet through
-this host: lab DHCP, DNS forwarded to this namespace's resolvers (logged to uplink-dns.jsonl), the
-rest NATed out of the default route (or --egress). With --network bridged it sits on the host
-bridge (--bridge) and takes its address from that network's DHCP.
-
 Whatever happens (a failed step, Ctrl-C, a crashed guest) the capture so far is kept and the
 manifest says why the run is incomplete; everything the run brought up is torn down.
+
+--display ADDR serves the machine's screen by VNC on that local address (no password, so
+loopback only): connect a viewer to watch the run or take over. A scenario's pause action waits
+for Enter in this terminal or for "firstboot continue RUN" from another shell; "firstboot mark
+RUN NAME" notes a moment in the timeline and the capture.
+
+--manual is the diary method: the scenario gives only image and machine (no steps); a person
+drives the machine (use --display) and each Enter here ends the current step and begins the
+next, named by what was typed before it ("firstboot mark RUN NAME" from another shell does the
+same). Ctrl-D, or "firstboot mark RUN --end", ends the last step and shuts the machine down.
+The steps are analysed and reported like a scenario's.
 
 On a terminal, a status line under the log shows the current step and action, the time
 since the start, the packets and bytes captured, the last new name the machine used and
 the time left in the capture window; elsewhere the same goes to the log once a minute.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := scenarios.Load(args[0])
+			s, err := scenarios.LoadWith(args[0], scenarios.LoadOptions{Manual: o.manual})
 			if err != nil {
 				return usageError{err}
 			}
-			if err := checkNetworkMode(network); err != nil {
+			if err := checkNetworkMode(o.network); err != nil {
 				return err
 			}
-			cfg := scenarios.RunConfig{
-				Scenario:   s,
-				RunsDir:    a.cfg.RunsDir,
-				ImageCache: a.cfg.ImageCache,
-				Lab: lab.Config{
-					StateDir:   a.cfg.StateDir,
-					LibvirtURI: a.cfg.LibvirtURI,
-					Accel:      a.cfg.Accel,
-				},
-				Window:   time.Duration(minutes * float64(time.Minute)),
-				Version:  version,
-				Logger:   a.logger,
-				Progress: &scenarios.Progress{},
-				Network:  network,
-				Bridge:   a.cfg.Bridge,
-				Egress:   a.cfg.Egress,
-				// Extra roots the TLS interceptor trusts for real servers.
-				InterceptRoots: interceptRoots,
-			}
-			// The live status shares the terminal with the log: log lines go
-			// through it so they scroll above it.
-			line, every := newStatusLine(os.Stderr), statusLogged
-			if line != nil {
-				cfg.Logger = slog.New(slog.NewTextHandler(line, &slog.HandlerOptions{Level: a.logLevel}))
-				every = statusRedraw
-			}
-			if !noAnalyze {
-				cfg.Pending = "analysis"
-			}
-			ctx := cmd.Context()
-			sctx, stopStatus := context.WithCancel(ctx)
-			shown := make(chan struct{})
-			go func() {
-				defer close(shown)
-				showProgress(sctx, cfg.Progress, line, cfg.Logger, every)
-			}()
-			run, runErr := scenarios.Execute(ctx, cfg)
-			stopStatus()
-			<-shown
-			if run == nil {
-				return runErr
-			}
-			// The manifest says what is still to do until it is done, so a
-			// firstboot killed meanwhile is noticed (results/rundir).
-			defer func() {
-				if err := setPending(run.Dir, ""); err != nil {
-					a.logger.Warn("updating the manifest", "err", err)
-				}
-			}()
-			var imgErr *scenarios.ImageError
-			if errors.As(runErr, &imgErr) {
-				runErr = usageError{runErr}
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "run directory: %s\n", run.Dir)
-			fmt.Fprintf(cmd.OutOrStdout(), "status: %s", run.Manifest.Status)
-			if run.Manifest.Reason != "" {
-				fmt.Fprintf(cmd.OutOrStdout(), " (%s)", run.Manifest.Reason)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "\ncapture: %d packets, %d dropped\n", run.Manifest.Capture.Packets, run.Manifest.Capture.Drops)
-			if noAnalyze || run.Manifest.Capture.File == "" {
-				return runErr
-			}
-			// Analyse what was captured even when the run is incomplete: the
-			// capture so far is data too. A fresh context: Ctrl-C during the run
-			// must not cost the analysis of what was captured.
-			actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Minute)
-			defer cancel()
-			testhook.Pause(ctx, a.logger, "analysis")
-			if err := analyzeRunDir(actx, run.Dir, mergeFirstParty(a.cfg.FirstParty, s.FirstParty)); err != nil {
-				return errors.Join(runErr, fmt.Errorf("analysing %s: %w", run.Dir, err))
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "analysis: %s\n", filepath.Join(run.Dir, "analysis.json"))
-			if err := setPending(run.Dir, "report"); err != nil {
-				return errors.Join(runErr, err)
-			}
-			testhook.Pause(ctx, a.logger, "report")
-			// The report also evaluates the scenario's expectations; a failed
-			// one makes the run exit 3 so a scheduler can act on it.
-			if err := writeRunReport(run.Dir, s, cmd.OutOrStdout()); err != nil {
-				return errors.Join(runErr, err)
-			}
-			return runErr
+			_, err = runScenario(cmd, a, s, o)
+			return err
 		},
 	}
-	cmd.Flags().Float64Var(&minutes, "minutes", 0, "capture window in minutes (overrides the scenario's)")
-	cmd.Flags().BoolVar(&noAnalyze, "no-analyze", false, "do not analyse the capture after the run")
-	cmd.Flags().StringArrayVar(&interceptRoots, "intercept-roots", nil, "PEM file of root certificates the TLS interceptor (network.intercept_tls) trusts for real servers besides the system's (repeat for several)")
-	addNetworkFlags(cmd, &network)
+	cmd.Flags().Float64Var(&o.minutes, "minutes", 0, "capture window in minutes (overrides the scenario's)")
+	cmd.Flags().BoolVar(&o.noAnalyze, "no-analyze", false, "do not analyse the capture after the run")
+	cmd.Flags().StringVar(&o.display, "display", "", "serve the machine's screen by VNC on this local address (e.g. 127.0.0.1:5900)")
+	cmd.Flags().BoolVar(&o.manual, "manual", false, "a person drives the machine and makes the steps (the scenario has none)")
+	cmd.Flags().StringArrayVar(&o.interceptRoots, "intercept-roots", nil, "PEM file of root certificates the TLS interceptor (network.intercept_tls) trusts for real servers besides the system's (repeat for several)")
+	addNetworkFlags(cmd, &o.network)
 	return cmd
+}
+
+// runOptions are what run and record ask of a run beyond its scenario.
+type runOptions struct {
+	minutes   float64
+	noAnalyze bool
+	display   string
+	manual    bool
+	record    bool
+	// network overrides the scenario's network mode; interceptRoots are
+	// extra roots the TLS interceptor trusts for real servers.
+	network        string
+	interceptRoots []string
+}
+
+// runScenario runs s, prints where everything went, and analyses and
+// reports the capture (also of an incomplete run: the capture so far is
+// data too). The run is nil when no run directory was made.
+func runScenario(cmd *cobra.Command, a *app, s *scenarios.Scenario, o runOptions) (*scenarios.Run, error) {
+	if o.display != "" {
+		addr, err := vnc.CheckAddr(o.display)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		o.display = addr
+	}
+	cfg := scenarios.RunConfig{
+		Scenario:   s,
+		RunsDir:    a.cfg.RunsDir,
+		ImageCache: a.cfg.ImageCache,
+		Lab: lab.Config{
+			StateDir:   a.cfg.StateDir,
+			LibvirtURI: a.cfg.LibvirtURI,
+			Accel:      a.cfg.Accel,
+		},
+		Window:   time.Duration(o.minutes * float64(time.Minute)),
+		Version:  version,
+		Logger:   a.logger,
+		Progress: &scenarios.Progress{},
+		Network:  o.network,
+		Bridge:   a.cfg.Bridge,
+		Egress:   a.cfg.Egress,
+		// Extra roots the TLS interceptor trusts for real servers.
+		InterceptRoots: o.interceptRoots,
+		Display:        o.display,
+		Manual:         o.manual,
+		Record:         o.record,
+		Terminal:       terminal(cmd.InOrStdin()),
+		Prompt:         cmd.ErrOrStderr(),
+	}
+	// The live status shares the terminal with the log: log lines go
+	// through it so they scroll above it.
+	line, every := newStatusLine(os.Stderr), statusLogged
+	if line != nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(line, &slog.HandlerOptions{Level: a.logLevel}))
+		every = statusRedraw
+	}
+	if !o.noAnalyze {
+		cfg.Pending = "analysis"
+	}
+	ctx := cmd.Context()
+	sctx, stopStatus := context.WithCancel(ctx)
+	shown := make(chan struct{})
+	go func() {
+		defer close(shown)
+		showProgress(sctx, cfg.Progress, line, cfg.Logger, every)
+	}()
+	run, runErr := scenarios.Execute(ctx, cfg)
+	stopStatus()
+	<-shown
+	if run == nil {
+		return nil, runErr
+	}
+	// The manifest says what is still to do until it is done, so a
+	// firstboot killed meanwhile is noticed (results/rundir).
+	defer func() {
+		if err := setPending(run.Dir, ""); err != nil {
+			a.logger.Warn("updating the manifest", "err", err)
+		}
+	}()
+	var imgErr *scenarios.ImageError
+	if errors.As(runErr, &imgErr) {
+		runErr = usageError{runErr}
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "run directory: %s\n", run.Dir)
+	fmt.Fprintf(cmd.OutOrStdout(), "status: %s", run.Manifest.Status)
+	if run.Manifest.Reason != "" {
+		fmt.Fprintf(cmd.OutOrStdout(), " (%s)", run.Manifest.Reason)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "\ncapture: %d packets, %d dropped\n", run.Manifest.Capture.Packets, run.Manifest.Capture.Drops)
+	if o.noAnalyze || run.Manifest.Capture.File == "" {
+		return run, runErr
+	}
+	// Analyse what was captured even when the run is incomplete: the
+	// capture so far is data too. A fresh context: Ctrl-C during the run
+	// must not cost the analysis of what was captured.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Minute)
+	defer cancel()
+	testhook.Pause(ctx, a.logger, "analysis")
+	if err := analyzeRunDir(actx, run.Dir, mergeFirstParty(a.cfg.FirstParty, s.FirstParty)); err != nil {
+		return run, errors.Join(runErr, fmt.Errorf("analysing %s: %w", run.Dir, err))
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "analysis: %s\n", filepath.Join(run.Dir, "analysis.json"))
+	if err := setPending(run.Dir, "report"); err != nil {
+		return run, errors.Join(runErr, err)
+	}
+	testhook.Pause(ctx, a.logger, "report")
+	// The report also evaluates the scenario's expectations; a failed
+	// one makes the run exit 3 so a scheduler can act on it.
+	if err := writeRunReport(run.Dir, s, cmd.OutOrStdout()); err != nil {
+		return run, errors.Join(runErr, err)
+	}
+	return run, runErr
+}
+
+// terminal is where a person types to a run: standard input when it is a
+// terminal or a pipe, nil otherwise (/dev/null, a file: CI has no person,
+// and their end of input must not end a manual run at once).
+func terminal(in io.Reader) io.Reader {
+	f, ok := in.(*os.File)
+	if !ok {
+		return in
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	if st.Mode()&os.ModeNamedPipe != 0 {
+		return f
+	}
+	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err == nil {
+		return f
+	}
+	return nil
 }
 
 // addNetworkFlags adds the network mode and the host's uplink to a command.

@@ -45,6 +45,9 @@ func normalizeHardware(spec lab.MachineSpec) (lab.MachineSpec, error) {
 	if !slices.Contains(videoModels, spec.Video) {
 		return spec, fmt.Errorf("machine %s: video %q: want one of %s", spec.Name, spec.Video, strings.Join(videoModels, ", "))
 	}
+	if spec.Display && spec.Video == "none" {
+		return spec, fmt.Errorf("machine %s: a display (VNC) needs a screen: video none has none", spec.Name)
+	}
 	if spec.CPUModel != "" && !nameRE.MatchString(spec.CPUModel) {
 		return spec, fmt.Errorf("machine %s: CPU model %q is not a model name (like Penryn or Skylake-Client)", spec.Name, spec.CPUModel)
 	}

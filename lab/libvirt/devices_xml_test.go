@@ -197,6 +197,14 @@ func TestDomainXMLHardware(t *testing.T) {
 	if d, _ = domainOf(t, spec, ""); d.Devices.Videos[0].Model.Type != "none" || len(d.Devices.Inputs) != 0 {
 		t.Errorf("video none: %+v, inputs %+v (no screen, no tablet)", d.Devices.Videos, d.Devices.Inputs)
 	}
+	spec = base
+	spec.Display = true
+	d, x = domainOf(t, spec, "")
+	if len(d.Devices.Graphics) != 1 || d.Devices.Graphics[0].VNC == nil || len(d.Devices.Graphics[0].VNC.Listeners) != 1 ||
+		d.Devices.Graphics[0].VNC.Listeners[0].Socket == nil || d.Devices.Graphics[0].VNC.Port != 0 {
+		t.Errorf("display: want VNC on a socket libvirt names, no port: %s", x)
+	}
+	spec.Display = false
 	spec.DiskBus = "scsi"
 	spec.Disk = touch(t, dir, "disk.img")
 	d, x = domainOf(t, spec, filepath.Join(dir, "o.qcow2"))
@@ -214,6 +222,7 @@ func TestNormalizeHardwareErrors(t *testing.T) {
 	}{
 		{"bad bus", "disk bus", func(s *lab.MachineSpec) { s.DiskBus = "floppy" }},
 		{"bad video", "video", func(s *lab.MachineSpec) { s.Video = "cirrus3d" }},
+		{"display without screen", "needs a screen", func(s *lab.MachineSpec) { s.Video, s.Display = "none", true }},
 		{"bad cpu name", "CPU model", func(s *lab.MachineSpec) { s.CPUModel = "Penryn,+avx" }},
 		{"feature without model", "need a CPU model", func(s *lab.MachineSpec) { s.CPUFeatures = []string{"+sse4.2"} }},
 		{"feature without sign", "+name", func(s *lab.MachineSpec) { s.CPUModel, s.CPUFeatures = "Penryn", []string{"sse4.2"} }},

@@ -220,6 +220,13 @@ func domainDef(spec lab.MachineSpec, network, accel, overlay string) (*libvirtxm
 	}
 	// A video device is what QEMU's screendump captures; no VNC needed.
 	addHardware(&d, spec, accel, drvs)
+	if spec.Display {
+		// VNC on a socket libvirt names in its per-domain directory: no port
+		// to pick or clash, and nothing reachable from the network.
+		d.Devices.Graphics = append(d.Devices.Graphics, libvirtxml.DomainGraphic{VNC: &libvirtxml.DomainGraphicVNC{
+			Listeners: []libvirtxml.DomainGraphicListener{{Socket: &libvirtxml.DomainGraphicListenerSocket{}}},
+		}})
+	}
 	if spec.ISO != "" {
 		d.OS.BootDevices = append(d.OS.BootDevices, libvirtxml.DomainBootDevice{Dev: "cdrom"})
 	}
@@ -507,6 +514,31 @@ func (m *Machine) liveXML(ctx context.Context) (libvirtxml.Domain, error) {
 		return d, fmt.Errorf("%s: live XML: %w", m.name, err)
 	}
 	return d, nil
+}
+
+// DisplaySocket is the unix socket of the machine's VNC server (a machine
+// defined with Display), read from the live XML.
+func (m *Machine) DisplaySocket(ctx context.Context) (string, error) {
+	d, err := m.liveXML(ctx)
+	if err != nil {
+		return "", err
+	}
+	if d.Devices != nil {
+		for _, g := range d.Devices.Graphics {
+			if g.VNC == nil {
+				continue
+			}
+			if g.VNC.Socket != "" {
+				return g.VNC.Socket, nil
+			}
+			for _, l := range g.VNC.Listeners {
+				if l.Socket != nil && l.Socket.Socket != "" {
+					return l.Socket.Socket, nil
+				}
+			}
+		}
+	}
+	return "", fmt.Errorf("%s: no VNC socket in the live XML (was it defined with Display?)", m.name)
 }
 
 // TapName reads the NIC's host-side device (vnetN) from the live XML.
