@@ -1,7 +1,7 @@
 // Package capture records one interface inside a network namespace to a
 // pcapng file. Packets come from a memory-mapped TPACKET_V3 ring (kernel
-// timestamps on the host clock) that holds a few hundred milliseconds of
-// traffic at 1 Gbit/s, so a busy moment on the host loses nothing. They are written as
+// timestamps on the host clock) that holds about half a second of traffic
+// at 1 Gbit/s, so a busy moment on the host loses nothing. They are written as
 // whole pcapng blocks in batches: when a batch reaches batchBytes, when its
 // oldest packet is batchAge old, and whenever the ring runs empty. The file
 // therefore grows by whole blocks, and a crash (kill -9) loses only what
@@ -27,16 +27,17 @@ import (
 
 // The ring and the batches. The kernel hands a block over when it is full
 // or blockTimeout after its first packet; 1 MiB blocks hold a 64 KiB
-// offloaded TCP frame, and 32 of them about 270 ms of full-size packets at
-// 1 Gbit/s (0.9 s of small packets at 200 k/s, and at least 32 ×
-// blockTimeout at any rate) before the kernel must drop. A larger ring cost
-// more to set up than it saved (the kernel zeroes it: about 1 ms per MiB on
-// a VM whose memory comes fresh from the host). blockTimeout bounds how late
-// a packet reaches the file; every handover wakes the reader, which costs
-// more CPU than the packets at low rates.
+// offloaded TCP frame, and 64 of them about half a second of full-size
+// packets at 1 Gbit/s (1.8 s of small packets at 200 k/s, and at least 64 ×
+// blockTimeout at any rate) before the kernel must drop. (32 MiB dropped
+// once in the benchmark's TCP at 1 Gbit/s on a busy machine; setting up 64
+// MiB costs about 5 ms of CPU, up to 80 ms on a VM whose memory comes fresh
+// from the host, as the kernel zeroes the ring.) blockTimeout bounds how
+// late a packet reaches the file; every handover wakes the reader, which at
+// low rates costs more CPU than the packets.
 const (
 	ringBlockSize = 1 << 20
-	ringBlocks    = 32
+	ringBlocks    = 64
 	blockTimeout  = 50 * time.Millisecond
 	batchBytes    = 256 << 10
 	batchAge      = 50 * time.Millisecond
