@@ -28,10 +28,11 @@ test: provision
 
 # Packages that drive the lab's one libvirtd run one at a time (-p 1) after the
 # others, so one package's lab teardown never pulls the daemon from another's.
+# cmd/firstboot includes TestRunDesktop (image build + a GUI run, ~17 min here).
 LAB_PKGS := ./lab/libvirt ./cmd/firstboot
 unit:
 	$(GO) test -race -count=1 -timeout 40m $$($(GO) list ./... | grep -v -e '/lab/libvirt$$' -e '/cmd/firstboot$$')
-	$(GO) test -race -count=1 -timeout 40m -p 1 $(LAB_PKGS)
+	$(GO) test -race -count=1 -timeout 70m -p 1 $(LAB_PKGS)
 
 fuzz:
 	scripts/fuzz.sh $(FUZZTIME)

@@ -41,6 +41,11 @@ type Options struct {
 	// StreamBytes bounds the TCP bytes buffered per direction for protocol
 	// parsing (default 16 KiB); bytes beyond it are counted, not stored.
 	StreamBytes int
+	// TLSKeyLog is an NSS key log (SSLKEYLOGFILE) whose secrets decrypt
+	// TLS and QUIC connections, besides the capture's own Decryption
+	// Secrets Blocks; nil for none. Malformed lines are skipped: check the
+	// text with tlsdecrypt.Keys.Add first to report them.
+	TLSKeyLog []byte
 }
 
 // AnalyzeFile analyses the capture at path.
@@ -77,6 +82,7 @@ func run(ctx context.Context, r *capfile.Reader, name string, opts Options, out 
 		return nil, err
 	}
 	e := newEngine(opts, steps, out)
+	r.WantSecrets()
 	if ahead {
 		err = e.readAhead(ctx, r, name)
 	} else {
@@ -110,6 +116,10 @@ func (e *engine) read(ctx context.Context, r *capfile.Reader, name string) (err 
 			}
 		}
 		if err := r.Next(&p); err != nil {
+			if err == capfile.ErrSecrets {
+				e.secretsBlock(&p) // decrypt.go
+				continue
+			}
 			return e.endOfInput(name, err)
 		}
 		e.packet(&p)
@@ -127,6 +137,9 @@ func (e *engine) readAhead(ctx context.Context, r *capfile.Reader, name string) 
 		b := ra.next()
 		for i := range b.pkts {
 			e.decoded(&b.pkts[i], &b.dec[i], b.kinds[i])
+		}
+		if b.secrets.Secrets != 0 {
+			e.secretsBlock(&b.secrets) // it ended the batch: in file order
 		}
 		err := b.err
 		ra.recycle(b)

@@ -12,6 +12,7 @@ import (
 	"github.com/firstboot/firstboot/analyzer/capfile"
 	"github.com/firstboot/firstboot/analyzer/decode"
 	"github.com/firstboot/firstboot/analyzer/fingerprint"
+	"github.com/firstboot/firstboot/analyzer/tlsdecrypt"
 	"github.com/firstboot/firstboot/results/schema"
 )
 
@@ -35,6 +36,7 @@ type counters struct {
 	ipBytes       int64
 	ipv6          int64
 	dnsQueries    int64
+	nonIP         map[string]int64 // frames without IP, by what they carry
 }
 
 func (c *counters) add(ts int64, frame, captured int) {
@@ -105,6 +107,14 @@ type engine struct {
 	dhcp     map[dhcpKey]*dhcpTx
 	fps      map[fpKey]*fpAgg
 	fpParser fingerprint.Parser
+
+	tun tunnels // tunnels followed (tunnel.go)
+	lan lanAgg  // local-network announcements (lan.go)
+	// TLS decryption (decrypt.go): keys is nil without secrets.
+	keys         *tlsdecrypt.Keys
+	decrypting   bool
+	secretBlocks int64
+	decStats     []decryptStats
 }
 
 func newEngine(opts Options, steps *stepper, out recordSink) *engine {
@@ -112,7 +122,7 @@ func newEngine(opts Options, steps *stepper, out recordSink) *engine {
 	if sb <= 0 {
 		sb = 16 << 10
 	}
-	return &engine{
+	e := &engine{
 		opts:        opts,
 		streamBytes: sb,
 		steps:       steps,
@@ -137,6 +147,12 @@ func newEngine(opts Options, steps *stepper, out recordSink) *engine {
 		fps:      map[fpKey]*fpAgg{},
 		uidHash:  sha256.New(),
 	}
+	if len(opts.TLSKeyLog) > 0 {
+		e.keys = &tlsdecrypt.Keys{}
+		e.keys.Add(opts.TLSKeyLog) // checked by the caller
+		e.decrypting = e.keys.Len() > 0
+	}
+	return e
 }
 
 func (e *engine) packet(cp *capfile.Packet) {
@@ -176,9 +192,12 @@ func (e *engine) decoded(cp *capfile.Packet, p *decode.Packet, kind decode.Kind)
 	}
 
 	if kind != decode.OK {
-		if kind == decode.KindUnknown {
+		switch kind {
+		case decode.KindUnknown:
 			e.warn.UnknownLinkTypes[decode.LinkName(cp.LinkType)]++
-		} else {
+		case decode.KindNonIP:
+			e.nonIP(p, ts, si)
+		default:
 			e.warn.DecodeErrors[string(kind)]++
 		}
 		e.maybeSweep()
@@ -190,6 +209,12 @@ func (e *engine) decoded(cp *capfile.Packet, p *decode.Packet, kind decode.Kind)
 		e.all.ipv6++
 		c.ipv6++
 	}
+	e.ipPacket(p, ts, si)
+	e.maybeSweep()
+}
+
+// ipPacket analyses a decoded IP packet: a captured one, or one a tunnel carried.
+func (e *engine) ipPacket(p *decode.Packet, ts int64, si int) {
 	if p.BadIPChecksum {
 		e.warn.BadIPChecksums++
 	}
@@ -197,7 +222,6 @@ func (e *engine) decoded(cp *capfile.Packet, p *decode.Packet, kind decode.Kind)
 		complete, dropped := e.defrag.Add(p, e.clock)
 		e.warn.FragmentsDropped += int64(dropped)
 		if !complete {
-			e.maybeSweep()
 			return
 		}
 		e.warn.FragmentsReassembled++
@@ -213,10 +237,24 @@ func (e *engine) decoded(cp *capfile.Packet, p *decode.Packet, kind decode.Kind)
 		e.warn.OffloadUDPChecksums++
 	}
 	switch p.Proto {
-	case decode.ProtoTCP, decode.ProtoUDP, decode.ProtoICMP, decode.ProtoICMPv6:
+	case decode.ProtoTCP, decode.ProtoUDP, decode.ProtoICMP:
 		e.flowPacket(p, ts, si)
+	default:
+		e.otherIP(p, ts, si)
 	}
-	e.maybeSweep()
+}
+
+// otherIP analyses IP packets of protocols other than TCP, UDP and ICMP.
+func (e *engine) otherIP(p *decode.Packet, ts int64, si int) {
+	switch p.Proto {
+	case decode.ProtoICMPv6:
+		e.flowPacket(p, ts, si)
+		e.icmpv6LAN(p, ts, si)
+	case decode.ProtoIPIP, decode.ProtoIPv6, decode.ProtoGRE:
+		e.ipTunnel(p, ts, si)
+	case protoIGMP:
+		e.igmp(p, ts, si)
+	}
 }
 
 func (e *engine) maybeSweep() {
@@ -457,8 +495,14 @@ func (e *engine) newFlow(k flowKey, p *decode.Packet, ts int64, fromA bool, si i
 	buf[36] = k.proto
 	binary.BigEndian.PutUint64(buf[37:], uint64(ts))
 	binary.BigEndian.PutUint64(buf[45:], uint64(e.pktIndex))
+	f.uid = e.uid(buf[:])
+	return f
+}
+
+// uid returns Zeek-style uid ("C" and 17 letters) made from a hash of key.
+func (e *engine) uid(key []byte) string {
 	e.uidHash.Reset()
-	e.uidHash.Write(buf[:])
+	e.uidHash.Write(key)
 	sum := e.uidHash.Sum(e.uidSum[:0])
 	e.uidSum = sum
 	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -467,6 +511,5 @@ func (e *engine) newFlow(k flowKey, p *decode.Packet, ts int64, fromA bool, si i
 	for i := 1; i < len(uid); i++ {
 		uid[i] = alphabet[int(sum[i])%62]
 	}
-	f.uid = string(uid[:])
-	return f
+	return string(uid[:])
 }

@@ -214,20 +214,48 @@ func (e *engine) finishFlow(f *flow) {
 		OrigBytes: ob, RespBytes: rb, ConnState: f.connState(), MissedBytes: missed,
 		History: e.intern(f.history), OrigPkts: o.pkts, OrigIPBytes: o.ipBytes, RespPkts: r.pkts, RespIPBytes: r.ipBytes,
 		OrigL2Addr: e.macString(o), RespL2Addr: e.macString(r), Step: e.steps.name(f.step),
+		TunnelParents: f.tunnelParents(),
 	}
-	c.Name, c.NameSource = e.attr.Name(f.sni, f.httpHost, addrOf(f.key.v, ra), f.first, c.Service)
+	host, resp := f.httpHost, addrOf(f.key.v, ra)
+	if x := f.x; x != nil {
+		host, resp = e.extraConn(c, f, host, resp)
+	}
+	c.Name, c.NameSource = e.attr.Name(f.sni, host, resp, f.first, c.Service)
 	e.aggregate(c, f)
 	e.out.conn(c)
+	if x := f.x; x != nil && x.retried != nil {
+		e.out.tls(x.retried)
+	}
 	if f.tls != nil {
 		e.out.tls(f.tls)
 		f.tls = nil
 	}
+	e.finishDecrypt(f) // decrypt.go; its http records are final then
 	for i := range f.http {
 		e.out.http(&f.http[i])
 	}
 	for _, pq := range f.dnsPend {
 		e.emitDNS(pq.idx) // never answered
 	}
+}
+
+// extraConn fills what a tunnel, proxy or protocol upgrade adds to a conn
+// record, and returns the HTTP host and responder address to name it by:
+// through a proxy, the destination asked for, not the proxy.
+func (e *engine) extraConn(c *schema.Conn, f *flow, host string, resp netip.Addr) (string, netip.Addr) {
+	x := f.x
+	if x.firstService != "" && x.firstService != c.Service {
+		// Zeek lists the protocols before and after the upgrade.
+		c.Service = e.intern([]byte(x.firstService + "," + c.Service))
+	}
+	if x.proxy != "" {
+		c.Proxy, c.ProxiedTo = x.proxy, x.proxiedTo
+		host = x.proxiedHost
+		if x.proxiedAddr.IsValid() {
+			resp = x.proxiedAddr
+		}
+	}
+	return host, resp
 }
 
 // aggregate adds a finished conn to the summaries, host detection and destinations.
@@ -277,7 +305,11 @@ func (e *engine) finish() *schema.Analysis {
 		}
 	}
 	w := e.warn
+	w.LANRecordsDropped = e.lan.dropped
 	a.Summary = e.summary(&e.all, -1, hostIPs)
+	isHost := hostMatcher(&a.Host)
+	a.LANAnnouncements = e.lanIdentifiers(-1, isHost)
+	a.LAN, a.Tunnels = e.lan.recs, e.tunnelRecords()
 	a.Summary.Warnings = &w
 	a.Destinations = e.destinations(e.destAll, -1)
 	a.Fingerprints = e.fingerprints(-1)
@@ -295,6 +327,7 @@ func (e *engine) finish() *schema.Analysis {
 			v.Summary = e.summary(&e.cnt[i], i, hostIPs)
 			v.Destinations = e.destinations(e.agg[i].dests, i)
 			v.Fingerprints = e.fingerprints(i)
+			v.LANAnnouncements = e.lanIdentifiers(i, isHost)
 			a.Steps = append(a.Steps, v)
 		}
 	}
@@ -351,7 +384,7 @@ func (e *engine) dhcpRecords() []schema.DHCP {
 func (e *engine) host(a *schema.Analysis) schema.Host {
 	h := schema.Host{OtherIPs: []string{}, Method: "none"}
 	for _, d := range a.DHCP {
-		if !e.dhcpClient(d) {
+		if d.DHCPv6 || !e.dhcpClient(d) {
 			continue
 		}
 		h.Method, h.MAC = "dhcp", d.MAC
@@ -359,7 +392,7 @@ func (e *engine) host(a *schema.Analysis) schema.Host {
 	}
 	if h.Method == "dhcp" {
 		for _, d := range a.DHCP {
-			if d.MAC != h.MAC {
+			if d.MAC != h.MAC || d.DHCPv6 {
 				continue
 			}
 			if h.DHCPHostname == "" {
@@ -377,7 +410,7 @@ func (e *engine) host(a *schema.Analysis) schema.Host {
 		}
 		if h.IP == "" {
 			for _, d := range a.DHCP {
-				if d.MAC == h.MAC && h.IP == "" {
+				if d.MAC == h.MAC && h.IP == "" && !d.DHCPv6 {
 					h.IP = cmp.Or(d.RequestedAddr, d.ClientAddr)
 				}
 			}
@@ -417,7 +450,7 @@ func (e *engine) host(a *schema.Analysis) schema.Host {
 
 func (e *engine) dhcpClient(d schema.DHCP) bool {
 	for _, tx := range e.dhcp {
-		if tx.rec.MAC == d.MAC && tx.client {
+		if tx.rec.MAC == d.MAC && tx.client && !tx.rec.DHCPv6 {
 			return true
 		}
 	}
@@ -466,7 +499,7 @@ func unicast(s string) bool {
 func (e *engine) summary(c *counters, si int, hostIPs map[string]bool) schema.Summary {
 	s := schema.Summary{
 		Packets: c.packets, FrameBytes: c.frameBytes, CapturedBytes: c.capturedBytes, IPBytes: c.ipBytes,
-		IPv6Packets: c.ipv6, IPv6Seen: c.ipv6 > 0, DNSQueries: c.dnsQueries,
+		IPv6Packets: c.ipv6, IPv6Seen: c.ipv6 > 0, DNSQueries: c.dnsQueries, NonIPFrames: c.nonIP,
 	}
 	if c.seen {
 		s.FirstTS, s.LastTS = nsTime(c.first), nsTime(c.last)
@@ -499,6 +532,7 @@ func (e *engine) summary(c *counters, si int, hostIPs map[string]bool) schema.Su
 		}
 	}
 	s.DistinctRemoteHosts = int64(len(remote))
+	s.TLSDecryption = e.decryptionSummary(si)
 	return s
 }
 

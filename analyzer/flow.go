@@ -94,6 +94,8 @@ type flow struct {
 	httpReqs []int         // indexes in http of requests waiting for a response
 	httpN    int
 	quic     *quicState
+	x        *flowExtra // what few flows need: tunnels, proxies, STARTTLS, a retried hello
+	dec      *decFlow   // TLS or QUIC decryption, with secrets only
 }
 
 type quicState struct {
@@ -305,17 +307,17 @@ func (e *engine) deliverSeg(f *flow, di int, rel, n int64, data []byte) {
 	d.next = rel + n
 	if int64(len(data)) < want {
 		d.missed += want - int64(len(data))
-		e.streamData(f, di, data)
+		e.streamData(f, di, &f.d[di].stream, data, false)
 		e.streamGap(f, di)
 		return
 	}
-	e.streamData(f, di, data)
+	e.streamData(f, di, &f.d[di].stream, data, false)
 }
 
 func (e *engine) storeOOO(f *flow, di int, rel, n int64, data []byte) {
 	d := &f.d[di]
 	var kept []byte
-	if d.stream.wants() && int64(len(data)) == n {
+	if (d.stream.wants() || f.dec.decrypting()) && int64(len(data)) == n {
 		kept = append([]byte(nil), data...)
 	}
 	d.ooo = append(d.ooo, oooSeg{rel: rel, n: n, data: kept})

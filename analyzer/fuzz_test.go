@@ -12,11 +12,12 @@ import (
 
 // FuzzAnalyze feeds arbitrary bytes as a capture file: the analysis must not
 // panic or hang, whatever the file holds. Seeds are the scenario capture in
-// both formats (and their first 200 bytes, small inputs fuzz faster), so
-// mutations reach the protocol parsers. New large inputs are minimized slowly:
-// run it for minutes, not seconds, to explore.
+// both formats and the LAN, tunnel and proxy capture (scripts/lan-seed.sh;
+// and their first 200 bytes, small inputs fuzz faster), so mutations reach
+// the protocol parsers. New large inputs are minimized slowly: run it for
+// minutes, not seconds, to explore.
 func FuzzAnalyze(f *testing.F) {
-	for _, n := range []string{"seed.pcap", "seed.pcapng"} {
+	for _, n := range []string{"seed.pcap", "seed.pcapng", "seed-lan.pcap"} {
 		b, err := os.ReadFile("testdata/" + n)
 		if err != nil {
 			f.Fatal(err)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/firstboot/firstboot/results/schema"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
@@ -37,16 +39,24 @@ func TestGolden(t *testing.T) {
 		}
 		writePcap(t, "testdata/seed.pcap", layers.LinkTypeEthernet, conversation(t))
 	}
+	compareGolden(t, a, "golden", 9) // the logs and lan.log: the capture has DHCP
+}
+
+// compareGolden writes a's outputs in both log formats and compares each
+// file (files of them) with testdata/<dir>/<name>.golden; -update rewrites
+// them.
+func compareGolden(t *testing.T, a *schema.Analysis, dir string, files int) {
+	t.Helper()
 	for _, lf := range []string{LogsTSV, LogsJSON} {
-		dir := t.TempDir()
-		if err := WriteOutputs(dir, a, lf); err != nil {
+		out := t.TempDir()
+		if err := WriteOutputs(out, a, lf); err != nil {
 			t.Fatal(err)
 		}
-		files, err := filepath.Glob(filepath.Join(dir, "*"))
-		if err != nil || len(files) != 8 {
-			t.Fatalf("outputs %v: %v", files, err)
+		got, err := filepath.Glob(filepath.Join(out, "*"))
+		if err != nil || len(got) != files {
+			t.Fatalf("outputs %v, want %d files: %v", got, files, err)
 		}
-		for _, f := range files {
+		for _, f := range got {
 			name := filepath.Base(f)
 			if lf == LogsJSON {
 				if name == "analysis.json" {
@@ -54,16 +64,16 @@ func TestGolden(t *testing.T) {
 				}
 				name = "json-" + name
 			}
-			got, err := os.ReadFile(f)
+			b, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", "golden", name+".golden")
+			golden := filepath.Join("testdata", dir, name+".golden")
 			if *update {
 				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
 					t.Fatal(err)
 				}
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
+				if err := os.WriteFile(golden, b, 0o644); err != nil {
 					t.Fatal(err)
 				}
 				continue
@@ -72,9 +82,21 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v (run with -update to create)", err)
 			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from %s; run go test -run TestGolden -update and review the diff", name, golden)
+			if !bytes.Equal(b, want) {
+				t.Errorf("%s differs from %s; run go test -run '%s' -update and review the diff", name, golden, t.Name())
 			}
 		}
 	}
+}
+
+// TestGoldenLAN compares the outputs for the LAN, tunnel and proxy capture
+// (scripts/lan-seed.sh: real announcers, proxies and STARTTLS clients, and
+// Zeek's tunnel captures) against testdata/golden-lan: lan.log, tunnel.log,
+// tunnel_parents, proxies, hello_retry, the lan_announcements sections.
+func TestGoldenLAN(t *testing.T) {
+	a := analyze(t, "testdata/seed-lan.pcap", Options{FirstParty: []string{"example.com"}})
+	if len(a.LAN) == 0 || len(a.Tunnels) == 0 || len(a.LANAnnouncements) == 0 {
+		t.Fatalf("lan %d tunnels %d identifiers %d: the capture holds all three", len(a.LAN), len(a.Tunnels), len(a.LANAnnouncements))
+	}
+	compareGolden(t, a, "golden-lan", 10) // and lan.log and tunnel.log
 }

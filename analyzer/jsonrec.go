@@ -221,6 +221,10 @@ func (r *recordEncoder) conn(b []byte, c *schema.Conn) ([]byte, error) {
 	b = zeeklog.AppendInt(b, c.RespPkts)
 	b = append(b, `,"resp_ip_bytes":`...)
 	b = zeeklog.AppendInt(b, c.RespIPBytes)
+	if len(c.TunnelParents) > 0 {
+		b = append(b, `,"tunnel_parents":`...)
+		b = r.strs(b, c.TunnelParents)
+	}
 	b = append(b, `,"orig_l2_addr":`...)
 	b = r.str(b, c.OrigL2Addr)
 	b = append(b, `,"resp_l2_addr":`...)
@@ -229,6 +233,14 @@ func (r *recordEncoder) conn(b []byte, c *schema.Conn) ([]byte, error) {
 	b = r.str(b, c.Name)
 	b = append(b, `,"name_source":`...)
 	b = r.str(b, c.NameSource)
+	if c.Proxy != "" {
+		b = append(b, `,"proxy":`...)
+		b = r.str(b, c.Proxy)
+	}
+	if c.ProxiedTo != "" {
+		b = append(b, `,"proxied_to":`...)
+		b = r.str(b, c.ProxiedTo)
+	}
 	b = append(b, `,"step":`...)
 	b = r.str(b, c.Step)
 	return append(b, '}'), nil
@@ -253,6 +265,10 @@ func (r *recordEncoder) dns(b []byte, d *schema.DNS) ([]byte, error) {
 	b = r.madeStr(b, d.Kind)
 	b = append(b, `,"trans_id":`...)
 	b = zeeklog.AppendInt(b, int64(d.TransID))
+	if len(d.Questions) > 0 {
+		b = append(b, `,"questions":`...)
+		b = r.strs(b, d.Questions)
+	}
 	if d.RTT != nil {
 		b = append(b, `,"rtt":`...)
 		b = float(b, *d.RTT)
@@ -317,6 +333,9 @@ func (r *recordEncoder) tls(b []byte, t *schema.TLS) ([]byte, error) {
 	b = r.strs(b, t.ClientVersions)
 	b = append(b, `,"ech":`...)
 	b = strconv.AppendBool(b, t.ECH)
+	if t.HelloRetry {
+		b = append(b, `,"hello_retry":true`...)
+	}
 	b = append(b, `,"ja3":`...)
 	b = r.str(b, t.JA3)
 	b = append(b, `,"ja3_string":`...)
@@ -343,6 +362,9 @@ func (r *recordEncoder) http(b []byte, h *schema.HTTP) ([]byte, error) {
 	b = r.str(b, h.URI)
 	b = append(b, `,"version":`...)
 	b = r.str(b, h.Version)
+	if h.TLS {
+		b = append(b, `,"tls":true`...)
+	}
 	b = append(b, `,"user_agent":`...)
 	b = r.str(b, h.UserAgent)
 	b = append(b, `,"request_body_len":`...)

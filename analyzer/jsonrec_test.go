@@ -284,7 +284,7 @@ func checkMadeFields(t *testing.T, a *schema.Analysis) {
 		}
 		for j := range a.HTTP {
 			raw, err := re.http(nil, &a.HTTP[j])
-			put(raw, err, httpCols, httpRow(nil, &a.HTTP[j], made))
+			put(raw, err, httpCols, httpRow(nil, &a.HTTP[j], made, tlsColNone))
 		}
 		for j := range a.NTP {
 			raw, err := re.ntp(nil, &a.NTP[j])

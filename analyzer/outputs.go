@@ -47,6 +47,9 @@ func WriteAnalysisJSON(w io.Writer, a *schema.Analysis) error {
 // isRecordList says whether the analysis.json list is written one compact
 // record per line.
 func isRecordList(field string) bool {
+	if field == "lan" || field == "tunnels" {
+		return true
+	}
 	for _, k := range spillKinds {
 		if k.field == field {
 			return true
@@ -93,7 +96,10 @@ func writeAnalysisJSON(w io.Writer, a *schema.Analysis, spilled map[string]*spil
 	t := v.Type()
 	bw.WriteString("{\n")
 	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		name, opts, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if opts == "omitempty" && v.Field(i).Len() == 0 && (spilled[name] == nil || spilled[name].n == 0) {
+			continue // a list added since 1.0, left out when empty as encoding/json would
+		}
 		if i > 0 {
 			bw.WriteString(",\n")
 		}
@@ -155,15 +161,27 @@ func WriteOutputs(dir string, a *schema.Analysis, logFormat string) error {
 	}); err != nil {
 		return err
 	}
-	for _, l := range logs(a) {
-		err := writeFileAtomic(filepath.Join(dir, l.path+".log"), func(w io.Writer) error {
-			return writeLog(w, l, a, asJSON)
-		})
-		if err != nil {
+	for _, l := range logs(a, asJSON) {
+		if err := writeLogFile(dir, l, a, asJSON); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeLogFile writes log l into dir; an optional log without rows is not
+// written, and one an earlier analysis left there is removed.
+func writeLogFile(dir string, l logDef, a *schema.Analysis, asJSON bool) error {
+	path := filepath.Join(dir, l.path+".log")
+	if l.optional && l.n == 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing %s: %w", path, err)
+		}
+		return nil
+	}
+	return writeFileAtomic(path, func(w io.Writer) error {
+		return writeLog(w, l, a, asJSON)
+	})
 }
 
 func writeFileAtomic(path string, write func(io.Writer) error) error {
@@ -219,10 +237,11 @@ func writeLog(w io.Writer, l logDef, a *schema.Analysis, asJSON bool) error {
 }
 
 type logDef struct {
-	path string
-	cols []zeeklog.Column
-	n    int
-	row  func(dst []zeeklog.Value, i int) []zeeklog.Value
+	path     string
+	cols     []zeeklog.Column
+	n        int
+	optional bool // written only when it has rows
+	row      func(dst []zeeklog.Value, i int) []zeeklog.Value
 }
 
 func cols(spec ...string) []zeeklog.Column {
@@ -267,16 +286,42 @@ func optTime(t *time.Time) zeeklog.Value {
 	return zeeklog.Time(*t)
 }
 
-func logs(a *schema.Analysis) []logDef {
+func logs(a *schema.Analysis, asJSON bool) []logDef {
+	tlsCol, hcols := httpTLSCol(a.HTTP, asJSON)
 	return []logDef{
 		{path: "conn", cols: connCols, n: len(a.Conns), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return connRow(dst, &a.Conns[i], false) }},
 		{path: "dns", cols: dnsCols, n: len(a.DNS), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return dnsRow(dst, &a.DNS[i], false) }},
 		{path: "ssl", cols: sslCols, n: len(a.TLS), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return sslRow(dst, &a.TLS[i], false) }},
-		{path: "http", cols: httpCols, n: len(a.HTTP), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return httpRow(dst, &a.HTTP[i], false) }},
+		{path: "http", cols: hcols, n: len(a.HTTP), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return httpRow(dst, &a.HTTP[i], false, tlsCol) }},
 		{path: "ntp", cols: ntpCols, n: len(a.NTP), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return ntpRow(dst, &a.NTP[i], false) }},
 		{path: "dhcp", cols: dhcpCols, n: len(a.DHCP), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return dhcpRow(dst, &a.DHCP[i]) }},
 		{path: "fingerprint", cols: fingerprintCols, n: len(a.Fingerprints), row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return fingerprintRow(dst, &a.Fingerprints[i]) }},
+		// Written only when they have rows, as Zeek does.
+		{path: "lan", cols: lanCols, n: len(a.LAN), optional: true, row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return lanRow(dst, &a.LAN[i]) }},
+		{path: "tunnel", cols: tunnelCols, n: len(a.Tunnels), optional: true, row: func(dst []zeeklog.Value, i int) []zeeklog.Value { return tunnelRow(dst, &a.Tunnels[i]) }},
 	}
+}
+
+// lanCols are lan.log's columns (firstboot's own log: Zeek has none for
+// these messages).
+var lanCols = withIDs([]string{"ts", "time", "uid", "string"},
+	"mac", "string", "proto", "string", "msg", "string", "identifiers", "vector[string]", "step", "string")
+
+func lanRow(dst []zeeklog.Value, l *schema.LAN) []zeeklog.Value {
+	// ARP and IGMP messages have no flow: no uid.
+	id := &l.ConnID
+	dst = append(dst, zeeklog.Time(id.TS), zeeklog.OptStr(id.UID), zeeklog.Str(id.OrigH), zeeklog.Count(int64(id.OrigP)),
+		zeeklog.Str(id.RespH), zeeklog.Count(int64(id.RespP)))
+	return append(dst, zeeklog.OptStr(l.MAC), zeeklog.Str(l.Proto), zeeklog.OptStr(l.Msg),
+		zeeklog.List(l.Identifiers), step(l.Step))
+}
+
+// tunnelCols are tunnel.log's columns, as Zeek's (and the step).
+var tunnelCols = withIDs([]string{"ts", "time", "uid", "string"},
+	"tunnel_type", "enum", "action", "enum", "step", "string")
+
+func tunnelRow(dst []zeeklog.Value, t *schema.Tunnel) []zeeklog.Value {
+	return append(head(dst, &t.ConnID, false), zeeklog.Str(t.TunnelType), zeeklog.Str(t.Action), step(t.Step))
 }
 
 // connCols are conn.log's columns.
@@ -297,8 +342,15 @@ func connRow(dst []zeeklog.Value, c *schema.Conn, made bool) []zeeklog.Value {
 		madeStr(c.Proto, made), zeeklog.OptStr(c.Service), dur, ob, rb,
 		madeStr(c.ConnState, made), zeeklog.Unset(), zeeklog.Unset(), zeeklog.Count(c.MissedBytes), zeeklog.OptStr(c.History),
 		zeeklog.Count(c.OrigPkts), zeeklog.Count(c.OrigIPBytes), zeeklog.Count(c.RespPkts), zeeklog.Count(c.RespIPBytes),
-		zeeklog.Unset(), zeeklog.OptStr(c.OrigL2Addr), zeeklog.OptStr(c.RespL2Addr),
+		tunnelParents(c.TunnelParents), zeeklog.OptStr(c.OrigL2Addr), zeeklog.OptStr(c.RespL2Addr),
 		zeeklog.Str(c.Name), zeeklog.Str(c.NameSource), step(c.Step))
+}
+
+func tunnelParents(uids []string) zeeklog.Value {
+	if len(uids) == 0 {
+		return zeeklog.Unset()
+	}
+	return zeeklog.List(uids)
 }
 
 // dnsCols are dns.log's columns.
@@ -344,16 +396,52 @@ var httpCols = withIDs([]string{"ts", "time", "uid", "string"},
 	"status_msg", "string", "request_content_type", "string", "response_content_type", "string",
 	"ocsp", "bool", "ocsp_responder", "string", "step", "string")
 
-func httpRow(dst []zeeklog.Value, h *schema.HTTP, made bool) []zeeklog.Value {
+// httpColsTLS are httpCols with a last column, tls, telling requests
+// decrypted from TLS or QUIC. A TSV http.log has it only when it holds
+// such a request, so logs of captures without secrets stay as they were;
+// JSON lines always have it, where a false tls is left out like any unset
+// field.
+var httpColsTLS = append(httpCols[:len(httpCols):len(httpCols)], zeeklog.Column{Name: "tls", Type: "bool"})
+
+// How an http.log row shows the tls column.
+const (
+	tlsColNone = iota // no column (TSV without decrypted requests)
+	tlsColTSV         // T or F
+	tlsColJSON        // true, or left out
+)
+
+func httpRow(dst []zeeklog.Value, h *schema.HTTP, made bool, tlsCol int) []zeeklog.Value {
 	status := zeeklog.Unset()
 	if h.StatusCode != 0 {
 		status = zeeklog.Count(int64(h.StatusCode))
 	}
-	return append(head(dst, &h.ConnID, made),
+	dst = append(head(dst, &h.ConnID, made),
 		zeeklog.Count(int64(h.TransDepth)), zeeklog.OptStr(h.Method), zeeklog.OptStr(h.Host), zeeklog.OptStr(h.URI),
 		zeeklog.OptStr(h.Version), zeeklog.OptStr(h.UserAgent), zeeklog.Count(h.RequestBodyLen), zeeklog.Count(h.ResponseBodyLen),
 		status, zeeklog.OptStr(h.StatusMsg), zeeklog.OptStr(h.RequestContentType), zeeklog.OptStr(h.ResponseContentType),
 		zeeklog.Bool(h.OCSP), zeeklog.OptStr(h.OCSPResponder), step(h.Step))
+	switch {
+	case tlsCol == tlsColTSV:
+		dst = append(dst, zeeklog.Bool(h.TLS))
+	case tlsCol == tlsColJSON && h.TLS:
+		dst = append(dst, zeeklog.Bool(true))
+	case tlsCol == tlsColJSON:
+		dst = append(dst, zeeklog.Unset())
+	}
+	return dst
+}
+
+// httpTLSCol says how http.log shows tls for records hs (see httpColsTLS).
+func httpTLSCol(hs []schema.HTTP, asJSON bool) (int, []zeeklog.Column) {
+	if asJSON {
+		return tlsColJSON, httpColsTLS
+	}
+	for i := range hs {
+		if hs[i].TLS {
+			return tlsColTSV, httpColsTLS
+		}
+	}
+	return tlsColNone, httpCols
 }
 
 // ntpCols are ntp.log's columns.
@@ -433,7 +521,7 @@ func WriteTable(w io.Writer, a *schema.Analysis) error {
 			problems = []string{"none"}
 		}
 		fmt.Fprintf(tw, "warnings\t%s\n", strings.Join(problems, "; "))
-		if notes := wn.Notes(); len(notes) > 0 {
+		if notes := s.Notes(); len(notes) > 0 {
 			fmt.Fprintf(tw, "notes\t%s\n", strings.Join(notes, "; "))
 		}
 	}

@@ -33,6 +33,9 @@ type packetBatch struct {
 	ends  []int  // end of each packet's bytes in data
 	data  []byte // the packets' bytes, back to back
 	err   error  // what ended the input after these packets (io.EOF at the end), or nil
+	// secrets is a Decryption Secrets Block that followed the packets (it
+	// ends the batch, so it is taken in file order), or zero.
+	secrets capfile.Packet
 }
 
 func startReadAhead(r *capfile.Reader) *readAhead {
@@ -77,6 +80,7 @@ func (ra *readAhead) read(r *capfile.Reader) {
 // fill reads up to aheadPackets packets from r into b and decodes them.
 func (b *packetBatch) fill(r *capfile.Reader) {
 	b.pkts, b.ends, b.data, b.err = b.pkts[:0], b.ends[:0], b.data[:0], nil
+	b.secrets = capfile.Packet{}
 	defer func() {
 		if v := recover(); v != nil {
 			if !capfile.IsFault(v) {
@@ -89,6 +93,11 @@ func (b *packetBatch) fill(r *capfile.Reader) {
 	for len(b.pkts) < aheadPackets {
 		var p capfile.Packet
 		if err := r.Next(&p); err != nil {
+			if err == capfile.ErrSecrets {
+				p.Data = append([]byte{}, p.Data...) // capfile reuses its buffer
+				b.secrets = p
+				break
+			}
 			b.err = err
 			break
 		}

@@ -127,6 +127,7 @@ type fileSink struct {
 	logs    [numKinds]*zeeklog.Writer
 	rowBuf  []zeeklog.Value
 	err     error // the first write error; later records are dropped
+	httpTLS tlsRows
 }
 
 func newFileSink(outDir string, asJSON bool, memory int64) (*fileSink, error) {
@@ -146,11 +147,15 @@ func newFileSink(outDir string, asJSON bool, memory int64) (*fileSink, error) {
 		s.logFile[k], s.logW[k] = f, newFileWriter(f, fileBuffer)
 		// The #open time is the capture's first, known at the end: a
 		// placeholder of the same width holds its place (see finishLog).
-		if err := zeeklog.Header(s.logW[k], kd.log, kd.cols, time.Time{}, asJSON); err != nil {
+		cols := kd.cols
+		if k == kindHTTP && asJSON {
+			cols = httpColsTLS
+		}
+		if err := zeeklog.Header(s.logW[k], kd.log, cols, time.Time{}, asJSON); err != nil {
 			s.remove()
 			return nil, fmt.Errorf("writing %s: %w", f.Name(), err)
 		}
-		s.logs[k] = zeeklog.NewRows(s.logW[k], kd.cols, asJSON)
+		s.logs[k] = zeeklog.NewRows(s.logW[k], cols, asJSON)
 	}
 	return s, nil
 }
@@ -188,6 +193,9 @@ func (s *fileSink) finishLog(k int, dir string, a *schema.Analysis) error {
 			// written before, cannot hold such a time either.
 			err = fmt.Errorf("#open time %v does not fit the header", a.Summary.FirstTS)
 		}
+	}
+	if err == nil && k == kindHTTP && s.httpTLS.any {
+		f, err = s.httpTLS.addColumn(f)
 	}
 	if err == nil {
 		err = f.Chmod(0o644)
@@ -262,7 +270,14 @@ func (s *fileSink) tls(t *schema.TLS) {
 
 func (s *fileSink) http(h *schema.HTTP) {
 	raw, err := s.re.http(s.start(kindHTTP), h)
-	s.rowBuf = httpRow(s.row(), h, true)
+	if s.asJSON {
+		s.rowBuf = httpRow(s.row(), h, true, tlsColJSON)
+	} else {
+		// TSV rows go out without the tls column; finishLog adds it when
+		// a decrypted request came (tlsrows.go).
+		s.rowBuf = httpRow(s.row(), h, true, tlsColNone)
+		s.httpTLS.add(h.TLS)
+	}
 	s.put(kindHTTP, raw, err, s.rowBuf)
 }
 
@@ -297,15 +312,12 @@ func (s *fileSink) assemble(dir string, a *schema.Analysis) error {
 		}
 	}
 	// The small logs come from the analysis itself.
-	for _, l := range logs(a) {
-		if l.path != "dhcp" && l.path != "fingerprint" {
-			continue
-		}
-		err := writeFileAtomic(filepath.Join(dir, l.path+".log"), func(w io.Writer) error {
-			return writeLog(w, l, a, s.asJSON)
-		})
-		if err != nil {
-			return err
+	for _, l := range logs(a, s.asJSON) {
+		switch l.path {
+		case "dhcp", "fingerprint", "lan", "tunnel":
+			if err := writeLogFile(dir, l, a, s.asJSON); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 
 	"github.com/firstboot/firstboot/analyzer/dns"
 	"github.com/firstboot/firstboot/analyzer/http"
+	"github.com/firstboot/firstboot/analyzer/socks"
 	"github.com/firstboot/firstboot/analyzer/tlshello"
 	"github.com/firstboot/firstboot/results/schema"
 )
@@ -17,6 +18,8 @@ const (
 	appHTTP
 	appDNS
 	appNone
+	appSTARTTLS // a protocol that may upgrade to TLS (upgrade.go)
+	appSOCKS    // a SOCKS proxy handshake (upgrade.go)
 )
 
 // stream buffers one direction of a TCP flow, in sequence order, for parsing.
@@ -62,13 +65,16 @@ func (e *engine) getBuf() []byte {
 	return make([]byte, 0, e.streamBytes)
 }
 
-// streamData takes in-order bytes of direction di and runs the parsers.
-func (e *engine) streamData(f *flow, di int, data []byte) {
-	s := &f.d[di].stream
+// streamData takes in-order bytes of direction di, buffers them in s (the
+// direction's stream; with tls, decrypted HTTP/1 bytes) and runs the
+// parsers. The lines below keep the shape they had before decryption, so
+// the PGO profile still matches them.
+func (e *engine) streamData(f *flow, di int, s *stream, data []byte, tls bool) {
+	e.tee(f, di, data, tls)
 	if s.done || len(data) == 0 {
 		return
 	}
-	if f.app == appNone {
+	if f.app == appNone && !tls {
 		e.stopStream(s)
 		return
 	}
@@ -96,7 +102,11 @@ func (e *engine) streamData(f *flow, di int, data []byte) {
 		}
 		data = data[take:]
 		before := len(s.buf)
-		e.parseStream(f, di)
+		if !tls {
+			e.parseStream(f, di)
+		} else {
+			e.parseHTTP(f, di, s, true)
+		}
 		if s.done {
 			return
 		}
@@ -117,6 +127,14 @@ func (e *engine) streamData(f *flow, di int, data []byte) {
 	}
 }
 
+// tee hands TCP bytes to decryption (decrypt.go) before s.done, which the
+// hello parsers set, is looked at; inlined, a flag test without secrets.
+func (e *engine) tee(f *flow, di int, data []byte, tls bool) {
+	if !tls && e.decrypting && f.app <= appTLS && len(data) > 0 {
+		e.teeTLS(f, di, data)
+	}
+}
+
 // own moves the pending bytes to the start of the stream's own storage.
 func (e *engine) own(s *stream) {
 	if s.store == nil {
@@ -130,6 +148,9 @@ func (e *engine) own(s *stream) {
 // streamGap tells the stream that bytes are missing: parsing cannot go on.
 func (e *engine) streamGap(f *flow, di int) {
 	e.stopStream(&f.d[di].stream)
+	if f.dec != nil {
+		f.dec.gap() // decrypt.go
+	}
 }
 
 func (e *engine) parseStream(f *flow, di int) {
@@ -145,17 +166,24 @@ func (e *engine) parseStream(f *flow, di int) {
 	case appTLS:
 		e.parseTLS(f, di)
 	case appHTTP:
-		e.parseHTTP(f, di)
+		e.parseHTTP(f, di, &f.d[di].stream, false)
 	case appDNS:
 		e.parseDNSTCP(f, di)
+	case appSTARTTLS:
+		e.parseSTARTTLS(f, di)
+	case appSOCKS:
+		e.parseSOCKS(f, di)
 	}
 }
 
 func (e *engine) classifyTCP(f *flow, di int) {
 	b := f.d[0].stream.buf
 	if di == 1 && len(b) == 0 {
-		// The server spoke first: not a protocol parsed here.
-		f.app = appNone
+		// The server spoke first: a greeting of a protocol that can upgrade
+		// to TLS, or a protocol not parsed here.
+		if !e.startSTARTTLS(f, f.d[1].stream.buf, nil) {
+			f.app = appNone
+		}
 		return
 	}
 	if len(b) == 0 {
@@ -167,8 +195,11 @@ func (e *engine) classifyTCP(f *flow, di int) {
 		f.app = appTLS
 	case rp == 53 || op == 53:
 		f.app = appDNS
-	case http.LooksLikeRequest(b):
+	case http.LooksLikeRequest(b) || (rp == 80 || rp == 8080) && http.LooksLikeAnyRequest(b):
 		f.app = appHTTP
+	case socks.Looks(b):
+		f.app = appSOCKS
+	case e.startSTARTTLS(f, nil, b):
 	case len(b) >= 16:
 		f.app = appNone
 	}
@@ -176,14 +207,23 @@ func (e *engine) classifyTCP(f *flow, di int) {
 
 func (e *engine) parserError(name string) { e.warn.ParserErrors[name]++ }
 
+// parseTLS reads the ClientHello and the server's answer to it; after a
+// HelloRetryRequest, the second ClientHello and its ServerHello too, each
+// ClientHello getting its own ssl.log record.
 func (e *engine) parseTLS(f *flow, di int) {
 	s := &f.d[di].stream
+	retry := f.x != nil && f.x.helloRetry
 	if di == 0 {
-		if f.tls != nil {
+		switch {
+		case f.tls == nil:
+			// The first ClientHello, or the second after a HelloRetryRequest.
+		case f.tls.Cipher == "" && !retry:
+			return // keep what follows until the server says whether a second hello comes
+		default:
 			e.stopStream(s)
 			return
 		}
-		msg, err := tlshello.ReadHandshake(s.buf, 1)
+		msg, n, err := tlshello.NextHandshake(s.buf, 1)
 		if errors.Is(err, tlshello.ErrIncomplete) {
 			return
 		}
@@ -202,30 +242,49 @@ func (e *engine) parseTLS(f *flow, di int) {
 			return
 		}
 		e.addClientHello(f, &ch, "tcp", 't')
-		e.stopStream(s)
+		if retry {
+			f.tls.HelloRetry = true
+			e.stopStream(s) // no third ClientHello
+		} else {
+			s.consume(n)
+		}
 		if len(f.d[1].stream.buf) > 0 {
 			e.parseTLS(f, 1)
 		}
 		return
 	}
-	if f.tls == nil {
+	if f.tls == nil || f.tls.Cipher != "" {
 		return // wait for the ClientHello
 	}
-	msg, err := tlshello.ReadHandshake(s.buf, 2)
+	msg, n, err := tlshello.NextHandshake(s.buf, 2)
 	if errors.Is(err, tlshello.ErrIncomplete) {
 		return
 	}
-	e.stopStream(s)
 	if err != nil {
+		e.stopStream(s)
 		e.parserError("tls")
 		return
 	}
 	var sh tlshello.ServerHello
 	if err := sh.ParseInterned(msg, e.intern); err != nil {
+		e.stopStream(s)
 		e.parserError("tls")
 		return
 	}
 	e.addServerHello(f, &sh)
+	if !sh.HelloRetryRequest || retry {
+		e.stopStream(s)
+		e.stopStream(&f.d[0].stream)
+		return
+	}
+	// A HelloRetryRequest: the first hello's record is complete, the
+	// client's second ClientHello follows.
+	x := f.extra()
+	x.helloRetry, x.retried, f.tls = true, f.tls, nil
+	s.consume(n)
+	if len(f.d[0].stream.buf) > 0 {
+		e.parseTLS(f, 0)
+	}
 }
 
 func (e *engine) addClientHello(f *flow, ch *tlshello.ClientHello, transport string, ja4t byte) {
@@ -247,10 +306,9 @@ func (e *engine) addClientHello(f *flow, ch *tlshello.ClientHello, transport str
 	if ch.ServerName != "" {
 		f.sni = ch.ServerName
 	}
-	if transport == "quic" {
-		f.service = "quic"
-	} else {
-		f.service = "ssl"
+	f.service = "ssl"
+	if transport != "tcp" {
+		f.service = transport // quic, dtls
 	}
 }
 
@@ -262,14 +320,19 @@ func (e *engine) addServerHello(f *flow, sh *tlshello.ServerHello) {
 	rec.Established = !sh.HelloRetryRequest
 }
 
-func (e *engine) parseHTTP(f *flow, di int) {
-	s := &f.d[di].stream
-	for !s.done && len(s.buf) > 0 {
+// parseHTTP parses HTTP/1 heads from s: a cleartext stream, or with tls
+// decrypted bytes (whose records are marked, and do not name the flow).
+// A cleartext CONNECT hands the stream to the tunnel (upgrade.go).
+func (e *engine) parseHTTP(f *flow, di int, s *stream, tls bool) {
+	for !s.done && len(s.buf) > 0 && (tls || f.app == appHTTP) {
 		if s.skip != 0 {
 			skipBuffered(f, s)
 			continue
 		}
 		if di == 0 {
+			if !tls && f.x != nil && f.x.connectWait {
+				return // after a CONNECT: the tunnel, or HTTP again if refused
+			}
 			var req http.Request
 			n, err := http.ParseRequestTo(s.buf, &req, e.intern)
 			if errors.Is(err, http.ErrIncomplete) {
@@ -292,14 +355,20 @@ func (e *engine) parseHTTP(f *flow, di int) {
 			if http.IsOCSP(&req) {
 				rec.OCSP, rec.OCSPResponder = true, req.Host
 			}
-			if f.httpHost == "" {
-				f.httpHost = req.Host
+			if tls {
+				rec.TLS = true
+			} else {
+				if f.httpHost == "" {
+					f.httpHost = req.Host
+				}
+				f.service = "http"
 			}
-			f.service = "http"
 			idx := len(f.http)
 			f.http = append(f.http, rec)
 			f.httpReqs = append(f.httpReqs, idx)
 			switch {
+			case req.Method == "CONNECT" && !tls:
+				e.connectRequest(f, &req)
 			case req.Chunked:
 				e.stopStream(s) // bodies are skipped by length only
 			case req.ContentLength > 0:
@@ -334,9 +403,17 @@ func (e *engine) parseHTTP(f *flow, di int) {
 		} else {
 			idx = len(f.http)
 			f.http = append(f.http, e.baseHTTP(f))
+			f.http[idx].TLS = tls
 		}
 		rec := &f.http[idx]
 		rec.StatusCode, rec.StatusMsg, rec.ResponseContentType = resp.Status, resp.Reason, resp.ContentType
+		if !tls && method == "CONNECT" && f.x != nil && f.x.connectWait {
+			e.connectResponse(f, resp.Status)
+			if f.app != appHTTP {
+				return // a tunnel now
+			}
+			continue
+		}
 		switch {
 		case method == "HEAD" || resp.Status == 204 || resp.Status == 304:
 		case resp.Chunked:

@@ -39,6 +39,9 @@ func (e *engine) udpPayload(f *flow, di int, p *decode.Packet, ts int64) {
 		}
 		f.service = "dns"
 		e.dnsMessage(f, di, &msg, ts, "udp")
+		if op != 53 && rp != 53 {
+			e.mdnsLAN(f, p, b, ts, dnsKind(op, rp))
+		}
 	case op == 123 || rp == 123:
 		pk, err := ntp.Parse(b)
 		if err != nil {
@@ -60,7 +63,11 @@ func (e *engine) udpPayload(f *flow, di int, p *decode.Packet, ts int64) {
 		e.dhcpMessage(f, di, p, m, ts)
 	case di == 0 && (rp == 443 || looksLikeQUICInitial(b)):
 		e.quicDatagram(f, b)
+	case (lanPort(op) || lanPort(rp)) && e.udpLAN(f, di, p, ts):
+	case di == 0 && looksLikeDTLSHello(b):
+		e.dtlsDatagram(f, b)
 	}
+	e.quicDecrypt(f, di, b) // decrypt.go: QUIC flows started after secrets came
 }
 
 func isDNSPort(p uint16) bool { return p == 53 || p == 5353 || p == 5355 }
@@ -105,6 +112,9 @@ func (e *engine) quicDatagram(f *flow, b []byte) {
 	f.service = "quic"
 	if q.odcid == nil {
 		q.odcid = append([]byte{}, inits[0].DCID...)
+		if e.decrypting && f.dec == nil {
+			e.startQUIC(f) // decrypt.go
+		}
 	}
 	for _, in := range inits {
 		for _, fr := range in.Frames {
@@ -127,6 +137,40 @@ func (e *engine) quicDatagram(f *flow, b []byte) {
 	}
 	e.addClientHello(f, ch, "quic", 'q')
 	f.quic = &quicState{done: true} // release the crypto stream
+}
+
+// looksLikeDTLSHello recognises a datagram starting with a DTLS
+// handshake record holding a ClientHello.
+func looksLikeDTLSHello(b []byte) bool {
+	return len(b) >= 25 && b[0] == 22 && b[1] == 0xfe && b[13] == tlshello.TypeClientHello
+}
+
+// dtlsDatagram reads a DTLS ClientHello: the flow's first, and the one
+// with the cookie of the server's HelloVerifyRequest, which gets a record
+// of its own as a ClientHello after a HelloRetryRequest does. Retransmitted
+// hellos add nothing.
+func (e *engine) dtlsDatagram(f *flow, b []byte) {
+	if f.x != nil && f.x.helloRetry {
+		return
+	}
+	ch, err := tlshello.ParseDTLSClientHello(b)
+	if err != nil {
+		if !errors.Is(err, tlshello.ErrIncomplete) {
+			e.parserError("tls")
+		}
+		return
+	}
+	if f.tls != nil {
+		if !ch.HasCookie {
+			return
+		}
+		x := f.extra()
+		x.helloRetry, x.retried, f.tls = true, f.tls, nil
+		e.addClientHello(f, ch, "dtls", 'd')
+		f.tls.HelloRetry = true
+		return
+	}
+	e.addClientHello(f, ch, "dtls", 'd')
 }
 
 type dnsPending struct {
@@ -282,8 +326,25 @@ func (s nameSet) add(n string) nameSet {
 
 func (e *engine) baseDNS(f *flow, ts int64, proto, kind string, m *dns.Message, q dns.Question) schema.DNS {
 	return schema.DNS{ConnID: e.connID(f, ts),
-		Proto: proto, Kind: kind, TransID: m.ID, Query: q.Name, QClass: q.Class, QType: q.Type,
+		Proto: proto, Kind: kind, TransID: m.ID, Query: q.Name, Questions: questionNames(m.Questions), QClass: q.Class, QType: q.Type,
 		QTypeName: dns.TypeName(q.Type), Answers: []string{}, TTLs: []float64{}, Step: e.steps.name(e.steps.index(ts))}
+}
+
+// questionNames lists the questions' names when there is more than one
+// (mDNS asks several at once), else nil: the record's Query names the one.
+func questionNames(qs []dns.Question) []string {
+	if len(qs) < 2 {
+		return nil
+	}
+	return allNames(qs)
+}
+
+func allNames(qs []dns.Question) []string {
+	out := make([]string, len(qs))
+	for i, q := range qs {
+		out[i] = q.Name
+	}
+	return out
 }
 
 func (e *engine) ntpPacket(f *flow, di int, pk *ntp.Packet, ts int64) {
@@ -326,19 +387,8 @@ type dhcpTx struct {
 
 func (e *engine) dhcpMessage(f *flow, di int, p *decode.Packet, m *dhcp.Message, ts int64) {
 	k := dhcpKey{mac: m.ClientMAC.String(), xid: m.XID}
-	tx := e.dhcp[k]
-	if tx == nil {
-		tx = &dhcpTx{first: ts, last: ts, uids: map[string]bool{}, seq: len(e.dhcp)}
-		tx.rec = schema.DHCP{MAC: k.mac, MsgTypes: []string{}, Step: e.steps.name(e.steps.index(ts))}
-		e.dhcp[k] = tx
-	}
-	if ts < tx.first {
-		tx.first = ts
-	}
-	if ts > tx.last {
-		tx.last = ts
-	}
-	tx.uids[f.uid] = true
+	tx := e.dhcpTransaction(k, f, ts)
+	tx.rec.MAC = k.mac
 	r := &tx.rec
 	if m.MessageType != 0 {
 		r.MsgTypes = append(r.MsgTypes, dhcp.MessageTypeName(m.MessageType))
@@ -364,6 +414,7 @@ func (e *engine) dhcpMessage(f *flow, di int, p *decode.Packet, m *dhcp.Message,
 		if m.ClientIP.IsValid() && !m.ClientIP.IsUnspecified() {
 			r.ClientAddr = m.ClientIP.String()
 		}
+		e.dhcpLAN(f, p, ts, dhcp.MessageTypeName(m.MessageType), m.Hostname, m.VendorClass, r.ParamList, m.ClientID)
 		return
 	}
 	if m.ServerID.IsValid() {
@@ -380,6 +431,20 @@ func (e *engine) dhcpMessage(f *flow, di int, p *decode.Packet, m *dhcp.Message,
 	if m.YourIP.IsValid() && !m.YourIP.IsUnspecified() && (m.MessageType == 5 || r.AssignedAddr == "") {
 		r.AssignedAddr = m.YourIP.String()
 	}
+}
+
+// dhcpTransaction returns the transaction k (made on first sight) with
+// flow f's message at ts added.
+func (e *engine) dhcpTransaction(k dhcpKey, f *flow, ts int64) *dhcpTx {
+	tx := e.dhcp[k]
+	if tx == nil {
+		tx = &dhcpTx{first: ts, last: ts, uids: map[string]bool{}, seq: len(e.dhcp)}
+		tx.rec = schema.DHCP{MsgTypes: []string{}, Step: e.steps.name(e.steps.index(ts))}
+		e.dhcp[k] = tx
+	}
+	tx.first, tx.last = min(tx.first, ts), max(tx.last, ts)
+	tx.uids[f.uid] = true
+	return tx
 }
 
 type fpKey struct {

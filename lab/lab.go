@@ -42,9 +42,14 @@ const (
 	// Simulated is an isolated network: no forwarding anywhere, the bridge
 	// address is the guest's router and DNS server (the responders listen there).
 	Simulated NetworkMode = "simulated"
-	// Bridged attaches guests to an existing host bridge (real network). Never
-	// used by tests.
+	// Bridged puts guests on an existing host bridge with a real uplink: they
+	// get their addresses from the upstream network's DHCP. Tests run it only
+	// against a simulated uplink (lab/uplink).
 	Bridged NetworkMode = "bridged"
+	// Routed gives guests the lab's DHCP and DNS (forwarded) and NATs the rest
+	// through a veth into the namespace firstboot runs in, out of its default
+	// route (lab/uplink). No host bridge needed.
+	Routed NetworkMode = "routed"
 )
 
 // NetworkSpec describes a lab network.
@@ -53,10 +58,13 @@ type NetworkSpec struct {
 	Name string
 	// Subnet is an IPv4 /24 (or larger); zero picks a free 10.77.N.0/24.
 	Subnet netip.Prefix
-	// Mode is Simulated (default) or Bridged.
+	// Mode is Simulated (default), Routed or Bridged.
 	Mode NetworkMode
 	// Bridge is the existing host bridge for Bridged mode.
 	Bridge string
+	// Avoid lists subnets in use outside libvirt (the routes of the namespace
+	// a routed network's veth leads into) that a picked Subnet must not overlap.
+	Avoid []netip.Prefix
 }
 
 // Network is a started lab network.
@@ -114,6 +122,10 @@ type MachineSpec struct {
 	// AppleSMCOSK is the 64-character key of the Apple SMC device that macOS
 	// checks; set, the machine gets QEMU's isa-applesmc. Never ship one.
 	AppleSMCOSK string
+	// Display gives the machine a VNC server on a unix socket private to the
+	// host (libvirt picks the path; DisplaySocket reads it), for lab/vnc to
+	// serve to a person. Needs a Video other than "none".
+	Display bool
 	// Media are extra drives, attached after the boot disk and ISO in order.
 	Media []Media
 	// MAC defaults to one derived from RunDir and Name (stable per run).
@@ -195,6 +207,9 @@ type Machine interface {
 	SendKeys(ctx context.Context, keycodes []uint, holdMs uint) error
 	// Screenshot writes the screen as PNG to path.
 	Screenshot(ctx context.Context, path string) error
+	// Pointer sends pointer events (absolute positions in screen pixels,
+	// buttons, wheel) in order, through the machine's USB tablet.
+	Pointer(ctx context.Context, events []PointerEvent) error
 	// Console opens the serial console for reading and writing.
 	Console(ctx context.Context) (io.ReadWriteCloser, error)
 	// ConsoleLog is the file the serial console is logged to.

@@ -31,6 +31,12 @@ type Action struct {
 	ConsoleSend   *SendArgs      // console_send
 	GuestExec     *GuestExecArgs // guest_exec
 	Mark          string         // mark
+	Pause         *PauseArgs     // pause
+	WaitText      *TextArgs      // wait_text
+	ClickText     *ClickTextArgs // click_text
+	Point         *PointArgs     // click, double_click, move
+	Drag          *DragArgs      // drag
+	Scroll        *ScrollArgs    // scroll
 }
 
 // ShutdownArgs: ACPI power-off, then forced after Timeout.
@@ -76,6 +82,49 @@ type ScreenArgs struct {
 	Timeout   Duration `yaml:"timeout"`
 }
 
+// TextArgs waits until OCR of the screen finds a regular expression.
+type TextArgs struct {
+	Text    string   `yaml:"text" short:"true" required:"true" doc:"a regular expression, matched line by line"`
+	Region  []int    `yaml:"region" doc:"x, y, width, height; the whole screen when absent"`
+	Timeout Duration `yaml:"timeout"`
+
+	Regexp *regexp.Regexp `yaml:"-"`
+}
+
+// ClickTextArgs clicks the centre of the text's box once OCR finds it.
+type ClickTextArgs struct {
+	Text    string   `yaml:"text" short:"true" required:"true" doc:"a regular expression, matched line by line"`
+	Index   int      `yaml:"index" doc:"which match, in reading order, when several (0 is the first; -1 the last)"`
+	Button  string   `yaml:"button" enum:",left,middle,right"`
+	Double  bool     `yaml:"double" doc:"double click"`
+	Region  []int    `yaml:"region" doc:"x, y, width, height; the whole screen when absent"`
+	Timeout Duration `yaml:"timeout"`
+
+	Regexp *regexp.Regexp `yaml:"-"`
+}
+
+// PointArgs is a screen position: [x, y] or {x: 10, y: 20, button: left}.
+type PointArgs struct {
+	X      int    `yaml:"x" required:"true"`
+	Y      int    `yaml:"y" required:"true"`
+	Button string `yaml:"button" enum:",left,middle,right"`
+}
+
+// DragArgs presses a button at From, moves to To and releases it.
+type DragArgs struct {
+	From   []int  `yaml:"from" required:"true" doc:"[x, y]"`
+	To     []int  `yaml:"to" required:"true" doc:"[x, y]"`
+	Button string `yaml:"button" enum:",left,middle,right"`
+}
+
+// ScrollArgs turns the mouse wheel with the pointer at X, Y.
+type ScrollArgs struct {
+	X  int `yaml:"x" required:"true"`
+	Y  int `yaml:"y" required:"true"`
+	DX int `yaml:"dx" doc:"wheel steps to the right (negative: left)"`
+	DY int `yaml:"dy" doc:"wheel steps down (negative: up)"`
+}
+
 // ExpectArgs waits for a regular expression on the serial console.
 type ExpectArgs struct {
 	Pattern string   `yaml:"pattern" short:"true" required:"true"`
@@ -95,6 +144,12 @@ type GuestExecArgs struct {
 	Path    string   `yaml:"path" short:"true" required:"true"`
 	Args    []string `yaml:"args"`
 	Timeout Duration `yaml:"timeout"`
+}
+
+// PauseArgs waits for the person at the keyboard (Enter in the terminal, or
+// firstboot continue RUN from another shell).
+type PauseArgs struct {
+	Message string `yaml:"message" short:"true" required:"true" doc:"what the person should do before continuing"`
 }
 
 // actionSpec says how an action's value is written.
@@ -124,6 +179,23 @@ var actionSpecs = map[string]actionSpec{
 	"console_send":   {field: "ConsoleSend", doc: "write a line to the serial console"},
 	"guest_exec":     {field: "GuestExec", doc: "run a program through qemu-guest-agent"},
 	"mark":           {field: "Mark", doc: "annotate this instant"},
+	"pause":          {field: "Pause", doc: "wait for the person: Enter in the terminal, or firstboot continue RUN"},
+	"wait_text":      {field: "WaitText", doc: "wait until the screen shows text (OCR)"},
+	"click_text":     {field: "ClickText", doc: "click on text the screen shows (OCR)"},
+	"click":          {field: "Point", doc: "click at x, y"},
+	"double_click":   {field: "Point", doc: "double click at x, y"},
+	"move":           {field: "Point", doc: "move the pointer to x, y"},
+	"drag":           {field: "Drag", doc: "press at from, move to to, release"},
+	"scroll":         {field: "Scroll", doc: "turn the mouse wheel at x, y"},
+}
+
+// usesScreen says whether the action reads the screen or points at it.
+func (a *Action) usesScreen() bool {
+	switch a.Kind {
+	case "screenshot", "wait_screen", "wait_text", "click_text", "click", "double_click", "move", "drag", "scroll":
+		return true
+	}
+	return false
 }
 
 // ActionNames lists the action keys, sorted.
@@ -233,16 +305,86 @@ func (a *Action) resolve(d *decoder, n *yaml.Node) {
 		if tol := a.WaitScreen.Tolerance; tol < 0 || tol > 1 {
 			d.fail(n, "wait_screen: tolerance %v must be between 0 and 1", tol)
 		}
+	case "wait_text":
+		a.WaitText.Regexp = compileText(d, n, a.Kind, a.WaitText.Text)
+		checkRegion(d, n, a.Kind, a.WaitText.Region)
+	case "click_text":
+		a.ClickText.Regexp = compileText(d, n, a.Kind, a.ClickText.Text)
+		checkRegion(d, n, a.Kind, a.ClickText.Region)
+		if a.ClickText.Index < -1 {
+			d.fail(n, "click_text: index %d: 0 is the first match in reading order, -1 the last", a.ClickText.Index)
+		}
+	case "click", "double_click", "move":
+		p := a.Point
+		if p.X < 0 || p.Y < 0 {
+			d.fail(n, "%s: %d, %d is off the screen (0, 0 is the top left corner)", a.Kind, p.X, p.Y)
+		}
+		if a.Kind == "move" && p.Button != "" {
+			d.fail(n, "move: takes no button (use drag to move with a button held)")
+		}
+	case "drag":
+		for _, p := range [][]int{a.Drag.From, a.Drag.To} {
+			if len(p) != 2 || p[0] < 0 || p[1] < 0 {
+				d.fail(n, "drag: from and to are [x, y] screen positions, found %v", p)
+			}
+		}
+	case "scroll":
+		if a.Scroll.X < 0 || a.Scroll.Y < 0 {
+			d.fail(n, "scroll: %d, %d is off the screen", a.Scroll.X, a.Scroll.Y)
+		}
+		if a.Scroll.DX == 0 && a.Scroll.DY == 0 {
+			d.fail(n, "scroll: give dy (and/or dx): how many wheel steps, negative for up or left")
+		}
 	case "screenshot", "mark":
 		name := a.Screenshot + a.Mark
 		if name == "" || strings.ContainsAny(name, "/\\") {
 			d.fail(n, "%s: needs a name without slashes", a.Kind)
+		}
+	case "pause":
+		if strings.TrimSpace(a.Pause.Message) == "" {
+			d.fail(n, "pause: say what the person should do (pause: \"log in, then press Enter\")")
 		}
 	case "wait":
 		if a.Wait <= 0 {
 			d.fail(n, "wait: needs a positive duration")
 		}
 	}
+}
+
+func compileText(d *decoder, n *yaml.Node, kind, pattern string) *regexp.Regexp {
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		d.fail(n, "%s: %q is not a regular expression: %v", kind, pattern, err)
+	}
+	return re
+}
+
+func checkRegion(d *decoder, n *yaml.Node, kind string, r []int) {
+	if r == nil {
+		return
+	}
+	if len(r) != 4 {
+		d.fail(n, "%s: region is x, y, width, height (4 numbers), found %d", kind, len(r))
+		return
+	}
+	if r[0] < 0 || r[1] < 0 || r[2] <= 0 || r[3] <= 0 {
+		d.fail(n, "%s: region %v: x and y must not be negative, width and height must be positive", kind, r)
+	}
+}
+
+// decodeNode reads a position written as [x, y] or as a mapping.
+func (p *PointArgs) decodeNode(d *decoder, n *yaml.Node) {
+	if n.Kind != yaml.SequenceNode {
+		d.decodeStruct(n, reflect.ValueOf(p).Elem(), "position")
+		return
+	}
+	var xy []int
+	d.decode(n, reflect.ValueOf(&xy).Elem(), "position")
+	if len(xy) != 2 {
+		d.fail(n, "a position is [x, y] (2 numbers), found %d", len(xy))
+		return
+	}
+	p.X, p.Y = xy[0], xy[1]
 }
 
 // Timeout returns the action's own time limit, or def when it has none.
@@ -261,6 +403,10 @@ func (a *Action) Timeout(def time.Duration) time.Duration {
 		t = a.ConsoleExpect.Timeout
 	case a.GuestExec != nil:
 		t = a.GuestExec.Timeout
+	case a.WaitText != nil:
+		t = a.WaitText.Timeout
+	case a.ClickText != nil:
+		t = a.ClickText.Timeout
 	}
 	if t > 0 {
 		return t.D()
@@ -309,8 +455,43 @@ func (a *Action) Describe() string {
 		return "guest exec " + strings.Join(words, " ")
 	case "mark":
 		return "mark " + a.Mark
+	case "pause":
+		return fmt.Sprintf("pause %q (until Enter in the terminal or firstboot continue)", a.Pause.Message)
+	case "wait_text":
+		return fmt.Sprintf("wait until the screen shows /%s/%s (timeout %s)", a.WaitText.Text, regionText(a.WaitText.Region), a.Timeout(DefaultActionTimeout))
+	case "click_text":
+		c := a.ClickText
+		what := "click"
+		if c.Double {
+			what = "double click"
+		}
+		if c.Button != "" && c.Button != "left" {
+			what = c.Button + " " + what
+		}
+		which := ""
+		if c.Index != 0 {
+			which = fmt.Sprintf(" (match %d)", c.Index)
+		}
+		return fmt.Sprintf("%s on /%s/%s%s (timeout %s)", what, c.Text, which, regionText(c.Region), a.Timeout(DefaultClickTextTimeout))
+	case "click", "double_click", "move":
+		what := strings.ReplaceAll(a.Kind, "_", " ")
+		if b := a.Point.Button; b != "" && b != "left" {
+			what = b + " " + what
+		}
+		return fmt.Sprintf("%s at %d, %d", what, a.Point.X, a.Point.Y)
+	case "drag":
+		return fmt.Sprintf("drag from %d, %d to %d, %d", a.Drag.From[0], a.Drag.From[1], a.Drag.To[0], a.Drag.To[1])
+	case "scroll":
+		return fmt.Sprintf("scroll dx %d dy %d at %d, %d", a.Scroll.DX, a.Scroll.DY, a.Scroll.X, a.Scroll.Y)
 	}
 	return a.Kind
+}
+
+func regionText(r []int) string {
+	if len(r) != 4 {
+		return ""
+	}
+	return fmt.Sprintf(" in %d, %d, %dx%d", r[0], r[1], r[2], r[3])
 }
 
 // shellQuote writes an argument the way a shell would need it, so the plan

@@ -30,6 +30,9 @@ func (e *PosError) Error() string {
 type decoder struct {
 	file string
 	errs []error
+	// manual: a scenario for a person at the keyboard, whose name and
+	// steps may be left out (LoadOptions.Manual).
+	manual bool
 }
 
 func (d *decoder) fail(n *yaml.Node, format string, args ...any) {
@@ -171,7 +174,14 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, what string) {
 		}
 	}
 	for _, f := range fields {
-		if f.required && !seen[f.name] {
+		if !f.required || seen[f.name] {
+			continue
+		}
+		switch {
+		case what == "" && d.manual && (f.name == "name" || f.name == "steps"):
+		case what == "" && f.name == "steps":
+			d.fail(n, "missing required key \"steps\" (a scenario without steps is for a person at the keyboard: firstboot run --manual or firstboot record)")
+		default:
 			d.fail(n, "%s: missing required key %q", what, f.name)
 		}
 	}

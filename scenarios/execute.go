@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/firstboot/firstboot/lab"
+	"github.com/firstboot/firstboot/lab/vnc"
 	"github.com/firstboot/firstboot/results/manifest"
 )
 
@@ -30,7 +31,18 @@ type Env struct {
 	Logger   *slog.Logger
 	// Progress, when set, follows the running step and action.
 	Progress *Progress
+	// Person is the person at the keyboard (pause, manual runs); nil when
+	// the run has none.
+	Person *Person
+	// Recorder, while a person's session is recorded, gets the step
+	// boundaries and the session's end.
+	Recorder *vnc.Recorder
+	// OCR configures wait_text and click_text.
+	OCR OCROptions
 
+	// last is what the running screen-reading action last saw; lastOCR
+	// the last reading of any action, reused while the screen is unchanged.
+	last, lastOCR *lastRead
 	console       io.ReadWriteCloser
 	consoleOffset int64 // how far console_expect has read ConsoleLog
 }
@@ -51,20 +63,37 @@ func RunSteps(ctx context.Context, s *Scenario, env *Env) error {
 	defer env.closeConsole()
 	for i, st := range s.Steps {
 		env.Progress.step(st.Name, i+1, len(s.Steps))
-		start := env.Timeline.begin("step " + st.Name)
-		env.mark(fmt.Sprintf("firstboot step %q start %s", st.Name, start.Format(time.RFC3339Nano)))
-		env.log().Info("step", "name", st.Name)
-		err := env.runStep(ctx, st)
-		end := env.Timeline.now()
-		env.mark(fmt.Sprintf("firstboot step %q end %s", st.Name, end.Format(time.RFC3339Nano)))
-		entry := manifest.Entry{Name: st.Name, Kind: manifest.KindStep, Start: start, End: end, Error: errString(err)}
-		if err != nil {
-			entry.Artifacts = env.failureArtifacts(st.Name)
+		start := env.beginStep(st.Name)
+		if err := env.endStep(st.Name, start, env.runStep(ctx, st)); err != nil {
+			return err
 		}
-		env.Timeline.add(entry)
-		if err != nil {
-			return &StepError{Step: st.Name, Err: err}
-		}
+	}
+	return nil
+}
+
+// beginStep marks a step's start in the capture (and the recording).
+func (env *Env) beginStep(name string) time.Time {
+	start := env.Timeline.now()
+	env.mark(fmt.Sprintf("firstboot step %q start %s", name, start.Format(time.RFC3339Nano)))
+	env.log().Info("step", "name", name)
+	if env.Recorder != nil {
+		env.Recorder.Step(name, start)
+	}
+	return start
+}
+
+// endStep marks a step's end and adds it to the timeline, with the failure
+// artifacts when err is set; it returns err as a *StepError.
+func (env *Env) endStep(name string, start time.Time, err error) error {
+	end := env.Timeline.now()
+	env.mark(fmt.Sprintf("firstboot step %q end %s", name, end.Format(time.RFC3339Nano)))
+	entry := manifest.Entry{Name: name, Kind: manifest.KindStep, Start: start, End: end, Error: errString(err)}
+	if err != nil {
+		entry.Artifacts = env.failureArtifacts(name)
+	}
+	env.Timeline.add(entry)
+	if err != nil {
+		return &StepError{Step: name, Err: err}
 	}
 	return nil
 }
@@ -87,6 +116,7 @@ func (env *Env) runStep(ctx context.Context, st Step) error {
 		a := &st.Actions[i]
 		env.Progress.action(a.Describe())
 		start := env.Timeline.now()
+		env.last = nil
 		var arts []string
 		var err error
 		if a.Kind == "guest_exec" {
@@ -116,11 +146,11 @@ func (env *Env) do(ctx context.Context, a *Action, start time.Time) error {
 	case "wait":
 		return sleep(ctx, a.Wait.D())
 	case "mark":
-		env.mark("firstboot mark " + a.Mark)
-		env.Timeline.add(manifest.Entry{Name: a.Mark, Kind: manifest.KindMark, Start: start, End: start})
-		return nil
+		return noteMark(env, a.Mark)
 	case "keys", "type":
 		return env.sendKeys(ctx, a.Keys)
+	case "pause":
+		return env.pause(ctx, a.Pause.Message)
 	case "screenshot":
 		dir := filepath.Join(env.Dir, "screenshots")
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -129,6 +159,12 @@ func (env *Env) do(ctx context.Context, a *Action, start time.Time) error {
 		return m.Screenshot(ctx, filepath.Join(dir, a.Screenshot+".png"))
 	case "wait_screen":
 		return env.waitScreen(ctx, a)
+	case "wait_text":
+		return env.waitText(ctx, a)
+	case "click_text":
+		return env.clickText(ctx, a)
+	case "click", "double_click", "move", "drag", "scroll":
+		return env.pointer(ctx, a)
 	case "console_expect":
 		ctx, cancel := context.WithTimeout(ctx, a.Timeout(DefaultActionTimeout))
 		defer cancel()
@@ -259,7 +295,8 @@ func (env *Env) closeConsole() {
 // the console tail. Errors here are logged, not returned: the step's own error
 // is what matters.
 func (env *Env) failureArtifacts(step string) []string {
-	var out []string
+	// A screen-reading action failed: keep the screen it judged and its text.
+	out := env.saveLastRead(step)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	dir := filepath.Join(env.Dir, "screenshots")
@@ -267,6 +304,9 @@ func (env *Env) failureArtifacts(step string) []string {
 	select {
 	case <-env.Machine.Stopped():
 	default:
+		if out != nil {
+			break
+		}
 		if err := os.MkdirAll(dir, 0o755); err == nil {
 			if err := env.Machine.Screenshot(ctx, shot); err == nil {
 				out = append(out, relTo(env.Dir, shot))

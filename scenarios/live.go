@@ -7,6 +7,7 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 
+	"github.com/firstboot/firstboot/analyzer/dhcp"
 	"github.com/firstboot/firstboot/analyzer/dns"
 	fbhttp "github.com/firstboot/firstboot/analyzer/http"
 	"github.com/firstboot/firstboot/analyzer/tlshello"
@@ -25,6 +26,9 @@ type LiveDecoder struct {
 	udp    layers.UDP
 	decod  []gopacket.LayerType
 	udpDst map[netip.AddrPort]bool
+
+	// DHCP, when set, sees every DHCP message the capture carries.
+	DHCP func(*dhcp.Message)
 }
 
 // NewLiveDecoder feeds w.
@@ -91,6 +95,11 @@ func (d *LiveDecoder) onUDP(dst netip.Addr, at time.Time) {
 			}
 		}
 	case 67, 68:
+		if d.DHCP != nil {
+			if m, err := dhcp.Parse(u.Payload); err == nil {
+				d.DHCP(m)
+			}
+		}
 		return // DHCP is not a connection to a destination
 	}
 	// A UDP flow to a new destination counts as a new connection for wait_idle.

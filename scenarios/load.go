@@ -24,42 +24,55 @@ const (
 	DefaultWindow        = 10 * time.Minute
 	DefaultKeyInterval   = 100 * time.Millisecond
 	DefaultActionTimeout = 5 * time.Minute
+	// DefaultClickTextTimeout is how long click_text waits for its text.
+	DefaultClickTextTimeout = time.Minute
 )
 
 // Load reads and checks a scenario file. Every mistake found is reported, each
 // as file:line:col with what was expected (errors.Join of *PosError).
-func Load(path string) (*Scenario, error) {
+func Load(path string) (*Scenario, error) { return LoadWith(path, LoadOptions{}) }
+
+// LoadOptions change what the loader accepts.
+type LoadOptions struct {
+	// Manual is for a person at the keyboard (firstboot run --manual,
+	// firstboot record): the scenario has no steps (the person makes them)
+	// and may leave out its name (the file's name is used).
+	Manual bool
+	// Dir, when set, is where the scenario's relative paths start instead
+	// of the file's folder (a campaign's variant is made from another
+	// scenario and has no file of its own there).
+	Dir string
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, opt LoadOptions) (*Scenario, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading scenario: %w", err)
 	}
-	return Parse(path, data)
+	return ParseWith(path, data, opt)
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // Parse checks a scenario given as bytes; name is used in error messages and to
 // resolve relative image paths.
-func Parse(name string, data []byte) (*Scenario, error) {
-	return ParseIn(name, "", data)
-}
+func Parse(name string, data []byte) (*Scenario, error) { return ParseWith(name, data, LoadOptions{}) }
 
-// ParseIn is Parse for a scenario whose relative paths are relative to dir
-// rather than to name's folder (a scenario made from another, such as a
-// campaign's variant, has no file of its own there).
-func ParseIn(name, dir string, data []byte) (*Scenario, error) {
+// ParseWith is Parse with options.
+func ParseWith(name string, data []byte, opt LoadOptions) (*Scenario, error) {
+	d := &decoder{file: name, manual: opt.Manual}
 	s := &Scenario{}
-	top, err := DecodeYAML(name, data, s)
+	top, err := d.decodeDocument(data, s)
 	if err != nil {
 		return nil, err
 	}
-	d := &decoder{file: name}
 	d.check(s, top)
 	if len(d.errs) > 0 {
 		return nil, errors.Join(d.errs...)
 	}
 	sum := sha256.Sum256(data)
-	s.File, s.SHA256, s.Source, s.Dir = name, hex.EncodeToString(sum[:]), data, dir
+	s.File, s.SHA256, s.Source, s.Dir = name, hex.EncodeToString(sum[:]), data, opt.Dir
 	s.applyDefaults()
 	return s, nil
 }
@@ -72,6 +85,12 @@ func ParseIn(name, dir string, data []byte) (*Scenario, error) {
 // read the same. It returns the document's top node for checks that span
 // several fields.
 func DecodeYAML(name string, data []byte, v any) (*yaml.Node, error) {
+	return (&decoder{file: name}).decodeDocument(data, v)
+}
+
+// decodeDocument decodes data's one document into v.
+func (d *decoder) decodeDocument(data []byte, v any) (*yaml.Node, error) {
+	name := d.file
 	var root yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
@@ -87,7 +106,6 @@ func DecodeYAML(name string, data []byte, v any) (*yaml.Node, error) {
 	if len(root.Content) == 0 {
 		return nil, &PosError{File: name, Line: 1, Col: 1, Msg: errNoDocument.Error()}
 	}
-	d := &decoder{file: name}
 	d.decode(root.Content[0], reflect.ValueOf(v).Elem(), "")
 	if len(d.errs) > 0 {
 		return nil, errors.Join(d.errs...)
@@ -98,6 +116,9 @@ func DecodeYAML(name string, data []byte, v any) (*yaml.Node, error) {
 // check finds mistakes that span several fields.
 func (d *decoder) check(s *Scenario, top *yaml.Node) {
 	at := func(key string) *yaml.Node { return findKey(top, key) }
+	if d.manual && s.Name == "" {
+		s.Name = NameFromFile(d.file)
+	}
 	if !regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`).MatchString(s.Name) {
 		d.fail(at("name"), "name %q: use lower-case letters, digits, '.', '_' and '-' (it becomes part of the run id)", s.Name)
 	}
@@ -112,18 +133,25 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 	case (img.Kind == "disk" || img.Kind == "iso") && img.Path == "":
 		d.fail(at("image"), "image: kind %s needs path", img.Kind)
 	}
+	if img.TrustLabCA && img.Builtin == "" {
+		d.fail(at("image"), "image.trust_lab_ca works with builtin images; install the lab CA into your own image as docs/images.md says")
+	}
 	if img.SHA256 != "" && !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(img.SHA256) {
 		d.fail(at("image"), "image.sha256: expected 64 lower-case hex digits")
 	}
-	switch s.Network.Mode {
-	case "bridged":
-		if s.Network.Bridge == "" {
-			d.fail(at("network"), "network: bridged mode needs bridge (a host bridge with an uplink, e.g. br0)")
-		}
-	default:
-		if s.Network.Bridge != "" {
-			d.fail(at("network"), "network: bridge is only for mode bridged")
-		}
+	// The host bridge and the egress interface are facts of the host: the
+	// scenario may name them, firstboot.yaml or a flag may instead.
+	if s.Network.Bridge != "" && s.Network.Mode != "bridged" {
+		d.fail(at("network"), "network: bridge is only for mode bridged")
+	}
+	if s.Network.Egress != "" && s.Network.Mode != "routed" {
+		d.fail(at("network"), "network: egress is only for mode routed")
+	}
+	if s.Network.InterceptTLS && s.Network.Mode != "routed" && s.Network.Mode != "" {
+		d.fail(at("network"), "network: intercept_tls is for mode routed (simulated mode's responders see inside TLS already; bridged traffic does not pass the lab)")
+	}
+	if s.Network.RefuseQUIC && !s.Network.InterceptTLS {
+		d.fail(at("network"), "network: refuse_quic goes with intercept_tls")
 	}
 	media := map[string]Media{}
 	mediaNode := at("image")
@@ -210,22 +238,52 @@ func (d *decoder) check(s *Scenario, top *yaml.Node) {
 				if starts == 0 {
 					d.fail(pos, "%s before start: the machine is not running yet (media that should be in at power-on: leave out inserted: false)", a.Kind)
 				}
-			case "mark", "wait":
+			case "mark", "wait", "pause":
 			default:
 				if starts == 0 {
 					d.fail(pos, "%s before start: the machine is not running yet (add `- start` first)", a.Kind)
 				}
 			}
+			if s.Machine.Video == "none" && a.usesScreen() {
+				d.fail(pos, "%s: the machine has no screen (machine.video: none)", a.Kind)
+			}
 		}
 	}
-	if starts != 1 {
+	switch {
+	case d.manual && len(s.Steps) > 0:
+		d.fail(stepsNode, "steps: a person drives this run from power-on and makes the steps (Enter ends one); this scenario has %d: remove them (keep image and machine), or run it without --manual", len(s.Steps))
+	case d.manual:
+	case len(s.Steps) == 0:
+		d.fail(stepsNode, "steps: none; a scenario without steps is for a person at the keyboard: firstboot run --manual or firstboot record")
+	case starts != 1:
 		d.fail(stepsNode, "steps: the machine must be started exactly once with `- start` (found %d)", starts)
 	}
 	for _, e := range s.Expect {
-		if e.Step != "" && !steps[e.Step] {
+		// A person names the steps of a manual run as it goes.
+		if e.Step != "" && !steps[e.Step] && !d.manual {
 			d.fail(at("expect"), "expect: step %q is not a step of this scenario", e.Step)
 		}
 	}
+}
+
+// NameFromFile makes a scenario name from a file name ("Windows 12.yaml"
+// gives windows-12), for manual scenarios that have none.
+func NameFromFile(file string) string {
+	base := strings.TrimSuffix(filepath.Base(file), filepath.Ext(file))
+	var b strings.Builder
+	for _, r := range strings.ToLower(base) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	name := strings.Trim(b.String(), "-._")
+	if name == "" {
+		return "manual"
+	}
+	return name
 }
 
 // mediaNameRE keeps media names usable in file names and messages.
@@ -318,7 +376,7 @@ func (s *Scenario) applyDefaults() {
 }
 
 // ResolvePath makes a path in the scenario relative to the scenario file's
-// folder (or the folder ParseIn was given).
+// folder (or LoadOptions.Dir).
 func (s *Scenario) ResolvePath(p string) string {
 	if p == "" || filepath.IsAbs(p) || strings.Contains(p, "://") {
 		return p

@@ -75,8 +75,10 @@ func TestLoadErrors(t *testing.T) {
 		{"no start", "name: x\nimage: {builtin: testguest}\nsteps:\n  - name: a\n    actions:\n      - console_send: hi\n",
 			[]string{"console_send before start", "started exactly once"}},
 		{"missing required", "name: x\nsteps: []\n", []string{`missing required key "image"`}},
-		{"bridged without bridge", "name: x\nimage: {builtin: testguest}\nnetwork: {mode: bridged}\nsteps: [{name: a, actions: [start]}]\n",
-			[]string{"bridged mode needs bridge"}},
+		{"bridge outside bridged mode", "name: x\nimage: {builtin: testguest}\nnetwork: {mode: routed, bridge: br0}\nsteps: [{name: a, actions: [start]}]\n",
+			[]string{"bridge is only for mode bridged"}},
+		{"egress outside routed mode", "name: x\nimage: {builtin: testguest}\nnetwork: {egress: eth0}\nsteps: [{name: a, actions: [start]}]\n",
+			[]string{"egress is only for mode routed"}},
 		{"bad yaml", "name: x\n  image: [\n", []string{"bad.yaml:2:1: not valid YAML"}},
 		{"empty", "", []string{"bad.yaml:1:1: the file is empty"}},
 		{"two keys in one action", "name: x\nimage: {builtin: testguest}\nsteps:\n  - name: a\n    actions:\n      - start\n      - {wait: 1s, mark: m}\n",
@@ -144,4 +146,93 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = Parse("fuzz.yaml", data)
 	})
+}
+
+const screenScenario = `name: gui
+image: {builtin: debian-12-desktop}
+steps:
+  - name: s
+    actions:
+      - start
+      - wait_text: "Log In"
+      - wait_text: {text: "(?i)user ?name", region: [0, 100, 800, 400], timeout: 2m}
+      - click_text: "Continue"
+      - click_text: {text: "Web Browser", index: 1, button: right, double: true, region: [0, 0, 300, 600], timeout: 30s}
+      - click: [10, 20]
+      - click: {x: 10, y: 20, button: middle}
+      - double_click: [30, 40]
+      - move: [5, 6]
+      - drag: {from: [1, 2], to: [300, 400], button: left}
+      - scroll: {x: 1, y: 2, dy: -3}
+`
+
+func TestLoadScreenActions(t *testing.T) {
+	s, err := Parse("gui.yaml", []byte(screenScenario))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := s.Steps[0].Actions
+	if a[1].WaitText.Text != "Log In" || a[1].Timeout(time.Hour) != time.Hour {
+		t.Errorf("wait_text shorthand: %+v", a[1].WaitText)
+	}
+	if w := a[2].WaitText; !w.Regexp.MatchString("Username") || len(w.Region) != 4 || w.Timeout.D() != 2*time.Minute {
+		t.Errorf("wait_text mapping: %+v", w)
+	}
+	if c := a[4].ClickText; c.Index != 1 || c.Button != "right" || !c.Double || c.Timeout.D() != 30*time.Second || len(c.Region) != 4 {
+		t.Errorf("click_text mapping: %+v", c)
+	}
+	if p := a[5].Point; p.X != 10 || p.Y != 20 || p.Button != "" {
+		t.Errorf("click list: %+v", p)
+	}
+	if p := a[6].Point; p.X != 10 || p.Y != 20 || p.Button != "middle" {
+		t.Errorf("click mapping: %+v", p)
+	}
+	if d := a[9].Drag; d.From[0] != 1 || d.To[1] != 400 {
+		t.Errorf("drag: %+v", d)
+	}
+	if sc := a[10].Scroll; sc.DY != -3 || sc.DX != 0 {
+		t.Errorf("scroll: %+v", sc)
+	}
+	var b strings.Builder
+	if err := WritePlan(&b, s); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"wait until the screen shows /Log In/ (timeout 5m0s)",
+		"wait until the screen shows /(?i)user ?name/ in 0, 100, 800x400 (timeout 2m0s)",
+		"click on /Continue/ (timeout 1m0s)",
+		"right double click on /Web Browser/ (match 1) in 0, 0, 300x600 (timeout 30s)",
+		"click at 10, 20", "middle click at 10, 20", "double click at 30, 40", "move at 5, 6",
+		"drag from 1, 2 to 300, 400", "scroll dx 0 dy -3 at 1, 2",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("plan lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestLoadScreenActionErrors(t *testing.T) {
+	head := "name: x\nimage: {builtin: testguest}\nsteps:\n  - name: a\n    actions:\n      - start\n"
+	tests := []struct{ action, want string }{
+		{`      - wait_text: "("`, `bad.yaml:7:20: wait_text: "(" is not a regular expression`},
+		{`      - wait_text: {text: a, region: [1, 2, 3]}`, `wait_text: region is x, y, width, height (4 numbers), found 3`},
+		{`      - wait_text: {txt: a}`, `unknown key "txt" in wait_text (did you mean "text"?)`},
+		{`      - click_text: {text: a, button: lef}`, `click_text.button: "lef" is not one of: left, middle, right (did you mean "left"?)`},
+		{`      - click_text: {text: a, index: -2}`, `click_text: index -2`},
+		{`      - click: [1]`, `bad.yaml:7:16: a position is [x, y] (2 numbers), found 1`},
+		{`      - click: {x: 1}`, `position: missing required key "y"`},
+		{`      - click: [-1, 5]`, `click: -1, 5 is off the screen`},
+		{`      - move: {x: 1, y: 2, button: left}`, `move: takes no button`},
+		{`      - drag: {from: [1, 2], to: [3]}`, `drag: from and to are [x, y] screen positions, found [3]`},
+		{`      - scroll: {x: 1, y: 2}`, `scroll: give dy`},
+		{"      - wait_text: a\nmachine: {video: none}", `wait_text: the machine has no screen`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.action, func(t *testing.T) {
+			_, err := Parse("bad.yaml", []byte(head+tt.action+"\n"))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v\n want %q", err, tt.want)
+			}
+		})
+	}
 }

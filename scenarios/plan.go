@@ -37,9 +37,20 @@ func WritePlan(w io.Writer, s *Scenario) error {
 	if s.uses("guest_exec") {
 		b.WriteString("guest agent: virtio port org.qemu.guest_agent.0 (guest_exec needs qemu-guest-agent running in the image)\n")
 	}
-	if s.Network.Mode == "bridged" {
-		fmt.Fprintf(&b, "network:  bridged to host bridge %s (REAL internet: never in tests)\n", s.Network.Bridge)
-	} else {
+	switch s.Network.Mode {
+	case "bridged":
+		bridge := s.Network.Bridge
+		if bridge == "" {
+			bridge = "(firstboot.yaml's bridge or --bridge)"
+		}
+		fmt.Fprintf(&b, "network:  bridged to host bridge %s: the REAL internet, addresses from its DHCP\n", bridge)
+	case "routed":
+		egress := s.Network.Egress
+		if egress == "" {
+			egress = "the default route's interface"
+		}
+		fmt.Fprintf(&b, "network:  routed: the REAL internet, NATed out of %s; lab DHCP, DNS forwarded to the host's resolvers\n", egress)
+	default:
 		b.WriteString("network:  simulated internet (isolated lab network; firstboot answers DNS, NTP, HTTP, HTTPS, any TCP)\n")
 	}
 	fmt.Fprintf(&b, "capture:  from power-on, at most %s\n", s.Capture.Window)
@@ -55,6 +66,9 @@ func WritePlan(w io.Writer, s *Scenario) error {
 		}
 	}
 	fmt.Fprintf(&b, "longest: the steps take at most %s (the capture window cuts at %s)\n", longest, s.Capture.Window)
+	if s.uses("pause") {
+		b.WriteString("         plus the time a person takes at each pause\n")
+	}
 	for _, e := range s.Expect {
 		scope := "whole run"
 		if e.Step != "" {
@@ -96,8 +110,10 @@ func (a *Action) MaxDuration() time.Duration {
 		return a.Timeout(10 * time.Minute)
 	case "shutdown":
 		return a.Timeout(2 * time.Minute)
-	case "wait_traffic", "console_expect", "guest_exec":
+	case "wait_traffic", "console_expect", "guest_exec", "wait_text":
 		return a.Timeout(DefaultActionTimeout)
+	case "click_text":
+		return a.Timeout(DefaultClickTextTimeout)
 	}
 	return 0
 }
@@ -108,6 +124,9 @@ func describeImage(s *Scenario) string {
 	switch {
 	case img.Builtin != "":
 		out = "built-in " + img.Builtin + " (firstboot image build " + img.Builtin + ")"
+		if img.TrustLabCA {
+			out += ", trusting the lab CA"
+		}
 	case img.Kind == "kernel":
 		out = "kernel " + s.ResolvePath(img.Kernel)
 	default:

@@ -1,11 +1,13 @@
 package scenarios
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -23,10 +25,13 @@ import (
 	"github.com/firstboot/firstboot/lab"
 	"github.com/firstboot/firstboot/lab/capture"
 	"github.com/firstboot/firstboot/lab/guest"
+	"github.com/firstboot/firstboot/lab/labca"
 	"github.com/firstboot/firstboot/lab/libvirt"
 	"github.com/firstboot/firstboot/lab/netns"
 	"github.com/firstboot/firstboot/lab/osimage"
 	"github.com/firstboot/firstboot/lab/simnet"
+	"github.com/firstboot/firstboot/lab/tlskeys"
+	"github.com/firstboot/firstboot/lab/vnc"
 	"github.com/firstboot/firstboot/results/manifest"
 	"github.com/firstboot/firstboot/results/rundir"
 )
@@ -49,9 +54,34 @@ type RunConfig struct {
 	Logger  *slog.Logger
 	// Progress, when set, follows the run for a live display.
 	Progress *Progress
+	// Network overrides the scenario's network mode when set; Bridge and
+	// Egress are the host's side of the real-internet modes (the host bridge,
+	// the interface routed traffic leaves by) and win over the scenario's.
+	Network, Bridge, Egress string
+	// InterceptRoots are PEM files of extra roots the intercepting proxy
+	// trusts for real servers (besides the system's).
+	InterceptRoots []string
+
+	// Display serves the machine's screen by VNC on this local address
+	// (host:port) so a person can watch or take over; "" serves none.
+	Display string
+	// Manual: a person drives the machine and makes the steps (RunManual);
+	// the scenario has none.
+	Manual bool
+	// Record writes what the person does through the display into the run
+	// directory's recording/ (a manual run; needs Display).
+	Record bool
+	// Terminal is where the person types (Enter continues a pause or ends a
+	// manual step); nil when there is none.
+	Terminal io.Reader
+	// Prompt receives what the run tells the person; nil discards.
+	Prompt io.Writer
 	// Campaign, when set, is recorded in the manifest: the run is a job of a campaign.
 	Campaign *manifest.Campaign
 }
+
+// RecordingDir is where a recorded run keeps its recording.
+const RecordingDir = "recording"
 
 // Run is one finished (or interrupted) run.
 type Run struct {
@@ -113,6 +143,7 @@ func Execute(ctx context.Context, cfg RunConfig) (*Run, error) {
 
 	cfg.Progress.started(now())
 	r := &runner{cfg: cfg, s: s, dir: dir, log: log, now: now}
+	r.net = effectiveNetwork(s.Network, cfg)
 	self := owner.Self()
 	r.m = &manifest.Manifest{
 		RunID:  id,
@@ -122,7 +153,7 @@ func Execute(ctx context.Context, cfg RunConfig) (*Run, error) {
 			OS: manifest.OS{Family: s.OS.Family, Product: s.OS.Product, Release: s.OS.Release, Build: s.OS.Build}},
 		Tools:    manifest.Tools{Firstboot: cfg.Version},
 		Host:     hostFacts(),
-		Network:  manifest.Network{Mode: s.Network.Mode},
+		Network:  manifest.Network{Mode: r.net.Mode},
 		Machine:  manifest.Machine{CPUs: s.Machine.CPUs, MemoryMiB: s.Machine.Memory.MiB(), Firmware: s.Machine.Firmware},
 		Campaign: cfg.Campaign,
 	}
@@ -158,11 +189,21 @@ type runner struct {
 	lab        *libvirt.Lab
 	network    *libvirt.Network
 	responders *simnet.Responders
+	keys       *tlskeys.Log // the responders' or the interceptor's TLS secrets, for tls-keys.log and the capture
+	icpt       *interceptRun
 	redirect   func(context.Context) error
 	machine    *libvirt.Machine
 	capture    *capture.Capture
 	stoppedBy  string
 	watch      *TrafficWatch
+
+	net      Network // the scenario's network with the run's overrides
+	up       *uplinkRun
+	dhcp     dhcpSeen
+	person   *Person
+	control  *controlServer
+	proxy    *vnc.Proxy
+	recorder *vnc.Recorder
 }
 
 func (r *runner) save() {
@@ -175,17 +216,31 @@ func (r *runner) save() {
 
 func (r *runner) setupSteps() []SetupStep {
 	steps := []SetupStep{
+		{Name: "control", Run: r.controlUp, Cleanup: r.controlDown},
 		{Name: "image", Run: r.resolveImage},
 		{Name: "lab", Run: r.labUp, Cleanup: r.labDown},
 		{Name: "network", Run: r.networkUp, Cleanup: r.networkDown},
 	}
-	if r.s.Network.Mode == "simulated" {
+	realNet := r.net.Mode == string(lab.Routed) || r.net.Mode == string(lab.Bridged)
+	if realNet {
+		steps = append(steps, SetupStep{Name: "uplink", Run: r.uplinkUp, Cleanup: r.uplinkDown})
+		if r.net.InterceptTLS {
+			steps = append(steps, SetupStep{Name: "TLS interception", Run: r.interceptUp, Cleanup: r.interceptDown})
+		}
+	} else {
 		steps = append(steps, SetupStep{Name: "responders", Run: r.respondersUp, Cleanup: r.respondersDown})
 	}
 	steps = append(steps,
 		SetupStep{Name: "machine", Run: r.machineUp, Cleanup: r.machineDown},
 		SetupStep{Name: "capture", Run: r.captureUp, Cleanup: r.captureDown},
 	)
+	if realNet {
+		// Armed after the capture, so the capture carries the uplink's events.
+		steps = append(steps, SetupStep{Name: "uplink watch", Run: r.uplinkWatch, Cleanup: r.uplinkUnwatch})
+	}
+	if r.cfg.Display != "" {
+		steps = append(steps, SetupStep{Name: "display", Run: r.displayUp, Cleanup: r.displayDown})
+	}
 	for i := range steps {
 		run, what := steps[i].Run, "setting up "+steps[i].Name
 		steps[i].Run = func(ctx context.Context) error {
@@ -212,6 +267,7 @@ func (r *runner) resolveImage(ctx context.Context) error {
 		CPUModel:    r.s.Machine.CPUModel,
 		CPUFeatures: r.s.Machine.CPUFeatures,
 		RunDir:      r.dir,
+		Display:     r.cfg.Display != "",
 	}
 	var files []string
 	switch {
@@ -223,6 +279,15 @@ func (r *runner) resolveImage(ctx context.Context) error {
 		spec.Kernel, spec.Initrd, spec.Cmdline = g.KernelFor(spec.Firmware == "uefi", spec.TPM), g.Initrd, g.Cmdline
 		files = []string{spec.Kernel, g.Initrd}
 		r.m.Image.Name = "testguest"
+		if img.TrustLabCA {
+			initrd, name, err := r.trusting(g.Initrd, g.InitrdSHA256, ".img", func(dst string, ca []byte) error {
+				return labca.IntoInitrd(g.Initrd, dst, ca) // an extra archive after the image's
+			})
+			if err != nil {
+				return err
+			}
+			spec.Initrd, r.m.Image.Name = initrd, r.m.Image.Name+"+"+name
+		}
 	case img.Builtin != "":
 		d, err := osimage.Load(r.cfg.ImageCache, img.Builtin)
 		if err != nil {
@@ -231,6 +296,15 @@ func (r *runner) resolveImage(ctx context.Context) error {
 		spec = d.MachineSpec(spec)
 		files = []string{spec.Kernel, spec.Initrd, spec.Disk}
 		r.m.Image.Name = img.Builtin
+		if img.TrustLabCA {
+			disk, name, err := r.trusting(d.Disk, d.Manifest.Files[filepath.Base(d.Disk)].SHA256, ".qcow2", func(dst string, ca []byte) error {
+				return labca.IntoDisk(ctx, d.Disk, dst, ca)
+			})
+			if err != nil {
+				return err
+			}
+			spec.Disk, r.m.Image.Name = disk, img.Builtin+"+"+name
+		}
 	case img.Kind == "kernel":
 		spec.Kernel, spec.Initrd, spec.Cmdline = r.s.ResolvePath(img.Kernel), r.s.ResolvePath(img.Initrd), img.Cmdline
 		files = []string{spec.Kernel}
@@ -355,13 +429,19 @@ func (r *runner) labDown(ctx context.Context) error {
 }
 
 func (r *runner) networkUp(ctx context.Context) error {
-	spec := lab.NetworkSpec{Name: r.m.RunID, Mode: lab.NetworkMode(r.s.Network.Mode), Bridge: r.s.Network.Bridge}
+	spec, err := r.networkSpec()
+	if err != nil {
+		return err
+	}
 	n, err := r.lab.CreateNetwork(ctx, spec)
 	if err != nil {
 		return err
 	}
 	r.network = n
-	r.m.Network = manifest.Network{Mode: r.s.Network.Mode, Name: n.Name(), Bridge: n.Bridge(), Subnet: n.Subnet().String(), Gateway: n.Addr().String()}
+	r.m.Network = manifest.Network{Mode: r.net.Mode, Name: n.Name(), Bridge: n.Bridge()}
+	if n.Subnet().IsValid() {
+		r.m.Network.Subnet, r.m.Network.Gateway = n.Subnet().String(), n.Addr().String()
+	}
 	r.save()
 	return nil
 }
@@ -373,13 +453,64 @@ func (r *runner) networkDown(ctx context.Context) error {
 	return r.network.Close(ctx)
 }
 
+// labCA is the host's lab CA: the same for every run, so images made to
+// trust it keep working.
+func (r *runner) labCA() (*simnet.CA, error) {
+	return simnet.LoadOrCreateCA(filepath.Join(r.cfg.Lab.StateDir, "ca"))
+}
+
+// trusting returns a copy of an image file (sha256 sum) that trusts the
+// lab CA, made by mk once per file and CA and kept beside the image cache
+// (the cached image itself is never changed), and the CA's name.
+func (r *runner) trusting(file, sum, ext string, mk func(dst string, ca []byte) error) (path, name string, err error) {
+	ca, err := r.labCA()
+	if err != nil {
+		return "", "", err
+	}
+	name = "lab-ca-" + labca.Fingerprint(ca.CertPEM)
+	if len(sum) < 16 {
+		return "", "", fmt.Errorf("image file %s: no SHA-256 in its manifest: rebuild it with firstboot image build", file)
+	}
+	dir := filepath.Join(r.cfg.ImageCache, "lab-ca")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	path = filepath.Join(dir, sum[:16]+"-"+name+ext)
+	if _, err := os.Stat(path); err == nil {
+		return path, name, nil
+	}
+	r.log.Info("making a copy that trusts the lab CA (once per image file and CA)", "file", file, "copy", path)
+	if err := mk(path, ca.CertPEM); err != nil {
+		return "", "", err
+	}
+	pruneTrusting(dir, sum[:16], path)
+	return path, name, nil
+}
+
+// pruneTrusting removes copies of the same image file made for other CAs
+// (a lab state directory made anew, as tests do) once they are a day old:
+// a run that started with one has long opened it.
+func pruneTrusting(dir, prefix, keep string) {
+	old, _ := filepath.Glob(filepath.Join(dir, prefix+"-lab-ca-*"))
+	for _, p := range old {
+		if st, err := os.Stat(p); err == nil && p != keep && time.Since(st.ModTime()) > 24*time.Hour {
+			os.Remove(p)
+		}
+	}
+}
+
 func (r *runner) respondersUp(ctx context.Context) error {
-	ca, err := simnet.LoadOrCreateCA(filepath.Join(r.cfg.Lab.StateDir, "ca"))
+	ca, err := r.labCA()
 	if err != nil {
 		return err
 	}
 	logf, err := os.Create(filepath.Join(r.dir, "responders.jsonl"))
 	if err != nil {
+		return err
+	}
+	keys, err := tlskeys.Create(filepath.Join(r.dir, manifest.TLSKeysFile))
+	if err != nil {
+		logf.Close()
 		return err
 	}
 	ports := simnet.DefaultPorts()
@@ -388,16 +519,18 @@ func (r *runner) respondersUp(ctx context.Context) error {
 	err = netns.Do(r.lab.Netns(), func() error {
 		var err error
 		resp, err = simnet.Start(context.WithoutCancel(ctx), simnet.Config{
-			Addr: r.network.Addr(), NamePool: namePool(), Ports: ports, CA: ca, Log: logf,
+			Addr: r.network.Addr(), NamePool: namePool(), Ports: ports, CA: ca, Log: logf, KeyLog: keys,
 		})
 		return err
 	})
 	if err != nil {
 		logf.Close()
+		keys.Close()
 		return err
 	}
 	r.responders = resp
-	prevClose := logf.Close
+	r.keys = keys
+	prevClose := func() error { return errors.Join(logf.Close(), keys.Close()) }
 	ports = resp.Addrs()
 	if err := simnet.InstallRedirect(ctx, r.lab.Netns(), r.network.Bridge(), r.network.Addr(), ports); err != nil {
 		return errors.Join(err, resp.Close(), prevClose())
@@ -444,6 +577,7 @@ func (r *runner) captureUp(ctx context.Context) error {
 	r.watch = NewTrafficWatch()
 	r.watch.OnNewName = r.cfg.Progress.newName
 	live := NewLiveDecoder(r.watch)
+	live.DHCP = r.dhcp.observe(r.machine.MAC())
 	path := filepath.Join(r.dir, "capture.pcapng")
 	c, err := capture.Start(ctx, capture.Config{
 		Netns:          r.lab.Netns(),
@@ -460,6 +594,9 @@ func (r *runner) captureUp(ctx context.Context) error {
 		return err
 	}
 	r.capture = c
+	if r.keys != nil {
+		r.keys.SetSink(secretsSink(c))
+	}
 	r.m.Capture = manifest.Capture{File: "capture.pcapng", Interface: tap, Start: r.now()}
 	r.save()
 	return nil
@@ -469,8 +606,23 @@ func (r *runner) captureDown(ctx context.Context) error {
 	if r.capture == nil {
 		return nil
 	}
+	if r.keys != nil {
+		r.keys.SetSink(nil)
+	}
 	st, err := r.capture.Stop(ctx)
+	if r.keys != nil {
+		// Every secret ahead of the packets, so tshark's one pass can
+		// decrypt; the capture itself is kept whatever happens here.
+		text, kerr := r.keys.Contents()
+		if kerr == nil {
+			kerr = tlskeys.IntoCapture(filepath.Join(r.dir, r.m.Capture.File), text)
+		}
+		if kerr != nil {
+			r.log.Error("putting the TLS secrets into the capture (tls-keys.log has them)", "err", kerr)
+		}
+	}
 	r.m.Capture.Packets, r.m.Capture.Drops = st.Packets, st.Drops
+	r.m.Capture.Received, r.m.Capture.RingFreezes = st.Received, st.RingFreezes
 	r.m.Capture.End = r.now()
 	if r.stoppedBy == "" {
 		r.stoppedBy = "steps-done"
@@ -526,8 +678,17 @@ func (r *runner) body(ctx context.Context) error {
 		Timeline: r.tl,
 		Logger:   r.log,
 		Progress: r.cfg.Progress,
+		Person:   r.person,
+		Recorder: r.recorder,
 	}
-	err := RunSteps(ctx, r.s, env)
+	stopIdle := r.hear(env)
+	defer stopIdle()
+	var err error
+	if r.cfg.Manual || r.cfg.Record {
+		err = RunManual(ctx, env)
+	} else {
+		err = RunSteps(ctx, r.s, env)
+	}
 	if err == nil {
 		r.doing("capture", r.now())
 		r.cfg.Progress.phase("steps done; capturing until the machine stops or the window ends")
@@ -560,6 +721,11 @@ func (r *runner) body(ctx context.Context) error {
 }
 
 func (r *runner) leaseIP() (string, error) {
+	// The lease the capture saw: the only source in bridged mode, where the
+	// upstream network's DHCP server gave it.
+	if ack := r.dhcp.ack(); ack != nil {
+		return ack.YourIP.String(), nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ip, err := r.machine.IP(ctx)
@@ -639,4 +805,99 @@ func hostFacts() manifest.Host {
 		h.Kernel = unix.ByteSliceToString(u.Release[:])
 	}
 	return h
+}
+
+// secretsSink hands key log lines to the capture as Decryption Secrets
+// Blocks as they come, so a capture cut short still carries the sessions'
+// secrets (Stop's IntoCapture then moves them all ahead of the packets).
+func secretsSink(c *capture.Capture) func([]byte) {
+	return func(line []byte) { c.AddSecrets(capture.SecretsTLSKeyLog, bytes.Clone(line)) }
+}
+
+// controlUp opens the run's control socket (firstboot continue and mark).
+func (r *runner) controlUp(ctx context.Context) error {
+	r.person = &Person{Prompt: r.cfg.Prompt, RunDir: r.dir}
+	c, err := listenControl(r.dir, r.person)
+	if err != nil {
+		return err
+	}
+	r.control = c
+	r.person.Tell("run %s: directory %s", r.m.RunID, r.dir)
+	return nil
+}
+
+func (r *runner) controlDown(ctx context.Context) error {
+	if r.control == nil {
+		return nil
+	}
+	return r.control.Close()
+}
+
+// hear lets the person talk to the run while its steps run: what a pause or
+// a manual run does not take is handled here. It reads the terminal, if
+// any. The returned function stops hearing.
+func (r *runner) hear(env *Env) (stop func()) {
+	p := r.person
+	p.mu.Lock()
+	p.idle = func(s Said) error {
+		switch s.Kind {
+		case SayMark:
+			return noteMark(env, s.Text)
+		case SayContinue:
+			return errors.New("nothing is paused")
+		case SayLine:
+			return errors.New("the run is not waiting for you (firstboot mark RUN NAME notes a moment in the timeline)")
+		case SayEOF:
+			return nil
+		case SayEnd:
+			return errors.New("--end ends manual runs; this one runs its scenario's steps")
+		}
+		return fmt.Errorf("unknown request %q", s.Kind)
+	}
+	p.mu.Unlock()
+	if r.cfg.Terminal != nil {
+		go p.ReadTerminal(r.cfg.Terminal)
+	}
+	return func() {
+		p.mu.Lock()
+		p.idle = nil
+		p.mu.Unlock()
+	}
+}
+
+// displayUp serves the machine's screen on the display address, and starts
+// the recording when the run records.
+func (r *runner) displayUp(ctx context.Context) error {
+	sock, err := r.machine.DisplaySocket(ctx)
+	if err != nil {
+		return err
+	}
+	cfg := vnc.Config{Dial: vnc.DialUnix(sock), Logger: r.log}
+	if r.cfg.Record {
+		rec, err := vnc.NewRecorder(filepath.Join(r.dir, RecordingDir), r.machine.Screenshot, r.log)
+		if err != nil {
+			return err
+		}
+		r.recorder = rec
+		cfg.OnInput = rec.Input
+	}
+	p, err := vnc.Listen(r.cfg.Display, cfg)
+	if err != nil {
+		return err
+	}
+	r.proxy = p
+	r.log.Info("display", "addr", p.Addr().String())
+	r.person.Tell("display: vnc://%s (connect a VNC viewer to watch or take over)", p.Addr())
+	return nil
+}
+
+func (r *runner) displayDown(ctx context.Context) error {
+	var err error
+	if r.proxy != nil {
+		err = r.proxy.Close()
+	}
+	if r.recorder != nil {
+		err = errors.Join(err, r.recorder.Close())
+	}
+	return err
 }

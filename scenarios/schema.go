@@ -38,7 +38,7 @@ type OS struct {
 // Image says what the machine boots.
 type Image struct {
 	// Builtin names an image firstboot builds itself ("testguest", "debian-12", …).
-	Builtin string `yaml:"builtin" enum:",testguest,debian-12,debian-13"`
+	Builtin string `yaml:"builtin" enum:",testguest,debian-12,debian-12-desktop,debian-13"`
 	// Kind is disk (a bootable disk image), iso (an installer), or kernel (kernel+initrd).
 	Kind    string  `yaml:"kind" enum:",disk,iso,kernel"`
 	Path    string  `yaml:"path" doc:"file path, relative to the scenario file"`
@@ -50,6 +50,9 @@ type Image struct {
 	Media   []Media `yaml:"media" doc:"extra media: unattend files, OpenCore disks, …"`
 	// Obtain tells a researcher how to get the image when it is missing.
 	Obtain string `yaml:"obtain"`
+	// TrustLabCA makes a builtin image trust the lab CA (system store and
+	// Firefox), so its HTTPS completes and the run's secrets decrypt it.
+	TrustLabCA bool `yaml:"trust_lab_ca" doc:"builtin images: trust the lab CA so HTTPS is decrypted (docs/images.md: other images)"`
 }
 
 // Media is an extra drive attached to the machine, after the boot image, in
@@ -89,9 +92,17 @@ type Machine struct {
 // Network selects how the machine reaches "the internet".
 type Network struct {
 	// Mode simulated: firstboot's own responders answer everything (offline,
-	// reproducible). bridged: a real uplink (researchers' real runs only).
-	Mode   string `yaml:"mode" enum:",simulated,bridged"`
-	Bridge string `yaml:"bridge" doc:"host bridge for bridged mode"`
+	// reproducible). routed and bridged: the real internet (lab/uplink).
+	Mode   string `yaml:"mode" enum:",simulated,routed,bridged"`
+	Bridge string `yaml:"bridge" doc:"host bridge for bridged mode (else firstboot.yaml's bridge or --bridge)"`
+	Egress string `yaml:"egress" doc:"interface routed mode leaves by (default: the default route's)"`
+	// InterceptTLS puts a TLS-intercepting proxy between the machine and
+	// the real servers (routed mode; lab/intercept), so its HTTPS can be
+	// read where it trusts the lab CA.
+	InterceptTLS bool `yaml:"intercept_tls" doc:"routed mode: intercept TLS on port 443 with the lab CA (docs/images.md)"`
+	// RefuseQUIC rejects the machine's UDP 443 while intercepting, so
+	// clients fall back to TCP, where interception sees them.
+	RefuseQUIC bool `yaml:"refuse_quic" doc:"with intercept_tls: reject UDP 443 (QUIC) so clients fall back to TLS over TCP"`
 }
 
 // Capture bounds the recording.

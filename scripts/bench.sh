@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Benchmarks `firstboot analyze` against tcpdump and tshark on the same capture.
-# Called by `make bench` after `make build`.
+# Benchmarks `firstboot analyze` against tcpdump and tshark on the same capture,
+# then firstboot's capture against `tcpdump -w` at line rate
+# (scripts/bench-capture.sh). Called by `make bench` after `make build`.
 #
 #   BENCH_PCAP=F     use this capture instead of a generated one
 #   BENCH_SIZE=100MB size of the generated capture (cached, reused when present)
@@ -8,6 +9,7 @@
 #   BENCH_BIG=1      also measure peak memory on a ~1 GB capture (10 time-shifted copies)
 #   BENCH_TSHARK=0   skip tshark (it can take minutes on 100 MB)
 #   BENCH_RUNS=3     runs of firstboot and tcpdump; the fastest counts (tshark runs once)
+#   BENCH_CAPTURE=0  skip the capture benchmark (BENCH_CAPTURE_* settings: see bench-capture.sh)
 #
 # Generating a capture needs root (network namespaces, tcpdump): see internal/trafficgen.
 set -euo pipefail
@@ -156,3 +158,13 @@ echo "== go benchmarks: go test -run '^\$' -bench . -benchmem ./analyzer/..."
 # BenchmarkAnalyzeFile (analyzer/crosscheck) reads the same capture.
 cd "$repo"
 BENCH_PCAP=$pcap go test -run '^$' -bench . -benchmem ./analyzer/...
+
+if [ "${BENCH_CAPTURE:-1}" != 0 ]; then
+  echo
+  echo "== capture at line rate: scripts/bench-capture.sh"
+  if [ "$(id -u)" = 0 ]; then
+    scripts/bench-capture.sh
+  else
+    echo "skipped: it needs root (network namespaces, packet capture)"
+  fi
+fi

@@ -13,8 +13,9 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 pkgs=(
   # build
   make git ca-certificates gcc
-  # benchmarks (GNU time measures peak memory) and report rendering checks
-  time chromium
+  # benchmarks (GNU time measures peak memory; iperf3 loads the capture
+  # benchmark's link) and report rendering checks
+  time iperf3 chromium
   # analyzer tests and benchmarks: independent readers and real clients
   tshark tcpdump p0f dnsutils curl openssl chrony iproute2 isc-dhcp-client
   # lab: libvirt + QEMU without systemd (see shared/LAB-FACTS.md); iptables must
@@ -26,6 +27,16 @@ pkgs=(
   # test guest and Debian images (binutils: readelf, the image tests' independent
   # reader of module dependencies and of qemu-ga's shared libraries)
   busybox-static cpio xz-utils zstd debootstrap binutils
+  # a VNC viewer independent of firstboot's, for the --display tests
+  vncsnapshot
+  # reading the screen: wait_text and click_text run the tesseract command
+  tesseract-ocr
+  # the analyzer's real LAN announcers and proxies (analyzer/crosscheck), run by
+  # the tests in network namespaces of their own: mDNS (avahi-daemon), NetBIOS
+  # (samba's nmbd), WS-Discovery (wsdd), SSDP (miniupnpc's upnpc), ARP probes
+  # (arping), HTTP CONNECT and SOCKS proxies (tinyproxy, dante). Installed
+  # without starting their services (see no_service_starts).
+  avahi-daemon samba wsdd miniupnpc iputils-arping tinyproxy dante-server
   # campaigns on many hosts: the tests start their own PostgreSQL server
   postgresql
 )
@@ -53,6 +64,20 @@ libvirt_ready() {
     getent group libvirt >/dev/null &&
     { [ ! -f "$qemu_conf" ] || grep -q '^# firstboot' "$qemu_conf"; } &&
     [ ! -e "$nat_autostart" ]
+}
+
+# no_service_starts runs a command (apt-get install) with a policy-rc.d that
+# forbids starting services, which Debian's maintainer scripts ask: the
+# packages above would otherwise start avahi-daemon, nmbd, wsdd and the
+# proxies on the host, announcing it on its real network.
+no_service_starts() {
+  local policy=/usr/sbin/policy-rc.d own=0 rc=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own=1
+  fi
+  "$@" || rc=$?
+  if [ "$own" = 1 ]; then rm -f "$policy"; fi
+  return "$rc"
 }
 
 setup_libvirt() {
@@ -87,8 +112,10 @@ if [ ${#missing[@]} -gt 0 ] || ! libvirt_ready; then
     echo "provision.sh: installing ${missing[*]}"
     # tshark asks whether non-root users may capture; answer it up front.
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    # iperf3 asks whether to run a server at boot: no.
+    echo "iperf3 iperf3/start_daemon boolean false" | debconf-set-selections
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    no_service_starts apt-get install -y -qq --no-install-recommends "${missing[@]}"
   fi
   setup_libvirt
 fi

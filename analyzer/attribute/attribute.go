@@ -159,7 +159,7 @@ func (s *Store) Name(sni, httpHost string, resp netip.Addr, ts int64, service st
 	if n := normalize(httpHost); n != "" && !isIP(n) {
 		return n, SourceHTTPHost
 	}
-	infra := service == "dns" || service == "dhcp" || s.IsResolver(resp)
+	infra := service == "dns" || service == "dhcp" || service == "dhcpv6" || s.IsResolver(resp)
 	if !infra {
 		if n, ok := s.Lookup(resp, ts); ok {
 			return n, SourceDNS

@@ -64,6 +64,10 @@ type Packet struct {
 	Iface int
 	// LinkType is the LINKTYPE_ value of the packet's interface.
 	LinkType uint32
+	// Secrets is set when Next returned ErrSecrets: the Decryption Secrets
+	// Block's secrets type (e.g. 0x544c534b, an NSS key log), with the
+	// secrets in Data. (Beside LinkType it takes no room: padding.)
+	Secrets uint32
 	// Data holds the captured bytes; valid until the next call to Next.
 	Data []byte
 	// OrigLen is the packet's length on the wire (≥ len(Data)).
@@ -71,6 +75,11 @@ type Packet struct {
 	// Offset is the record's byte offset in the (decompressed) file.
 	Offset int64
 }
+
+// ErrSecrets is what Next returns, with WantSecrets, for a pcapng Decryption
+// Secrets Block: not a packet, not an error either. It is an error value so
+// that reading packets costs nothing more per packet.
+var ErrSecrets = errors.New("capfile: decryption secrets block")
 
 type iface struct {
 	linkType uint32
@@ -102,7 +111,13 @@ type Reader struct {
 	allLinks []uint32 // link types in interface order across sections
 	scratch  []byte
 	done     bool
+	secrets  bool // return Decryption Secrets Blocks from Next
 }
+
+// WantSecrets makes Next return pcapng Decryption Secrets Blocks too, in
+// file order among the packets, as ErrSecrets; by default they are skipped
+// like other non-packet blocks.
+func (r *Reader) WantSecrets() { r.secrets = true }
 
 // Open opens a capture file. Close releases it.
 func Open(name string) (*Reader, error) { return open(name, false) }
@@ -405,6 +420,7 @@ const (
 	blockPB  = 2 // obsolete packet block
 	blockSPB = 3
 	blockEPB = 6
+	blockDSB = 10
 )
 
 func (r *Reader) readFirstSHB() error {
@@ -520,6 +536,19 @@ func (r *Reader) nextNg(p *Packet) error {
 			// A simple packet block has no timestamp; it gets time 0.
 			*p = Packet{LinkType: r.ifaces[0].linkType, Data: body[4 : 4+capl], OrigLen: int(orig), Offset: start}
 			return nil
+		case blockDSB:
+			if !r.secrets {
+				continue
+			}
+			if len(body) < 8 {
+				return r.damage(start, nil, "short decryption secrets block")
+			}
+			typ, n := r.order.Uint32(body), r.order.Uint32(body[4:])
+			if uint64(n) > uint64(len(body)-8) {
+				return r.damage(start, nil, "decryption secrets length %d exceeds block", n)
+			}
+			*p = Packet{Data: body[8 : 8+n], Offset: start, Secrets: typ}
+			return ErrSecrets
 		default:
 			// Name resolution, statistics, custom and unknown blocks carry no packets.
 		}

@@ -111,7 +111,11 @@ const (
 type Packet struct {
 	SrcMAC, DstMAC [6]byte
 	HasMAC         bool
-	VLANs          int
+	// EtherType names what a frame Decode found no IP in carries
+	// (KindNonIP): 0x0806 for ARP, 0 for an 802.2 LLC frame; L4 then
+	// holds that payload. NonIPName turns it into a counter name.
+	EtherType uint16
+	VLANs     int
 
 	IPVersion uint8
 	// Src and Dst hold the addresses; IPv4 uses the first 4 bytes.
@@ -210,32 +214,16 @@ func Decode(lt uint32, b []byte, p *Packet) Kind {
 		if len(b) < 2 {
 			return KindLink
 		}
-		switch binary.BigEndian.Uint16(b) {
-		case 0x0021:
-			return DecodeIP(b[2:], p)
-		case 0x0057:
-			return DecodeIP(b[2:], p)
-		}
-		return KindNonIP
+		return decodePPP(b, p)
 	case LinkNFLOG:
 		return decodeNFLOG(b, p)
 	default:
 		return KindUnknown
 	}
-	// 802.1Q, 802.1ad and old QinQ tags, any depth.
-	for etype == 0x8100 || etype == 0x88a8 || etype == 0x9100 {
-		if len(b) < 4 {
-			return KindVLAN
-		}
-		p.VLANs++
-		etype = binary.BigEndian.Uint16(b[2:])
-		b = b[4:]
+	if etype == 0x0800 || etype == 0x86dd {
+		return DecodeIP(b, p) // the usual frame, without decodeEther's loop
 	}
-	switch etype {
-	case 0x0800, 0x86dd:
-		return DecodeIP(b, p)
-	}
-	return KindNonIP
+	return decodeEther(etype, b, p)
 }
 
 func decodeIPAny(b []byte, p *Packet) Kind {

@@ -276,15 +276,38 @@ func TestDefrag(t *testing.T) {
 	}
 }
 
+// FuzzDecode decodes arbitrary frames of every link type, and reads them
+// as the payload of each tunnel too.
 func FuzzDecode(f *testing.F) {
 	f.Add(uint32(LinkEthernet), []byte{})
 	f.Add(uint32(LinkRaw), []byte{0x45, 0, 0, 20})
 	f.Add(uint32(LinkRaw), []byte{0x60, 0, 0, 0, 0, 8, 44, 64})
+	ip := []byte{0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0x9c, 0x40, 0x12, 0xb5, 0, 8, 0, 0}
+	eth := append([]byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00}, ip...)
+	f.Add(uint32(LinkEthernet), append([]byte{0, 0, 0x65, 0x58}, eth...))                                        // GRE
+	f.Add(uint32(LinkEthernet), append([]byte{8, 0, 0, 0, 0, 0, 1, 0}, eth...))                                  // VXLAN
+	f.Add(uint32(LinkEthernet), append([]byte{0x34, 0xff, 0, 36, 0, 0, 0, 1, 0, 0, 0, 0x85, 1, 0, 0, 0}, ip...)) // GTP-U
+	f.Add(uint32(LinkEthernet), append([]byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x88, 0x64, 0x11, 0, 0, 1, 0, 30, 0, 0x21}, ip...))
+	f.Add(uint32(LinkEthernet), append([]byte{2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x88, 0x47, 0, 0, 1, 0x40}, ip...))
 	f.Fuzz(func(t *testing.T, lt uint32, b []byte) {
 		var p Packet
-		if Decode(lt%300, b, &p) == OK && p.Fragment {
+		k := Decode(lt%300, b, &p)
+		if k == OK && p.Fragment {
 			NewDefragmenter().Add(&p, 0)
 		}
+		if k == KindNonIP {
+			_ = NonIPName(&p)
+		}
+		for _, tunnel := range []func([]byte) ([]byte, Inner){GRE, VXLAN, Geneve, GTPU} {
+			if in, kind := tunnel(b); kind != InnerNone {
+				if len(in) > len(b) {
+					t.Fatal("inner frame longer than its tunnel packet")
+				}
+				DecodeInner(kind, in, &p)
+			}
+		}
+		DecodeInner(InnerMPLS, b, &p)
+		DecodeInner(InnerPPP, b, &p)
 	})
 }
 

@@ -208,6 +208,38 @@ func Decode(b []byte, qs []Question, as []RR, shared map[string]string) (Message
 	return m, nil
 }
 
+// Full is a message with every section: mDNS puts a probe's proposed
+// records in the authority section and an announcement's extra records in
+// the additional one.
+type Full struct {
+	Message
+	Authority, Additional []RR
+}
+
+// ParseFull decodes a message with all four sections. As Parse, it returns
+// what decoded before an error together with the error. It is for the few
+// messages that need the authority and additional records (mDNS, LLMNR):
+// Decode reads them as answers from a copy whose header counts them so.
+func ParseFull(b []byte) (*Full, error) {
+	f := &Full{}
+	if len(b) < headerLen {
+		return f, headerError(b)
+	}
+	an, ns, ar := int(binary.BigEndian.Uint16(b[6:])), int(binary.BigEndian.Uint16(b[8:])), int(binary.BigEndian.Uint16(b[10:]))
+	c := append([]byte(nil), b...)
+	binary.BigEndian.PutUint16(c[6:], uint16(min(an+ns+ar, 0xffff)))
+	m, err := Decode(c, nil, nil, nil)
+	rrs := m.Answers
+	f.Message, f.Answers = m, rrs[:min(an, len(rrs))]
+	if len(rrs) > an {
+		f.Authority = rrs[an:min(an+ns, len(rrs))]
+	}
+	if len(rrs) > an+ns {
+		f.Additional = rrs[an+ns:]
+	}
+	return f, err
+}
+
 // parser holds the whole message (compression pointers are message offsets)
 // and the last names produced, so a name repeated in the answers costs no
 // new allocation and no look-up in the shared set.
@@ -349,6 +381,7 @@ const (
 	TypeCNAME uint16 = 5
 	TypeSOA   uint16 = 6
 	TypePTR   uint16 = 12
+	TypeHINFO uint16 = 13
 	TypeMX    uint16 = 15
 	TypeTXT   uint16 = 16
 	TypeAAAA  uint16 = 28
@@ -399,8 +432,8 @@ func (p *parser) rdata(t uint16, off, n int) (string, error) {
 		}
 	case TypeSOA:
 		return p.soa(off, n)
-	case TypeTXT:
-		return txt(d)
+	case TypeTXT, TypeHINFO:
+		return txt(d) // HINFO is two character-strings: "cpu" "os"
 	case TypeSVCB, TypeHTTPS:
 		if n >= 3 {
 			return p.svcb(off, n)
@@ -483,6 +516,32 @@ func txt(d []byte) (string, error) {
 		i += l
 	}
 	return string(out), nil
+}
+
+// Strings returns the character-strings of TXT or HINFO record data in the
+// presentation form Data holds ("a=1" "b=2"), unquoted and unescaped.
+func Strings(data string) []string {
+	var out []string
+	for i := 0; i < len(data); i++ {
+		if data[i] != '"' {
+			continue
+		}
+		var cur []byte
+		for i++; i < len(data) && data[i] != '"'; i++ {
+			c := data[i]
+			if c == '\\' && i+1 < len(data) {
+				i++
+				c = data[i]
+				if c >= '0' && c <= '9' && i+2 < len(data) {
+					c = (c-'0')*100 + (data[i+1]-'0')*10 + (data[i+2] - '0')
+					i += 2
+				}
+			}
+			cur = append(cur, c)
+		}
+		out = append(out, string(cur))
+	}
+	return out
 }
 
 // svcb renders SVCB/HTTPS minimally, the way dig prints them: priority,

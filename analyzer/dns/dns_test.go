@@ -297,3 +297,37 @@ func BenchmarkDecode(b *testing.B) {
 		})
 	}
 }
+
+// TestParseFull reads an mDNS probe's authority section and a response's
+// additional one, which Parse leaves out, and HINFO and TXT strings.
+func TestParseFull(t *testing.T) {
+	rr := func(n string, typ uint16, data []byte) []byte {
+		return cat(name(n), u16(typ), u16(1), u32(120), u16(uint16(len(data))), data)
+	}
+	h := header(0, 0, 1, 0)
+	binary.BigEndian.PutUint16(h[8:], 2)  // authority
+	binary.BigEndian.PutUint16(h[10:], 1) // additional
+	msg := cat(h, name("fbhost.local"), u16(255), u16(1),
+		rr("fbhost.local", TypeA, []byte{10, 79, 0, 2}),
+		rr("fbhost.local", TypeHINFO, []byte{6, 'X', '8', '6', '_', '6', '4', 5, 'L', 'I', 'N', 'U', 'X'}),
+		rr("printer._ipp._tcp.local", TypeTXT, []byte{12, 't', 'y', '=', 'M', 'o', 'd', 'e', 'l', ' ', '"', '9', '"', 4, 'n', '=', 0x01, 'x'}))
+	f, err := ParseFull(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Questions) != 1 || len(f.Answers) != 0 || len(f.Authority) != 2 || len(f.Additional) != 1 {
+		t.Fatalf("sections q%d an%d ns%d ar%d", len(f.Questions), len(f.Answers), len(f.Authority), len(f.Additional))
+	}
+	if got := Strings(f.Authority[1].Data); !slices.Equal(got, []string{"X86_64", "LINUX"}) {
+		t.Errorf("HINFO %q → %q", f.Authority[1].Data, got)
+	}
+	if got := Strings(f.Additional[0].Data); !slices.Equal(got, []string{`ty=Model "9"`, "n=\x01x"}) {
+		t.Errorf("TXT %q → %q", f.Additional[0].Data, got)
+	}
+	// Cut anywhere: what decoded comes back with the error.
+	for n := range len(msg) {
+		if f, err := ParseFull(msg[:n]); f == nil || err == nil && n < len(msg) {
+			t.Fatalf("cut at %d: %v %v", n, f, err)
+		}
+	}
+}

@@ -220,24 +220,28 @@ func ParseRequestTo(b []byte, req *Request, str func([]byte) string) (int, error
 	}
 	l := lines{b: b[:n]}
 	first, _ := l.next()
-	// request-line = method SP request-target SP HTTP-version
-	sp1 := bytes.IndexByte(first, ' ')
-	sp2 := bytes.LastIndexByte(first, ' ')
-	if sp1 <= 0 || sp2 <= sp1+1 {
-		return 0, fmt.Errorf("request line %q: %w", clip(first), ErrMalformed)
-	}
-	method := first[:sp1]
+	// request-line = method SP request-target SP HTTP-version; as Zeek and
+	// tshark do, a line without the target or the version (HTTP/0.9 style,
+	// or broken clients) still makes a request.
+	method, rest, _ := bytes.Cut(first, []byte(" "))
 	if !isToken(method) {
 		return 0, fmt.Errorf("request method %q: %w", clip(method), ErrMalformed)
 	}
-	version, ok := httpVersion(first[sp2+1:])
-	if !ok {
-		return 0, fmt.Errorf("request version %q: %w", clip(first[sp2+1:]), ErrMalformed)
+	rest = bytes.TrimSpace(rest)
+	target, last := rest, []byte(nil)
+	if sp := bytes.LastIndexByte(rest, ' '); sp >= 0 {
+		target, last = bytes.TrimSpace(rest[:sp]), rest[sp+1:]
+	} else if bytes.HasPrefix(rest, httpSlash) {
+		target, last = nil, rest
+	}
+	version := "" // none, or one that is not HTTP/x.y ("HTTP/1."): Zeek logs such requests too
+	if last != nil {
+		version, _ = httpVersion(last)
 	}
 	f := headers(&l, str)
 	*req = Request{
 		Method:        str(method),
-		URI:           string(bytes.TrimSpace(first[sp1+1 : sp2])),
+		URI:           string(target),
 		Version:       version,
 		Host:          f.host,
 		UserAgent:     f.userAgent,
@@ -358,9 +362,25 @@ var methods = []string{
 // method followed by a space), so a flow on any port can be recognised.
 func LooksLikeRequest(b []byte) bool {
 	for _, m := range methods {
-		if len(b) > len(m) && b[len(m)] == ' ' && string(b[:len(m)]) == m {
+		if len(b) > len(m) && (b[len(m)] == ' ' || b[len(m)] == '\r' || b[len(m)] == '\n') && string(b[:len(m)]) == m {
 			return true
 		}
 	}
 	return false
+}
+
+// LooksLikeAnyRequest reports whether b starts like a request line of any
+// method (an upper-case token, a space, then a target or "HTTP/"): for a
+// flow on an HTTP port, where tshark and Zeek read unknown methods too.
+func LooksLikeAnyRequest(b []byte) bool {
+	sp := bytes.IndexByte(b, ' ')
+	if sp <= 0 || sp > 32 || sp+1 >= len(b) {
+		return false
+	}
+	for _, c := range b[:sp] {
+		if !('A' <= c && c <= 'Z' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return b[sp+1] == '/' || b[sp+1] == '*' || bytes.HasPrefix(b[sp+1:], httpSlash) || bytes.HasPrefix(b[sp+1:], []byte("http"))
 }

@@ -61,7 +61,7 @@ func TestParseErrors(t *testing.T) {
 			t.Errorf("ParseRequest(%q) = %v, want ErrIncomplete", in, err)
 		}
 	}
-	malformed := []string{"GET /\r\n\r\n", "GET / HTTP/x.y\r\n\r\n", "G(T / HTTP/1.1\r\n\r\n", " / HTTP/1.1\r\n\r\n",
+	malformed := []string{"G(T / HTTP/1.1\r\n\r\n", " / HTTP/1.1\r\n\r\n",
 		"GET / HTTP/1.1\r\n" + strings.Repeat("X: y\r\n", MaxHeadLen/6+1)}
 	for _, in := range malformed {
 		if _, _, err := ParseRequest([]byte(in)); !errors.Is(err, ErrMalformed) {
@@ -72,6 +72,28 @@ func TestParseErrors(t *testing.T) {
 		if _, _, err := ParseResponse([]byte(in)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("ParseResponse(%q) = %v, want ErrMalformed", in, err)
 		}
+	}
+}
+
+// TestParseLenientRequestLine: request lines without a target or a
+// version still make requests, as Zeek and tshark read them (Zeek's
+// methods.pcap has such clients).
+func TestParseLenientRequestLine(t *testing.T) {
+	for _, tc := range []struct{ in, uri, version string }{
+		{"GET /\r\n\r\n", "/", ""},
+		{"OPTIONS\r\nHost: www.example.com\r\n\r\n", "", ""},
+		{"OPTIONS HTTP/1.1\r\nHost: www.example.com\r\n\r\n", "", "1.1"},
+		{"GET /HTTP/1.1\r\nHost: www.example.com\r\n\r\n", "/HTTP/1.1", ""},
+		{"GET / HTTP/1.\r\nHost: www.example.com\r\n\r\n", "/", ""},
+		{"GET / HTTP/x.y\r\n\r\n", "/", ""},
+	} {
+		r, _, err := ParseRequest([]byte(tc.in))
+		if err != nil || r.URI != tc.uri || r.Version != tc.version {
+			t.Errorf("ParseRequest(%q) = %+v, %v; want uri %q version %q", tc.in, r, err, tc.uri, tc.version)
+		}
+	}
+	if !LooksLikeRequest([]byte("OPTIONS\r\n")) || !LooksLikeAnyRequest([]byte("CCM_POST / HTTP/1.1")) || LooksLikeAnyRequest([]byte("SSH-2.0-OpenSSH")) {
+		t.Error("LooksLikeRequest/LooksLikeAnyRequest")
 	}
 }
 

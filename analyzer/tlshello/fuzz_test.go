@@ -23,18 +23,26 @@ func seedStreams(f *testing.F) [][]byte {
 	if len(seeds) == 0 {
 		f.Fatal("no testdata/*.bin seeds")
 	}
-	spec := buildClientHello(helloSpec{
+	return append(seeds, records(seedSpec(), 7), []byte{22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff})
+}
+
+// seedSpec is a ClientHello with every list the fingerprints read.
+func seedSpec() []byte {
+	return buildClientHello(helloSpec{
 		legacy: 0x0303, ciphers: []uint16{0x0a0a, 0x1301}, exts: []uint16{0, 10, 11, 13, 16, 43, 0xfe0d},
 		sni: "x.test", alpn: []string{"h2", "\xab"}, sigalgs: []uint16{0x0403}, versions: []uint16{0x0304}, groups: []uint16{29}, points: []uint8{0},
 	})
-	return append(seeds, records(spec, 7), []byte{22, 3, 1, 0, 4, 1, 0xff, 0xff, 0xff})
 }
 
 func FuzzReadHandshake(f *testing.F) {
 	for _, s := range seedStreams(f) {
 		f.Add(s, uint8(1))
 	}
+	f.Add(append([]byte{20, 3, 3, 0, 1, 1}, records(seedSpec(), 2)...), uint8(1)) // ChangeCipherSpec first (after a HelloRetryRequest)
 	f.Fuzz(func(t *testing.T, stream []byte, typ uint8) {
+		if _, n, err := NextHandshake(stream, typ); err == nil && (n <= 0 || n > len(stream)) {
+			t.Fatalf("NextHandshake consumed %d of %d bytes", n, len(stream))
+		}
 		msg, err := ReadHandshake(stream, typ)
 		if err != nil {
 			if msg != nil {
@@ -61,6 +69,10 @@ func FuzzParseClientHello(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, msg []byte) {
+		// The same bytes as a DTLS datagram's ClientHello body.
+		if d, err := ParseDTLSClientHello(dtlsDatagram(msg, nil)); err == nil && len(JA4(d, 'd')) != 36 {
+			t.Fatal("DTLS JA4")
+		}
 		ch, err := ParseClientHello(msg)
 		if err != nil {
 			return
@@ -110,4 +122,23 @@ func FuzzFirstALPN(f *testing.F) {
 			t.Fatalf("% x: firstALPN = %q, %v; parseALPN = %q", data, name, ok, names)
 		}
 	})
+}
+
+// dtlsDatagram wraps a TLS ClientHello handshake message into a DTLS 1.2
+// record and handshake header, with a cookie after the session id.
+func dtlsDatagram(msg, cookie []byte) []byte {
+	if len(msg) < 4+2+32+1 {
+		return msg
+	}
+	body := msg[4:]
+	sidEnd := 2 + 32 + 1 + int(body[34])
+	if sidEnd > len(body) {
+		return msg
+	}
+	b := append(append(append([]byte{}, body[:sidEnd]...), byte(len(cookie))), cookie...)
+	b = append(b, body[sidEnd:]...)
+	n := len(b)
+	h := []byte{msg[0], byte(n >> 16), byte(n >> 8), byte(n), 0, 0, 0, 0, 0, byte(n >> 16), byte(n >> 8), byte(n)}
+	rec := append(h, b...)
+	return append([]byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, byte(len(rec) >> 8), byte(len(rec))}, rec...)
 }

@@ -36,8 +36,9 @@ const (
 )
 
 const (
-	recordHandshake = 22
-	recordHeaderLen = 5
+	recordChangeCipherSpec = 20
+	recordHandshake        = 22
+	recordHeaderLen        = 5
 	// maxRecordLen is the largest TLSCiphertext length (RFC 8446 5.2); a
 	// larger length field means the bytes are not TLS.
 	maxRecordLen = 16384 + 2048
@@ -58,6 +59,9 @@ type ClientHello struct {
 	ALPN              []string // extension 16, wire order
 	ServerName        string   // extension 0, host_name; "" when absent
 	HasECH            bool     // encrypted_client_hello (0xfe0d) present: ServerName is the outer SNI
+	// HasCookie is set for a DTLS ClientHello with a cookie: the second
+	// one, answering the server's HelloVerifyRequest.
+	HasCookie bool
 }
 
 // ServerHello holds what ssl.log reports of the server's answer.
@@ -74,10 +78,21 @@ type ServerHello struct {
 // message). It returns ErrIncomplete when the stream ends before the message does,
 // and an error when the bytes are not TLS.
 //
-// Handshake messages of other types before the wanted one are skipped. The
-// result aliases stream when the message lies in one record and is a fresh copy
-// when it was fragmented.
+// Handshake messages of other types before the wanted one are skipped, and
+// so are ChangeCipherSpec records between messages (TLS 1.3's middlebox
+// compatibility mode sends one before the ClientHello that answers a
+// HelloRetryRequest). The result aliases stream when the message lies in one
+// record and is a fresh copy when it was fragmented.
 func ReadHandshake(stream []byte, msgType uint8) ([]byte, error) {
+	msg, _, err := NextHandshake(stream, msgType)
+	return msg, err
+}
+
+// NextHandshake is ReadHandshake that also returns how many bytes of stream
+// the records up to the end of the message take, so that a caller can read
+// the next message (the second ClientHello after a HelloRetryRequest) from
+// what follows.
+func NextHandshake(stream []byte, msgType uint8) (msg []byte, n int, err error) {
 	var (
 		cur    []byte // handshake bytes gathered so far
 		joined []byte // owns cur once a second record was needed
@@ -90,41 +105,44 @@ func ReadHandshake(stream []byte, msgType uint8) ([]byte, error) {
 			typ := cur[off]
 			n := int(cur[off+1])<<16 | int(cur[off+2])<<8 | int(cur[off+3])
 			if n > maxHelloLen && (typ == msgType || typ == TypeClientHello || typ == TypeServerHello) {
-				return nil, fmt.Errorf("%w: handshake message type %d claims %d bytes", ErrNotTLS, typ, n)
+				return nil, 0, fmt.Errorf("%w: handshake message type %d claims %d bytes", ErrNotTLS, typ, n)
 			}
 			if len(cur)-off < 4+n {
 				break
 			}
 			if typ == msgType {
-				return cur[off : off+4+n], nil
+				return cur[off : off+4+n], pos, nil
 			}
 			off += 4 + n
 		}
 		rest := stream[pos:]
 		if len(rest) == 0 {
-			return nil, ErrIncomplete
+			return nil, 0, ErrIncomplete
 		}
 		// Check what is there of the header before asking for more, so
 		// non-TLS bytes fail at once instead of waiting for more data.
-		if rest[0] != recordHandshake {
-			return nil, fmt.Errorf("%w: record content type %d at offset %d, want handshake (22)", ErrNotTLS, rest[0], pos)
+		ccs := rest[0] == recordChangeCipherSpec && off == len(cur)
+		if rest[0] != recordHandshake && !ccs {
+			return nil, 0, fmt.Errorf("%w: record content type %d at offset %d, want handshake (22)", ErrNotTLS, rest[0], pos)
 		}
 		if len(rest) >= 2 && rest[1] != 3 {
-			return nil, fmt.Errorf("%w: record version major %d at offset %d", ErrNotTLS, rest[1], pos)
+			return nil, 0, fmt.Errorf("%w: record version major %d at offset %d", ErrNotTLS, rest[1], pos)
 		}
 		if len(rest) < recordHeaderLen {
-			return nil, ErrIncomplete
+			return nil, 0, ErrIncomplete
 		}
 		rlen := int(rest[3])<<8 | int(rest[4])
 		if rlen > maxRecordLen {
-			return nil, fmt.Errorf("%w: record length %d at offset %d exceeds %d", ErrNotTLS, rlen, pos, maxRecordLen)
+			return nil, 0, fmt.Errorf("%w: record length %d at offset %d exceeds %d", ErrNotTLS, rlen, pos, maxRecordLen)
 		}
 		if len(rest) < recordHeaderLen+rlen {
-			return nil, ErrIncomplete
+			return nil, 0, ErrIncomplete
 		}
 		payload := rest[recordHeaderLen : recordHeaderLen+rlen]
 		pos += recordHeaderLen + rlen
 		switch {
+		case ccs:
+			// Between messages: nothing to gather.
 		case cur == nil || off == len(cur):
 			// Nothing pending: this record's payload starts fresh and can
 			// be returned without copying.
@@ -225,10 +243,20 @@ func (ch *ClientHello) ParseInterned(msg []byte, intern func(b []byte) string) e
 	if err != nil {
 		return err
 	}
+	return ch.parseBody(body, intern, false)
+}
+
+// parseBody parses a ClientHello's body; a DTLS ClientHello has a cookie
+// after the session id.
+func (ch *ClientHello) parseBody(body []byte, intern func(b []byte) string, dtls bool) error {
 	r := reader{b: body, ok: true}
 	legacy := r.u16()
 	r.bytes(32) // random
 	sid := r.vec8()
+	ch.HasCookie = false
+	if dtls {
+		ch.HasCookie = len(r.vec8()) > 0
+	}
 	ciphers := r.vec16()
 	r.vec8() // compression methods
 	if !r.ok || len(sid) > 32 {
@@ -419,6 +447,45 @@ func firstALPN(data []byte, intern func([]byte) string) (name string, ok bool) {
 		return "", false
 	}
 	return intern(list[1 : 1+int(list[0])]), true
+}
+
+// DTLS record and handshake header sizes (RFC 6347 4.1, 4.2.2).
+const (
+	dtlsRecordHeaderLen    = 13
+	dtlsHandshakeHeaderLen = 12
+)
+
+// ParseDTLSClientHello parses the ClientHello at the start of a DTLS
+// datagram (DTLS 1.0, 1.2 or 1.3 record framing). A ClientHello fragmented
+// over several records is not read (ErrIncomplete).
+func ParseDTLSClientHello(datagram []byte) (*ClientHello, error) {
+	b := datagram
+	if len(b) < dtlsRecordHeaderLen+dtlsHandshakeHeaderLen {
+		return nil, fmt.Errorf("%w: %d bytes are no DTLS handshake", ErrIncomplete, len(b))
+	}
+	if b[0] != recordHandshake || b[1] != 0xfe {
+		return nil, fmt.Errorf("%w: DTLS record type %d version %#x", ErrNotTLS, b[0], b[1])
+	}
+	rlen := int(b[11])<<8 | int(b[12])
+	rec := b[dtlsRecordHeaderLen:]
+	if len(rec) < rlen {
+		return nil, fmt.Errorf("%w: DTLS record of %d bytes has %d", ErrIncomplete, rlen, len(rec))
+	}
+	h := rec[:rlen]
+	if len(h) < dtlsHandshakeHeaderLen || h[0] != TypeClientHello {
+		return nil, fmt.Errorf("%w: not a DTLS ClientHello", ErrNotTLS)
+	}
+	n := int(h[1])<<16 | int(h[2])<<8 | int(h[3])
+	off := int(h[6])<<16 | int(h[7])<<8 | int(h[8])
+	frag := int(h[9])<<16 | int(h[10])<<8 | int(h[11])
+	if off != 0 || frag != n || len(h) < dtlsHandshakeHeaderLen+n {
+		return nil, fmt.Errorf("%w: DTLS ClientHello fragment %d+%d of %d", ErrIncomplete, off, frag, n)
+	}
+	ch := new(ClientHello)
+	if err := ch.parseBody(h[dtlsHandshakeHeaderLen:dtlsHandshakeHeaderLen+n], newString, true); err != nil {
+		return nil, err
+	}
+	return ch, nil
 }
 
 // helloRetryRandom is the ServerHello.random value that marks a

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
@@ -9,11 +10,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 )
 
 // The agent's network actions. Each is bounded by the context, reports one
@@ -40,6 +43,9 @@ func httpClient(tlsConf *tls.Config) *http.Client {
 			DialContext:       d.DialContext,
 			TLSClientConfig:   tlsConf,
 			DisableKeepAlives: true,
+			// HTTP/2 when the server offers it, as browsers do (a custom
+			// dialer would otherwise turn it off).
+			ForceAttemptHTTP2: true,
 		},
 		// Report redirects instead of following them: one request per action.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -53,8 +59,7 @@ func doHTTP(ctx context.Context, rawURL string) (string, error) {
 	}
 	var tlsConf *tls.Config
 	if u.Scheme == "https" {
-		// The point is the ClientHello the lab sees, not trust in the lab's CA.
-		tlsConf = &tls.Config{InsecureSkipVerify: true, ServerName: u.Hostname()}
+		tlsConf = guestTLS(u.Hostname(), nil)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -91,15 +96,75 @@ func doQUIC(ctx context.Context, host string, timeout time.Duration) (string, er
 	if err != nil {
 		return "host=" + host, err
 	}
-	sni, _, _ := net.SplitHostPort(hp)
-	conn, err := quic.DialAddr(ctx, hp,
-		&tls.Config{InsecureSkipVerify: true, ServerName: sni, NextProtos: []string{"h3"}},
-		&quic.Config{HandshakeIdleTimeout: timeout})
+	sni, port, _ := net.SplitHostPort(hp)
+	// An HTTP/3 request: the handshake, and with the lab's secrets a
+	// request the analysis can read.
+	tr := &http3.Transport{TLSClientConfig: guestTLS(sni, []string{"h3"}), QUICConfig: &quic.Config{HandshakeIdleTimeout: timeout}}
+	defer tr.Close()
+	u := "https://" + sni + "/"
+	if port != "443" {
+		u = "https://" + hp + "/"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return "host=" + host, err
 	}
-	_ = conn.CloseWithError(0, "")
-	return "host=" + host + " handshake=ok", nil
+	req.Header.Set("User-Agent", userAgent)
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		return "host=" + host, err
+	}
+	n, _ := io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	return fmt.Sprintf("host=%s handshake=ok status=%d bytes=%d", host, resp.StatusCode, n), nil
+}
+
+// vendorPin is the SHA-256 of the public key a pinning client insists on:
+// its vendor's own, which no one else, the lab included, can present.
+var vendorPin = sha256.Sum256([]byte("firstboot test guest: the vendor's pinned key"))
+
+// doPinned fetches https://HOST/ as an app that pins its server's key
+// does: any certificate whose key is not the pinned one is refused, so
+// intercepting its TLS shows as a refusal.
+func doPinned(ctx context.Context, host string) (string, error) {
+	hp, err := hostPort(host, "443")
+	if err != nil {
+		return "host=" + host, err
+	}
+	h, _, _ := net.SplitHostPort(hp)
+	conf := &tls.Config{ServerName: h, InsecureSkipVerify: true, // the pin alone decides
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo) != vendorPin {
+				return errors.New("server key does not match the pinned key")
+			}
+			return nil
+		}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+hp+"/", nil)
+	if err != nil {
+		return "host=" + host, err
+	}
+	req.Header.Set("User-Agent", userAgent)
+	resp, err := httpClient(conf).Do(req)
+	if err != nil {
+		return "host=" + host + " pinned=refused", err
+	}
+	resp.Body.Close()
+	return fmt.Sprintf("host=%s status=%d", host, resp.StatusCode), nil
+}
+
+// labCA is where an image made to trust the lab CA has it (lab/labca's
+// CertPath; the same certificate is in the system bundle Go reads).
+const labCA = "/usr/local/share/ca-certificates/firstboot-lab-ca.crt"
+
+// guestTLS verifies servers against the system trust store when the image
+// was made to trust the lab CA (trust_lab_ca), like a real OS; otherwise
+// the point is the ClientHello the lab sees, and any certificate will do.
+func guestTLS(serverName string, alpn []string) *tls.Config {
+	c := &tls.Config{ServerName: serverName, NextProtos: alpn}
+	if _, err := os.Stat(labCA); err != nil {
+		c.InsecureSkipVerify = true
+	}
+	return c
 }
 
 // NTP epoch (1900) to Unix epoch (1970).
@@ -200,6 +265,8 @@ func runAction(ctx context.Context, cfg Config, a Action) (string, error) {
 		return doHTTPS(ctx, a.Arg)
 	case "quic":
 		return doQUIC(ctx, a.Arg, cfg.Timeout)
+	case "pinned":
+		return doPinned(ctx, a.Arg)
 	case "ntp":
 		return doNTP(ctx, a.Arg)
 	case "tcp":

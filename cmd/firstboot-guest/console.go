@@ -19,7 +19,7 @@ import (
 
 // Action kinds and whether each takes an argument.
 var actionArgs = map[string]bool{
-	"dns": true, "http": true, "https": true, "quic": true, "ntp": true, "tcp": true,
+	"dns": true, "http": true, "https": true, "quic": true, "pinned": true, "ntp": true, "tcp": true,
 	"sleep": true, "poweroff": false, "reboot": false,
 }
 
@@ -122,7 +122,7 @@ func validateArg(kind, arg string) error {
 	case "http":
 		_, err := httpURL(arg, "http", "https")
 		return err
-	case "https", "quic":
+	case "https", "quic", "pinned":
 		_, err := hostPort(arg, "443")
 		return err
 	case "ntp":

@@ -19,6 +19,7 @@ import (
 	"github.com/firstboot/firstboot/lab"
 	"github.com/firstboot/firstboot/lab/libvirt"
 	rcampaign "github.com/firstboot/firstboot/results/campaign"
+	"github.com/firstboot/firstboot/scenarios"
 	"github.com/firstboot/firstboot/scenarios/campaign"
 )
 
@@ -364,10 +365,14 @@ func openCampaignQueue(ctx context.Context, a *app, f *campaignFlags, names []st
 func (a *app) campaignRunner(log *slog.Logger) campaign.Runner {
 	return func(ctx context.Context, req campaign.RunRequest) *campaign.RunResult {
 		cfg := a.runConfig(req.Scenario)
-		cfg.RunsDir, cfg.Campaign = req.RunsDir, req.Campaign
+		cfg.RunsDir, cfg.Campaign, cfg.Pending = req.RunsDir, req.Campaign, "analysis"
 		cfg.Logger = log.With("job", req.Campaign.Job)
-		o := a.runScenario(ctx, cfg, true, io.Discard)
-		return &campaign.RunResult{Run: o.run, RunErr: o.runErr, AnalysisErr: o.analysisErr, Met: o.met, Failed: o.failed}
+		run, runErr := scenarios.Execute(ctx, cfg)
+		res := &campaign.RunResult{Run: run, RunErr: runErr}
+		if run != nil {
+			res.Met, res.Failed, res.AnalysisErr = a.finishRun(ctx, run, req.Scenario, true, io.Discard)
+		}
+		return res
 	}
 }
 

@@ -28,6 +28,11 @@ type Config struct {
 	FirstParty []string `mapstructure:"first-party" yaml:"first-party"`
 	// LogLevel is "debug", "info", "warn" or "error".
 	LogLevel string `mapstructure:"log-level" yaml:"log-level"`
+	// Bridge is this host's bridge with a wired uplink, for bridged runs.
+	Bridge string `mapstructure:"bridge" yaml:"bridge,omitempty"`
+	// Egress is the interface routed runs leave by; empty means the default
+	// route's.
+	Egress string `mapstructure:"egress" yaml:"egress,omitempty"`
 }
 
 func defaultConfig() Config {
@@ -58,6 +63,8 @@ func loadConfig(flags *pflag.FlagSet, file string) (Config, error) {
 	v.SetDefault("accel", def.Accel)
 	v.SetDefault("first-party", def.FirstParty)
 	v.SetDefault("log-level", def.LogLevel)
+	v.SetDefault("bridge", def.Bridge)
+	v.SetDefault("egress", def.Egress)
 
 	v.SetEnvPrefix("FIRSTBOOT")
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
@@ -115,7 +122,7 @@ func findConfigFile() string {
 
 func isConfigKey(name string) bool {
 	switch name {
-	case "libvirt-uri", "runs-dir", "image-cache", "state-dir", "accel", "first-party", "log-level":
+	case "libvirt-uri", "runs-dir", "image-cache", "state-dir", "accel", "first-party", "log-level", "bridge", "egress":
 		return true
 	}
 	return false

@@ -28,6 +28,7 @@ func newDatasetBuildCmd(a *app) *cobra.Command {
 	var (
 		out       string
 		anonymize bool
+		keepTLS   bool
 		meta      dataset.Metadata
 	)
 	cmd := &cobra.Command{
@@ -49,6 +50,10 @@ recorded in analysis-options.json), rewrites the reports when the run had them, 
 manifests: MAC addresses (02:00:00:00:00:NN), lab subnet addresses (192.0.2.0/24) and the
 DHCP hostname (host0…, same length). Packets keep their lengths and checksums are updated.
 
+TLS secrets (the captures' Decryption Secrets Blocks and tls-keys.log) are left out
+unless --keep-tls-secrets: they decrypt the runs' HTTPS requests, which can hold tokens
+and personal data.
+
 Building the same runs twice gives identical bytes (file times are the latest capture time).
 DIR must not exist or be empty.`,
 		Args: cobra.MinimumNArgs(1),
@@ -57,11 +62,12 @@ DIR must not exist or be empty.`,
 				return usageError{errors.New("dataset build: --out DIR is required")}
 			}
 			opts := dataset.Options{
-				Metadata:   meta,
-				Anonymize:  anonymize,
-				FirstParty: a.cfg.FirstParty,
-				Version:    version,
-				Report:     bundleReports,
+				Metadata:       meta,
+				Anonymize:      anonymize,
+				KeepTLSSecrets: keepTLS,
+				FirstParty:     a.cfg.FirstParty,
+				Version:        version,
+				Report:         bundleReports,
 			}
 			start := time.Now()
 			res, err := dataset.Build(cmd.Context(), args, out, opts)
@@ -85,6 +91,7 @@ DIR must not exist or be empty.`,
 	f := cmd.Flags()
 	f.StringVar(&out, "out", "", "bundle directory (must not exist or be empty)")
 	f.BoolVar(&anonymize, "anonymize", false, "replace the lab's MACs, addresses and hostname by pseudonyms everywhere")
+	f.BoolVar(&keepTLS, "keep-tls-secrets", false, "keep the captures' TLS secrets (Decryption Secrets Blocks) and tls-keys.log: they decrypt the runs' HTTPS, which can hold tokens and personal data")
 	f.StringArrayVar(&meta.Creators, "creator", nil, "creator (repeat for several; DataCite: required)")
 	f.StringVar(&meta.Publisher, "publisher", "", "publisher, e.g. the university (DataCite: required)")
 	f.StringVar(&meta.Title, "title", "", "title (default: from the runs' OS)")

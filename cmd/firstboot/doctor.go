@@ -16,6 +16,7 @@ import (
 
 	"github.com/firstboot/firstboot/lab/guest"
 	lablibvirt "github.com/firstboot/firstboot/lab/libvirt"
+	"github.com/firstboot/firstboot/lab/uplink"
 )
 
 // minFreeBytes is the free space below which doctor warns for runs and cache
@@ -24,16 +25,24 @@ const minFreeBytes = 5 << 30
 
 func newDoctorCmd(a *app) *cobra.Command {
 	var noStart bool
+	var network string
 	cmd := &cobra.Command{
 		Use:   "doctor",
 		Short: "Check that this host can run the lab, and say what to fix",
 		Long: "Checks libvirt (reachable, or its daemons startable: doctor starts them briefly when " +
 			"the lab is down, unless --no-start), QEMU, the accelerator (an honest KVM probe that " +
-			"boots the test guest's kernel, else TCG), packet capture, free disk space and the image cache.",
+			"boots the test guest's kernel, else TCG), packet capture, free disk space and the image cache. " +
+			"Then what the real-internet modes need here: routed (a default route or --egress, the nat " +
+			"table, resolvers) and bridged (--bridge up with a wired port that has carrier). They count " +
+			"as failures only for the mode named with --network.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkNetworkMode(network); err != nil {
+				return err
+			}
 			d := &doctor{out: cmd.OutOrStdout()}
 			d.run(cmd.Context(), a, noStart)
+			d.uplinks(cmd.Context(), a, network)
 			if d.failed > 0 {
 				return fmt.Errorf("doctor: %d check(s) failed", d.failed)
 			}
@@ -41,7 +50,33 @@ func newDoctorCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&noStart, "no-start", false, "do not start the lab's daemons to check them")
+	addNetworkFlags(cmd, &network)
 	return cmd
+}
+
+// uplinks reports what the real-internet modes need. A mode's problems fail
+// the doctor only when that mode was asked for (--network); otherwise they
+// are information.
+func (d *doctor) uplinks(ctx context.Context, a *app, mode string) {
+	for _, m := range []struct {
+		name     string
+		findings []uplink.Finding
+	}{
+		{"routed", uplink.CheckRouted(ctx, a.cfg.Egress)},
+		{"bridged", uplink.CheckBridged(ctx, a.cfg.Bridge)},
+	} {
+		for _, f := range m.findings {
+			check := m.name + " " + f.Check
+			switch {
+			case f.OK:
+				d.ok(check, f.Detail)
+			case mode == m.name:
+				d.fail(check, f.Detail, f.Fix)
+			default:
+				d.info(check, f.Detail+" (fix for "+m.name+" mode: "+f.Fix+")")
+			}
+		}
+	}
 }
 
 type doctor struct {
@@ -50,16 +85,16 @@ type doctor struct {
 }
 
 func (d *doctor) ok(check, detail string) {
-	fmt.Fprintf(d.out, "ok    %-14s %s\n", check, detail)
+	fmt.Fprintf(d.out, "ok    %-18s %s\n", check, detail)
 }
 
 func (d *doctor) info(check, detail string) {
-	fmt.Fprintf(d.out, "info  %-14s %s\n", check, detail)
+	fmt.Fprintf(d.out, "info  %-18s %s\n", check, detail)
 }
 
 func (d *doctor) fail(check, detail, fix string) {
 	d.failed++
-	fmt.Fprintf(d.out, "FAIL  %-14s %s\n      %-14s fix: %s\n", check, detail, "", fix)
+	fmt.Fprintf(d.out, "FAIL  %-18s %s\n      %-18s fix: %s\n", check, detail, "", fix)
 }
 
 func (d *doctor) run(ctx context.Context, a *app, noStart bool) {

@@ -24,17 +24,18 @@ func newImageBuildCmd(a *app) *cobra.Command {
 	var agent string
 	var force bool
 	cmd := &cobra.Command{
-		Use:   "build testguest|debian-12|debian-13",
+		Use:   "build testguest|debian-12|debian-12-desktop|debian-13",
 		Short: "Build an image into the image cache (testguest: Debian kernel + busybox + qemu-guest-agent + firstboot-guest)",
 		Long: "testguest is built from Debian packages (the kernel resolved from linux-image-amd64, " +
 			"busybox-static, and qemu-guest-agent with the libraries it needs, so guest_exec works), " +
 			"fetched with apt-get download, and the static firstboot-guest agent, " +
 			"which is looked for next to this executable unless --agent is given. The image goes to " +
 			"<image-cache>/testguest and is reused when nothing changed. debian-12 and debian-13 are " +
-			"stock-like Debian systems made with debootstrap (with qemu-guest-agent, which sends nothing on the network).",
+			"stock-like Debian systems made with debootstrap (with qemu-guest-agent, which sends nothing on the network); " +
+			"debian-12-desktop adds LightDM's graphical login, the Xfce desktop and Firefox ESR.",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return usageError{errors.New("image build: name one image: testguest, debian-12 or debian-13")}
+				return usageError{errors.New("image build: name one image: testguest, debian-12, debian-12-desktop or debian-13")}
 			}
 			return nil
 		},

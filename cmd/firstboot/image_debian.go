@@ -29,7 +29,11 @@ func buildDebianImage(ctx context.Context, a *app, release string, force bool, o
 	fmt.Fprintf(out, "kernel:   %s\n", img.Kernel)
 	fmt.Fprintf(out, "initrd:   %s\n", img.Initrd)
 	fmt.Fprintf(out, "cmdline:  %s\n", img.Cmdline)
-	fmt.Fprintf(out, "login:    root/%s or %s/%s on the serial console\n", osimage.RootPassword, osimage.UserName, osimage.UserPassword)
+	where := "on the serial console"
+	if len(m.Desktop) > 0 {
+		where = "on the serial console; " + osimage.UserName + " on the graphical login too"
+	}
+	fmt.Fprintf(out, "login:    root/%s or %s/%s %s\n", osimage.RootPassword, osimage.UserName, osimage.UserPassword, where)
 	fmt.Fprintf(out, "built in: %ss; this command took %s\n", fmt.Sprint(m.BuildSeconds), time.Since(start).Round(time.Millisecond))
 	return nil
 }

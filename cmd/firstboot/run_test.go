@@ -29,6 +29,9 @@ func newE2E(t *testing.T) *e2eEnv {
 	env := &e2eEnv{bin: buildFirstboot(t), state: t.TempDir()}
 	home, _ := os.UserCacheDir()
 	env.cache = filepath.Join(home, "firstboot", "images")
+	if c := os.Getenv("FIRSTBOOT_TEST_IMAGE_CACHE"); c != "" {
+		env.cache = c // a cache of one's own, while changing how images are built
+	}
 	agent := filepath.Join(t.TempDir(), "firstboot-guest")
 	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-o", agent, "github.com/firstboot/firstboot/cmd/firstboot-guest")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -248,8 +251,8 @@ func checkRunDir(t *testing.T, dir string) *manifest.Manifest {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Status != manifest.StatusComplete || m.Capture.Drops != 0 || m.Capture.Packets == 0 {
-		t.Errorf("manifest: status %s (%s), %d packets, %d drops", m.Status, m.Reason, m.Capture.Packets, m.Capture.Drops)
+	if m.Status != manifest.StatusComplete || m.Capture.Drops != 0 || m.Capture.Packets == 0 || m.Capture.Received != m.Capture.Packets {
+		t.Errorf("manifest: status %s (%s), %d packets, %d received, %d drops", m.Status, m.Reason, m.Capture.Packets, m.Capture.Received, m.Capture.Drops)
 	}
 	pcap := filepath.Join(dir, "capture.pcapng")
 	tshark := func(args ...string) []string {

@@ -10,14 +10,15 @@ import (
 
 func newScenarioCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "scenario", Short: "Check and explain scenario files (no lab needed)"}
-	cmd.AddCommand(&cobra.Command{
+	var manual bool
+	validate := &cobra.Command{
 		Use:   "validate FILE...",
 		Short: "Check scenario files; every mistake is reported as file:line:column",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			failed := 0
 			for _, f := range args {
-				if _, err := scenarios.Load(f); err != nil {
+				if _, err := scenarios.LoadWith(f, scenarios.LoadOptions{Manual: manual}); err != nil {
 					fmt.Fprintln(cmd.ErrOrStderr(), err)
 					failed++
 					continue
@@ -29,7 +30,9 @@ func newScenarioCmd(a *app) *cobra.Command {
 			}
 			return nil
 		},
-	})
+	}
+	validate.Flags().BoolVar(&manual, "manual", false, "check files for run --manual and record (no steps)")
+	cmd.AddCommand(validate)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "plan FILE",
 		Short: "Print what a run of the scenario will do, in order, with every wait and time limit",

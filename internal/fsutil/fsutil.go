@@ -58,20 +58,34 @@ func FileSHA256(path string) (sum string, size int64, err error) {
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
-// lockPoll is how often LockDir retries a lock another process holds.
-const lockPoll = 200 * time.Millisecond
+// lockPoll is how often Flock retries a lock another process holds.
+const lockPoll = 50 * time.Millisecond
 
 // LockDir takes an exclusive flock on dir/.lock, waiting until ctx ends, so
 // two processes never build into the same directory at once. The lock goes
 // with the process, so a crashed holder never leaves it stuck.
 func LockDir(ctx context.Context, dir string) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err = LockFile(ctx, filepath.Join(dir, ".lock"))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("another build in %s: %w", dir, err)
+	}
+	return unlock, nil
+}
+
+// LockFile takes an exclusive flock on path (created, with its directory,
+// when missing), waiting until ctx ends. Like LockDir's, the lock goes with
+// the process.
+func LockFile(ctx context.Context, path string) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
 	if err := Flock(ctx, f); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("waiting for another build in %s: %w", dir, err)
+		return nil, fmt.Errorf("waiting for lock %s (held by another firstboot process): %w", path, err)
 	}
 	return func() { _ = unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 }

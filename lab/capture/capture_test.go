@@ -130,8 +130,8 @@ func TestCaptureMarksAndStats(t *testing.T) {
 	if uint64(len(rows)) != st.Packets {
 		t.Fatalf("tshark reads %d packets, Stop reports %d: %q", len(rows), st.Packets, rows)
 	}
-	if st.Received < st.Packets {
-		t.Errorf("kernel received %d < written %d", st.Received, st.Packets)
+	if st.Received != st.Packets+st.Drops {
+		t.Errorf("kernel received %d, but %d written + %d dropped", st.Received, st.Packets, st.Drops)
 	}
 	var udp []string
 	commentOn := map[string]string{}
@@ -159,57 +159,88 @@ func TestCaptureMarksAndStats(t *testing.T) {
 		t.Errorf("second mark on packet %q", n)
 	}
 	// No packet followed the last mark: it must be in the final statistics block.
-	comments, recv, drop := lastISB(t, path)
+	comments, recv, drop, delivered := lastISB(t, path)
 	if len(comments) != 1 || comments[0] != "step end" {
 		t.Errorf("ISB comments %q, want [step end]", comments)
 	}
-	if recv != st.Received || drop != 0 {
-		t.Errorf("ISB recv %d drop %d, want %d 0", recv, drop, st.Received)
+	if recv != st.Received || drop != 0 || delivered != st.Packets {
+		t.Errorf("ISB recv %d drop %d delivered %d, want %d 0 %d", recv, drop, delivered, st.Received, st.Packets)
 	}
 	if _, err := c.Stop(ctx); err == nil {
 		t.Error("second Stop did not fail")
 	}
 }
 
-// lastISB reads the file's final block, which must be an Interface
-// Statistics Block, and returns its comments and counters. It walks the
-// block structure by the pcapng spec, independently of the writer.
-func lastISB(t *testing.T, path string) (comments []string, recv, drop uint64) {
+// fileBlock is one pcapng block as readBlocks found it.
+type fileBlock struct {
+	typ  uint32
+	body []byte // between the length fields
+}
+
+// readBlocks walks the file's block structure by the pcapng spec,
+// independently of the writer. tail is the length of an incomplete last
+// block (0 when the file ends on a block boundary).
+func readBlocks(t *testing.T, path string) (blocks []fileBlock, tail int) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var last []byte
-	for off := 0; off+12 <= len(b); {
+	off := 0
+	for off+12 <= len(b) {
 		n := int(binary.LittleEndian.Uint32(b[off+4:]))
-		if n < 12 || off+n > len(b) {
-			t.Fatalf("bad block at %d", off)
+		if n < 12 || n%4 != 0 {
+			t.Fatalf("%s: bad block length %d at offset %d", path, n, off)
 		}
-		last = b[off : off+n]
+		if off+n > len(b) {
+			break
+		}
+		if end := binary.LittleEndian.Uint32(b[off+n-4:]); int(end) != n {
+			t.Fatalf("%s: block at %d: trailing length %d, leading %d", path, off, end, n)
+		}
+		blocks = append(blocks, fileBlock{binary.LittleEndian.Uint32(b[off:]), b[off+8 : off+n-4]})
 		off += n
 	}
-	if typ := binary.LittleEndian.Uint32(last); typ != 5 {
-		t.Fatalf("last block type %d, want 5 (ISB)", typ)
-	}
-	opts := last[20 : len(last)-4]
-	for len(opts) >= 4 {
-		code, l := binary.LittleEndian.Uint16(opts), int(binary.LittleEndian.Uint16(opts[2:]))
+	return blocks, len(b) - off
+}
+
+// options returns a block's options by code, from the offset where they start.
+func options(body []byte, from int) map[uint16][][]byte {
+	opts := map[uint16][][]byte{}
+	for o := body[from:]; len(o) >= 4; {
+		code, l := binary.LittleEndian.Uint16(o), int(binary.LittleEndian.Uint16(o[2:]))
 		if code == 0 {
 			break
 		}
-		v := opts[4 : 4+l]
-		switch code {
-		case 1:
-			comments = append(comments, string(v))
-		case 4:
-			recv = binary.LittleEndian.Uint64(v)
-		case 5:
-			drop = binary.LittleEndian.Uint64(v)
-		}
-		opts = opts[4+(l+3)/4*4:]
+		opts[code] = append(opts[code], o[4:4+l])
+		o = o[4+(l+3)/4*4:]
 	}
-	return comments, recv, drop
+	return opts
+}
+
+// lastISB reads the file's final block, which must be an Interface
+// Statistics Block, and returns its comments and counters.
+func lastISB(t *testing.T, path string) (comments []string, recv, drop, delivered uint64) {
+	t.Helper()
+	blocks, tail := readBlocks(t, path)
+	if tail != 0 || len(blocks) == 0 {
+		t.Fatalf("%s: %d blocks, %d bytes of an incomplete one", path, len(blocks), tail)
+	}
+	last := blocks[len(blocks)-1]
+	if last.typ != blockISB {
+		t.Fatalf("last block type %d, want 5 (ISB)", last.typ)
+	}
+	opts := options(last.body, 12) // after interface id and timestamp
+	for _, c := range opts[1] {
+		comments = append(comments, string(c))
+	}
+	u64 := func(code uint16) uint64 {
+		if len(opts[code]) != 1 {
+			t.Fatalf("ISB option %d: %q", code, opts[code])
+		}
+		return binary.LittleEndian.Uint64(opts[code][0])
+	}
+	return comments, u64(4), u64(5), u64(8)
 }
 
 func TestStartErrors(t *testing.T) {

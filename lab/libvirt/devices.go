@@ -45,6 +45,9 @@ func normalizeHardware(spec lab.MachineSpec) (lab.MachineSpec, error) {
 	if !slices.Contains(videoModels, spec.Video) {
 		return spec, fmt.Errorf("machine %s: video %q: want one of %s", spec.Name, spec.Video, strings.Join(videoModels, ", "))
 	}
+	if spec.Display && spec.Video == "none" {
+		return spec, fmt.Errorf("machine %s: a display (VNC) needs a screen: video none has none", spec.Name)
+	}
 	if spec.CPUModel != "" && !nameRE.MatchString(spec.CPUModel) {
 		return spec, fmt.Errorf("machine %s: CPU model %q is not a model name (like Penryn or Skylake-Client)", spec.Name, spec.CPUModel)
 	}
@@ -288,6 +291,11 @@ func addHardware(d *libvirtxml.Domain, spec lab.MachineSpec, accel string, drvs 
 		video = "vga"
 	}
 	d.Devices.Videos = []libvirtxml.DomainVideo{{Model: libvirtxml.DomainVideoModel{Type: video}}}
+	if video != "none" {
+		// A USB tablet takes absolute positions, so a click lands where the
+		// screenshot shows the text (a PS/2 mouse moves only relatively).
+		d.Devices.Inputs = append(d.Devices.Inputs, libvirtxml.DomainInput{Type: "tablet", Bus: "usb"})
+	}
 	if spec.TPM {
 		// TIS is the ISA interface of the i440fx machine; q35 gets the CRB
 		// interface Windows 11 and current firmware expect.

@@ -141,6 +141,10 @@ func TestDomainXMLHardware(t *testing.T) {
 	if len(d.Devices.Videos) != 1 || d.Devices.Videos[0].Model.Type != "vga" {
 		t.Errorf("default video %+v", d.Devices.Videos)
 	}
+	// A screen comes with a USB tablet: pointer events are absolute.
+	if len(d.Devices.Inputs) != 1 || d.Devices.Inputs[0].Type != "tablet" || d.Devices.Inputs[0].Bus != "usb" {
+		t.Errorf("inputs %+v, want one USB tablet", d.Devices.Inputs)
+	}
 	if len(d.Devices.TPMs) != 0 || d.CPU != nil || d.QEMUCommandline != nil {
 		t.Errorf("default machine has TPM %v, CPU %v, QEMU args %v", d.Devices.TPMs, d.CPU, d.QEMUCommandline)
 	}
@@ -190,9 +194,17 @@ func TestDomainXMLHardware(t *testing.T) {
 	}
 	spec = base
 	spec.Video = "none"
-	if d, _ = domainOf(t, spec, ""); d.Devices.Videos[0].Model.Type != "none" {
-		t.Errorf("video none: %+v", d.Devices.Videos)
+	if d, _ = domainOf(t, spec, ""); d.Devices.Videos[0].Model.Type != "none" || len(d.Devices.Inputs) != 0 {
+		t.Errorf("video none: %+v, inputs %+v (no screen, no tablet)", d.Devices.Videos, d.Devices.Inputs)
 	}
+	spec = base
+	spec.Display = true
+	d, x = domainOf(t, spec, "")
+	if len(d.Devices.Graphics) != 1 || d.Devices.Graphics[0].VNC == nil || len(d.Devices.Graphics[0].VNC.Listeners) != 1 ||
+		d.Devices.Graphics[0].VNC.Listeners[0].Socket == nil || d.Devices.Graphics[0].VNC.Port != 0 {
+		t.Errorf("display: want VNC on a socket libvirt names, no port: %s", x)
+	}
+	spec.Display = false
 	spec.DiskBus = "scsi"
 	spec.Disk = touch(t, dir, "disk.img")
 	d, x = domainOf(t, spec, filepath.Join(dir, "o.qcow2"))
@@ -210,6 +222,7 @@ func TestNormalizeHardwareErrors(t *testing.T) {
 	}{
 		{"bad bus", "disk bus", func(s *lab.MachineSpec) { s.DiskBus = "floppy" }},
 		{"bad video", "video", func(s *lab.MachineSpec) { s.Video = "cirrus3d" }},
+		{"display without screen", "needs a screen", func(s *lab.MachineSpec) { s.Video, s.Display = "none", true }},
 		{"bad cpu name", "CPU model", func(s *lab.MachineSpec) { s.CPUModel = "Penryn,+avx" }},
 		{"feature without model", "need a CPU model", func(s *lab.MachineSpec) { s.CPUFeatures = []string{"+sse4.2"} }},
 		{"feature without sign", "+name", func(s *lab.MachineSpec) { s.CPUModel, s.CPUFeatures = "Penryn", []string{"sse4.2"} }},

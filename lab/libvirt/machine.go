@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
 	"io"
 	"net"
 	"net/netip"
@@ -38,6 +39,13 @@ type Machine struct {
 	consoleLog string
 	overlay    string
 	video      string
+	runDir     string
+
+	// sizeMu guards the screen size of the last screenshot, which scales
+	// pointer positions.
+	sizeMu sync.Mutex
+	size   image.Point
+	sizeAt time.Time
 
 	// mediaMu guards media: each media drive and whether it holds its image.
 	mediaMu sync.Mutex
@@ -212,6 +220,13 @@ func domainDef(spec lab.MachineSpec, network, accel, overlay string) (*libvirtxm
 	}
 	// A video device is what QEMU's screendump captures; no VNC needed.
 	addHardware(&d, spec, accel, drvs)
+	if spec.Display {
+		// VNC on a socket libvirt names in its per-domain directory: no port
+		// to pick or clash, and nothing reachable from the network.
+		d.Devices.Graphics = append(d.Devices.Graphics, libvirtxml.DomainGraphic{VNC: &libvirtxml.DomainGraphicVNC{
+			Listeners: []libvirtxml.DomainGraphicListener{{Socket: &libvirtxml.DomainGraphicListenerSocket{}}},
+		}})
+	}
 	if spec.ISO != "" {
 		d.OS.BootDevices = append(d.OS.BootDevices, libvirtxml.DomainBootDevice{Dev: "cdrom"})
 	}
@@ -281,7 +296,7 @@ func (l *Lab) DefineMachine(ctx context.Context, spec lab.MachineSpec, network *
 	if err != nil {
 		return nil, fmt.Errorf("machine %s: %w", spec.Name, err)
 	}
-	m.video = spec.Video
+	m.video, m.runDir = spec.Video, spec.RunDir
 	m.media = map[string]*mediaState{}
 	for _, d := range drvs {
 		if d.media != nil {
@@ -480,22 +495,13 @@ func (m *Machine) Screenshot(ctx context.Context, path string) error {
 		"execute":   "screendump",
 		"arguments": map[string]string{"filename": abs, "format": "png"},
 	})
-	out, err := call(ctx, "screendump "+m.name, func() (string, error) {
-		return m.lab.conn.QEMUDomainMonitorCommand(m.dom, string(cmd), 0)
-	})
-	if err != nil {
+	if err := m.qmp(ctx, "screendump", string(cmd)); err != nil {
 		return err
-	}
-	var resp struct {
-		Error *struct{ Desc string } `json:"error"`
-	}
-	if json.Unmarshal([]byte(out), &resp) == nil && resp.Error != nil {
-		return fmt.Errorf("screendump %s: %s", m.name, resp.Error.Desc)
 	}
 	if fi, err := os.Stat(abs); err != nil || fi.Size() == 0 {
 		return fmt.Errorf("screendump %s: no image written to %s", m.name, abs)
 	}
-	return nil
+	return m.noteScreenSize(abs)
 }
 
 func (m *Machine) liveXML(ctx context.Context) (libvirtxml.Domain, error) {
@@ -508,6 +514,31 @@ func (m *Machine) liveXML(ctx context.Context) (libvirtxml.Domain, error) {
 		return d, fmt.Errorf("%s: live XML: %w", m.name, err)
 	}
 	return d, nil
+}
+
+// DisplaySocket is the unix socket of the machine's VNC server (a machine
+// defined with Display), read from the live XML.
+func (m *Machine) DisplaySocket(ctx context.Context) (string, error) {
+	d, err := m.liveXML(ctx)
+	if err != nil {
+		return "", err
+	}
+	if d.Devices != nil {
+		for _, g := range d.Devices.Graphics {
+			if g.VNC == nil {
+				continue
+			}
+			if g.VNC.Socket != "" {
+				return g.VNC.Socket, nil
+			}
+			for _, l := range g.VNC.Listeners {
+				if l.Socket != nil && l.Socket.Socket != "" {
+					return l.Socket.Socket, nil
+				}
+			}
+		}
+	}
+	return "", fmt.Errorf("%s: no VNC socket in the live XML (was it defined with Display?)", m.name)
 }
 
 // TapName reads the NIC's host-side device (vnetN) from the live XML.

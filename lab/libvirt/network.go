@@ -5,18 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 
 	golibvirt "github.com/digitalocean/go-libvirt"
-	"golang.org/x/sys/unix"
 	"libvirt.org/go/libvirtxml"
 
+	"github.com/firstboot/firstboot/internal/fsutil"
 	"github.com/firstboot/firstboot/internal/owner"
 	"github.com/firstboot/firstboot/lab"
+	"github.com/firstboot/firstboot/lab/netns"
 )
 
 // Network is a started libvirt network; it implements lab.Network.
@@ -26,8 +24,12 @@ type Network struct {
 	name   string
 	bridge string
 	addr   netip.Addr
+	router netip.Addr
 	subnet netip.Prefix
 	mode   lab.NetworkMode
+	// hostBridge is the host bridge a bridged network's taps join directly
+	// (libvirtd runs where that bridge is); empty for a lab-side bridge.
+	hostBridge string
 
 	closeOnce sync.Once
 	closeErr  error
@@ -40,6 +42,17 @@ func (n *Network) Bridge() string        { return n.bridge }
 func (n *Network) Addr() netip.Addr      { return n.addr }
 func (n *Network) Subnet() netip.Prefix  { return n.subnet }
 func (n *Network) Mode() lab.NetworkMode { return n.mode }
+
+// Router is the guests' default gateway: the bridge address in simulated
+// mode, the subnet's second address (lab/uplink's end of the veth) in routed
+// mode; invalid in bridged mode (the upstream DHCP names it).
+func (n *Network) Router() netip.Addr { return n.router }
+
+// HostBridge is the host bridge the machines' taps are ports of, when
+// libvirtd runs in the namespace that bridge is in. Empty for a bridged
+// network whose Bridge is a lab-side bridge that lab/uplink links to the
+// host bridge, and for the other modes.
+func (n *Network) HostBridge() string { return n.hostBridge }
 
 // Close destroys and undefines the network (idempotent).
 func (n *Network) Close(ctx context.Context) error {
@@ -62,9 +75,15 @@ func withPrefix(name string) string {
 }
 
 // NetworkXML builds the libvirt network definition for spec (with a set
-// subnet for simulated mode). Simulated: no <forward> (isolated), libvirt's
-// DNS off, DHCP handing out the bridge address as router and DNS server, each
-// port isolated so machines do not see each other's broadcasts.
+// subnet for simulated and routed modes).
+//
+// Simulated: no <forward> (isolated), libvirt's DNS off, DHCP handing out the
+// bridge address as router and DNS server, each port isolated so machines do
+// not see each other's broadcasts. Routed: the same, but the router handed out
+// is the subnet's second address, which lab/uplink puts on the far end of a
+// veth joined to the bridge; the lab namespace itself forwards nothing.
+// Bridged: the machines' taps join the existing host bridge spec.Bridge, as
+// isolated ports (they reach the uplink, not each other).
 func NetworkXML(spec lab.NetworkSpec) (string, error) {
 	n, err := networkDef(spec)
 	if err != nil {
@@ -85,17 +104,22 @@ func networkDef(spec lab.NetworkSpec) (*libvirtxml.Network, error) {
 			return nil, fmt.Errorf("network %s: bridged mode needs a host bridge", name)
 		}
 		return &libvirtxml.Network{
-			Name:    name,
-			Forward: &libvirtxml.NetworkForward{Mode: "bridge"},
-			Bridge:  &libvirtxml.NetworkBridge{Name: spec.Bridge},
+			Name:        name,
+			Forward:     &libvirtxml.NetworkForward{Mode: "bridge"},
+			Bridge:      &libvirtxml.NetworkBridge{Name: spec.Bridge},
+			PortOptions: &libvirtxml.NetworkPortOptions{Isolated: "yes"},
 		}, nil
-	case lab.Simulated, "":
+	case lab.Simulated, lab.Routed, "":
 	default:
-		return nil, fmt.Errorf("network %s: mode %q: want simulated or bridged", name, spec.Mode)
+		return nil, fmt.Errorf("network %s: mode %q: want simulated, routed or bridged", name, spec.Mode)
 	}
 	gw, lo, hi, err := addressPlan(spec.Subnet)
 	if err != nil {
 		return nil, fmt.Errorf("network %s: %w", name, err)
+	}
+	router := gw
+	if spec.Mode == lab.Routed {
+		router = routerAddr(spec.Subnet)
 	}
 	n := libvirtxml.Network{
 		Name:        name,
@@ -108,7 +132,7 @@ func networkDef(spec lab.NetworkSpec) (*libvirtxml.Network, error) {
 			DHCP:    &libvirtxml.NetworkDHCP{Ranges: []libvirtxml.NetworkDHCPRange{{Start: lo.String(), End: hi.String()}}},
 		}},
 		DnsmasqOptions: &libvirtxml.NetworkDnsmasqOptions{Option: []libvirtxml.NetworkDnsmasqOption{
-			{Value: "dhcp-option=option:router," + gw.String()},
+			{Value: "dhcp-option=option:router," + router.String()},
 			{Value: "dhcp-option=option:dns-server," + gw.String()},
 			// Without it dnsmasq pings each address before offering it (3 s).
 			{Value: "no-ping"},
@@ -116,6 +140,23 @@ func networkDef(spec lab.NetworkSpec) (*libvirtxml.Network, error) {
 	}
 	return &n, nil
 }
+
+// labBridgeDef defines a plain bridge in the lab namespace: no address, no
+// DHCP, no DNS, ports isolated from each other. Bridged mode with the lab's
+// own libvirtd uses it: lab/uplink joins it to the host bridge with a veth,
+// so the machines' packets reach the real network at layer 2 and nothing of
+// the lab's own speaks on it.
+func labBridgeDef(name string) *libvirtxml.Network {
+	return &libvirtxml.Network{
+		Name:        name,
+		Bridge:      &libvirtxml.NetworkBridge{STP: "off", Delay: "0"},
+		DNS:         &libvirtxml.NetworkDNS{Enable: "no"},
+		PortOptions: &libvirtxml.NetworkPortOptions{Isolated: "yes"},
+	}
+}
+
+// routerAddr is a routed network's gateway: the subnet's second address.
+func routerAddr(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next().Next() }
 
 // addressPlan gives the gateway (first host) and the DHCP range (.100–.199
 // of the first /24) of an IPv4 subnet between /16 and /24.
@@ -179,20 +220,40 @@ func maskBits(m netip.Addr) int {
 }
 
 // CreateNetwork defines and starts a network. A zero Subnet picks a free
-// 10.77.N.0/24; when another process takes the same one at the same moment,
-// starting fails and the next free one is tried.
+// 10.77.N.0/24 (clear of spec.Avoid); when another process takes the same one
+// at the same moment, starting fails and the next free one is tried.
+//
+// A bridged network's taps join spec.Bridge directly when that bridge is in
+// libvirtd's namespace (the host's libvirtd); when it is in the namespace
+// firstboot runs in instead (the lab's own libvirtd), the network is a plain
+// lab-side bridge and HostBridge is empty: lab/uplink links the two.
 func (l *Lab) CreateNetwork(ctx context.Context, spec lab.NetworkSpec) (*Network, error) {
 	if spec.Mode == "" {
 		spec.Mode = lab.Simulated
 	}
 	if spec.Mode == lab.Bridged {
-		if err := l.ValidateBridged(spec); err != nil {
+		direct, err := l.bridgePlacement(ctx, spec)
+		if err != nil {
 			return nil, err
 		}
-		return l.startNetwork(ctx, spec)
+		if direct {
+			def, err := networkDef(spec)
+			if err != nil {
+				return nil, err
+			}
+			return l.startNetwork(ctx, spec, def)
+		}
+		// libvirt names the bridge (virbrN) as it starts the network, and
+		// two starting at once can pick the same name: one at a time.
+		unlock, err := lockFile(ctx, subnetLock)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+		return l.startNetwork(ctx, spec, labBridgeDef(withPrefix(spec.Name)))
 	}
 	if spec.Subnet.IsValid() {
-		return l.startNetwork(ctx, spec)
+		return l.startAddressed(ctx, spec)
 	}
 	// Picking a subnet and starting the network is one step for every
 	// firstboot process on the host: libvirt does not reliably refuse a
@@ -208,12 +269,12 @@ func (l *Lab) CreateNetwork(ctx context.Context, spec lab.NetworkSpec) (*Network
 		if err != nil {
 			return nil, err
 		}
-		free, ok := pickSubnet(used, attempt)
+		free, ok := pickSubnet(append(used, spec.Avoid...), attempt)
 		if !ok {
 			return nil, errors.New("network: no free 10.77.N.0/24 left; close old networks (firstboot lab down)")
 		}
 		spec.Subnet = free
-		n, err := l.startNetwork(ctx, spec)
+		n, err := l.startAddressed(ctx, spec)
 		if err == nil {
 			return n, nil
 		}
@@ -247,26 +308,54 @@ func pickSubnet(used []netip.Prefix, skip int) (netip.Prefix, bool) {
 }
 
 // ValidateBridged checks a bridged spec without starting anything: the host
-// bridge must exist, and libvirtd must run in the host namespace (the lab's
-// own namespace cannot see host bridges).
-func (l *Lab) ValidateBridged(spec lab.NetworkSpec) error {
-	if _, err := NetworkXML(spec); err != nil {
-		return err
-	}
-	if _, err := os.Stat("/sys/class/net/" + spec.Bridge + "/bridge"); err != nil {
-		return fmt.Errorf("network %s: host bridge %q not found: create it first (ip link add %s type bridge)", spec.Name, spec.Bridge, spec.Bridge)
-	}
-	if l.cfg.LibvirtURI == "" {
-		return fmt.Errorf("network %s: bridged mode needs the host's libvirtd (--libvirt-uri qemu:///system); the lab's own libvirtd runs in an isolated namespace", spec.Name)
-	}
-	return nil
+// bridge must exist, as a bridge, in libvirtd's namespace or in the namespace
+// firstboot runs in.
+func (l *Lab) ValidateBridged(ctx context.Context, spec lab.NetworkSpec) error {
+	_, err := l.bridgePlacement(ctx, spec)
+	return err
 }
 
-func (l *Lab) startNetwork(ctx context.Context, spec lab.NetworkSpec) (_ *Network, err error) {
+// bridgePlacement finds spec.Bridge: direct is true when it is in libvirtd's
+// namespace (taps join it), false when only the namespace firstboot runs in
+// has it (a lab-side bridge and a veth reach it).
+func (l *Lab) bridgePlacement(ctx context.Context, spec lab.NetworkSpec) (direct bool, err error) {
+	if _, err := NetworkXML(spec); err != nil {
+		return false, err
+	}
+	if isBridge(ctx, l.netns, spec.Bridge) {
+		return true, nil
+	}
+	if same, err := netns.Same(l.netns, ""); err == nil && !same && isBridge(ctx, "", spec.Bridge) {
+		return false, nil
+	}
+	return false, fmt.Errorf("network %s: host bridge %q not found (or not a bridge) in the namespace firstboot runs in: create it on the wired uplink first (README, \"Bridged mode\"), or name another with --bridge", withPrefix(spec.Name), spec.Bridge)
+}
+
+// isBridge reports whether the namespace ns ("" for this process's) has a
+// bridge called name.
+func isBridge(ctx context.Context, ns, name string) bool {
+	links, err := netns.Links(ctx, ns)
+	if err != nil {
+		return false
+	}
+	for _, lk := range links {
+		if lk.Name == name {
+			return lk.Kind == "bridge"
+		}
+	}
+	return false
+}
+
+// startAddressed starts a simulated or routed network on spec.Subnet.
+func (l *Lab) startAddressed(ctx context.Context, spec lab.NetworkSpec) (*Network, error) {
 	def, err := networkDef(spec)
 	if err != nil {
 		return nil, err
 	}
+	return l.startNetwork(ctx, spec, def)
+}
+
+func (l *Lab) startNetwork(ctx context.Context, spec lab.NetworkSpec, def *libvirtxml.Network) (_ *Network, err error) {
 	// The owner, so the next firstboot removes the network if this process
 	// is killed before it does.
 	def.Metadata = &libvirtxml.NetworkMetadata{XML: metadataXML(owner.Self(), nil)}
@@ -306,40 +395,24 @@ func (l *Lab) startNetwork(ctx context.Context, spec lab.NetworkSpec) (_ *Networ
 	if liveDef.Bridge != nil {
 		n.bridge = liveDef.Bridge.Name
 	}
-	if spec.Mode != lab.Bridged {
+	switch {
+	case spec.Mode == lab.Bridged && liveDef.Forward != nil:
+		n.hostBridge = spec.Bridge
+	case spec.Mode != lab.Bridged:
 		n.subnet = spec.Subnet.Masked()
 		n.addr, _, _, _ = addressPlan(spec.Subnet)
+		n.router = n.addr
+		if spec.Mode == lab.Routed {
+			n.router = routerAddr(spec.Subnet)
+		}
 	}
-	l.log.Info("lab: network up", "name", name, "bridge", n.bridge, "subnet", n.subnet)
+	l.log.Info("lab: network up", "name", name, "mode", spec.Mode, "bridge", n.bridge, "subnet", n.subnet)
 	return n, nil
 }
 
-// subnetLock serialises subnet choice across firstboot processes.
+// subnetLock serialises subnet (and bridge name) choice across firstboot
+// processes.
 const subnetLock = "/run/lock/firstboot-subnet.lock"
 
 // lockFile takes an exclusive flock on path, waiting until ctx ends.
-func lockFile(ctx context.Context, path string) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	for {
-		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == nil {
-			return func() { f.Close() }, nil
-		}
-		if !errors.Is(err, unix.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("waiting for lock %s (held by another firstboot): %w", path, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
+func lockFile(ctx context.Context, path string) (func(), error) { return fsutil.LockFile(ctx, path) }

@@ -81,10 +81,10 @@ func TestBridgedValidation(t *testing.T) {
 	}
 	// Validation only: a missing host bridge is refused, nothing is started.
 	l := &Lab{}
-	if err := l.ValidateBridged(spec); err == nil || !strings.Contains(err.Error(), "not found") {
+	if err := l.ValidateBridged(context.Background(), spec); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("missing bridge: %v", err)
 	}
-	if err := l.ValidateBridged(lab.NetworkSpec{Name: "br", Mode: lab.Bridged, Bridge: "lo"}); err == nil {
+	if err := l.ValidateBridged(context.Background(), lab.NetworkSpec{Name: "br", Mode: lab.Bridged, Bridge: "lo"}); err == nil {
 		t.Error("lo accepted as a bridge")
 	}
 }
@@ -240,5 +240,42 @@ func TestSocketFromURI(t *testing.T) {
 		if (want == "") != (err != nil) || got != want {
 			t.Errorf("socketFromURI(%q) = %q, %v; want %q", uri, got, err, want)
 		}
+	}
+}
+
+func TestNetworkXMLRouted(t *testing.T) {
+	x, err := NetworkXML(lab.NetworkSpec{Name: "r", Mode: lab.Routed, Subnet: netip.MustParsePrefix("10.77.9.0/24")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n libvirtxml.Network
+	if err := n.Unmarshal(x); err != nil {
+		t.Fatal(err)
+	}
+	// Isolated like a simulated network: the lab namespace routes nothing;
+	// the router handed out is lab/uplink's end of the veth.
+	if n.Forward != nil || n.DNS == nil || n.DNS.Enable != "no" || len(n.IPs) != 1 || n.IPs[0].Address != "10.77.9.1" {
+		t.Errorf("routed network: %s", x)
+	}
+	if !strings.Contains(x, "option:router,10.77.9.2") || !strings.Contains(x, "option:dns-server,10.77.9.1") {
+		t.Errorf("routed network does not hand out router .2 and DNS .1:\n%s", x)
+	}
+	if routerAddr(netip.MustParsePrefix("10.77.9.0/24")).String() != "10.77.9.2" {
+		t.Error("routerAddr")
+	}
+}
+
+func TestLabBridgeXML(t *testing.T) {
+	x, err := labBridgeDef("firstboot-b").Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n libvirtxml.Network
+	if err := n.Unmarshal(x); err != nil {
+		t.Fatal(err)
+	}
+	// A plain bridge: nothing of the lab speaks on the real network.
+	if n.Forward != nil || len(n.IPs) != 0 || n.DNS == nil || n.DNS.Enable != "no" || n.PortOptions == nil || n.PortOptions.Isolated != "yes" {
+		t.Errorf("lab-side bridge: %s", x)
 	}
 }

@@ -3,7 +3,8 @@
 // A name is either a namespace created with `ip netns add` (a file under
 // /run/netns) or an absolute path to a namespace file such as
 // /proc/PID/ns/net, so callers can also enter the namespace of a libvirtd they
-// did not start.
+// did not start. Exec, Links and Same also take "": the namespace this
+// process runs in (whatever it is: never assumed to be PID 1's).
 package netns
 
 import (
@@ -95,10 +96,15 @@ func Exec(ctx context.Context, name string, argv ...string) ([]byte, error) {
 		return nil, errors.New("netns: exec: empty command")
 	}
 	var cmd *exec.Cmd
-	if filepath.IsAbs(name) {
+	switch {
+	case name == "":
+		// Children start in the namespace of the thread that forks them,
+		// which outside Do is this process's own.
+		cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
+	case filepath.IsAbs(name):
 		// ip netns exec only takes names; nsenter takes a namespace file.
 		cmd = exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + name, "--"}, argv...)...)
-	} else {
+	default:
 		cmd = exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", name}, argv...)...)
 	}
 	var stdout, stderr bytes.Buffer
@@ -107,6 +113,36 @@ func Exec(ctx context.Context, name string, argv ...string) ([]byte, error) {
 		return stdout.Bytes(), fmt.Errorf("netns %s: %s: %w: %s", name, strings.Join(argv, " "), err, bytes.TrimSpace(stderr.Bytes()))
 	}
 	return stdout.Bytes(), nil
+}
+
+// Same reports whether two names (see the package comment; "" is this
+// process's namespace) refer to one namespace.
+func Same(a, b string) (bool, error) {
+	ia, err := ID(a)
+	if err != nil {
+		return false, err
+	}
+	ib, err := ID(b)
+	if err != nil {
+		return false, err
+	}
+	return ia == ib, nil
+}
+
+// ID identifies a namespace ("" is this process's) as its nsfs inode, the
+// number `ip netns identify` and /proc/PID/ns/net links show.
+func ID(name string) (uint64, error) {
+	path := Path(name)
+	if name == "" {
+		// The calling thread's, which outside Do is the process's: the main
+		// thread may be inside Do at this moment, so not /proc/self.
+		path = "/proc/thread-self/ns/net"
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, fmt.Errorf("netns: %s: %w", path, err)
+	}
+	return st.Ino, nil
 }
 
 // Do runs fn on a locked OS thread switched into the namespace. Sockets and
@@ -172,9 +208,17 @@ func Links(ctx context.Context, name string) ([]Link, error) {
 	return links, nil
 }
 
+// UplinkVethPrefix starts the names of the veths lab/uplink adds to the lab
+// namespace for routed and bridged runs.
+const UplinkVethPrefix = "fbu"
+
 // CheckIsolation verifies the namespace's structure: only loopback, bridges
 // and taps (tun devices); no default route and no IPv6 route at all; IPv4
 // forwarding off; IPv6 disabled. It returns every violation found.
+//
+// A real-internet run's veth (UplinkVethPrefix, a port of that run's own
+// bridge) is allowed: it reaches out only at layer 2 from its own bridge, and
+// with forwarding off no other bridge can reach it.
 func CheckIsolation(ctx context.Context, name string) error {
 	var errs []error
 	links, err := Links(ctx, name)
@@ -184,6 +228,7 @@ func CheckIsolation(ctx context.Context, name string) error {
 	for _, l := range links {
 		switch {
 		case l.Name == "lo", l.Kind == "bridge", l.Kind == "tun":
+		case l.Kind == "veth" && strings.HasPrefix(l.Name, UplinkVethPrefix) && l.Master != "":
 		default:
 			errs = append(errs, fmt.Errorf("interface %s (kind %q) is neither lo, a bridge nor a tap", l.Name, l.Kind))
 		}

@@ -102,10 +102,13 @@ type Manifest struct {
 	Cmdline  string `json:"cmdline"`
 	DiskSize int64  `json:"disk_virtual_size"`
 	// RootfsBytes is the installed size of the root file system.
-	RootfsBytes int64               `json:"rootfs_bytes"`
-	User        string              `json:"user"`
-	Packages    []Package           `json:"packages"`
-	Files       map[string]FileInfo `json:"files"`
+	RootfsBytes int64  `json:"rootfs_bytes"`
+	User        string `json:"user"`
+	// Desktop are the desktop packages asked for (debian-12-desktop); the
+	// installed versions are in Packages.
+	Desktop  []string            `json:"desktop,omitempty"`
+	Packages []Package           `json:"packages"`
+	Files    map[string]FileInfo `json:"files"`
 }
 
 // Package is one installed Debian package.
@@ -233,6 +236,11 @@ func build(ctx context.Context, cfg BuildConfig, rel Release, dir string) (img I
 	if err := unmountUnder(root); err != nil {
 		return Image{}, fmt.Errorf("image build: after debootstrap: %w", err)
 	}
+	if len(rel.Desktop) > 0 {
+		if err := installDesktop(ctx, run, root, rel, debs); err != nil {
+			return Image{}, err
+		}
+	}
 	if err := writeGuestFiles(root, rel); err != nil {
 		return Image{}, fmt.Errorf("image build: %w", err)
 	}
@@ -310,7 +318,7 @@ func build(ctx context.Context, cfg BuildConfig, rel Release, dir string) (img I
 	m := Manifest{
 		FormatVersion: formatVersion, Release: rel.Name, Suite: rel.Suite, Mirror: cfg.Mirror,
 		BuiltAt: time.Now().UTC().Truncate(time.Second), KernelRelease: kernelRel, Kernel: kernelFile,
-		Cmdline: Cmdline, DiskSize: cfg.DiskSize, RootfsBytes: rootBytes, User: UserName,
+		Cmdline: Cmdline, DiskSize: cfg.DiskSize, RootfsBytes: rootBytes, User: UserName, Desktop: rel.Desktop,
 		Packages: pkgs, Files: map[string]FileInfo{},
 	}
 	// Stale outputs of an earlier build (a vmlinux this build lacks) must go.

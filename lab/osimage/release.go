@@ -19,6 +19,10 @@ type Release struct {
 	// DebSources writes apt's sources the way that release's installer does:
 	// one-line sources.list for bookworm, deb822 debian.sources for trixie.
 	DebSources bool
+	// Desktop are installed with apt-get (without recommends) after
+	// debootstrap: a graphical system's packages have alternatives and
+	// virtual dependencies that apt resolves and debootstrap does not.
+	Desktop []string
 }
 
 // Default user and passwords, documented in docs/images.md. The image is only
@@ -53,6 +57,20 @@ var releases = map[string]Release{
 		Name: "debian-12", Suite: "bookworm", Version: "12",
 		// The bookworm installer configures ifupdown with ISC dhclient.
 		Packages: append(append([]string{}, commonPackages...), "isc-dhcp-client"),
+	},
+	// debian-12 with a graphical login (LightDM and its GTK greeter, no
+	// autologin), the Xfce desktop and Firefox ESR. Recommends are left out
+	// (Debian's desktop task would add office, media and printing packages):
+	// under TCG every process counts. dbus-user-session gives the session its
+	// bus as on a stock desktop; fonts-dejavu-core the fonts the screen (and
+	// its OCR) reads.
+	"debian-12-desktop": {
+		Name: "debian-12-desktop", Suite: "bookworm", Version: "12",
+		Packages: append(append([]string{}, commonPackages...), "isc-dhcp-client"),
+		Desktop: []string{
+			"xserver-xorg-core", "xserver-xorg-input-libinput", "lightdm", "lightdm-gtk-greeter",
+			"xfce4", "dbus-user-session", "fonts-dejavu-core", "firefox-esr",
+		},
 	},
 	"debian-13": {
 		Name: "debian-13", Suite: "trixie", Version: "13",

@@ -4,10 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 )
 
 func TestDNSWithDig(t *testing.T) {
@@ -155,9 +157,13 @@ func TestHTTPSWithCurlAndOpenSSL(t *testing.T) {
 			logBuf.waitEvent(t, "https request for "+name, func(e Event) bool {
 				return e.Service == "https" && e.SNI == name && e.Host == name+":"+port && e.URI == "/connecttest.txt"
 			})
-			// curl offers h2 and http/1.1; the ClientHello log keeps the offer.
+			// curl offers h2 and http/1.1; the ClientHello log keeps the
+			// offer, the request log what was spoken.
 			logBuf.waitEvent(t, "ClientHello for "+name, func(e Event) bool {
 				return e.Service == "tls" && e.SNI == name && slices.Contains(e.ALPN, "http/1.1")
+			})
+			logBuf.waitEvent(t, "HTTP/2 for "+name, func(e Event) bool {
+				return e.Service == "https" && e.SNI == name && slices.Equal(e.ALPN, []string{"h2"})
 			})
 		})
 		t.Run("openssl "+name, func(t *testing.T) {
@@ -217,7 +223,8 @@ func TestNTPWithChrony(t *testing.T) {
 
 func TestQUICHandshake(t *testing.T) {
 	checkNoLeaks(t)
-	r, logBuf, caPath := startLoopback(t, nil)
+	keyLog := &lockedBuffer{}
+	r, logBuf, caPath := startLoopback(t, func(c *Config) { c.KeyLog = keyLog })
 	pem, err := os.ReadFile(caPath)
 	if err != nil {
 		t.Fatal(err)
@@ -235,15 +242,29 @@ func TestQUICHandshake(t *testing.T) {
 	if got := c.ConnectionState().TLS.PeerCertificates[0].DNSNames; !slices.Equal(got, []string{"quic.example"}) {
 		t.Errorf("certificate names = %v", got)
 	}
-	// The server closes every connection once it has accepted it.
-	select {
-	case <-c.Context().Done():
-	case <-ctx.Done():
-		t.Fatal("server did not close the QUIC connection")
+	c.CloseWithError(0, "")
+	// HTTP/3 is answered like HTTP and HTTPS, and its session secrets logged.
+	h3 := &http3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	defer h3.Close()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+addr+"/connecttest.txt", nil)
+	req.Host = "h3.example"
+	req.Header.Set("User-Agent", "simnet-h3/1")
+	h3.TLSClientConfig.ServerName = "h3.example"
+	resp, err := h3.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("HTTP/3 request: %v", err)
 	}
-	var appErr *quic.ApplicationError
-	if err := context.Cause(c.Context()); !errors.As(err, &appErr) || !appErr.Remote || appErr.ErrorCode != h3NoError {
-		t.Errorf("close reason = %v, want the server's H3_NO_ERROR", err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "Microsoft Connect Test" || resp.ProtoMajor != 3 {
+		t.Errorf("HTTP/3 answer %s %q", resp.Proto, body)
+	}
+	logBuf.waitEvent(t, "HTTP/3 request", func(e Event) bool {
+		return e.Service == "quic" && e.Proto == "udp" && e.Method == "GET" && e.URI == "/connecttest.txt" && e.UserAgent == "simnet-h3/1" &&
+			e.Status == 200 && e.SNI == "h3.example" && e.Dst == addr
+	})
+	if !strings.Contains(keyLog.String(), "SERVER_TRAFFIC_SECRET_0 ") || !strings.Contains(keyLog.String(), "CLIENT_HANDSHAKE_TRAFFIC_SECRET ") {
+		t.Errorf("key log:\n%s", keyLog.String())
 	}
 	logBuf.waitEvent(t, "QUIC Initial", func(e Event) bool {
 		// RFC 9000 section 14.1: a client's Initial datagram is padded to at least 1200 bytes.

@@ -83,7 +83,11 @@ func (r *Responders) httpHandler(service string) http.Handler {
 		// configured URL and expected body (Ubuntu's check on "/" included).
 		hdr.Set("X-NetworkManager-Status", "online")
 		ci, _ := req.Context().Value(connInfoKey{}).(connInfo)
-		e := Event{Service: service, Proto: "tcp", Client: req.RemoteAddr, Dst: ci.dst,
+		proto := "tcp"
+		if req.ProtoMajor == 3 {
+			proto = "udp"
+		}
+		e := Event{Service: service, Proto: proto, Client: req.RemoteAddr, Dst: ci.dst,
 			Method: req.Method, Host: req.Host, URI: req.RequestURI, UserAgent: req.UserAgent(), Status: status}
 		if req.TLS != nil {
 			e.SNI = req.TLS.ServerName
@@ -139,8 +143,9 @@ func (r *Responders) newHTTPServer(service string) *http.Server {
 // fail, so clients that do not trust the lab CA are still recorded.
 func (r *Responders) tlsConfig(service, proto string, nextProtos []string) *tls.Config {
 	base := &tls.Config{
-		MinVersion: tls.VersionTLS10, // old guests are worth recording, not rejecting
-		NextProtos: nextProtos,
+		MinVersion:   tls.VersionTLS10, // old guests are worth recording, not rejecting
+		NextProtos:   nextProtos,
+		KeyLogWriter: r.cfg.KeyLog,
 		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 			name := hello.ServerName
 			if name == "" && hello.Conn != nil {

@@ -7,18 +7,17 @@ import (
 	"net"
 	"net/netip"
 	"syscall"
+	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 )
 
-// h3NoError is HTTP/3's H3_NO_ERROR (RFC 9114): the lab closes every QUIC
-// connection right after the handshake, since it serves no HTTP/3.
-const h3NoError = 0x100
-
-// startQUIC runs a quic-go listener with the lab CA on udp port. Every
-// Initial datagram is logged (size, version) before quic-go sees it, and
-// the ClientHello (SNI, ALPN) through the TLS config, so a guest that does
-// not trust the CA is still recorded.
+// startQUIC runs a quic-go listener with the lab CA on udp port, serving
+// HTTP/3 with the same answers as HTTP and HTTPS. Every Initial datagram
+// is logged (size, version) before quic-go sees it, and the ClientHello
+// (SNI, ALPN) through the TLS config, so a guest that does not trust the
+// CA is still recorded.
 func (r *Responders) startQUIC(ctx context.Context, port int) error {
 	uc, err := r.listenUDP(ctx, "quic", port, nil)
 	if err != nil {
@@ -26,26 +25,27 @@ func (r *Responders) startQUIC(ctx context.Context, port int) error {
 	}
 	r.ports.QUIC = uc.LocalAddr().(*net.UDPAddr).Port
 	tr := &quic.Transport{Conn: &quicLogConn{PacketConn: uc, udp: uc, r: r}}
-	ln, err := tr.Listen(r.tlsConfig("quic", "udp", []string{"h3"}), &quic.Config{})
+	ln, err := tr.ListenEarly(r.tlsConfig("quic", "udp", []string{"h3"}), &quic.Config{})
 	if err != nil {
 		tr.Close()
 		return fmt.Errorf("simnet: start QUIC listener: %w", err)
 	}
-	// Closers run in reverse: listener, then transport, then the socket.
+	srv := &http3.Server{
+		Handler:     r.httpHandler("quic"),
+		IdleTimeout: 30 * time.Second,
+		ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
+			st := c.ConnectionState()
+			dst := r.udpDst(c.LocalAddr(), addrPort(c.RemoteAddr()))
+			r.log.log(Event{Service: "quic", Proto: "udp", Client: c.RemoteAddr().String(), Dst: dst,
+				SNI: st.TLS.ServerName, ALPN: nonEmpty(st.TLS.NegotiatedProtocol), Detail: "handshake complete"})
+			return context.WithValue(ctx, connInfoKey{}, connInfo{dst: dst})
+		},
+	}
+	// Closers run in reverse: server, listener, transport, then the socket.
 	r.addCloser(tr)
 	r.addCloser(ln)
-	r.goServe(func() {
-		for {
-			c, err := ln.Accept(context.Background())
-			if err != nil {
-				return // listener closed
-			}
-			st := c.ConnectionState()
-			r.log.log(Event{Service: "quic", Proto: "udp", Client: c.RemoteAddr().String(), Dst: r.udpDst(c.LocalAddr(), addrPort(c.RemoteAddr())),
-				SNI: st.TLS.ServerName, ALPN: nonEmpty(st.TLS.NegotiatedProtocol), Detail: "handshake complete; closed (no HTTP/3 here)"})
-			c.CloseWithError(h3NoError, "firstboot lab")
-		}
-	})
+	r.addCloser(srv)
+	r.goServe(func() { srv.ServeListener(ln) })
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -262,3 +263,8 @@ func run(ctx context.Context, netns string, args []string) error {
 	}
 	return nil
 }
+
+// OriginalDst returns where a TCP connection redirected to a local
+// listener (iptables REDIRECT) was going, as host:port; the listener's own
+// address when it was not redirected.
+func OriginalDst(c net.Conn) string { return originalDst(c) }

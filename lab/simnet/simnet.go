@@ -86,6 +86,10 @@ type Config struct {
 	// Now is the clock for NTP answers, certificate validity and event
 	// timestamps; nil means time.Now.
 	Now func() time.Time
+	// KeyLog, when set, receives the secrets of every TLS and QUIC session
+	// the HTTPS and QUIC responders terminate, one NSS key log line per
+	// Write (crypto/tls's KeyLogWriter), so the capture can be decrypted.
+	KeyLog io.Writer
 }
 
 // Responders are the running listeners. Close stops them all.
@@ -189,10 +193,9 @@ func (r *Responders) start(ctx context.Context) error {
 		}
 		r.ports.HTTPS = ln.Addr().(*net.TCPAddr).Port
 		srv := r.newHTTPServer("https")
-		// HTTP/1.1 only: clients offering h2 fall back; the ALPN they
-		// offered is logged from the ClientHello.
-		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
-		r.serveHTTP(srv, tls.NewListener(ln, r.tlsConfig("tls", "tcp", []string{"http/1.1"})))
+		// HTTP/2 and HTTP/1.1, as a real web server speaks them: with
+		// the session secrets logged, the requests are readable in the capture.
+		r.serveHTTP(srv, tls.NewListener(ln, r.tlsConfig("tls", "tcp", []string{"h2", "http/1.1"})))
 	}
 	if p.QUIC != Disabled {
 		if err := r.startQUIC(ctx, p.QUIC); err != nil {

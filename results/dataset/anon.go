@@ -28,16 +28,17 @@ import (
 // that was wrong stays wrong by the same amount; one left to NIC offload
 // (the pseudo-header sum) becomes the new addresses' pseudo-header sum.
 type anonymizer struct {
-	subnet    netip.Prefix
-	pseudoNet netip.Prefix
-	lab4      map[netip.Addr]bool // lab addresses outside a known subnet
-	ip4       map[netip.Addr]netip.Addr
-	next4     int
-	ip6       map[netip.Addr]netip.Addr
-	macs      map[[6]byte][6]byte
-	macOrder  [][6]byte
-	host      []byte // lower case
-	pseudo    []byte
+	keepSecrets bool // copy Decryption Secrets Blocks (Options.KeepTLSSecrets)
+	subnet      netip.Prefix
+	pseudoNet   netip.Prefix
+	lab4        map[netip.Addr]bool // lab addresses outside a known subnet
+	ip4         map[netip.Addr]netip.Addr
+	next4       int
+	ip6         map[netip.Addr]netip.Addr
+	macs        map[[6]byte][6]byte
+	macOrder    [][6]byte
+	host        []byte // lower case
+	pseudo      []byte
 }
 
 var pseudoNet4 = netip.MustParsePrefix("192.0.2.0/24")

@@ -196,6 +196,16 @@ func (an *anonymizer) anonymizeCapture(src, dst string) (dropped int, err error)
 		if err != nil {
 			return dropped, err
 		}
+		if !b.pcap && b.typ == blockDSB {
+			// TLS secrets: no lab identifiers, and kept or left out by
+			// choice (Options.KeepTLSSecrets), not for want of anonymising.
+			if an.keepSecrets {
+				if _, err := w.Write(b.raw); err != nil {
+					return dropped, err
+				}
+			}
+			continue
+		}
 		raw, err := an.block(cr, b)
 		if err != nil {
 			return dropped, err

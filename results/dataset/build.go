@@ -11,6 +11,7 @@
 package dataset
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -66,6 +67,11 @@ type Options struct {
 	Metadata
 	// Anonymize replaces the lab's identifiers (see anonymizer).
 	Anonymize bool
+	// KeepTLSSecrets keeps the captures' Decryption Secrets Blocks and the
+	// runs' tls-keys.log: they open every TLS session of the run, whose
+	// requests can hold tokens and personal data, so they are left out
+	// unless asked for.
+	KeepTLSSecrets bool
 	// FirstParty overrides the scenarios' first-party domains when set.
 	FirstParty []string
 	// Version is firstboot's version, recorded in the metadata.
@@ -263,8 +269,15 @@ func buildRun(ctx context.Context, dir string, m *manifest.Manifest, out string,
 	}
 	srcCapture := filepath.Join(dir, capName)
 	capBase := filepath.Base(capName)
-	if opts.Anonymize {
-		capBase = strings.TrimSuffix(capBase, ".gz") // the anonymised copy is written uncompressed
+	stripSecrets := false
+	if !opts.KeepTLSSecrets {
+		var err error
+		if stripSecrets, err = hasSecrets(srcCapture); err != nil {
+			return nil, nil, fmt.Errorf("reading the capture: %w", err)
+		}
+	}
+	if opts.Anonymize || stripSecrets {
+		capBase = strings.TrimSuffix(capBase, ".gz") // the rewritten copy is uncompressed
 	}
 	dstCapture := filepath.Join(out, capBase)
 	ao := AnalysisOptions{
@@ -293,6 +306,7 @@ func buildRun(ctx context.Context, dir string, m *manifest.Manifest, out string,
 		if an, err = newAnonymizer(orig); err != nil {
 			return nil, nil, err
 		}
+		an.keepSecrets = opts.KeepTLSSecrets
 		dropped, err := an.anonymizeCapture(srcCapture, dstCapture)
 		if err != nil {
 			return nil, nil, fmt.Errorf("anonymising the capture: %w", err)
@@ -300,7 +314,7 @@ func buildRun(ctx context.Context, dir string, m *manifest.Manifest, out string,
 		if dropped > 0 {
 			warns = append(warns, fmt.Sprintf("%d name-resolution or unknown pcapng block(s) left out of the anonymised capture", dropped))
 		}
-	} else if err := copyFile(srcCapture, dstCapture); err != nil {
+	} else if err := copyCapture(srcCapture, dstCapture, stripSecrets); err != nil {
 		return nil, nil, err
 	}
 
@@ -380,6 +394,9 @@ func buildRun(ctx context.Context, dir string, m *manifest.Manifest, out string,
 			return nil
 		}
 		if d.IsDir() || !d.Type().IsRegular() {
+			return nil
+		}
+		if rel == manifest.TLSKeysFile && !opts.KeepTLSSecrets {
 			return nil
 		}
 		if rel == "report.md" || rel == "report.html" {
@@ -719,4 +736,73 @@ func stampTimes(dir string, t time.Time) error {
 		}
 	}
 	return nil
+}
+
+// copyCapture copies a run's capture into the bundle, with strip without
+// its Decryption Secrets Blocks (and uncompressed).
+func copyCapture(src, dst string, strip bool) error {
+	if !strip {
+		return copyFile(src, dst)
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	cr, err := newCapReader(in, src)
+	if err != nil {
+		return err
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(out, 1<<16)
+	for {
+		b, err := cr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			out.Close()
+			return err
+		}
+		if b.typ == blockDSB {
+			continue
+		}
+		if _, err := w.Write(b.raw); err != nil {
+			out.Close()
+			return err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// hasSecrets reports whether a pcapng capture has a Decryption Secrets Block.
+func hasSecrets(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	cr, err := newCapReader(f, path)
+	if err != nil || !cr.pcapng {
+		return false, err
+	}
+	for {
+		b, err := cr.next()
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if b.typ == blockDSB {
+			return true, nil
+		}
+	}
 }

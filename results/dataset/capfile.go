@@ -25,6 +25,7 @@ const (
 	blockNRB = 0x00000004
 	blockISB = 0x00000005
 	blockEPB = 0x00000006
+	blockDSB = 0x0000000A // Decryption Secrets Block
 )
 
 const maxBlockLen = 256 << 20 // a block larger than this is damage, not a packet

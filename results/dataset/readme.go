@@ -82,6 +82,16 @@ func readme(opts Options, runs []RunResult, files []string) []byte {
 		p("DNS over TCP, and addresses outside the lab subnet (the simulated internet's answers).\n\n")
 	}
 
+	p("## TLS secrets\n\n")
+	if opts.KeepTLSSecrets {
+		p("The captures keep their Decryption Secrets Blocks and each run its `tls-keys.log` (built with\n")
+		p("`--keep-tls-secrets`): the secrets of the TLS and QUIC sessions the lab terminated. With them `tshark -r` and\n")
+		p("`firstboot analyze` decrypt those sessions' requests, which can hold tokens and personal data: share with care.\n\n")
+	} else {
+		p("The TLS secrets of the runs (the captures' Decryption Secrets Blocks and `tls-keys.log`) were left out: they\n")
+		p("open the sessions' requests, which can hold tokens and personal data. HTTPS stays encrypted in this dataset;\n")
+		p("`dataset build --keep-tls-secrets` keeps them.\n\n")
+	}
 	p("## Checking and re-analysing\n\n")
 	p("```\nfirstboot dataset verify .      # checksums, no missing or extra file, analyses and step files re-made byte for byte\n")
 	p("awk '{h=$1; $1=$2=\"\"; sub(/^  /,\"\"); print h\"  \"$0}' MANIFEST | sha256sum -c   # checksums only\n```\n\n")

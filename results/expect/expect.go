@@ -246,6 +246,9 @@ func present(sc scope, p string) Result {
 func plainHTTP(sc scope, max int) Result {
 	counts := map[string]int{}
 	for _, h := range sc.http {
+		if h.TLS {
+			continue // decrypted from HTTPS: not plain HTTP
+		}
 		host := h.Host
 		if host == "" {
 			host = h.RespH

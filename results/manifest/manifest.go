@@ -23,6 +23,11 @@ const SchemaVersion = 1
 // FileName is the manifest's name inside a run directory.
 const FileName = "manifest.json"
 
+// TLSKeysFile is the NSS key log (SSLKEYLOGFILE format) a run writes into
+// its directory: the secrets of the TLS and QUIC sessions its responders
+// terminated (the capture carries them too, as Decryption Secrets Blocks).
+const TLSKeysFile = "tls-keys.log"
+
 // Run statuses.
 const (
 	StatusRunning    = "running"    // the run has not finished (or the process died)
@@ -128,11 +133,73 @@ type Host struct {
 
 // Network records the lab network.
 type Network struct {
-	Mode    string `json:"mode"` // simulated or bridged
+	Mode    string `json:"mode"` // simulated, routed or bridged
 	Name    string `json:"name,omitempty"`
 	Bridge  string `json:"bridge,omitempty"`
 	Subnet  string `json:"subnet,omitempty"`
-	Gateway string `json:"gateway,omitempty"` // also the responders' address in simulated mode
+	Gateway string `json:"gateway,omitempty"` // also the responders' address in simulated mode, the DNS forwarder's in routed mode
+	// Uplink is how a routed or bridged run reached the real network.
+	Uplink *Uplink `json:"uplink,omitempty"`
+	// Intercept says how TLS was intercepted (routed runs with intercept_tls).
+	Intercept *Intercept `json:"intercept,omitempty"`
+}
+
+// InterceptFile is the intercepting proxy's per-connection log in a run
+// directory: one JSON line per connection (lab/intercept's Record).
+const InterceptFile = "intercept.jsonl"
+
+// Intercept records a run's TLS interception.
+type Intercept struct {
+	// Port is TCP port 443's destination: every machine connection to it
+	// went through the proxy.
+	Port int `json:"port"`
+	// RefuseQUIC tells that the machine's UDP 443 was rejected (clients
+	// fell back to TCP).
+	RefuseQUIC bool `json:"refuse_quic"`
+	// Roots names where the real servers' certificates were checked:
+	// "system", plus extra root files given.
+	Roots []string `json:"roots"`
+	// Log is InterceptFile.
+	Log string `json:"log"`
+}
+
+// Uplink records a real-internet run's way out. Addresses are what the host
+// knew locally: firstboot never asks a service outside for them.
+type Uplink struct {
+	// Interface is where the machine's traffic left the host: routed, the
+	// egress interface it was NATed to; bridged, the host bridge.
+	Interface string `json:"interface"`
+	// Link is firstboot's end of the veth between the lab namespace and the
+	// namespace firstboot ran in (none when the taps sat on the host bridge).
+	Link string `json:"link,omitempty"`
+	// Router is the machine's default gateway: routed, firstboot's end of the
+	// veth; bridged, the router the upstream DHCP named.
+	Router string `json:"router,omitempty"`
+	// Gateway is the egress interface's next hop (routed).
+	Gateway string `json:"gateway,omitempty"`
+	// EgressAddr is the address the machine's connections left from: routed,
+	// the egress interface's (NAT); bridged, the machine's own lease.
+	EgressAddr string `json:"egress_addr,omitempty"`
+	// PublicAddr is EgressAddr when it is globally routable; empty when the
+	// public address is not known (private space: another NAT follows).
+	PublicAddr string `json:"public_addr,omitempty"`
+	// DHCPServer is the server that gave the machine its lease, as the
+	// capture shows it (bridged: the upstream network's).
+	DHCPServer string `json:"dhcp_server,omitempty"`
+	// Resolvers are where the lab's DNS forwarder sent the machine's queries
+	// (routed); DNSLog is the file in the run directory that logs them.
+	Resolvers []string `json:"resolvers,omitempty"`
+	DNSLog    string   `json:"dns_log,omitempty"`
+	// Events are the uplink going away and coming back during the run; the
+	// run goes on, and the capture carries the same events as comments.
+	Events []UplinkEvent `json:"events,omitempty"`
+}
+
+// UplinkEvent is one change of the uplink's state.
+type UplinkEvent struct {
+	Time   time.Time `json:"time"`
+	State  string    `json:"state"` // "lost" or "restored"
+	Detail string    `json:"detail"`
 }
 
 // Machine records the studied machine.
@@ -175,6 +242,11 @@ type Capture struct {
 	Packets   uint64    `json:"packets"`
 	// Drops is what the kernel reported dropping (PACKET_STATISTICS); 0 means every packet is in the file.
 	Drops uint64 `json:"drops"`
+	// Received is every packet the kernel saw on the interface (= packets + drops).
+	Received uint64 `json:"received"`
+	// RingFreezes counts the times the capture's ring was full (TPACKET_V3's
+	// freeze count): each froze the queue and dropped until the reader caught up.
+	RingFreezes uint64 `json:"ring_freezes"`
 	// DropsUnknown says the kernel's counters were lost with the process
 	// that captured (it was killed): Drops is not known, Packets is what
 	// the file holds.

@@ -87,18 +87,25 @@ func fixtureAnalysis() *schema.Analysis {
 	rtt := 0.004
 	whole := sum(0, 75, 412, 83200, 77600, 6, 4, 4, 2)
 	// What a clean lab capture has: checksums left to the tap's offload, ARP.
-	whole.Warnings = &schema.Warnings{OffloadTCPChecksums: 240, OffloadUDPChecksums: 160, DecodeErrors: map[string]int64{schema.DecodeErrorNonIP: 2}}
+	whole.Warnings = &schema.Warnings{OffloadTCPChecksums: 240, OffloadUDPChecksums: 160}
+	whole.NonIPFrames = map[string]int64{"arp": 2}
+	mdnsName := schema.LANIdentifier{Kind: "hostname", Value: "fbguest.local", Protocols: []string{"mdns"}, Senders: []string{me},
+		Host: true, Count: 3, FirstTS: at(1.5), Step: "first-boot"}
+	printer := schema.LANIdentifier{Kind: "service_instance", Value: "office printer._ipp._tcp.local", Protocols: []string{"mdns"},
+		Senders: []string{"192.168.122.30"}, Count: 1, FirstTS: at(4), Step: "first-boot"}
+	lan := []schema.LANIdentifier{mdnsName, printer}
 	return &schema.Analysis{
-		SchemaVersion: schema.Version,
-		Input:         schema.Input{File: "capture.pcapng", Format: "pcapng", LinkTypes: []string{"ETHERNET"}, Interfaces: 1},
-		Summary:       whole,
-		Host:          schema.Host{IP: me, OtherIPs: []string{"fe80::5054:ff:fe12:3456"}, MAC: "52:54:00:12:34:56", DHCPHostname: "fbguest", Method: "dhcp"},
-		Destinations:  []schema.Destination{dns, dhcp, conn4, news, ntp, ocsp, upd},
-		Fingerprints:  []schema.Fingerprint{synFP, synAck},
+		SchemaVersion:    schema.Version,
+		Input:            schema.Input{File: "capture.pcapng", Format: "pcapng", LinkTypes: []string{"ETHERNET"}, Interfaces: 1},
+		Summary:          whole,
+		Host:             schema.Host{IP: me, OtherIPs: []string{"fe80::5054:ff:fe12:3456"}, MAC: "52:54:00:12:34:56", DHCPHostname: "fbguest", Method: "dhcp"},
+		Destinations:     []schema.Destination{dns, dhcp, conn4, news, ntp, ocsp, upd},
+		Fingerprints:     []schema.Fingerprint{synFP, synAck},
+		LANAnnouncements: lan,
 		Steps: []schema.StepView{
 			// Power-on: the machine's first packet comes seconds after the step starts.
 			{Name: "first-boot", Start: at(-4.25), End: at(30), Summary: sum(0, 29.5, 61, 9800, 8900, 3, 1, 3, 2),
-				Destinations: []schema.Destination{dhcp, dns, ntp, conn4}, Fingerprints: []schema.Fingerprint{synFP, synAck}},
+				Destinations: []schema.Destination{dhcp, dns, ntp, conn4}, Fingerprints: []schema.Fingerprint{synFP, synAck}, LANAnnouncements: lan},
 			{Name: "browse", Start: at(30), End: at(60), Summary: sum(30.1, 40, 280, 71000, 67000, 2, 2, 1, 1),
 				Destinations: []schema.Destination{news, ocsp}},
 			{Name: "update", Start: at(60), End: at(70), Summary: sum(60.2, 62, 41, 4300, 4100, 1, 1, 0, 1),

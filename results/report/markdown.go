@@ -62,6 +62,32 @@ func Markdown(in *Input) ([]byte, error) {
 			w("\n")
 		}
 
+		if s.Decrypted != "" {
+			n := 0
+			for _, g := range s.HTTPS {
+				n += len(g.Rows)
+			}
+			w("### HTTPS requests (%d)\n\n%s.\n\n", n, mdText(s.Decrypted))
+			for _, g := range s.HTTPS {
+				w("#### %s\n\n", mdText(g.Name))
+				w("| Time | Method | Authority | Path | Version | User agent | Status | Content type | Bytes |\n|---:|---|---|---|---|---|---|---|---:|\n")
+				for _, h := range g.Rows {
+					w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", h.Time, mdCell(h.Method), mdCell(h.Host), mdCell(h.URI), mdText(h.Version),
+						mdCell(h.UserAgent), mdCell(h.Status), mdCell(h.ContentType), h.Length)
+				}
+				w("\n")
+			}
+		}
+
+		if len(s.Intercepts) > 0 {
+			w("### TLS interception (%d destinations)\n\n", len(s.Intercepts))
+			w("| Destination | Intercepted | Refused | Failed | Real server | Note |\n|---|---:|---:|---:|---|---|\n")
+			for _, r := range s.Intercepts {
+				w("| %s | %s | %s | %s | %s | %s |\n", mdCell(r.Name), r.Intercepted, r.Refused, r.Failed, mdText(r.Server), mdText(r.Detail))
+			}
+			w("\n")
+		}
+
 		w("### Plain-HTTP requests (%d)\n\n", len(s.HTTP))
 		if len(s.HTTP) == 0 {
 			w("None.\n\n")
@@ -93,6 +119,22 @@ func Markdown(in *Input) ([]byte, error) {
 			w("\n")
 		}
 
+		w("### LAN announcements (%d)\n\n", len(s.LAN))
+		if len(s.LAN) == 0 {
+			w("None.\n\n")
+		} else {
+			w("What machines revealed to the local network (mDNS, LLMNR, NetBIOS, SSDP, WS-Discovery, DHCP, ARP, neighbour discovery, multicast groups); the studied machine's first.\n\n")
+			w("| Machine | Kind | Value | Protocols | Senders | Messages | First seen |\n|---|---|---|---|---|---:|---:|\n")
+			for _, l := range s.LAN {
+				mark := ""
+				if l.Machine {
+					mark = "yes"
+				}
+				w("| %s | %s | %s | %s | %s | %s | %s |\n", mark, mdText(l.Kind), mdCell(l.Value), mdText(l.Protocols), mdCell(l.Senders), l.Count, l.First)
+			}
+			w("\n")
+		}
+
 		w("### TCP SYN fingerprint (%d)\n\n", len(s.SYN))
 		if len(s.SYN) == 0 {
 			w("None.\n\n")
@@ -108,6 +150,9 @@ func Markdown(in *Input) ([]byte, error) {
 			w("### Screenshots\n\n")
 			for _, sh := range s.Shots {
 				w("![%s](%s)\n\n", mdText(sh.Name), mdPath(sh.Path))
+				if sh.Text != "" {
+					w("Text read on %s (OCR):\n\n%s\n", mdText(sh.Name), mdIndented(sh.Text))
+				}
 			}
 		}
 	}
@@ -190,6 +235,16 @@ func mdCode(s string) string {
 func mdCell(s string) string {
 	c := mdCode(strings.ReplaceAll(s, `\|`, `\x5c|`))
 	return strings.ReplaceAll(c, "|", `\|`)
+}
+
+// mdIndented is text as an indented code block: nothing in it is Markdown,
+// whatever the screen said.
+func mdIndented(s string) string {
+	var b strings.Builder
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		b.WriteString("    " + clean(l) + "\n")
+	}
+	return b.String()
 }
 
 // mdPath percent-encodes a relative path for a link target.

@@ -46,13 +46,20 @@ type section struct {
 	Failed  string // the step's error from the timeline, if any
 	Figures []kv
 	Dests   []destRow
-	HTTP    []httpRow
-	OCSP    []serverRow
-	NTP     []serverRow
-	TLS     []tlsRow
-	SYN     []synRow
-	Expects []expectRow
-	Shots   []shotView
+	// Decrypted is set when the capture came with TLS secrets: HTTPS then
+	// lists the decrypted requests, grouped by destination.
+	Decrypted string
+	HTTPS     []httpsGroup
+	// Intercepts is the TLS interceptor's view per destination (whole run).
+	Intercepts []interceptRow
+	HTTP       []httpRow
+	OCSP       []serverRow
+	NTP        []serverRow
+	TLS        []tlsRow
+	SYN        []synRow
+	LAN        []lanRow
+	Expects    []expectRow
+	Shots      []shotView
 }
 
 type destRow struct {
@@ -64,6 +71,72 @@ type destRow struct {
 type httpRow struct {
 	Time, Method, Host, URI, UserAgent, Status string
 	OCSP                                       bool
+	// HTTPS rows only: the HTTP version and what the response carried.
+	Version, ContentType, Length string
+}
+
+// interceptRow is what TLS interception met at one destination.
+type interceptRow struct {
+	Name, Intercepted, Refused, Failed, Server, Detail string
+}
+
+// interceptRows groups the interceptor's records by destination (SNI, else
+// the address); refusals are findings of their own (pinning, no trust).
+func interceptRows(recs []Interception) []interceptRow {
+	type agg struct {
+		ok, refused, failed int64
+		server, detail      string
+	}
+	m := map[string]*agg{}
+	for _, r := range recs {
+		name := r.SNI
+		if name == "" {
+			name = r.Dst
+		}
+		a := m[name]
+		if a == nil {
+			a = &agg{}
+			m[name] = a
+		}
+		switch r.Outcome {
+		case "intercepted":
+			a.ok++
+		case "refused":
+			a.refused++
+			if a.detail == "" {
+				a.detail = "refused interception: " + r.Detail
+			}
+		default:
+			a.failed++
+			if a.detail == "" {
+				a.detail = r.Detail
+			}
+		}
+		if u := r.Upstream; u != nil && a.server == "" {
+			a.server = strings.TrimSpace(u.Version + " " + u.ALPN)
+			if n := len(u.Chain); n > 0 {
+				a.server += ", issued by " + u.Chain[0].Issuer
+			}
+		}
+	}
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]interceptRow, 0, len(names))
+	for _, n := range names {
+		a := m[n]
+		out = append(out, interceptRow{Name: n, Intercepted: commas(a.ok), Refused: commas(a.refused), Failed: commas(a.failed),
+			Server: orDash(a.server), Detail: orDash(a.detail)})
+	}
+	return out
+}
+
+// httpsGroup is one destination's decrypted requests.
+type httpsGroup struct {
+	Name string
+	Rows []httpRow
 }
 
 type serverRow struct {
@@ -74,12 +147,20 @@ type tlsRow struct {
 	JA4, JA3, Transport, Conns, SNI string
 }
 
+// lanRow is one identifier announced on the local network.
+type lanRow struct {
+	Kind, Value, Protocols, Senders, Count, First string
+	Machine                                       bool // the studied machine sent it
+}
+
 type synRow struct {
 	Host, Tcpdump, P0f, TTL, Count, First string
 }
 
 type shotView struct {
 	Name, Path, Size string
+	// Text is the screen's OCR text, when the run kept it.
+	Text string
 	// Data is the PNG; nil when too large to embed (then only Path is linked).
 	Data []byte
 }
@@ -134,7 +215,7 @@ func build(in *Input) (*page, error) {
 		if !steps[step] {
 			step = ""
 		}
-		sv := shotView{Name: s.Name, Path: s.Path, Size: bytesHuman(s.Size)}
+		sv := shotView{Name: s.Name, Path: s.Path, Size: bytesHuman(s.Size), Text: s.Text}
 		if isPNG(s.Data) {
 			sv.Data = s.Data
 		}
@@ -151,16 +232,19 @@ func build(in *Input) (*page, error) {
 			problems = []string{"none"}
 		}
 		whole.Figures = append(whole.Figures, kv{"Capture warnings", strings.Join(problems, "; ")})
-		if notes := w.Notes(); len(notes) > 0 {
+		if notes := a.Summary.Notes(); len(notes) > 0 {
 			whole.Figures = append(whole.Figures, kv{"Capture notes", strings.Join(notes, "; ")})
 		}
 	}
 	whole.Dests = dests(a.Destinations, p.Origin)
 	whole.HTTP = httpRows(a.HTTP, "", false, p.Origin)
+	whole.Decrypted, whole.HTTPS = httpsGroups(a, a.Summary.TLSDecryption, "", false, conns, p.Origin)
+	whole.Intercepts = interceptRows(in.Interceptions)
 	whole.OCSP = ocspRows(a.HTTP, "", false)
 	whole.NTP = ntpRows(a.NTP, "", false, conns)
 	whole.TLS = tlsRows(a, "", false)
 	whole.SYN = synRows(a, a.Fingerprints, p.Origin)
+	whole.LAN = lanRows(a.LANAnnouncements, p.Origin)
 	whole.Shots = shotsByStep[""]
 	for _, r := range p.Expects {
 		if r.Step == "" {
@@ -189,10 +273,12 @@ func build(in *Input) (*page, error) {
 		s.Figures[1].Key = "Traffic span"
 		s.Dests = dests(v.Destinations, p.Origin)
 		s.HTTP = httpRows(a.HTTP, v.Name, true, p.Origin)
+		s.Decrypted, s.HTTPS = httpsGroups(a, v.Summary.TLSDecryption, v.Name, true, conns, p.Origin)
 		s.OCSP = ocspRows(a.HTTP, v.Name, true)
 		s.NTP = ntpRows(a.NTP, v.Name, true, conns)
 		s.TLS = tlsRows(a, v.Name, true)
 		s.SYN = synRows(a, v.Fingerprints, p.Origin)
+		s.LAN = lanRows(v.LANAnnouncements, p.Origin)
 		s.Shots = shotsByStep[v.Name]
 		for _, r := range p.Expects {
 			if r.Step == v.Name {
@@ -203,6 +289,27 @@ func build(in *Input) (*page, error) {
 	}
 	p.Timeline = buildTimeline(a, p.Origin)
 	return p, nil
+}
+
+// lanRows lists LAN identifiers, the machine's first, then by kind and value.
+func lanRows(ids []schema.LANIdentifier, origin time.Time) []lanRow {
+	sorted := append([]schema.LANIdentifier(nil), ids...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		a, b := sorted[i], sorted[j]
+		if a.Host != b.Host {
+			return a.Host
+		}
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		return a.Value < b.Value
+	})
+	out := make([]lanRow, 0, len(sorted))
+	for _, id := range sorted {
+		out = append(out, lanRow{Kind: id.Kind, Value: id.Value, Protocols: strings.Join(id.Protocols, ", "),
+			Senders: strings.Join(id.Senders, ", "), Count: commas(id.Count), First: offset(id.FirstTS, origin), Machine: id.Host})
+	}
+	return out
 }
 
 // origin returns the first event, which offsets count from, and what it is
@@ -358,23 +465,76 @@ func dests(ds []schema.Destination, origin time.Time) []destRow {
 	return out
 }
 
+// httpRows lists the cleartext HTTP requests of a step (or all).
 func httpRows(hs []schema.HTTP, step string, scoped bool, origin time.Time) []httpRow {
 	var out []httpRow
-	for _, h := range hs {
-		if scoped && h.Step != step {
+	for i := range hs {
+		h := &hs[i]
+		if h.TLS || scoped && h.Step != step {
 			continue
 		}
-		status := "(no response)"
-		if h.StatusCode != 0 {
-			status = strings.TrimSpace(fmt.Sprintf("%d %s", h.StatusCode, h.StatusMsg))
-		}
-		host := h.Host
-		if host == "" {
-			host = h.RespH
-		}
-		out = append(out, httpRow{Time: offset(h.TS, origin), Method: h.Method, Host: host, URI: h.URI, UserAgent: h.UserAgent, Status: status, OCSP: h.OCSP})
+		out = append(out, httpRowOf(h, origin))
 	}
 	return out
+}
+
+func httpRowOf(h *schema.HTTP, origin time.Time) httpRow {
+	status := "(no response)"
+	if h.StatusCode != 0 {
+		status = strings.TrimSpace(fmt.Sprintf("%d %s", h.StatusCode, h.StatusMsg))
+	}
+	host := h.Host
+	if host == "" {
+		host = h.RespH
+	}
+	return httpRow{Time: offset(h.TS, origin), Method: h.Method, Host: host, URI: h.URI, UserAgent: h.UserAgent, Status: status, OCSP: h.OCSP}
+}
+
+// httpsGroups lists the decrypted requests of a step (or all) under the
+// destination their connection was attributed to, and says how decryption
+// went; nothing when the capture had no secrets.
+func httpsGroups(a *schema.Analysis, d *schema.TLSDecryption, step string, scoped bool, conns map[string]schema.Conn, origin time.Time) (string, []httpsGroup) {
+	if d == nil {
+		return "", nil
+	}
+	total := d.Decrypted + d.NoKeys + d.HandshakeOnly + d.Failed + d.Unsupported + d.Incomplete
+	note := fmt.Sprintf("%d of %d TLS and QUIC connections decrypted", d.Decrypted, total)
+	if d.NoKeys > 0 {
+		note += fmt.Sprintf("; %d without secrets (a client that refused the lab certificate, or a server other than the lab's)", d.NoKeys)
+	}
+	if d.Failed+d.Unsupported > 0 {
+		note += fmt.Sprintf("; %d could not be decrypted", d.Failed+d.Unsupported)
+	}
+	if d.Incomplete > 0 {
+		note += fmt.Sprintf("; %d only in part (packets missing from the capture)", d.Incomplete)
+	}
+	byDest := map[string]*httpsGroup{}
+	var order []string
+	for i := range a.HTTP {
+		h := &a.HTTP[i]
+		if !h.TLS || scoped && h.Step != step {
+			continue
+		}
+		name := conns[h.UID].Name
+		if name == "" {
+			name = h.RespH
+		}
+		g := byDest[name]
+		if g == nil {
+			g = &httpsGroup{Name: name}
+			byDest[name] = g
+			order = append(order, name)
+		}
+		r := httpRowOf(h, origin)
+		r.Version, r.ContentType, r.Length = "HTTP/"+h.Version, h.ResponseContentType, commas(h.ResponseBodyLen)
+		g.Rows = append(g.Rows, r)
+	}
+	sort.Strings(order)
+	out := make([]httpsGroup, 0, len(order))
+	for _, n := range order {
+		out = append(out, *byDest[n])
+	}
+	return note, out
 }
 
 func ocspRows(hs []schema.HTTP, step string, scoped bool) []serverRow {

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/firstboot/firstboot/internal/fsutil"
 	"github.com/firstboot/firstboot/results/expect"
@@ -54,6 +55,27 @@ type Input struct {
 	HasScenario  bool
 	// Screenshots are shown with their step, in order.
 	Screenshots []Screenshot
+	// Interceptions are the TLS interceptor's records (routed runs with
+	// intercept_tls), from the run's intercept.jsonl.
+	Interceptions []Interception
+}
+
+// Interception is one connection the TLS interceptor handled (the fields
+// of lab/intercept's log lines the report shows).
+type Interception struct {
+	TS       time.Time `json:"ts"`
+	Dst      string    `json:"dst"`
+	SNI      string    `json:"sni"`
+	Outcome  string    `json:"outcome"` // intercepted, refused, upstream_failed
+	Detail   string    `json:"detail"`
+	Upstream *struct {
+		Version string `json:"version"`
+		ALPN    string `json:"alpn"`
+		Chain   []struct {
+			Subject string `json:"subject"`
+			Issuer  string `json:"issuer"`
+		} `json:"chain"`
+	} `json:"upstream"`
 }
 
 // Screenshot is one PNG of the machine's screen.
@@ -68,7 +90,13 @@ type Screenshot struct {
 	Data []byte
 	// Size is the file's size in bytes.
 	Size int64
+	// Text is what OCR read on it (the .txt beside the PNG that a failed
+	// wait_text or click_text leaves), cut at MaxShotText; "" when none.
+	Text string
 }
+
+// MaxShotText is how much of a screenshot's OCR text a report quotes.
+const MaxShotText = 16 << 10
 
 // Load reads a run directory's analysis.json, manifest.json (optional) and
 // screenshots. Screenshots are placed in the step the manifest's timeline
@@ -93,7 +121,33 @@ func Load(dir string) (*Input, error) {
 		return nil, err
 	}
 	in.Screenshots = shots
+	if in.Interceptions, err = loadInterceptions(filepath.Join(dir, manifest.InterceptFile)); err != nil {
+		return nil, err
+	}
 	return in, nil
+}
+
+// loadInterceptions reads the interceptor's log; none when there is none.
+func loadInterceptions(path string) ([]Interception, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	var out []Interception
+	for i, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if line == "" {
+			continue
+		}
+		var r Interception
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			return nil, fmt.Errorf("report: %s line %d: %w", path, i+1, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // loadShots lists dir/screenshots/*.png: first those the timeline names (a
@@ -157,6 +211,12 @@ func loadShots(dir string, m *manifest.Manifest) ([]Screenshot, error) {
 			return nil, fmt.Errorf("report: %w", err)
 		}
 		s.Size = st.Size()
+		if txt, err := os.ReadFile(strings.TrimSuffix(p, ".png") + ".txt"); err == nil {
+			if len(txt) > MaxShotText {
+				txt = append(txt[:MaxShotText:MaxShotText], "\n…"...)
+			}
+			s.Text = strings.ToValidUTF8(string(txt), "\uFFFD")
+		}
 		if s.Size > MaxShotBytes || total+s.Size > MaxShotsBytes {
 			continue
 		}

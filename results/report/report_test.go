@@ -94,7 +94,7 @@ func TestContent(t *testing.T) {
 		"| `10.77.0.10` | `" + synTD + "` | `" + synP0f + "` | 64 (initial 64, DF) | 4 | +6.750 s |",
 		// A clean capture: no warning, what is normal is a note.
 		"| Capture warnings | none |",
-		"| Capture notes | 400 checksums left to the sender's NIC (offload; TCP 240, UDP 160): captured before the NIC fills them in, no damage; 2 non-IP frames (ARP and the like), not analysed |",
+		"| Capture notes | 400 checksums left to the sender's NIC (offload; TCP 240, UDP 160): captured before the NIC fills them in, no damage; 2 non-IP frames (arp 2), counted by what they carry |",
 		"| DHCP hostname | fbguest |",
 		"| DHCP hostname | (no DHCP in this step) |",
 		"**4 of 5 met, 1 not met.**",
@@ -325,6 +325,8 @@ func TestLoadAndWrite(t *testing.T) {
 	for name, content := range map[string][]byte{
 		"login.png": small, "failed-update.png": small, "zz-extra.png": small, ".wait_screen.png": small,
 		"notes.txt": []byte("not a screenshot"),
+		// What OCR read on the failed step's screen (a failed wait_text).
+		"failed-update.txt": []byte("# screen 32x24\n1 2 3 4 90: Install <now>\n"),
 		// Too large to embed: linked instead.
 		"huge.png": append(append([]byte{}, pngMagic...), make([]byte, MaxShotBytes)...),
 	} {
@@ -360,8 +362,15 @@ func TestLoadAndWrite(t *testing.T) {
 	if !strings.Contains(string(page), `<a href="screenshots/huge.png">`) {
 		t.Error("the screenshot too large to embed is not linked")
 	}
-	if _, err := os.Stat(filepath.Join(dir, MarkdownFile)); err != nil {
-		t.Error(err)
+	if !strings.Contains(string(page), "<summary>Text read on failed-update (OCR)</summary><pre># screen 32x24\n1 2 3 4 90: Install &lt;now&gt;\n</pre>") {
+		t.Error("the OCR text of the failed step's screen is not shown (escaped) under its screenshot")
+	}
+	md, err := os.ReadFile(filepath.Join(dir, MarkdownFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "Text read on failed-update (OCR):\n\n    # screen 32x24\n    1 2 3 4 90: Install <now>\n") {
+		t.Errorf("the Markdown report lacks the OCR text as a code block:\n%s", md)
 	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {

@@ -33,7 +33,9 @@ import "time"
 
 // Version is the schema_version this package describes. It changes when a field
 // is renamed, removed or changes meaning; adding a field does not change it.
-const Version = "1.0"
+// 1.1: frames without IP are counted in summary.non_ip_frames, by what they
+// carry, instead of as decode_errors["non_ip"].
+const Version = "1.1"
 
 // Analysis is the whole content of analysis.json.
 type Analysis struct {
@@ -59,12 +61,29 @@ type Analysis struct {
 	DNS []DNS `json:"dns"`
 	// TLS is ssl.log: one record per TLS (TCP) or QUIC connection whose ClientHello was seen.
 	TLS []TLS `json:"tls"`
-	// HTTP is http.log: one record per HTTP/1.x request (or orphan response).
+	// HTTP is http.log: one record per HTTP/1.x request (or orphan response),
+	// and, when the capture came with TLS secrets, per decrypted HTTP/1.1,
+	// HTTP/2 or HTTP/3 request (marked tls).
 	HTTP []HTTP `json:"http"`
 	// NTP is ntp.log: one record per NTP packet.
 	NTP []NTP `json:"ntp"`
-	// DHCP is dhcp.log: one record per DHCP transaction (client MAC + xid).
+	// DHCP is dhcp.log: one record per DHCP transaction (client MAC + xid),
+	// DHCPv6 transactions (client DUID + transaction id) among them.
 	DHCP []DHCP `json:"dhcp"`
+	// LANAnnouncements lists the identifiers machines revealed on the local
+	// network (host names, service names, DUIDs, model strings, user
+	// agents…), for the whole capture; absent when there were none.
+	LANAnnouncements []LANIdentifier `json:"lan_announcements,omitempty"`
+	// LAN is lan.log: one record per local-network announcement or
+	// discovery message (mDNS, LLMNR, NBNS, SSDP, WS-Discovery, DHCP,
+	// DHCPv6, ARP, neighbour discovery, MLD, IGMP), in capture order; at
+	// most MaxLANRecords (Warnings.LANRecordsDropped counts the rest,
+	// whose identifiers still count in LANAnnouncements).
+	LAN []LAN `json:"lan,omitempty"`
+	// Tunnels is tunnel.log: one record per tunnel whose inner packets were
+	// analysed (GRE, ERSPAN, VXLAN, Geneve, GTP-U, IP-in-IP, 6in4) or
+	// proxy tunnel (HTTP CONNECT, SOCKS), in order of discovery.
+	Tunnels []Tunnel `json:"tunnels,omitempty"`
 }
 
 // Input describes the capture file.
@@ -101,6 +120,9 @@ type Summary struct {
 	// IPv6Packets counts IPv6 packets; IPv6Seen is IPv6Packets > 0.
 	IPv6Packets int64 `json:"ipv6_packets"`
 	IPv6Seen    bool  `json:"ipv6_seen"`
+	// NonIPFrames counts frames that carry no IP, by what they carry
+	// ("arp", "lldp", "stp", "pppoe_discovery", "ethertype_0x88b5", …).
+	NonIPFrames map[string]int64 `json:"non_ip_frames,omitempty"`
 	// DNSQueries counts DNS, mDNS and LLMNR queries (dns records with a query sent by a client).
 	DNSQueries int64 `json:"dns_queries"`
 	// TCPConnections, UDPFlows and ICMPFlows count conn records by proto.
@@ -113,6 +135,37 @@ type Summary struct {
 	DistinctRemoteHosts int64 `json:"distinct_remote_hosts"`
 	// Warnings counts damage and oddities; only in the whole-capture summary.
 	Warnings *Warnings `json:"warnings,omitempty"`
+	// TLSDecryption tells how the TLS and QUIC connections that started
+	// here fared with the capture's secrets; absent when there were none.
+	TLSDecryption *TLSDecryption `json:"tls_decryption,omitempty"`
+}
+
+// TLSDecryption counts TLS (TCP) and QUIC connections by what decryption
+// made of them. Only connections that started after the first secret was
+// known are counted (secrets given with --tls-keys are known from the start).
+type TLSDecryption struct {
+	// Secrets is the number of connections (client randoms) the key log
+	// held, and SecretsBlocks the capture's Decryption Secrets Blocks that
+	// carried key logs; whole-capture summary only.
+	Secrets       int64 `json:"secrets,omitempty"`
+	SecretsBlocks int64 `json:"secrets_blocks,omitempty"`
+	// Decrypted connections had records opened with the logged secrets.
+	Decrypted int64 `json:"decrypted"`
+	// NoKeys connections had no secrets in the log (a client not logging,
+	// a server not the lab's).
+	NoKeys int64 `json:"no_keys"`
+	// HandshakeOnly connections had secrets but ended before any record
+	// needed them.
+	HandshakeOnly int64 `json:"handshake_only"`
+	// Failed connections had records that did not open with the secrets,
+	// or bytes that were not TLS.
+	Failed int64 `json:"failed"`
+	// Unsupported connections used a cipher this analyzer cannot open (3DES,
+	// RC4, CCM …) or started before the capture (no hellos).
+	Unsupported int64 `json:"unsupported"`
+	// Incomplete connections had bytes missing from the capture (lost
+	// packets): decryption stopped at the hole.
+	Incomplete int64 `json:"incomplete"`
 }
 
 // Warnings counts what the analyzer met and took in stride. Nothing counted here
@@ -142,13 +195,17 @@ type Warnings struct {
 	// UnknownLinkTypes counts packets of interfaces whose link type is not decoded, by "LINKTYPE_<n>".
 	UnknownLinkTypes map[string]int64 `json:"unknown_link_types,omitempty"`
 	// DecodeErrors counts packets whose headers could not be decoded, by layer:
-	// "link" (Ethernet, SLL, NULL, … header), "vlan", "ipv4", "ipv6", "tcp",
-	// "udp", "icmp"; and "non_ip" for frames carrying something other than IP
-	// (ARP, LLDP, …), which are counted but are no damage.
+	// "link" (Ethernet, SLL, NULL, … header, or a tunnel's), "vlan", "ipv4",
+	// "ipv6", "tcp", "udp", "icmp", "tunnel" (nested deeper than followed).
+	// Frames carrying something other than IP (ARP, LLDP, …) are no damage:
+	// Summary.NonIPFrames counts them (schema 1.0 counted them here, as "non_ip").
 	DecodeErrors map[string]int64 `json:"decode_errors,omitempty"`
 	// ParserErrors counts application payloads a protocol parser rejected, by
 	// parser ("dns", "tls", "http", "ntp", "dhcp", "quic", "fingerprint").
 	ParserErrors map[string]int64 `json:"parser_errors,omitempty"`
+	// LANRecordsDropped counts LAN messages past MaxLANRecords: their
+	// identifiers count, their lan.log records are not kept.
+	LANRecordsDropped int64 `json:"lan_records_dropped,omitempty"`
 	// CaptureDamage describes damage in the file itself (e.g. "truncated record
 	// at byte offset 1234"); reading stops at the first damaged record.
 	CaptureDamage []string `json:"capture_damage,omitempty"`
@@ -178,7 +235,7 @@ type Host struct {
 // chains followed back to the query name) most recently before the connection
 // mapped the responder address, else the bare responder IP. The DNS-answer
 // step is skipped for infrastructure connections, which keep their address
-// unless SNI or Host names them: connections with service "dns" or "dhcp", and
+// unless SNI or Host names them: connections with service "dns", "dhcp" or "dhcpv6", and
 // connections to an address seen answering DNS queries on port 53 before the
 // connection ended (a resolver; e.g. NTP to the lab resolver). Clients reach these
 // through configuration, not a lookup, so a DNS answer that contained the
@@ -234,6 +291,9 @@ type StepView struct {
 	Summary      Summary       `json:"summary"`
 	Destinations []Destination `json:"destinations"`
 	Fingerprints []Fingerprint `json:"fingerprints"`
+	// LANAnnouncements lists the identifiers revealed on the local network
+	// by messages sent during the step; absent when there were none.
+	LANAnnouncements []LANIdentifier `json:"lan_announcements,omitempty"`
 }
 
 // ConnID starts every record of a connection, as in Zeek: the record's time,
@@ -253,7 +313,12 @@ type Conn struct {
 	ConnID
 	// Proto is "tcp", "udp" or "icmp" (ICMPv6 included).
 	Proto string `json:"proto"`
-	// Service is the protocol recognised in the payload: "dns", "http", "ssl", "quic", "ntp", "dhcp" or "".
+	// Service is the protocol recognised in the payload: "dns", "http", "ssl",
+	// "quic", "ntp", "dhcp", "dhcpv6", the LAN discovery protocols ("mdns",
+	// "llmnr", "nbns", "ssdp", "wsd"), a tunnel ("vxlan", "geneve", "gtpv1")
+	// or "". A connection that changed protocol lists both, as Zeek does:
+	// "imap,ssl" after STARTTLS, "http,ssl" for TLS through an HTTP CONNECT
+	// proxy, "socks,ssl" through SOCKS.
 	Service string `json:"service"`
 	// Duration is last packet time - first packet time, seconds.
 	Duration float64 `json:"duration"`
@@ -276,14 +341,25 @@ type Conn struct {
 	OrigIPBytes int64 `json:"orig_ip_bytes"`
 	RespPkts    int64 `json:"resp_pkts"`
 	RespIPBytes int64 `json:"resp_ip_bytes"`
+	// TunnelParents lists the uids of the tunnels the connection's packets
+	// came through, outermost first, as Zeek's tunnel_parents: the outer UDP
+	// flow's uid for VXLAN, Geneve and GTP-U, a tunnel uid of tunnel.log for
+	// GRE and IP-in-IP. Absent for a connection that was not tunnelled.
+	TunnelParents []string `json:"tunnel_parents,omitempty"`
 	// OrigL2Addr and RespL2Addr are the MAC addresses seen, "" without a link layer address.
 	OrigL2Addr string `json:"orig_l2_addr"`
 	RespL2Addr string `json:"resp_l2_addr"`
 	// Name is the attributed destination name of the responder and NameSource how
-	// it was found ("sni", "http_host", "dns", "ip"); see Destination.
+	// it was found ("sni", "http_host", "dns", "ip"); see Destination. Through
+	// an HTTP CONNECT or SOCKS proxy, the name is the tunnelled destination's.
 	Name       string `json:"name"`
 	NameSource string `json:"name_source"`
-	Step       string `json:"step"`
+	// Proxy is "http_connect", "socks4", "socks4a" or "socks5" when the
+	// connection went to a proxy that opened a tunnel; ProxiedTo is the
+	// destination the client asked for ("host:port"). Absent otherwise.
+	Proxy     string `json:"proxy,omitempty"`
+	ProxiedTo string `json:"proxied_to,omitempty"`
+	Step      string `json:"step"`
 }
 
 // DNS is one dns.log record.
@@ -294,6 +370,9 @@ type DNS struct {
 	// Kind is "dns", "mdns" (port 5353) or "llmnr" (port 5355).
 	Kind    string `json:"kind"`
 	TransID uint16 `json:"trans_id"`
+	// Questions lists every question's name when the message asked more
+	// than one (mDNS queries often do); Query is the first. Absent for one.
+	Questions []string `json:"questions,omitempty"`
 	// RTT is seconds from query to response; absent without both.
 	RTT       *float64 `json:"rtt,omitempty"`
 	Query     string   `json:"query"`
@@ -313,7 +392,7 @@ type DNS struct {
 // TLS is one ssl.log record (with the JA3/JA4 packages' columns).
 type TLS struct {
 	ConnID
-	// Transport is "tcp" or "quic".
+	// Transport is "tcp", "quic" or "dtls".
 	Transport string `json:"transport"`
 	// Version is the negotiated version ("TLSv12", "TLSv13") from the ServerHello; "" without one.
 	Version string `json:"version"`
@@ -331,6 +410,10 @@ type TLS struct {
 	ClientVersions []string `json:"client_supported_versions"`
 	// ECH is true when the ClientHello carried encrypted_client_hello.
 	ECH bool `json:"ech"`
+	// HelloRetry is true for the second ClientHello of a connection, sent
+	// after the server's HelloRetryRequest; each ClientHello has its own
+	// record (the first one's server answer is the HelloRetryRequest).
+	HelloRetry bool `json:"hello_retry,omitempty"`
 	// JA3 is the MD5 of JA3String (the Zeek JA3 package's ja3 column).
 	JA3       string `json:"ja3"`
 	JA3String string `json:"ja3_string"`
@@ -346,8 +429,13 @@ type HTTP struct {
 	Method     string `json:"method"`
 	Host       string `json:"host"`
 	URI        string `json:"uri"`
-	Version    string `json:"version"`
-	UserAgent  string `json:"user_agent"`
+	// Version is "1.1", "1.0", "2" or "3".
+	Version string `json:"version"`
+	// TLS is true for a request decrypted from TLS or QUIC with the
+	// capture's secrets (HTTP/1.1 over TLS, HTTP/2, HTTP/3); absent for
+	// cleartext HTTP.
+	TLS       bool   `json:"tls,omitempty"`
+	UserAgent string `json:"user_agent"`
 	// RequestBodyLen and ResponseBodyLen are body bytes seen on the wire (bounded by Content-Length).
 	RequestBodyLen  int64 `json:"request_body_len"`
 	ResponseBodyLen int64 `json:"response_body_len"`
@@ -380,7 +468,11 @@ type NTP struct {
 	Step    string     `json:"step"`
 }
 
-// DHCP is one dhcp.log record: one transaction (client MAC + xid).
+// DHCP is one dhcp.log record: one transaction (client MAC + xid; for
+// DHCPv6, client DUID + transaction id). DHCPv6 fills the same fields where
+// they mean the same: host_name from the client FQDN option, requested and
+// assigned addresses from IA_NA, lease_time the valid lifetime, param_list
+// the option request option.
 type DHCP struct {
 	TS time.Time `json:"ts"`
 	// UIDs are the conn uids of the transaction's packets.
@@ -403,6 +495,91 @@ type DHCP struct {
 	// Duration is seconds from the first to the last message.
 	Duration float64 `json:"duration"`
 	Step     string  `json:"step"`
+	// DHCPv6 is true for a DHCPv6 transaction; ClientID is then the client's
+	// DUID in hex (colon-separated, as dnsmasq and dhclient print it).
+	DHCPv6   bool   `json:"dhcpv6,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+}
+
+// MaxLANRecords bounds the lan.log records one analysis keeps.
+const MaxLANRecords = 1 << 16
+
+// LAN is one lan.log record: a message by which a machine announced itself
+// or looked for something on the local network.
+type LAN struct {
+	// ConnID holds the message's flow (ARP and IGMP messages have no uid;
+	// for ARP, orig_h and resp_h are the sender and target protocol addresses).
+	ConnID
+	// Proto is "mdns", "llmnr", "nbns", "nbds", "ssdp", "wsd", "dhcp",
+	// "dhcpv6", "arp", "ndp" (ICMPv6 router and neighbour discovery), "mld"
+	// or "igmp".
+	Proto string `json:"proto"`
+	// Msg is the message: "query", "response", "probe", "announcement"
+	// (mDNS, LLMNR), "registration", "refresh", "release", "query",
+	// "response" (NBNS), "host_announcement" (NetBIOS browser, "nbds"),
+	// "M-SEARCH", "NOTIFY", "response" (SSDP), "Probe",
+	// "Hello", "Bye", "ProbeMatches", "Resolve", "ResolveMatches" (WS-
+	// Discovery), the DHCP message type ("DISCOVER", "SOLICIT", …),
+	// "probe", "announcement", "gratuitous", "request", "reply" (ARP),
+	// "router_solicitation", "neighbor_solicitation", "dad" (a duplicate
+	// address detection probe), "neighbor_advertisement",
+	// "router_advertisement" (NDP), "report", "leave" (MLD, IGMP).
+	Msg string `json:"msg"`
+	// MAC is the sender's link-layer address, "" when the capture has none.
+	MAC string `json:"mac"`
+	// Identifiers are what the message revealed, as "kind=value" (kinds as
+	// in LANIdentifier), in message order, without repeats.
+	Identifiers []string `json:"identifiers"`
+	Step        string   `json:"step"`
+}
+
+// LANIdentifier is one identifier revealed on the local network, with where
+// it was seen.
+type LANIdentifier struct {
+	// Kind is what the value is: "hostname" (an announced or claimed name:
+	// mDNS, LLMNR, DHCP option 12), "query" (a name or type looked for:
+	// mDNS, LLMNR, NBNS, SSDP ST, WS-Discovery Probe types),
+	// "service_type" ("_ipp._tcp.local"), "service_instance", "txt" (a
+	// DNS-SD TXT key=value, such as a device's model), "hinfo" (DNS HINFO
+	// "cpu os"), "netbios_name" and "netbios_group" ("NAME<20>"), "os_version"
+	// and "comment" (NetBIOS browser announcements), "fqdn", "duid",
+	// "vendor_class", "user_class", "param_list" (the options a DHCP or
+	// DHCPv6 client asks for), "client_id" (DHCP option 61, hex),
+	// "user_agent", "server" (SSDP SERVER), "usn", "device_type" (SSDP NT,
+	// WS-Discovery types), "friendly_name" and "header" (other SSDP headers
+	// naming a device), "location" (SSDP LOCATION, WS-Discovery XAddrs),
+	// "endpoint" (WS-Discovery endpoint reference), "scope" (WS-Discovery),
+	// "address" (an address claimed, probed or announced), "mac", "group" (a
+	// multicast group joined or left).
+	Kind  string `json:"kind"`
+	Value string `json:"value"`
+	// Protocols lists the protocols that carried it (LAN.Proto values).
+	Protocols []string `json:"protocols"`
+	// Senders lists the addresses that sent it (the MAC for ARP probes and
+	// other messages from no address).
+	Senders []string `json:"senders"`
+	// Host is true when the studied machine (Host) sent it.
+	Host bool `json:"host"`
+	// Count is the number of messages; FirstTS the first one's time and
+	// Step the step it fell in.
+	Count   int64     `json:"count"`
+	FirstTS time.Time `json:"first_ts"`
+	Step    string    `json:"step"`
+}
+
+// Tunnel is one tunnel.log record, as Zeek writes it: a tunnel seen for the
+// first time.
+type Tunnel struct {
+	// ConnID is the tunnel's outer endpoints and uid (the uid inner
+	// connections list in tunnel_parents; ports 0 for GRE and IP-in-IP).
+	ConnID
+	// TunnelType is Zeek's: "Tunnel::IP" (IP-in-IP, 6in4), "Tunnel::GRE"
+	// (with ERSPAN), "Tunnel::VXLAN", "Tunnel::GENEVE", "Tunnel::GTPv1",
+	// "Tunnel::HTTP" (CONNECT), "Tunnel::SOCKS".
+	TunnelType string `json:"tunnel_type"`
+	// Action is "Tunnel::DISCOVER".
+	Action string `json:"action"`
+	Step   string `json:"step"`
 }
 
 // Fingerprint is one distinct TCP SYN (or SYN-ACK) fingerprint of one sender.

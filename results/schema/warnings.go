@@ -58,9 +58,20 @@ func (w *Warnings) Notes() []string {
 	return out
 }
 
-// DecodeErrorNonIP is the DecodeErrors key of frames that carry something other
-// than IP: counted, but no damage.
+// DecodeErrorNonIP is the DecodeErrors key under which analyses of schema
+// 1.0 counted frames that carry something other than IP: no damage. Since
+// 1.1 they are in Summary.NonIPFrames.
 const DecodeErrorNonIP = "non_ip"
+
+// Notes is Warnings.Notes with the frames that carry no IP, by what they
+// carry (Summary.NonIPFrames).
+func (s *Summary) Notes() []string {
+	out := s.Warnings.Notes()
+	if n, by := total(s.NonIPFrames, ""); n > 0 {
+		out = append(out, fmt.Sprintf("%d non-IP frames (%s), counted by what they carry", n, by))
+	}
+	return out
+}
 
 // total sums m without the key skip and lists its entries ("ipv4 2, tcp 1").
 func total(m map[string]int64, skip string) (int64, string) {

@@ -33,3 +33,17 @@ func TestWarningWords(t *testing.T) {
 		})
 	}
 }
+
+// TestSummaryNotes: since schema 1.1 the frames without IP are counted in
+// the summary by what they carry, and noted so.
+func TestSummaryNotes(t *testing.T) {
+	s := Summary{Warnings: &Warnings{OffloadUDPChecksums: 1}, NonIPFrames: map[string]int64{"arp": 3, "lldp": 1}}
+	want := []string{"1 checksums left to the sender's NIC (offload; TCP 0, UDP 1): captured before the NIC fills them in, no damage",
+		"4 non-IP frames (arp 3, lldp 1), counted by what they carry"}
+	if got := s.Notes(); !slices.Equal(got, want) {
+		t.Errorf("notes %q, want %q", got, want)
+	}
+	if got := (&Summary{}).Notes(); got != nil {
+		t.Errorf("no warnings: %q", got)
+	}
+}

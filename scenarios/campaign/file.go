@@ -320,7 +320,7 @@ func (c *Campaign) variant(path string, base []byte, vn *yaml.Node) (*scenarios.
 		return nil, err
 	}
 	name := c.File + "#" + scenarios.ValueOf(vn, "name").Value
-	s, err := scenarios.ParseIn(name, filepath.Dir(path), out)
+	s, err := scenarios.ParseWith(name, out, scenarios.LoadOptions{Dir: filepath.Dir(path)})
 	if err != nil {
 		return nil, fmt.Errorf("the scenario it makes is not valid: %w", err)
 	}

@@ -160,7 +160,7 @@ func (w *RunWorker) Work(ctx context.Context, job *river.Job[RunArgs]) error {
 		return river.JobSnooze(snoozeBusy)
 	}
 	defer release()
-	s, err := scenarios.ParseIn(a.ScenarioFile, a.ScenarioDir, a.ScenarioYAML)
+	s, err := scenarios.ParseWith(a.ScenarioFile, a.ScenarioYAML, scenarios.LoadOptions{Dir: a.ScenarioDir})
 	if err != nil {
 		return river.JobCancel(fmt.Errorf("job %s: its scenario does not load here: %w", a.Job.Key, err))
 	}

@@ -314,3 +314,43 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestReportHTTPS reports a capture of real HTTPS clients whose secrets it
+// carries (see analyzer's TestGoldenHTTPS): the decrypted requests appear
+// under their destinations, not among the plain-HTTP ones.
+func TestReportHTTPS(t *testing.T) {
+	a, err := analyzer.AnalyzeFile(context.Background(), filepath.Join("..", "..", "..", "analyzer", "testdata", "https-dsb.pcapng"), analyzer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	zero := 0
+	in := &report.Input{Analysis: a, HasScenario: true, Expectations: expect.Evaluate([]expect.Expect{{MaxPlainHTTP: &zero}}, a)}
+	md, err := report.Markdown(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := report.HTML(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(md)
+	for _, want := range []string{
+		"### HTTPS requests (9)\n\n8 of 8 TLS and QUIC connections decrypted.",
+		"#### h1.test\n",
+		"| `GET` | `h1.test` | `/one?x=1` | HTTP/1.1 | `curl-h1/1` | `200 OK` | `text/plain` | 11 |",
+		"#### h3.test\n",
+		"| `GET` | `h3.test` | `/missing/3` | HTTP/3 | `quic-go-h3` | `404` | `text/plain; charset=utf-8` | 19 |",
+		"| `GET` | `h2.test` | `/two/page.html` | HTTP/2 | `curl-h2/2` | `200` | `text/plain` | 21 |",
+		"### Plain-HTTP requests (0)",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("report.md lacks %q", want)
+		}
+	}
+	if !strings.Contains(string(page), "<h4 class=\"code\">s-client.test</h4>") {
+		t.Errorf("report.html lacks the s-client.test group")
+	}
+	if met, failed := expect.Count(in.Expectations); met != 1 || failed != 0 {
+		t.Errorf("no plain HTTP expected and none sent: %d met, %d failed", met, failed)
+	}
+}
