@@ -121,7 +121,20 @@ func execute(t *testing.T, file, home string, rw *RunWorker) *rcampaign.State {
 	}
 	defer q.Close()
 	coord.Queue = q
+	defer q.Stop(context.Background(), true)
 	args := CampaignArgs{Name: c.Name, Instance: NewInstance(time.Now()), File: file, Source: c.Source, Home: home}
+	startAndWait(t, ctx, q, args)
+	st, err := rcampaign.ReadState(args.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// startAndWait queues an execution, starts q (the caller stops it) and
+// waits until the execution's coordinating job has completed.
+func startAndWait(t *testing.T, ctx context.Context, q *Queue, args CampaignArgs) {
+	t.Helper()
 	id, err := q.Enqueue(ctx, args)
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +142,6 @@ func execute(t *testing.T, file, home string, rw *RunWorker) *rcampaign.State {
 	if err := q.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer q.Stop(context.Background(), true)
 	for {
 		row, err := q.Job(ctx, id)
 		if err != nil {
@@ -139,7 +151,7 @@ func execute(t *testing.T, file, home string, rw *RunWorker) *rcampaign.State {
 			if row.State != "completed" {
 				t.Fatalf("campaign job %s: %v", row.State, row.Errors)
 			}
-			break
+			return
 		}
 		select {
 		case <-ctx.Done():
@@ -147,11 +159,6 @@ func execute(t *testing.T, file, home string, rw *RunWorker) *rcampaign.State {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	st, err := rcampaign.ReadState(args.Dir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
 }
 
 // TestCampaignOnSQLite runs a campaign on River's SQLite queue with a
@@ -243,29 +250,9 @@ func TestCampaignOnPostgres(t *testing.T) {
 	defer q.Close()
 	coord.Queue = q
 	home := filepath.Join(results, c.Name)
-	args := CampaignArgs{Name: c.Name, Instance: NewInstance(time.Now()), File: file, Source: c.Source, Home: home}
-	id, err := q.Enqueue(ctx, args)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := q.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	defer q.Stop(context.Background(), true)
-	for {
-		row, err := q.Job(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if row.FinalizedAt != nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the campaign did not finish\n%s", pg.Log())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	args := CampaignArgs{Name: c.Name, Instance: NewInstance(time.Now()), File: file, Source: c.Source, Home: home}
+	startAndWait(t, ctx, q, args)
 	st, err := rcampaign.ReadState(args.Dir())
 	if err != nil {
 		t.Fatal(err)
