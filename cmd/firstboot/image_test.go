@@ -5,12 +5,11 @@ import (
 	"context"
 	"errors"
 	"github.com/firstboot/firstboot/internal/testenv"
+	"github.com/firstboot/firstboot/internal/testvm"
 	"io"
 	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -60,12 +59,7 @@ func TestImageBuildTestguest(t *testing.T) {
 			testenv.Missing(t, "%s not installed", tool)
 		}
 	}
-	agent := filepath.Join(t.TempDir(), "firstboot-guest")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-o", agent, "github.com/firstboot/firstboot/cmd/firstboot-guest")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the agent: %v\n%s", err, out)
-	}
+	agent := testvm.BuildAgent(t)
 	cache := t.TempDir()
 	out, err := runImage(t, cache, "build", "testguest", "--agent", agent)
 	if err != nil {

@@ -6,13 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/firstboot/firstboot/internal/browsertest"
+	"github.com/firstboot/firstboot/internal/testvm"
 	"github.com/firstboot/firstboot/results/manifest"
 	"github.com/firstboot/firstboot/results/schema"
 )
@@ -32,12 +32,7 @@ func newE2E(t *testing.T) *e2eEnv {
 	if c := os.Getenv("FIRSTBOOT_TEST_IMAGE_CACHE"); c != "" {
 		env.cache = c // a cache of one's own, while changing how images are built
 	}
-	agent := filepath.Join(t.TempDir(), "firstboot-guest")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-o", agent, "github.com/firstboot/firstboot/cmd/firstboot-guest")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building the agent: %v\n%s", err, out)
-	}
+	agent := testvm.BuildAgent(t)
 	if out, code := env.run(t, "", "image", "build", "testguest", "--agent", agent); code != 0 {
 		t.Fatalf("image build testguest: exit %d\n%s", code, out)
 	}

@@ -2,14 +2,13 @@ package guest_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -57,24 +56,12 @@ func testImage(t *testing.T) guest.Image {
 			}
 			cache = filepath.Join(d, "firstboot", "test-images")
 		}
-		agentDir, err := os.MkdirTemp("", "firstboot-guest-agent-")
-		if err != nil {
-			imageErr = err
-			return
-		}
-		defer os.RemoveAll(agentDir)
-		agent := filepath.Join(agentDir, "firstboot-guest")
-		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		cmd := exec.Command(gobin, "build", "-trimpath", "-ldflags", "-s -w", "-o", agent, "github.com/firstboot/firstboot/cmd/firstboot-guest")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			imageErr = fmt.Errorf("building the agent: %w\n%s", err, out)
-			return
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		start := time.Now()
-		imageRes, imageErr = guest.Build(ctx, guest.BuildConfig{CacheDir: cache, AgentPath: agent,
+		// BuildAgent ends this test on failure; later ones see this error.
+		imageErr = errors.New("building the agent failed (see the first test that built the image)")
+		imageRes, imageErr = guest.Build(ctx, guest.BuildConfig{CacheDir: cache, AgentPath: testvm.BuildAgent(t),
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 		buildTime = time.Since(start)
 	})

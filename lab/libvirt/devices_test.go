@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/firstboot/firstboot/internal/testenv"
+	"github.com/firstboot/firstboot/internal/testvm"
 	"github.com/firstboot/firstboot/lab"
 	"github.com/firstboot/firstboot/lab/guest"
 )
@@ -256,16 +256,11 @@ func TestHardwareRefused(t *testing.T) {
 }
 
 // agentGuest is the built test guest (`firstboot image build testguest`,
-// FIRSTBOOT_IMAGE_CACHE or the user's image cache), which runs qemu-ga on the
-// agent port. Skips (fails in CI) when it is not built.
+// FIRSTBOOT_IMAGE_CACHE or the user's image cache, built there when missing),
+// which runs qemu-ga on the agent port.
 func agentGuest(t *testing.T) guest.Image {
 	t.Helper()
-	cache := testImageCache()
-	img, err := guest.Load(cache)
-	if err != nil {
-		testenv.Missing(t, "the guest-agent tests need the built test guest: %v", err)
-	}
-	return img
+	return testvm.TestGuest(t, testImageCache())
 }
 
 // bootAgentGuest boots the test guest with spec's hardware on a fresh lab

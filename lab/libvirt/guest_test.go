@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
-	"github.com/firstboot/firstboot/internal/testenv"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/firstboot/firstboot/internal/testenv"
+	"github.com/firstboot/firstboot/internal/testvm"
 	"github.com/firstboot/firstboot/lab/guest"
 )
 
@@ -130,11 +131,7 @@ func (c *cpioWriter) trailer() { c.entry("TRAILER!!!", 0, nil) }
 // the virtio-net modules out of its initramfs into dir/modules.
 func kernelFromImageCache(t *testing.T, dir string) (kernel, mods string) {
 	t.Helper()
-	cache := testImageCache()
-	img, err := guest.Load(cache)
-	if err != nil {
-		testenv.Missing(t, "no test kernel: set FIRSTBOOT_TEST_KERNEL and FIRSTBOOT_TEST_MODULES, or build the test guest (%v)", err)
-	}
+	img := testvm.TestGuest(t, testImageCache())
 	f, err := os.Open(img.Initrd)
 	if err != nil {
 		t.Fatal(err)
