@@ -270,7 +270,15 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 		}
 	}
 
-	t.Run("kvm-probe", func(t *testing.T) {
+	// Each phase checks what the one before left: after a failed phase the
+	// later ones would check nothing meaningful.
+	phase := func(name string, f func(t *testing.T)) {
+		if !t.Run(name, f) {
+			t.FailNow()
+		}
+	}
+
+	phase("kvm-probe", func(t *testing.T) {
 		if _, err := os.Stat("/dev/kvm"); err != nil {
 			t.Skip("no /dev/kvm: firstboot boots no KVM probe on this host")
 		}
@@ -279,7 +287,7 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 	})
 	// Whether the first run started the daemons (no other lab was up).
 	var started *lablibvirt.State
-	t.Run("machine-defined", func(t *testing.T) {
+	phase("machine-defined", func(t *testing.T) {
 		k := e.killAt(t, short, runs, "machine-defined", "machine-defined", "tcg", nil)
 		started = labState(t, e)
 		checkPrevious()
@@ -304,7 +312,7 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 		pdir = ownedDir(runs, pcmd.Process.Pid)
 		return pdir != ""
 	}, pout)
-	t.Run("capturing", func(t *testing.T) {
+	phase("capturing", func(t *testing.T) {
 		k := e.killAt(t, short, runs, "capturing", "", "tcg", nil)
 		checkPrevious()
 		// This run reaped the one killed before: `lab status` says so.
@@ -315,7 +323,7 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 		}
 		killed = append(killed, k)
 	})
-	t.Run("analysis", func(t *testing.T) {
+	phase("analysis", func(t *testing.T) {
 		// Right after this run has reaped the one killed while capturing,
 		// the machine of the run beside still runs.
 		prev := killed[len(killed)-1]
@@ -331,12 +339,12 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 		checkPrevious()
 		killed = append(killed, k)
 	})
-	t.Run("report", func(t *testing.T) {
+	phase("report", func(t *testing.T) {
 		k := e.killAt(t, short, runs, "report", "report", "tcg", nil)
 		checkPrevious()
 		killed = append(killed, k)
 	})
-	t.Run("lab-up", func(t *testing.T) {
+	phase("lab-up", func(t *testing.T) {
 		// Before the lab is up: nothing in the lab yet, a run directory
 		// marked running.
 		k := e.killAt(t, short, runs, "lab-up", "lab-up", "tcg", nil)

@@ -95,10 +95,9 @@ func TestUpDown(t *testing.T) {
 	}
 
 	// A crashed libvirtd leaves a network (and its dnsmasq) behind; the next
-	// Up starts fresh daemons and removes it.
-	if _, err := l.CreateNetwork(ctx, lab.NetworkSpec{Name: "t-stale"}); err != nil {
-		t.Fatal(err)
-	}
+	// Up starts fresh daemons and removes it once its owner has ended (a
+	// live owner's is left to that owner; see TestReap).
+	defineOwnedNetwork(t, l, "t-stale", deadOwner())
 	if len(dnsmasqFor(t, "firstboot-t-stale")) == 0 {
 		t.Fatal("no dnsmasq found for the network: the leftover check below would prove nothing")
 	}
