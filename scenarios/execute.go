@@ -71,9 +71,10 @@ func RunSteps(ctx context.Context, s *Scenario, env *Env) error {
 	return nil
 }
 
-// beginStep marks a step's start in the capture (and the recording).
+// beginStep marks a step's start in the capture (and the recording), and
+// tells the timeline's OnBegin (the manifest says where a killed run was).
 func (env *Env) beginStep(name string) time.Time {
-	start := env.Timeline.now()
+	start := env.Timeline.begin("step " + name)
 	env.mark(fmt.Sprintf("firstboot step %q start %s", name, start.Format(time.RFC3339Nano)))
 	env.log().Info("step", "name", name)
 	if env.Recorder != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRunSetupCleanupOrder(t *testing.T) {
@@ -73,5 +74,35 @@ func TestRunSetupCleanupOrder(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOnBeginHearsSetupAndSteps: every phase a run can be killed in, setup
+// and scenario steps alike, reaches OnBegin before it runs (the manifest's
+// "doing", which says where a killed run was).
+func TestOnBeginHearsSetupAndSteps(t *testing.T) {
+	s, err := Parse("b.yaml", []byte(`name: b
+image: {builtin: testguest}
+steps:
+  - name: one
+    actions: [start]
+  - name: two
+    actions: [{wait: 1ms}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var heard []string
+	tl := &Timeline{OnBegin: func(what string, _ time.Time) { heard = append(heard, what) }}
+	setup := []SetupStep{{Name: "lab", Run: func(context.Context) error { return nil }}}
+	err = RunSetup(context.Background(), tl, setup, func(ctx context.Context) error {
+		env := &Env{Machine: &fakeMachine{stopped: make(chan struct{})}, Start: func(context.Context) error { return nil }, Dir: t.TempDir(), Timeline: tl}
+		return RunSteps(ctx, s, env)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(heard, ", "), "setup lab, step one, step two"; !strings.HasPrefix(got, want) {
+		t.Errorf("OnBegin heard %q; want it to begin with %q", got, want)
 	}
 }
