@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/firstboot/firstboot/internal/owner"
 	lablibvirt "github.com/firstboot/firstboot/lab/libvirt"
 	"github.com/firstboot/firstboot/results/manifest"
 	"github.com/firstboot/firstboot/results/rundir"
@@ -404,7 +405,7 @@ func TestKilledRunLeavesNothing(t *testing.T) {
 			t.Errorf("the run beside: status %q (%s), capture %+v", m.Status, m.Reason, m.Capture)
 		}
 	})
-	checkDaemons(t, e, started)
+	checkDaemons(t, e, started, pout)
 }
 
 // labState reads the lab state in the test's state directory: set when one
@@ -426,12 +427,14 @@ func labState(t *testing.T, e *e2eEnv) *lablibvirt.State {
 // runs then owned in turn, are stopped once the last run ended, with the
 // namespace they made, unless machines of other firstboot processes still
 // use them.
-func checkDaemons(t *testing.T, e *e2eEnv, started *lablibvirt.State) {
+func checkDaemons(t *testing.T, e *e2eEnv, started *lablibvirt.State, beside *syncBuffer) {
 	t.Helper()
 	if started == nil {
 		return // the test's runs shared another lab's daemons
 	}
-	alive := func(pid int) bool { return exec.Command("kill", "-0", fmt.Sprint(pid)).Run() == nil }
+	// Not kill -0: a daemon that has exited stays a zombie until its
+	// parent (init, which on some hosts is slow to reap) collects it.
+	alive := func(pid int) bool { o, err := owner.Of(pid); return err == nil && !o.Gone() }
 	if !alive(started.LibvirtdPID) && !alive(started.VirtlogdPID) {
 		if st := labState(t, e); st != nil {
 			t.Errorf("lab.json left behind for daemons that are gone: %+v", st)
@@ -442,6 +445,13 @@ func checkDaemons(t *testing.T, e *e2eEnv, started *lablibvirt.State) {
 		return
 	}
 	if names, _ := virsh("list", "--name"); !strings.Contains(names, "firstboot-") {
-		t.Errorf("the daemons the test's runs started still run, with no firstboot machine left to use them: %+v", started)
+		var said []string
+		for _, l := range strings.Split(beside.String(), "\n") {
+			if strings.Contains(l, "lab:") {
+				said = append(said, l)
+			}
+		}
+		t.Errorf("the daemons the test's runs started still run, with no firstboot machine left to use them: %+v\nlab.json now: %+v\nthe run beside said:\n%s",
+			started, labState(t, e), strings.Join(said, "\n"))
 	}
 }

@@ -38,11 +38,15 @@ type State struct {
 	Owner *owner.Owner `json:"owner,omitempty"`
 	// OwnerPID is Owner's pid, for firstboot versions that read only that.
 	OwnerPID int `json:"owner_pid,omitempty"`
+	// Released: the owner ended its run while other processes' machines
+	// still used the daemons, and left them to the last of those (which
+	// may end before the owner has exited) to stop.
+	Released bool `json:"released,omitempty"`
 }
 
 // setOwner makes o the daemons' owner (the zero Owner: nobody's).
 func (st *State) setOwner(o owner.Owner) {
-	st.Owner, st.OwnerPID = nil, 0
+	st.Owner, st.OwnerPID, st.Released = nil, 0, false
 	if !o.IsZero() {
 		st.Owner, st.OwnerPID = &o, o.PID
 	}

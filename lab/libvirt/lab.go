@@ -456,12 +456,17 @@ func (l *Lab) State() State { return l.state }
 func (l *Lab) Netns() string { return l.netns }
 
 // adopt takes over daemons found running: those of a firstboot process that
-// died without stopping them become this process's to stop (or, for `lab up`,
-// permanent). Daemons of a live owner or of `lab up` are only shared.
+// died without stopping them, or that its owner released, become this
+// process's to stop (or, for `lab up`, permanent). Daemons of a live owner or
+// of `lab up` are only shared.
 func (l *Lab) adopt(st State) error {
 	switch {
 	case l.cfg.Keep && st.OwnerPID != 0:
 		st.setOwner(owner.Owner{})
+	case !l.cfg.Keep && st.Released:
+		l.log.Info("lab: taking over the daemons their owner left to the runs still using them", "owner", st.OwnerPID)
+		st.setOwner(owner.Self())
+		l.started, l.state = true, st
 	case !l.cfg.Keep && st.ownerGone():
 		l.log.Info("lab: adopting the daemons of a firstboot that ended without stopping them", "owner", st.OwnerPID)
 		st.setOwner(owner.Self())
@@ -575,9 +580,11 @@ func (l *Lab) Down(ctx context.Context) error {
 	if l.started && l.conn != nil && !l.isClosed() {
 		if others := l.othersRunning(ctx); len(others) > 0 {
 			// Another firstboot process shares these daemons: leave them
-			// (and the state file) for it, or for `firstboot lab down`.
+			// (and the state file) for it, released, so that the last
+			// sharer stops them even while this process still analyses.
 			l.log.Warn("lab: other firstboot machines still run; leaving the daemons up", "machines", others)
-			errs = append(errs, l.Close())
+			l.state.Released = true
+			errs = append(errs, saveState(l.cfg.StateDir, l.state), l.Close())
 			l.started = false
 			return errors.Join(errs...)
 		}

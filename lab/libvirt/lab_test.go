@@ -251,7 +251,8 @@ func TestDownLeavesSharedDaemons(t *testing.T) {
 		testenv.Missing(t, "a firstboot libvirtd that is not the tests' own is running; this test needs a host without one")
 	}
 	st := owner.State()
-	guest, err := Up(ctx, lab.Config{StateDir: t.TempDir()})
+	// Another run on the host: the same state directory.
+	guest, err := Up(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,24 +265,29 @@ func TestDownLeavesSharedDaemons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The owner goes down while the other lab's machine runs: the daemons stay.
+	// The owner goes down while the other run's machine runs: the daemons
+	// stay, released to that run.
 	if err := owner.Down(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if !processAlive(st.LibvirtdPID, "libvirtd") {
 		t.Fatal("owner's Down killed daemons another lab still uses")
 	}
+	if got, err := LoadState(cfg.StateDir); err != nil || !got.Released {
+		t.Fatalf("state after the owner's Down: %+v, %v; want released", got, err)
+	}
 	if err := m.Destroy(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The last run using them stops them, though their owner (this
+	// process) is still alive: it may be analysing for minutes.
 	if err := guest.Down(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// `firstboot lab down` (Stop) still finds and stops them from the state file.
-	if err := Stop(ctx, cfg); err != nil {
-		t.Fatal(err)
+	if processAlive(st.LibvirtdPID, "libvirtd") || processAlive(st.VirtlogdPID, "virtlogd") || netns.Exists("fbtest-share") {
+		t.Error("the last run's Down left the daemons or the namespace")
 	}
-	if processAlive(st.LibvirtdPID, "libvirtd") || netns.Exists("fbtest-share") {
-		t.Error("Stop left the daemons or the namespace")
+	if _, err := os.Stat(statePath(cfg.StateDir)); !os.IsNotExist(err) {
+		t.Errorf("state file still there: %v", err)
 	}
 }
