@@ -28,7 +28,8 @@ test: provision
 
 # Packages that drive the lab's one libvirtd run one at a time (-p 1) after the
 # others, so one package's lab teardown never pulls the daemon from another's.
-# cmd/firstboot includes TestRunDesktop (image build + a GUI run, ~17 min here).
+# cmd/firstboot includes the desktop tests (GUI runs under TCG: ~15 min on a
+# quiet machine, twice that on a busy one).
 LAB_PKGS := ./lab/libvirt ./cmd/firstboot
 unit:
 	$(GO) test -race -count=1 -timeout 40m $$($(GO) list ./... | grep -v -e '/lab/libvirt$$' -e '/cmd/firstboot$$')

@@ -20,11 +20,11 @@ var browserVendor = []string{"mozilla.org", "mozilla.com", "mozilla.net", "firef
 // TestRunDesktop is the GUI path end to end, as a new user would run it:
 // `firstboot image build debian-12-desktop` (from scratch in CI; 4.5
 // minutes here with the base packages cached), then `firstboot run
-// scenarios/debian-12-desktop.yaml` under TCG (12–17 minutes here): the
-// machine boots to LightDM's graphical login, the steps log in by typing
-// and clicking on "Log In" (OCR of the real screen), wait for Xfce's panel,
-// open the web browser from the Applications menu by clicking on its text,
-// and let Firefox ESR make its first-run requests. The run must pass its
+// scenarios/debian-12-desktop.yaml` under TCG (7 minutes on a quiet machine
+// here, 12–17 busy): the machine boots to LightDM's graphical login, the
+// steps log in by typing and clicking on "Log In" (OCR of the real screen),
+// wait for Xfce's panel, open the web browser from the Applications menu by
+// clicking on its text, and let Firefox ESR make its first-run requests. The run must pass its
 // expectations (exit 0), and the report's browser step must list what
 // Firefox contacted, while the steps before it contacted no browser vendor.
 //
