@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"sync"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+	"golang.org/x/sys/unix"
 
 	"github.com/firstboot/firstboot/lab/netns"
 )
@@ -41,6 +43,13 @@ const (
 	blockTimeout  = 50 * time.Millisecond
 	batchBytes    = 256 << 10
 	batchAge      = 50 * time.Millisecond
+	// Packets of at least directBytes (offloaded TCP frames of up to 64
+	// KiB) go to the file straight from the ring, beside their block's
+	// head and tail in the batch, in one writev: copying them into the
+	// batch first cost a tenth more CPU than tcpdump at 1 Gbit/s.
+	directBytes = 4 << 10
+	// maxSpans keeps a batch's writev under the kernel's IOV_MAX (1024).
+	maxSpans = 1000
 	// drainTimeout bounds how long Stop waits for the packets the kernel
 	// counted to come out of the ring (the last block comes within
 	// blockTimeout); drainPoll is how often it looks.
@@ -99,8 +108,14 @@ type Capture struct {
 	// stopping tells the reader to drain and end; checked per block.
 	stopping atomic.Bool
 
-	mu         sync.Mutex
-	batch      []byte    // whole blocks not yet in the file
+	mu    sync.Mutex
+	batch []byte // whole blocks not yet in the file
+	// spans, when packets stay in the ring, are the batch in file order:
+	// slices of batch and of the ring block being read (valid until it
+	// is handed back, which flushes first); batch[spanFrom:] follows them.
+	spans      [][]byte
+	spanFrom   int
+	direct     int       // bytes of ring data in spans
 	batchStart time.Time // timestamp of the batch's first packet
 	marks      []mark    // waiting for a packet stamped at or after them
 	taken      uint64    // packets taken off the ring (written or not)
@@ -194,7 +209,7 @@ func Start(ctx context.Context, cfg Config) (_ *Capture, err error) {
 func (c *Capture) read() {
 	defer close(c.done)
 	for !c.stopping.Load() {
-		if c.ring.readBlock(c.packet) {
+		if c.ring.readBlock(c.packet, c.blockDone) {
 			continue
 		}
 		// The ring ran empty: the file catches up while the reader waits.
@@ -219,7 +234,18 @@ func (c *Capture) packet(data []byte, at time.Time, length int) {
 		if len(c.marks) > 0 {
 			comments = c.dueMarks(at)
 		}
-		c.batch = appendPacket(c.batch, at, data, length, comments)
+		if len(data) >= directBytes {
+			if len(c.spans) >= maxSpans {
+				c.flushLocked()
+			}
+			c.batch = appendPacketHead(c.batch, at, len(data), length, comments)
+			c.spans = append(c.spans, c.batch[c.spanFrom:], data)
+			c.spanFrom = len(c.batch)
+			c.direct += len(data)
+			c.batch = appendPacketTail(c.batch, len(data), comments)
+		} else {
+			c.batch = appendPacket(c.batch, at, data, length, comments)
+		}
 		c.stats.Packets++
 		if c.stats.First.IsZero() {
 			c.stats.First = at
@@ -228,7 +254,7 @@ func (c *Capture) packet(data []byte, at time.Time, length int) {
 		if c.batchStart.IsZero() {
 			c.batchStart = at
 		}
-		if len(c.batch) >= batchBytes || at.Sub(c.batchStart) >= batchAge {
+		if len(c.batch)+c.direct >= batchBytes || at.Sub(c.batchStart) >= batchAge {
 			c.flushLocked()
 		}
 	}
@@ -279,7 +305,7 @@ func (c *Capture) drain() {
 		want := uint64(st.Packets - st.Drops)
 		deadline := time.Now().Add(drainTimeout)
 		for c.takenSoFar() < want && time.Now().Before(deadline) && ctx.Err() == nil {
-			if !c.ring.readBlock(c.packet) {
+			if !c.ring.readBlock(c.packet, c.blockDone) {
 				time.Sleep(drainPoll)
 			}
 		}
@@ -295,15 +321,71 @@ func (c *Capture) takenSoFar() uint64 {
 	return c.taken
 }
 
-// flushLocked writes the batch to the file in one write, so the file grows
-// by whole blocks.
+// blockDone runs before the reader hands a ring block back to the kernel:
+// packet data still in it must reach the file first.
+func (c *Capture) blockDone() {
+	c.mu.Lock()
+	if len(c.spans) > 0 {
+		c.flushLocked()
+	}
+	c.mu.Unlock()
+}
+
+// flushLocked writes the batch to the file in one write (a writev when
+// packets stay in the ring), so the file grows by whole blocks.
 func (c *Capture) flushLocked() {
 	c.batchStart = time.Time{}
-	if c.werr != nil || len(c.batch) == 0 {
-		return
+	switch {
+	case c.werr != nil:
+	case len(c.spans) > 0:
+		c.werr = writev(c.file, append(c.spans, c.batch[c.spanFrom:]))
+	case len(c.batch) > 0:
+		_, c.werr = c.file.Write(c.batch)
 	}
-	_, c.werr = c.file.Write(c.batch)
+	clear(c.spans) // no references into the ring once it has the block back
+	c.spans, c.spanFrom, c.direct = c.spans[:0], 0, 0
 	c.batch = c.batch[:0]
+}
+
+// writev writes bufs in order, all of them (a regular file may take part).
+func writev(f *os.File, bufs [][]byte) error {
+	conn, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	for {
+		for len(bufs) > 0 && len(bufs[0]) == 0 {
+			bufs = bufs[1:]
+		}
+		if len(bufs) == 0 {
+			return nil
+		}
+		var n int
+		var werr error
+		if err := conn.Write(func(fd uintptr) bool {
+			n, werr = unix.Writev(int(fd), bufs)
+			return werr != unix.EAGAIN
+		}); err != nil {
+			return err
+		}
+		if werr == unix.EINTR {
+			continue
+		}
+		if werr != nil {
+			return &os.PathError{Op: "writev", Path: f.Name(), Err: werr}
+		}
+		if n == 0 {
+			return &os.PathError{Op: "writev", Path: f.Name(), Err: io.ErrShortWrite}
+		}
+		for n > 0 {
+			if n < len(bufs[0]) {
+				bufs[0] = bufs[0][n:]
+				break
+			}
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		}
+	}
 }
 
 // Mark attaches comment to the first packet the kernel stamps at or after

@@ -53,6 +53,15 @@ func comment(c string) string { return c[:min(len(c), 0xffff)] }
 // appendPacket appends an Enhanced Packet Block for interface 0: data as
 // captured, length as on the wire, and comments (step marks) as options.
 func appendPacket(b []byte, at time.Time, data []byte, length int, comments []string) []byte {
+	b = appendPacketHead(b, at, len(data), length, comments)
+	b = append(b, data...)
+	return appendPacketTail(b, len(data), comments)
+}
+
+// appendPacketHead appends an Enhanced Packet Block up to its packet data,
+// which appendPacketTail expects to follow (in the batch or, written
+// straight from the ring, beside it).
+func appendPacketHead(b []byte, at time.Time, captured, length int, comments []string) []byte {
 	opts := 0
 	if len(comments) > 0 {
 		for _, c := range comments {
@@ -60,21 +69,29 @@ func appendPacket(b []byte, at time.Time, data []byte, length int, comments []st
 		}
 		opts += 4 // opt_endofopt
 	}
-	total := uint32(28 + pad4(len(data)) + opts + 4)
 	b = binary.LittleEndian.AppendUint32(b, blockEPB)
-	b = binary.LittleEndian.AppendUint32(b, total)
+	b = binary.LittleEndian.AppendUint32(b, uint32(28+pad4(captured)+opts+4))
 	b = binary.LittleEndian.AppendUint32(b, 0) // interface id
 	b = appendTimestamp(b, at)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(data)))
-	b = binary.LittleEndian.AppendUint32(b, uint32(length))
-	b = appendPadded(b, data)
+	b = binary.LittleEndian.AppendUint32(b, uint32(captured))
+	return binary.LittleEndian.AppendUint32(b, uint32(length))
+}
+
+// appendPacketTail appends the rest of the block after captured bytes of
+// data: padding, options and the repeated total length.
+func appendPacketTail(b []byte, captured int, comments []string) []byte {
+	var zeros [3]byte
+	b = append(b, zeros[:pad4(captured)-captured]...)
+	opts := 0
 	if len(comments) > 0 {
 		for _, c := range comments {
 			b = appendOption(b, 1, comment(c)) // opt_comment
+			opts += 4 + pad4(len(comment(c)))
 		}
 		b = appendOption(b, 0, "")
+		opts += 4
 	}
-	return binary.LittleEndian.AppendUint32(b, total)
+	return binary.LittleEndian.AppendUint32(b, uint32(28+pad4(captured)+opts+4))
 }
 
 // appendTimestamp appends a timestamp in nanoseconds (the interface's

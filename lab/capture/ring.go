@@ -94,10 +94,10 @@ func (r *ring) ready() bool {
 	return atomic.LoadUint32(&r.header(r.next).Block_status)&unix.TP_STATUS_USER != 0
 }
 
-// readBlock calls fn for every packet of the next block and hands the block
-// back; it reports false when the kernel has not handed one over. data is
-// only valid during fn.
-func (r *ring) readBlock(fn func(data []byte, at time.Time, length int)) bool {
+// readBlock calls fn for every packet of the next block, then done, and
+// hands the block back; it reports false when the kernel has not handed one
+// over. data stays valid until done returns.
+func (r *ring) readBlock(fn func(data []byte, at time.Time, length int), done func()) bool {
 	if !r.ready() {
 		return false
 	}
@@ -116,6 +116,7 @@ func (r *ring) readBlock(fn func(data []byte, at time.Time, length int)) bool {
 		fn(data, time.Unix(int64(p.Sec), int64(p.Nsec)), length)
 		off += int(p.Next_offset)
 	}
+	done()
 	atomic.StoreUint32(&h.Block_status, unix.TP_STATUS_KERNEL)
 	r.next = (r.next + 1) % r.blocks
 	return true
