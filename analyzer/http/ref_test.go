@@ -79,24 +79,29 @@ func refParseRequest(b []byte) (*Request, int, error) {
 	}
 	l := lines{b: b[:n]}
 	first, _ := l.next()
-	// request-line = method SP request-target SP HTTP-version
-	sp1 := bytes.IndexByte(first, ' ')
-	sp2 := bytes.LastIndexByte(first, ' ')
-	if sp1 <= 0 || sp2 <= sp1+1 {
-		return nil, 0, fmt.Errorf("request line %q: %w", clip(first), ErrMalformed)
+	// request-line = method [SP request-target] [SP HTTP-version]: like
+	// Zeek and tshark, the target and the version may be missing; a last
+	// word that is not HTTP/x.y leaves the version empty.
+	line := string(first)
+	method, rest, _ := strings.Cut(line, " ")
+	if !isToken([]byte(method)) {
+		return nil, 0, fmt.Errorf("request method %q: %w", clip([]byte(method)), ErrMalformed)
 	}
-	method := first[:sp1]
-	if !isToken(method) {
-		return nil, 0, fmt.Errorf("request method %q: %w", clip(method), ErrMalformed)
+	rest = strings.TrimSpace(rest)
+	target, last, hasLast := rest, "", false
+	if i := strings.LastIndex(rest, " "); i >= 0 {
+		target, last, hasLast = strings.TrimSpace(rest[:i]), rest[i+1:], true
+	} else if strings.HasPrefix(rest, "HTTP/") {
+		target, last, hasLast = "", rest, true
 	}
-	version, ok := httpVersion(first[sp2+1:])
-	if !ok {
-		return nil, 0, fmt.Errorf("request version %q: %w", clip(first[sp2+1:]), ErrMalformed)
+	version := ""
+	if hasLast {
+		version, _ = httpVersion([]byte(last))
 	}
 	f := refHeaders(&l)
 	return &Request{
-		Method:        string(method),
-		URI:           string(bytes.TrimSpace(first[sp1+1 : sp2])),
+		Method:        method,
+		URI:           target,
 		Version:       version,
 		Host:          f.host,
 		UserAgent:     f.userAgent,
