@@ -422,10 +422,10 @@ func (r *runner) labDown(ctx context.Context) error {
 	if r.lab == nil {
 		return nil
 	}
-	if r.lab.StartedDaemons() {
-		return r.lab.Down(ctx)
-	}
-	return r.lab.Close()
+	// Down also for a lab that shares another run's daemons: their owner
+	// may have released them to this run, or ended, and then this run is
+	// the last to use them and stops them.
+	return r.lab.Down(ctx)
 }
 
 func (r *runner) networkUp(ctx context.Context) error {

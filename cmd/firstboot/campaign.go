@@ -392,11 +392,9 @@ func holdLab(ctx context.Context, a *app) (func(), error) {
 	return func() {
 		tctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if l.StartedDaemons() {
-			l.Down(tctx)
-			return
-		}
-		l.Close()
+		// Down also when sharing: daemons released to this process
+		// are its to stop (Down only disconnects otherwise).
+		l.Down(tctx)
 	}, nil
 }
 

@@ -174,7 +174,7 @@ func Up(ctx context.Context, cfg lab.Config) (_ *Lab, err error) {
 		if err != nil {
 			tctx, cancel := teardownContext(ctx)
 			defer cancel()
-			err = errors.Join(err, l.Down(tctx))
+			err = errors.Join(err, l.down(tctx, true))
 		}
 	}()
 	if err := saveState(cfg.StateDir, st); err != nil {
@@ -550,15 +550,11 @@ func (l *Lab) isClosed() bool {
 // Down destroys the machines this Lab defined and, if Up started the daemons,
 // every firstboot network and domain, the daemons and the namespace. When Up
 // only connected, Down only disconnects.
-func (l *Lab) Down(ctx context.Context) error {
+func (l *Lab) Down(ctx context.Context) error { return l.down(ctx, false) }
+
+// down is Down; upLocked says the caller (Up failing) holds upLock.
+func (l *Lab) down(ctx context.Context, upLocked bool) error {
 	var errs []error
-	if !l.started && l.cfg.LibvirtURI == "" {
-		// The owner of these daemons may have died meanwhile (it left them up
-		// for this process's machines): then they are this process's to stop.
-		if st, err := LoadState(l.cfg.StateDir); err == nil && st.LibvirtdPID != 0 {
-			errs = append(errs, l.adopt(st))
-		}
-	}
 	l.mu.Lock()
 	ms := make([]*Machine, 0, len(l.machines))
 	for _, m := range l.machines {
@@ -576,6 +572,25 @@ func (l *Lab) Down(ctx context.Context) error {
 	l.mu.Unlock()
 	for _, n := range ns {
 		errs = append(errs, n.Close(ctx))
+	}
+	if l.cfg.LibvirtURI == "" && !upLocked {
+		// Whether to stop the daemons is decided in turn with other
+		// processes' Ups and Downs: two runs ending at once must not each
+		// see the other's machine and both leave them up.
+		unlock, err := lockFile(ctx, upLock)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("lab: %w", err))
+		} else {
+			defer unlock()
+		}
+	}
+	if !l.started && l.cfg.LibvirtURI == "" {
+		// The owner of these daemons may have ended or released them
+		// meanwhile (it left them up for this process's machines): then
+		// they are this process's to stop.
+		if st, err := LoadState(l.cfg.StateDir); err == nil && st.LibvirtdPID != 0 {
+			errs = append(errs, l.adopt(st))
+		}
 	}
 	if l.started && l.conn != nil && !l.isClosed() {
 		if others := l.othersRunning(ctx); len(others) > 0 {
