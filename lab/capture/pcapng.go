@@ -62,15 +62,8 @@ func appendPacket(b []byte, at time.Time, data []byte, length int, comments []st
 // which appendPacketTail expects to follow (in the batch or, written
 // straight from the ring, beside it).
 func appendPacketHead(b []byte, at time.Time, captured, length int, comments []string) []byte {
-	opts := 0
-	if len(comments) > 0 {
-		for _, c := range comments {
-			opts += 4 + pad4(len(comment(c)))
-		}
-		opts += 4 // opt_endofopt
-	}
 	b = binary.LittleEndian.AppendUint32(b, blockEPB)
-	b = binary.LittleEndian.AppendUint32(b, uint32(28+pad4(captured)+opts+4))
+	b = binary.LittleEndian.AppendUint32(b, packetBlockLen(captured, comments))
 	b = binary.LittleEndian.AppendUint32(b, 0) // interface id
 	b = appendTimestamp(b, at)
 	b = binary.LittleEndian.AppendUint32(b, uint32(captured))
@@ -82,16 +75,25 @@ func appendPacketHead(b []byte, at time.Time, captured, length int, comments []s
 func appendPacketTail(b []byte, captured int, comments []string) []byte {
 	var zeros [3]byte
 	b = append(b, zeros[:pad4(captured)-captured]...)
-	opts := 0
 	if len(comments) > 0 {
 		for _, c := range comments {
 			b = appendOption(b, 1, comment(c)) // opt_comment
-			opts += 4 + pad4(len(comment(c)))
 		}
 		b = appendOption(b, 0, "")
-		opts += 4
 	}
-	return binary.LittleEndian.AppendUint32(b, uint32(28+pad4(captured)+opts+4))
+	return binary.LittleEndian.AppendUint32(b, packetBlockLen(captured, comments))
+}
+
+// packetBlockLen is an Enhanced Packet Block's total length.
+func packetBlockLen(captured int, comments []string) uint32 {
+	opts := 0
+	if len(comments) > 0 {
+		for _, c := range comments {
+			opts += 4 + pad4(len(comment(c)))
+		}
+		opts += 4 // opt_endofopt
+	}
+	return uint32(28 + pad4(captured) + opts + 4)
 }
 
 // appendTimestamp appends a timestamp in nanoseconds (the interface's

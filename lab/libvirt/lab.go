@@ -463,12 +463,9 @@ func (l *Lab) adopt(st State) error {
 	switch {
 	case l.cfg.Keep && st.OwnerPID != 0:
 		st.setOwner(owner.Owner{})
-	case !l.cfg.Keep && st.Released:
-		l.log.Info("lab: taking over the daemons their owner left to the runs still using them", "owner", st.OwnerPID)
-		st.setOwner(owner.Self())
-		l.started, l.state = true, st
-	case !l.cfg.Keep && st.ownerGone():
-		l.log.Info("lab: adopting the daemons of a firstboot that ended without stopping them", "owner", st.OwnerPID)
+	case !l.cfg.Keep && (st.Released || st.ownerGone()):
+		l.log.Info("lab: adopting the daemons of a firstboot that ended without stopping them or left them to the runs still using them",
+			"owner", st.OwnerPID, "released", st.Released)
 		st.setOwner(owner.Self())
 		l.started, l.state = true, st
 	default:
