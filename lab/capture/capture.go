@@ -28,18 +28,19 @@ import (
 )
 
 // The ring and the batches. The kernel hands a block over when it is full
-// or blockTimeout after its first packet; 1 MiB blocks hold a 64 KiB
-// offloaded TCP frame, and 64 of them about half a second of full-size
-// packets at 1 Gbit/s (1.8 s of small packets at 200 k/s, and at least 64 ×
-// blockTimeout at any rate) before the kernel must drop. (32 MiB dropped
-// once in the benchmark's TCP at 1 Gbit/s on a busy machine; setting up 64
-// MiB costs about 5 ms of CPU, up to 80 ms on a VM whose memory comes fresh
-// from the host, as the kernel zeroes the ring.) blockTimeout bounds how
-// late a packet reaches the file; every handover wakes the reader, which at
-// low rates costs more CPU than the packets.
+// or blockTimeout after its first packet; 256 KiB blocks hold three 64 KiB
+// offloaded TCP frames, and 256 of them about half a second of full-size
+// packets at 1 Gbit/s (1.8 s of small packets at 200 k/s, and at least 256
+// × blockTimeout at any rate) before the kernel must drop. (32 MiB dropped
+// once in the benchmark's TCP at 1 Gbit/s on a busy machine.) The kernel
+// zeroes the ring when it is set up; in blocks of 1 MiB (order-8 pages) that
+// cost 0.1–0.15 s of CPU on a VM whose free memory was handed back to the
+// host, in blocks of 256 KiB (libpcap's size) about 5 ms. blockTimeout
+// bounds how late a packet reaches the file; every handover wakes the
+// reader, which at low rates costs more CPU than the packets.
 const (
-	ringBlockSize = 1 << 20
-	ringBlocks    = 64
+	ringBlockSize = 256 << 10
+	ringBlocks    = 256
 	blockTimeout  = 50 * time.Millisecond
 	batchBytes    = 256 << 10
 	batchAge      = 50 * time.Millisecond
@@ -48,6 +49,15 @@ const (
 	// head and tail in the batch, in one writev: copying them into the
 	// batch first cost a tenth more CPU than tcpdump at 1 Gbit/s.
 	directBytes = 4 << 10
+	// While blocks come less than busyGap apart (above about 80 MB/s), the
+	// reader takes what the ring holds every napTime instead of waking for
+	// each block: at 1 Gbit/s of TCP, waking per block cost it three times
+	// the context switches of napping and more CPU than tcpdump. It goes
+	// back to waiting when a nap finds no block. (With busyGap = napTime,
+	// 100 k small packets/s, whose blocks come 9–14 ms apart, switched
+	// between the two all the time and cost three times as much: see nap.)
+	napTime = 9 * time.Millisecond
+	busyGap = 3 * time.Millisecond
 	// maxSpans keeps a batch's writev under the kernel's IOV_MAX (1024).
 	maxSpans = 1000
 	// drainTimeout bounds how long Stop waits for the packets the kernel
@@ -76,7 +86,7 @@ type Config struct {
 	// OnPacket, when set, sees every packet after it is written, on the
 	// capture's reader goroutine: data is only valid during the call, and a
 	// slow OnPacket delays reading (the ring fills, then the kernel drops).
-	// Packets reach it up to blockTimeout after they arrive.
+	// Packets reach it up to blockTimeout + napTime after they arrive.
 	OnPacket func(data []byte, at time.Time)
 
 	// ringBlocks overrides the ring's size in blocks (tests).
@@ -208,19 +218,31 @@ func Start(ctx context.Context, cfg Config) (_ *Capture, err error) {
 // away, then drains what the kernel still holds.
 func (c *Capture) read() {
 	defer close(c.done)
+	// busy: the last wait ended within busyGap; took: the reader took a
+	// block since it last slept.
+	busy, took := false, false
 	for !c.stopping.Load() {
 		if c.ring.readBlock(c.packet, c.blockDone) {
+			took = true
 			continue
 		}
 		// The ring ran empty: the file catches up while the reader waits.
 		c.mu.Lock()
 		c.flushLocked()
 		c.mu.Unlock()
+		if busy && took {
+			took = false
+			nap(napTime)
+			continue
+		}
+		took = false
+		waitStart := time.Now()
 		if err := c.ring.wait(); err != nil {
 			// Stop woke it, or the socket failed: the interface went down
 			// or away (the machine's tap at power-off).
 			break
 		}
+		busy = time.Since(waitStart) < busyGap
 	}
 	c.drain()
 }
@@ -466,7 +488,12 @@ func (c *Capture) Stop(ctx context.Context) (Stats, error) {
 	c.marks = nil
 	c.batch = append(c.batch, statisticsBlock(c.start, time.Now(), c.stats, marks)...)
 	c.flushLocked()
-	errs := []error{c.ringErr, kerr, cerr, c.werr, c.file.Sync(), c.file.Close()}
+	// No fsync, as with tcpdump and dumpcap: it made the capture write the
+	// whole file back itself (an eighth of its CPU at 1 Gbit/s, and Stop
+	// waited for the disk). The kernel writes it back like the run's other
+	// files, none of which are synced: only a host crash loses what it had
+	// not yet written.
+	errs := []error{c.ringErr, kerr, cerr, c.werr, c.file.Close()}
 	if c.ringErr == nil && kerr == nil && c.werr == nil && c.stats.Packets+c.stats.Drops != c.stats.Received {
 		errs = append(errs, fmt.Errorf("the kernel received %d packets and dropped %d, but %d were written: the rest were still in the ring when Stop gave up",
 			c.stats.Received, c.stats.Drops, c.stats.Packets))
