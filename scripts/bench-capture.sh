@@ -4,7 +4,10 @@
 # `tcpdump -w`, one after the other on the same link: two network namespaces
 # joined by a veth pair, iperf3 sending from one, the capture on the
 # receiving side. Prints packets/s, packets the kernel received and dropped,
-# and the capture process's CPU (user + system, as GNU time reports it).
+# and the capture process's CPU: all of it (user + system, as GNU time
+# reports it, in 10 ms steps), and the part spent while the load ran (from
+# just before it starts to a second after it ends, in nanoseconds from the
+# scheduler's per-thread counters), which leaves out setting up and stopping.
 # Called by scripts/bench.sh (make bench); runs alone too. Needs root.
 #
 #   BENCH_CAPTURE_SECONDS=10  seconds of traffic per load
@@ -75,9 +78,13 @@ iperf_args() {
   esac
 }
 
-# capture TOOL LOAD: one measurement; sets $pps, $recv, $drop and $cpu (s).
+# cpu_ns PID: CPU time of all the process's threads so far, in ns.
+cpu_ns() { awk '{ s += $1 } END { printf "%.0f", s }' /proc/"$1"/task/*/schedstat; }
+
+# capture TOOL LOAD: one measurement; sets $pps, $recv, $drop, $cpu (s) and
+# $load_cpu (s, while the load ran).
 capture() {
-  local tool=$1 load=$2 out=$work/cap err=$work/err tpid cpid spid i u s line
+  local tool=$1 load=$2 out=$work/cap err=$work/err tpid cpid spid i u s line cpu0 cpu1
   rm -f "$out" "$err" "$work/time"
   spid=
   if [ "$load" != idle ]; then
@@ -98,6 +105,9 @@ capture() {
   done
   grep -qE '(^capturing|listening on)' "$err" || { echo "bench-capture: $tool did not start:" >&2; cat "$err" >&2; exit 1; }
   sleep 0.5 # the iperf3 server is listening by now
+  # GNU time's child: ip netns exec has become the capture.
+  cpid=$(pgrep -P "$tpid")
+  cpu0=$(cpu_ns "$cpid")
   if [ "$load" = idle ]; then
     sleep "$secs"
   else
@@ -106,9 +116,9 @@ capture() {
       { echo "bench-capture: iperf3 failed:" >&2; cat "$work/iperf" >&2; exit 1; }
   fi
   sleep 1
-  # GNU time does not pass signals on: interrupt the capture itself (ip netns
-  # exec has become it), then wait for time to report its CPU.
-  cpid=$(pgrep -P "$tpid")
+  cpu1=$(cpu_ns "$cpid")
+  # GNU time does not pass signals on: interrupt the capture itself, then
+  # wait for time to report its CPU.
   kill -INT "$cpid"
   wait "$tpid" || { echo "bench-capture: $tool failed:" >&2; cat "$err" >&2; exit 1; }
   [ -z "$spid" ] || wait "$spid" 2>/dev/null || true
@@ -127,35 +137,37 @@ capture() {
   esac
   pps=$(awk -v r="$recv" -v t="$secs" 'BEGIN { printf "%.0f", r / t }')
   cpu=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
+  load_cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.4f", (b - a) / 1e9 }')
   mb=$(awk -v b="$(stat -c %s "$out")" 'BEGIN { printf "%.0f", b / 1e6 }')
 }
 
 echo "bench-capture: $secs s per load, $runs run(s); machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 results=$work/results
 : >"$results"
-printf '%-14s %-10s %9s %10s %9s %7s %6s %7s\n' load tool pkt/s received dropped CPU_s CPU% file_MB
+printf '%-14s %-10s %9s %10s %9s %7s %6s %7s %7s\n' load tool pkt/s received dropped CPU_s CPU% load% file_MB
 for run in $(seq "$runs"); do
   for load in $loads; do
     for tool in $tools; do
       capture "$tool" "$load"
-      echo "$load $tool $pps $recv $drop $cpu" >>"$results"
-      awk -v l="$load" -v t="$tool" -v p="$pps" -v r="$recv" -v d="$drop" -v c="$cpu" -v s="$secs" -v m="$mb" 'BEGIN {
-        printf "%-14s %-10s %9d %10d %9d %7.2f %5.1f%% %7d\n", l, t, p, r, d, c, 100 * c / s, m }'
+      echo "$load $tool $pps $recv $drop $cpu $load_cpu" >>"$results"
+      awk -v l="$load" -v t="$tool" -v p="$pps" -v r="$recv" -v d="$drop" -v c="$cpu" -v lc="$load_cpu" -v s="$secs" -v m="$mb" 'BEGIN {
+        printf "%-14s %-10s %9d %10d %9d %7.2f %5.1f%% %6.2f%% %7d\n", l, t, p, r, d, c, 100 * c / s, 100 * lc / s, m }'
     done
   done
 done
 
 if [ "$runs" -gt 1 ]; then
   echo
-  echo "== summary over $runs runs (best and worst of each; CPU% = CPU seconds per second of traffic)"
-  printf '%-14s %-10s %19s %19s %15s\n' load tool pkt/s dropped CPU%
+  echo "== summary over $runs runs (best and worst of each; CPU% = CPU seconds per second of traffic; load% = the same for the CPU spent while the load ran)"
+  printf '%-14s %-10s %19s %19s %15s %15s\n' load tool pkt/s dropped CPU% load%
   for load in $loads; do
     for tool in $tools; do
       awk -v l="$load" -v t="$tool" -v s="$secs" '$1 == l && $2 == t {
           n++; if (n == 1 || $3 < pl) pl = $3; if ($3 > ph) ph = $3
           if (n == 1 || $5 < dl) dl = $5; if ($5 > dh) dh = $5
-          if (n == 1 || $6 < cl) cl = $6; if ($6 > ch) ch = $6 }
-        END { printf "%-14s %-10s %9d-%-9d %9d-%-9d %6.1f-%-6.1f\n", l, t, pl, ph, dl, dh, 100 * cl / s, 100 * ch / s }' "$results"
+          if (n == 1 || $6 < cl) cl = $6; if ($6 > ch) ch = $6
+          if (n == 1 || $7 < ll) ll = $7; if ($7 > lh) lh = $7 }
+        END { printf "%-14s %-10s %9d-%-9d %9d-%-9d %6.1f-%-6.1f %6.2f-%-6.2f\n", l, t, pl, ph, dl, dh, 100 * cl / s, 100 * ch / s, 100 * ll / s, 100 * lh / s }' "$results"
     done
   done
 fi
