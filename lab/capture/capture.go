@@ -218,24 +218,22 @@ func Start(ctx context.Context, cfg Config) (_ *Capture, err error) {
 // away, then drains what the kernel still holds.
 func (c *Capture) read() {
 	defer close(c.done)
-	// busy: the last wait ended within busyGap; took: the reader took a
-	// block since it last slept.
-	busy, took := false, false
+	// busy: blocks come less than busyGap apart, so the reader naps; it
+	// stays busy while each nap finds a block.
+	busy := false
 	for !c.stopping.Load() {
 		if c.ring.readBlock(c.packet, c.blockDone) {
-			took = true
 			continue
 		}
 		// The ring ran empty: the file catches up while the reader waits.
 		c.mu.Lock()
 		c.flushLocked()
 		c.mu.Unlock()
-		if busy && took {
-			took = false
+		if busy {
 			nap(napTime)
+			busy = c.ring.ready()
 			continue
 		}
-		took = false
 		waitStart := time.Now()
 		if err := c.ring.wait(); err != nil {
 			// Stop woke it, or the socket failed: the interface went down

@@ -12,9 +12,10 @@
 // (except those of processes that still run).
 // There is one libvirtd per host (its socket path is fixed).
 //
-// Ownership. StartedDaemons tells whether this Up started the daemons; only
-// then does Down stop them, and not while another process's firstboot
-// machine still runs (then `firstboot lab down`, i.e. Stop, does it).
+// Ownership. StartedDaemons tells whether this Up started the daemons. Down
+// stops them then, and also when their owner has ended or released them to
+// this process, but not while another process's firstboot machine still
+// runs (then that process's Down, or `firstboot lab down`, i.e. Stop, does it).
 //
 // Orphans. Machines and networks record their owner (internal/owner: pid,
 // start time, boot, host) in their <metadata>, machines also their overlay
